@@ -1,0 +1,39 @@
+//! # densa-kernels
+//!
+//! The numeric kernels behind densa, with no knowledge of BERT: a linear layer (GEMM plus
+//! bias), LayerNorm, GELU, tanh, a row-wise softmax and multi-head scaled dot-product
+//! attention over packed variable-length sequences.
+//!
+//! Every kernel here is the *interface* the model calls. The implementations are plain and
+//! correct (matrixmultiply's `sgemm`, rayon over rows and heads); faster ones can replace them
+//! behind the same signatures without the model noticing. Each kernel has a naive twin in
+//! [`reference`] (computed in `f64`) that the property tests compare it with.
+//!
+//! Conventions, as in PyTorch: matrices are row-major; a linear layer's weight is
+//! `(out_features, in_features)` and computes `y = x · Wᵀ + b`.
+//!
+//! Parallel kernels run on the *current* rayon pool, so a caller that wants `T` threads
+//! installs a pool of `T` threads around the call (`pool.install(|| ...)`).
+
+pub mod activation;
+pub mod attention;
+pub mod gemm;
+pub mod norm;
+pub mod reference;
+pub mod softmax;
+
+pub use activation::{gelu_erf, gelu_tanh, tanh};
+pub use attention::attention_forward;
+pub use gemm::linear_forward;
+pub use norm::{add_inplace, layer_norm};
+pub use softmax::softmax_rows;
+
+/// A raw pointer that may cross threads. Used only where parallel tasks write provably
+/// disjoint parts of one buffer (each use says why in its `SAFETY:` comment).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut f32);
+// SAFETY: the pointer is only dereferenced by tasks that write disjoint elements of a buffer
+// that outlives the parallel scope (rayon joins all tasks before the scope returns).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; shared references to SendPtr only copy the address.
+unsafe impl Sync for SendPtr {}

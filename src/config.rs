@@ -1,0 +1,150 @@
+//! `config.json`: the architecture of a BERT or DPR checkpoint.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The activation of the feed-forward layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: the exact erf form.
+    GeluErf,
+    /// `gelu_new` / `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+}
+
+/// The family of checkpoint, which decides the tensor names and the default pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelType {
+    Bert,
+    Dpr,
+}
+
+/// The parts of `config.json` that describe the network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BertConfig {
+    pub model_type: ModelType,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f32,
+    pub hidden_act: Activation,
+    /// DPR only: the size of `encode_proj`, 0 when the encoder has no projection.
+    pub projection_dim: usize,
+    pub pad_token_id: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    model_type: Option<String>,
+    vocab_size: Option<usize>,
+    hidden_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    intermediate_size: Option<usize>,
+    max_position_embeddings: Option<usize>,
+    type_vocab_size: Option<usize>,
+    layer_norm_eps: Option<f64>,
+    hidden_act: Option<String>,
+    position_embedding_type: Option<String>,
+    projection_dim: Option<usize>,
+    pad_token_id: Option<u32>,
+}
+
+/// Upper bounds that no real BERT reaches; they turn a corrupt config into an error instead
+/// of a multi-terabyte allocation.
+const MAX_DIM: usize = 1 << 16;
+const MAX_LAYERS: usize = 256;
+const MAX_VOCAB: usize = 1 << 22;
+const MAX_POSITIONS: usize = 1 << 16;
+
+impl BertConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingFile { path: path.to_owned(), hint: String::new() },
+            _ => Error::io(path, e),
+        })?;
+        Self::from_json(&text).map_err(|message| Error::Config { path: path.to_owned(), message })
+    }
+
+    /// Parses and validates the text of a `config.json`.
+    pub fn from_json(text: &str) -> std::result::Result<Self, String> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| format!("not a valid config: {e}"))?;
+        let model_type = match raw.model_type.as_deref() {
+            Some("bert") | None => ModelType::Bert,
+            Some("dpr") => ModelType::Dpr,
+            Some(other) => return Err(format!("model_type {other:?} is not supported (bert or dpr)")),
+        };
+        let need = |value: Option<usize>, name: &str, max: usize| -> std::result::Result<usize, String> {
+            let v = value.ok_or_else(|| format!("missing field {name}"))?;
+            if v == 0 || v > max {
+                return Err(format!("{name} = {v} is out of range (1..={max})"));
+            }
+            Ok(v)
+        };
+        let hidden_size = need(raw.hidden_size, "hidden_size", MAX_DIM)?;
+        let num_attention_heads = need(raw.num_attention_heads, "num_attention_heads", MAX_DIM)?;
+        if hidden_size % num_attention_heads != 0 {
+            return Err(format!("hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}"));
+        }
+        let hidden_act = match raw.hidden_act.as_deref().unwrap_or("gelu") {
+            "gelu" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+            other => return Err(format!("hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh)")),
+        };
+        match raw.position_embedding_type.as_deref().unwrap_or("absolute") {
+            "absolute" => {}
+            other => return Err(format!("position_embedding_type {other:?} is not supported (absolute only)")),
+        }
+        let layer_norm_eps = raw.layer_norm_eps.unwrap_or(1e-12);
+        if !(layer_norm_eps.is_finite() && layer_norm_eps > 0.0) {
+            return Err(format!("layer_norm_eps = {layer_norm_eps} must be a positive number"));
+        }
+        let projection_dim = raw.projection_dim.unwrap_or(0);
+        if projection_dim > MAX_DIM {
+            return Err(format!("projection_dim = {projection_dim} is out of range"));
+        }
+        Ok(BertConfig {
+            model_type,
+            vocab_size: need(raw.vocab_size, "vocab_size", MAX_VOCAB)?,
+            hidden_size,
+            num_hidden_layers: need(raw.num_hidden_layers, "num_hidden_layers", MAX_LAYERS)?,
+            num_attention_heads,
+            intermediate_size: need(raw.intermediate_size, "intermediate_size", MAX_DIM * 4)?,
+            max_position_embeddings: need(raw.max_position_embeddings, "max_position_embeddings", MAX_POSITIONS)?,
+            type_vocab_size: need(Some(raw.type_vocab_size.unwrap_or(2)), "type_vocab_size", 1024)?,
+            layer_norm_eps: layer_norm_eps as f32,
+            hidden_act,
+            projection_dim,
+            pad_token_id: raw.pad_token_id,
+        })
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// BERT-base with BETO's vocabulary: the shape of the Spanish DPR encoders.
+    pub fn bert_base(vocab_size: usize) -> Self {
+        BertConfig {
+            model_type: ModelType::Bert,
+            vocab_size,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_act: Activation::GeluErf,
+            projection_dim: 0,
+            pad_token_id: Some(1),
+        }
+    }
+}

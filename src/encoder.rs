@@ -1,0 +1,325 @@
+//! The public entry point: an [`Encoder`] loaded from a model folder.
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{BertConfig, ModelType};
+use crate::error::{Error, Result};
+use crate::model::{BertModel, PackedBatch};
+use crate::pooling::{pool, Pooling};
+use crate::tokenizer::{Input, TextTokenizer, Tokenized};
+use rayon::prelude::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// How to load and run an encoder. `Options::default()` is what the CLI does without flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Worker threads of this encoder's own pool; 0 means one per available core.
+    pub threads: usize,
+    /// How token vectors become one vector; [`Pooling::Auto`] follows the checkpoint.
+    pub pooling: Pooling,
+    /// L2-normalise every embedding (on top of what the checkpoint asks for).
+    pub normalize: bool,
+    /// Truncation length in tokens, special tokens included. `None`: sentence-transformers'
+    /// `max_seq_length` if the folder has one, else the smaller of 512 and
+    /// `max_position_embeddings`.
+    pub max_length: Option<usize>,
+    /// Sequences per forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { threads: 0, pooling: Pooling::Auto, normalize: false, max_length: None, batch_size: 32 }
+    }
+}
+
+/// Embeddings of several inputs: `len()` rows of `dim` values, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub dim: usize,
+    /// Row-major `(len, dim)`.
+    pub data: Vec<f32>,
+    /// How many inputs were cut to the maximum length.
+    pub truncated: usize,
+}
+
+impl Embeddings {
+    pub fn len(&self) -> usize {
+        if self.dim == 0 {
+            0
+        } else {
+            self.data.len() / self.dim
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The embedding of input `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// All embeddings, in input order.
+    pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
+        self.data.chunks_exact(self.dim.max(1))
+    }
+}
+
+/// A loaded text encoder: tokenizer, weights and its own thread pool.
+///
+/// `Encoder` is `Send + Sync`: share one (`Arc<Encoder>`) between threads and call it from all
+/// of them at once. Each call runs on the encoder's pool of [`Options::threads`] threads.
+pub struct Encoder {
+    model: BertModel,
+    tokenizer: TextTokenizer,
+    checkpoint: Checkpoint,
+    pooling: Pooling,
+    normalize: bool,
+    batch_size: usize,
+    pool: rayon::ThreadPool,
+    dir: PathBuf,
+}
+
+/// What a sentence-transformers folder says about pooling and input handling.
+#[derive(Default)]
+struct SentenceTransformersConfig {
+    pooling: Option<Pooling>,
+    normalize: bool,
+    max_seq_length: Option<usize>,
+    do_lower_case: bool,
+}
+
+impl Encoder {
+    /// Loads a Hugging Face model folder (`config.json`, `model.safetensors` or its shards, the
+    /// tokenizer files, optionally sentence-transformers' `modules.json`).
+    pub fn from_dir(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::MissingFile { path: dir.to_owned(), hint: " (expected a model folder)".into() });
+        }
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let checkpoint = Checkpoint::open_dir(dir)?;
+        let st = read_sentence_transformers(dir)?;
+        let max_length = options.max_length.or(st.max_seq_length).unwrap_or(config.max_position_embeddings.min(512));
+        let mut tokenizer = TextTokenizer::from_dir(dir, max_length.min(config.max_position_embeddings).max(1))?;
+        tokenizer.set_lowercase_input(st.do_lower_case);
+        Self::build(config, checkpoint, tokenizer, st, options, dir.to_owned(), max_length)
+    }
+
+    /// An encoder from parts made elsewhere: a config, in-memory or mapped weights, and a
+    /// tokenizer. Used by tests that build weights themselves.
+    pub fn from_parts(config: BertConfig, checkpoint: Checkpoint, tokenizer: TextTokenizer, options: Options) -> Result<Self> {
+        let max_length = tokenizer.max_length();
+        Self::build(config, checkpoint, tokenizer, SentenceTransformersConfig::default(), options, PathBuf::new(), max_length)
+    }
+
+    fn build(
+        config: BertConfig,
+        checkpoint: Checkpoint,
+        tokenizer: TextTokenizer,
+        st: SentenceTransformersConfig,
+        options: Options,
+        dir: PathBuf,
+        max_length: usize,
+    ) -> Result<Self> {
+        if max_length < 2 || max_length > config.max_position_embeddings {
+            return Err(Error::InvalidInput(format!(
+                "--max-length {max_length} must be between 2 and max_position_embeddings ({})",
+                config.max_position_embeddings
+            )));
+        }
+        if options.batch_size == 0 {
+            return Err(Error::InvalidInput("--batch-size must be at least 1".into()));
+        }
+        let model = BertModel::load(&checkpoint, &config)?;
+        let pooling = match options.pooling {
+            Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
+            Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() { Pooling::Pooler } else { Pooling::Cls }),
+            other => other,
+        };
+        pooling.output_dim(&model)?;
+        let threads = match options.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("densa-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))?;
+        Ok(Encoder {
+            model,
+            tokenizer,
+            checkpoint,
+            pooling,
+            normalize: options.normalize || st.normalize,
+            batch_size: options.batch_size,
+            pool,
+            dir,
+        })
+    }
+
+    /// Embeds single texts (questions).
+    pub fn embed(&self, texts: &[&str]) -> Result<Embeddings> {
+        let inputs: Vec<Input> = texts.iter().map(|&t| Input::Text(t)).collect();
+        self.embed_inputs(&inputs)
+    }
+
+    /// Embeds pairs: for DPR passages, `(title, text)`.
+    pub fn embed_pairs(&self, pairs: &[(&str, &str)]) -> Result<Embeddings> {
+        let inputs: Vec<Input> = pairs.iter().map(|&(a, b)| Input::Pair(a, b)).collect();
+        self.embed_inputs(&inputs)
+    }
+
+    /// Embeds any mix of texts and pairs, one row per input, in input order.
+    pub fn embed_inputs(&self, inputs: &[Input<'_>]) -> Result<Embeddings> {
+        let tokenized = self.tokenize(inputs)?;
+        self.embed_tokenized(&tokenized)
+    }
+
+    /// Tokenizes inputs as the model will see them.
+    pub fn tokenize(&self, inputs: &[Input<'_>]) -> Result<Vec<Tokenized>> {
+        self.pool.install(|| inputs.par_iter().map(|&input| self.tokenizer.encode(input)).collect())
+    }
+
+    /// Embeds already tokenized inputs.
+    ///
+    /// Inputs are sorted by length, cut into batches of `batch_size`, each batch packed (no
+    /// padding) and run; rows come back in input order.
+    pub fn embed_tokenized(&self, tokenized: &[Tokenized]) -> Result<Embeddings> {
+        let dim = self.dim();
+        let mut data = vec![0.0f32; tokenized.len() * dim];
+        let mut order: Vec<usize> = (0..tokenized.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
+        self.pool.install(|| -> Result<()> {
+            let mut pooled = Vec::new();
+            for batch_indices in order.chunks(self.batch_size) {
+                let mut batch = PackedBatch::new();
+                for &i in batch_indices {
+                    batch.push(&tokenized[i].ids, &tokenized[i].type_ids);
+                }
+                let hidden = self.model.forward(&batch, None)?;
+                pooled.resize(batch_indices.len() * dim, 0.0);
+                pool(&self.model, self.pooling, &hidden, &batch, self.normalize, &mut pooled)?;
+                for (row, &i) in pooled.chunks_exact(dim).zip(batch_indices) {
+                    data[i * dim..(i + 1) * dim].copy_from_slice(row);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Embeddings { dim, data, truncated: tokenized.iter().filter(|t| t.truncated).count() })
+    }
+
+    /// The embedding output and every layer's output for one input, each `(T, hidden)`
+    /// row-major: what `transformers` returns with `output_hidden_states=True`.
+    pub fn hidden_states(&self, input: Input<'_>) -> Result<(Tokenized, Vec<Vec<f32>>)> {
+        let tokenized = self.tokenizer.encode(input)?;
+        let mut batch = PackedBatch::new();
+        batch.push(&tokenized.ids, &tokenized.type_ids);
+        let mut states = Vec::with_capacity(self.model.layers.len() + 1);
+        self.pool.install(|| self.model.forward(&batch, Some(&mut states)))?;
+        Ok((tokenized, states))
+    }
+
+    /// Width of the embeddings this encoder returns.
+    pub fn dim(&self) -> usize {
+        self.pooling.output_dim(&self.model).expect("checked at load")
+    }
+
+    /// The pooling in use (never [`Pooling::Auto`]).
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Whether embeddings are L2-normalised.
+    pub fn normalizes(&self) -> bool {
+        self.normalize
+    }
+
+    /// The loaded network.
+    pub fn model(&self) -> &BertModel {
+        &self.model
+    }
+
+    /// The checkpoint's stored tensors.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Threads in this encoder's pool.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// The folder this encoder was loaded from (empty for [`Encoder::from_parts`]).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` on this encoder's thread pool (for benchmarks that time the model alone).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), message: format!("not valid JSON: {e}") })
+}
+
+/// Reads `modules.json`, the `Pooling` module's config and `sentence_bert_config.json`.
+fn read_sentence_transformers(dir: &Path) -> Result<SentenceTransformersConfig> {
+    let mut st = SentenceTransformersConfig::default();
+    let modules_path = dir.join("modules.json");
+    if !modules_path.is_file() {
+        return Ok(st);
+    }
+    let modules = read_json(&modules_path)?;
+    let modules = modules.as_array().ok_or_else(|| Error::Config { path: modules_path.clone(), message: "expected a list of modules".into() })?;
+    for module in modules {
+        let kind = module.get("type").and_then(Value::as_str).unwrap_or("");
+        let sub = module.get("path").and_then(Value::as_str).unwrap_or("");
+        if kind.ends_with(".Normalize") {
+            st.normalize = true;
+        } else if kind.ends_with(".Pooling") {
+            let path = dir.join(sub).join("config.json");
+            let cfg = read_json(&path)?;
+            let on = |key: &str| cfg.get(key).and_then(Value::as_bool).unwrap_or(false);
+            let modes: Vec<Pooling> = [
+                ("pooling_mode_cls_token", Pooling::Cls),
+                ("pooling_mode_mean_tokens", Pooling::Mean),
+                ("pooling_mode_max_tokens", Pooling::Max),
+                ("pooling_mode_mean_sqrt_len_tokens", Pooling::MeanSqrtLen),
+            ]
+            .into_iter()
+            .filter(|(key, _)| on(key))
+            .map(|(_, p)| p)
+            .collect();
+            match modes[..] {
+                [single] => st.pooling = Some(single),
+                _ => {
+                    return Err(Error::Config {
+                        path,
+                        message: format!("densa supports exactly one pooling mode; this config enables {}", modes.len()),
+                    })
+                }
+            }
+        } else if !kind.ends_with(".Transformer") {
+            return Err(Error::Config { path: modules_path.clone(), message: format!("module type {kind:?} is not supported") });
+        }
+    }
+    let sbert = dir.join("sentence_bert_config.json");
+    if sbert.is_file() {
+        let cfg = read_json(&sbert)?;
+        st.max_seq_length = cfg.get("max_seq_length").and_then(Value::as_u64).map(|v| v as usize);
+        st.do_lower_case = cfg.get("do_lower_case").and_then(Value::as_bool).unwrap_or(false);
+    }
+    Ok(st)
+}

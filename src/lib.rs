@@ -1,0 +1,37 @@
+//! # densa
+//!
+//! A CPU inference engine for BERT-family text encoders (BERT, DPR, sentence-transformers),
+//! written from scratch to give the same vectors as Hugging Face `transformers`.
+//!
+//! ```no_run
+//! use densa::{Encoder, Options};
+//!
+//! let encoder = Encoder::from_dir("models/dpr-question", Options::default())?;
+//! let questions = encoder.embed(&["¿Quién escribió el Quijote?"])?;
+//! println!("{} vectors of {} values", questions.len(), questions.dim);
+//! # Ok::<(), densa::Error>(())
+//! ```
+//!
+//! The forward pass reads top to bottom in [`model`]; the numeric kernels live in the
+//! `densa-kernels` crate.
+
+pub mod checkpoint;
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod model;
+pub mod npy;
+pub mod pooling;
+pub mod tokenizer;
+
+pub use config::BertConfig;
+pub use encoder::{Embeddings, Encoder, Options};
+pub use error::{Error, Result};
+pub use pooling::Pooling;
+pub use tokenizer::{Input, Tokenized};
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Encoder>();
+}

@@ -1,0 +1,111 @@
+//! Pooling: from the last hidden state `(T, H)` of a packed batch to one vector per sequence.
+
+use crate::error::{Error, Result};
+use crate::model::{BertModel, PackedBatch};
+use densa_kernels as k;
+
+/// How a sequence's token vectors become its embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// What the checkpoint implies: DPR → [`Pooling::Dpr`]; a sentence-transformers folder →
+    /// its `1_Pooling` config; plain BERT with `pooler.dense` → [`Pooling::Pooler`]; else CLS.
+    #[default]
+    Auto,
+    /// The last hidden state of the first token (`[CLS]`).
+    Cls,
+    /// The mean of the last hidden states over the sequence's real tokens.
+    Mean,
+    /// The elementwise maximum over real tokens (sentence-transformers' `max_tokens`).
+    Max,
+    /// The sum over real tokens divided by √length (sentence-transformers' `mean_sqrt_len_tokens`).
+    MeanSqrtLen,
+    /// BERT's pooler: `tanh(pooler.dense([CLS]))`.
+    Pooler,
+    /// DPR's pooled output: `[CLS]`, then `encode_proj` when the encoder has one.
+    Dpr,
+}
+
+impl Pooling {
+    /// Its name, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Auto => "auto",
+            Pooling::Cls => "cls",
+            Pooling::Mean => "mean",
+            Pooling::Max => "max",
+            Pooling::MeanSqrtLen => "mean_sqrt_len",
+            Pooling::Pooler => "pooler",
+            Pooling::Dpr => "dpr",
+        }
+    }
+
+    /// The width of the pooled vector for `model`, or an error if `model` cannot pool this way.
+    pub fn output_dim(self, model: &BertModel) -> Result<usize> {
+        let h = model.config.hidden_size;
+        match self {
+            Pooling::Auto => Err(Error::InvalidInput("pooling must be resolved before use".into())),
+            Pooling::Pooler if model.pooler.is_none() => {
+                Err(Error::InvalidInput("--pooling pooler: this checkpoint has no pooler.dense weights".into()))
+            }
+            Pooling::Dpr => Ok(model.projection.as_ref().map_or(h, |p| p.out_features)),
+            _ => Ok(h),
+        }
+    }
+}
+
+/// Pools `hidden (T, H)` into `out (num_sequences, dim)`, then L2-normalises each row when
+/// `normalize` is set.
+pub fn pool(model: &BertModel, pooling: Pooling, hidden: &[f32], batch: &PackedBatch, normalize: bool, out: &mut [f32]) -> Result<()> {
+    let h = model.config.hidden_size;
+    let n = batch.num_sequences();
+    let dim = pooling.output_dim(model)?;
+    assert_eq!(out.len(), n * dim, "pool: output buffer does not hold ({n}, {dim})");
+    let token = |t: usize| &hidden[t * h..(t + 1) * h];
+    // cls: (n, H), the first token of every sequence (an empty range never occurs: every
+    // sequence holds at least [CLS] and [SEP]).
+    let cls = || -> Vec<f32> { (0..n).flat_map(|s| token(batch.seq_offsets[s]).iter().copied()).collect() };
+    match pooling {
+        Pooling::Cls => out.copy_from_slice(&cls()),
+        Pooling::Pooler => {
+            let dense = model.pooler.as_ref().expect("checked by output_dim");
+            dense.forward(out, &cls(), n);
+            k::tanh(out);
+        }
+        Pooling::Dpr => match &model.projection {
+            Some(proj) => proj.forward(out, &cls(), n),
+            None => out.copy_from_slice(&cls()),
+        },
+        Pooling::Mean | Pooling::Max | Pooling::MeanSqrtLen => {
+            for (s, row) in out.chunks_exact_mut(dim).enumerate() {
+                let range = batch.range(s);
+                let len = range.len().max(1) as f64;
+                if pooling == Pooling::Max {
+                    row.fill(f32::NEG_INFINITY);
+                    for t in range {
+                        row.iter_mut().zip(token(t)).for_each(|(m, &v)| *m = m.max(v));
+                    }
+                } else {
+                    let mut sum = vec![0.0f64; h];
+                    for t in range {
+                        sum.iter_mut().zip(token(t)).for_each(|(a, &v)| *a += v as f64);
+                    }
+                    let div = if pooling == Pooling::Mean { len } else { len.sqrt() };
+                    row.iter_mut().zip(&sum).for_each(|(o, &a)| *o = (a / div) as f32);
+                }
+            }
+        }
+        Pooling::Auto => unreachable!("rejected by output_dim"),
+    }
+    if normalize {
+        for row in out.chunks_exact_mut(dim) {
+            l2_normalize(row);
+        }
+    }
+    Ok(())
+}
+
+/// Divides `v` by its L2 norm (as `torch.nn.functional.normalize`, with its 1e-12 floor).
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
+}
