@@ -15,7 +15,11 @@ use std::sync::Arc;
 #[derive(Clone)]
 enum TensorData {
     /// `len` f32 values at byte `offset` of `map`; `offset` is a multiple of 4.
-    Mapped { map: Arc<Mmap>, offset: usize, len: usize },
+    Mapped {
+        map: Arc<Mmap>,
+        offset: usize,
+        len: usize,
+    },
     Owned(Arc<[f32]>),
 }
 
@@ -29,8 +33,15 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor that owns its values. Panics if `values` does not match `shape`.
     pub fn from_vec(shape: Vec<usize>, values: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "tensor values do not match shape {shape:?}");
-        Tensor { shape, data: TensorData::Owned(values.into()) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "tensor values do not match shape {shape:?}"
+        );
+        Tensor {
+            shape,
+            data: TensorData::Owned(values.into()),
+        }
     }
 
     /// The shape, outermost dimension first.
@@ -63,7 +74,12 @@ impl Tensor {
 /// Where one tensor of a checkpoint is stored.
 #[derive(Clone)]
 enum Source {
-    File { file: usize, dtype: Dtype, byte_start: usize, byte_len: usize },
+    File {
+        file: usize,
+        dtype: Dtype,
+        byte_start: usize,
+        byte_len: usize,
+    },
     Memory(Tensor),
 }
 
@@ -91,17 +107,29 @@ impl Checkpoint {
             Self::open_files(&[single])
         } else if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-            let parsed: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::Config { path: index.clone(), message: format!("not valid JSON: {e}") })?;
-            let map = parsed.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::Config {
-                path: index.clone(),
-                message: "no \"weight_map\" object".into(),
-            })?;
+            let parsed: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::Config {
+                    path: index.clone(),
+                    message: format!("not valid JSON: {e}"),
+                })?;
+            let map = parsed
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::Config {
+                    path: index.clone(),
+                    message: "no \"weight_map\" object".into(),
+                })?;
             let mut shards: Vec<PathBuf> = Vec::new();
             for file in map.values() {
-                let name = file.as_str().ok_or_else(|| Error::Config { path: index.clone(), message: "weight_map values must be file names".into() })?;
+                let name = file.as_str().ok_or_else(|| Error::Config {
+                    path: index.clone(),
+                    message: "weight_map values must be file names".into(),
+                })?;
                 if name.contains('/') || name.contains('\\') || name == ".." {
-                    return Err(Error::Config { path: index.clone(), message: format!("shard name {name:?} must be a plain file name") });
+                    return Err(Error::Config {
+                        path: index.clone(),
+                        message: format!("shard name {name:?} must be a plain file name"),
+                    });
                 }
                 let path = dir.join(name);
                 if !shards.contains(&path) {
@@ -111,11 +139,19 @@ impl Checkpoint {
             shards.sort();
             Self::open_files(&shards)
         } else if dir.join("pytorch_model.bin").is_file() {
-            Err(Error::PytorchOnly { dir: dir.to_owned() })
+            Err(Error::PytorchOnly {
+                dir: dir.to_owned(),
+            })
         } else if !dir.is_dir() {
-            Err(Error::MissingFile { path: dir.to_owned(), hint: " (expected a model folder)".into() })
+            Err(Error::MissingFile {
+                path: dir.to_owned(),
+                hint: " (expected a model folder)".into(),
+            })
         } else {
-            Err(Error::MissingFile { path: single, hint: " (nor model.safetensors.index.json)".into() })
+            Err(Error::MissingFile {
+                path: single,
+                hint: " (nor model.safetensors.index.json)".into(),
+            })
         }
     }
 
@@ -125,22 +161,38 @@ impl Checkpoint {
         let mut entries = BTreeMap::new();
         for (file_index, path) in paths.iter().enumerate() {
             let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::MissingFile { path: path.clone(), hint: String::new() },
+                std::io::ErrorKind::NotFound => Error::MissingFile {
+                    path: path.clone(),
+                    hint: String::new(),
+                },
                 _ => Error::io(path, e),
             })?;
             // SAFETY: the mapping is read-only; densa never writes through it. Like every
             // mmap-based loader, we rely on nobody truncating the file while it is mapped.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
             let map = Arc::new(map);
-            let parsed = SafeTensors::deserialize(&map[..])
-                .map_err(|e| Error::Safetensors { path: path.clone(), message: e.to_string() })?;
+            let parsed = SafeTensors::deserialize(&map[..]).map_err(|e| Error::Safetensors {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
             let base = map.as_ptr() as usize;
             for (name, view) in parsed.tensors() {
                 let data = view.data();
                 let byte_start = data.as_ptr() as usize - base;
-                let source = Source::File { file: file_index, dtype: view.dtype(), byte_start, byte_len: data.len() };
-                if entries.insert(name.clone(), (view.shape().to_vec(), source)).is_some() {
-                    return Err(Error::Safetensors { path: path.clone(), message: format!("tensor {name} appears in more than one shard") });
+                let source = Source::File {
+                    file: file_index,
+                    dtype: view.dtype(),
+                    byte_start,
+                    byte_len: data.len(),
+                };
+                if entries
+                    .insert(name.clone(), (view.shape().to_vec(), source))
+                    .is_some()
+                {
+                    return Err(Error::Safetensors {
+                        path: path.clone(),
+                        message: format!("tensor {name} appears in more than one shard"),
+                    });
                 }
             }
             files.push((path.clone(), map));
@@ -150,8 +202,14 @@ impl Checkpoint {
 
     /// A checkpoint held in memory (tests and tools that make weights themselves).
     pub fn from_tensors(tensors: HashMap<String, Tensor>) -> Self {
-        let entries = tensors.into_iter().map(|(name, t)| (name, (t.shape.clone(), Source::Memory(t)))).collect();
-        Checkpoint { files: Vec::new(), entries }
+        let entries = tensors
+            .into_iter()
+            .map(|(name, t)| (name, (t.shape.clone(), Source::Memory(t))))
+            .collect();
+        Checkpoint {
+            files: Vec::new(),
+            entries,
+        }
     }
 
     /// Whether a tensor of this name exists.
@@ -170,7 +228,12 @@ impl Checkpoint {
                     shape: shape.clone(),
                     file: Some(self.files[*file].0.clone()),
                 },
-                Source::Memory(_) => TensorInfo { name: name.clone(), dtype: "F32".into(), shape: shape.clone(), file: None },
+                Source::Memory(_) => TensorInfo {
+                    name: name.clone(),
+                    dtype: "F32".into(),
+                    shape: shape.clone(),
+                    file: None,
+                },
             })
             .collect()
     }
@@ -182,32 +245,54 @@ impl Checkpoint {
 
     /// The tensor `name` as `f32`, checked against `expected_shape`.
     pub fn tensor(&self, name: &str, expected_shape: &[usize]) -> Result<Tensor> {
-        let (shape, source) = self.entries.get(name).ok_or_else(|| Error::MissingTensor { name: name.into(), prefixes: String::new() })?;
+        let (shape, source) = self.entries.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.into(),
+            prefixes: String::new(),
+        })?;
         if shape != expected_shape {
-            return Err(Error::Shape { name: name.into(), expected: expected_shape.to_vec(), found: shape.clone() });
+            return Err(Error::Shape {
+                name: name.into(),
+                expected: expected_shape.to_vec(),
+                found: shape.clone(),
+            });
         }
         let len: usize = shape.iter().product();
         let (file, dtype, byte_start, byte_len) = match source {
             Source::Memory(t) => return Ok(t.clone()),
-            Source::File { file, dtype, byte_start, byte_len } => (*file, *dtype, *byte_start, *byte_len),
+            Source::File {
+                file,
+                dtype,
+                byte_start,
+                byte_len,
+            } => (*file, *dtype, *byte_start, *byte_len),
         };
         let map = &self.files[file].1;
         let bytes = &map[byte_start..byte_start + byte_len];
         let bad_len = || Error::Safetensors {
             path: self.files[file].0.clone(),
-            message: format!("tensor {name}: {byte_len} bytes do not hold {len} values of {dtype:?}"),
+            message: format!(
+                "tensor {name}: {byte_len} bytes do not hold {len} values of {dtype:?}"
+            ),
         };
         let data = match dtype {
             Dtype::F32 => {
                 if byte_len != len * 4 {
                     return Err(bad_len());
                 }
-                let aligned = (map.as_ptr() as usize + byte_start) % std::mem::align_of::<f32>() == 0;
+                let aligned =
+                    (map.as_ptr() as usize + byte_start) % std::mem::align_of::<f32>() == 0;
                 // safetensors is little-endian: only then are the mapped bytes our f32s.
                 if aligned && cfg!(target_endian = "little") {
-                    TensorData::Mapped { map: Arc::clone(map), offset: byte_start, len }
+                    TensorData::Mapped {
+                        map: Arc::clone(map),
+                        offset: byte_start,
+                        len,
+                    }
                 } else {
-                    let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                    let values = bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
                     TensorData::Owned(values)
                 }
             }
@@ -215,7 +300,9 @@ impl Checkpoint {
                 if byte_len != len * 2 {
                     return Err(bad_len());
                 }
-                let halves = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+                let halves = bytes
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]));
                 let values: Arc<[f32]> = if dtype == Dtype::F16 {
                     halves.map(|h| half::f16::from_bits(h).to_f32()).collect()
                 } else {
@@ -223,8 +310,16 @@ impl Checkpoint {
                 };
                 TensorData::Owned(values)
             }
-            other => return Err(Error::Dtype { name: name.into(), dtype: format!("{other:?}") }),
+            other => {
+                return Err(Error::Dtype {
+                    name: name.into(),
+                    dtype: format!("{other:?}"),
+                })
+            }
         };
-        Ok(Tensor { shape: shape.clone(), data })
+        Ok(Tensor {
+            shape: shape.clone(),
+            data,
+        })
     }
 }

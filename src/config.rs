@@ -66,27 +66,39 @@ impl BertConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingFile { path: path.to_owned(), hint: String::new() },
+            std::io::ErrorKind::NotFound => Error::MissingFile {
+                path: path.to_owned(),
+                hint: String::new(),
+            },
             _ => Error::io(path, e),
         })?;
-        Self::from_json(&text).map_err(|message| Error::Config { path: path.to_owned(), message })
+        Self::from_json(&text).map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parses and validates the text of a `config.json`.
     pub fn from_json(text: &str) -> std::result::Result<Self, String> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| format!("not a valid config: {e}"))?;
+        let raw: RawConfig =
+            serde_json::from_str(text).map_err(|e| format!("not a valid config: {e}"))?;
         let model_type = match raw.model_type.as_deref() {
             Some("bert") | None => ModelType::Bert,
             Some("dpr") => ModelType::Dpr,
-            Some(other) => return Err(format!("model_type {other:?} is not supported (bert or dpr)")),
-        };
-        let need = |value: Option<usize>, name: &str, max: usize| -> std::result::Result<usize, String> {
-            let v = value.ok_or_else(|| format!("missing field {name}"))?;
-            if v == 0 || v > max {
-                return Err(format!("{name} = {v} is out of range (1..={max})"));
+            Some(other) => {
+                return Err(format!(
+                    "model_type {other:?} is not supported (bert or dpr)"
+                ))
             }
-            Ok(v)
         };
+        let need =
+            |value: Option<usize>, name: &str, max: usize| -> std::result::Result<usize, String> {
+                let v = value.ok_or_else(|| format!("missing field {name}"))?;
+                if v == 0 || v > max {
+                    return Err(format!("{name} = {v} is out of range (1..={max})"));
+                }
+                Ok(v)
+            };
         let hidden_size = need(raw.hidden_size, "hidden_size", MAX_DIM)?;
         let num_attention_heads = need(raw.num_attention_heads, "num_attention_heads", MAX_DIM)?;
         if hidden_size % num_attention_heads != 0 {
@@ -95,15 +107,25 @@ impl BertConfig {
         let hidden_act = match raw.hidden_act.as_deref().unwrap_or("gelu") {
             "gelu" => Activation::GeluErf,
             "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
-            other => return Err(format!("hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh)")),
+            other => {
+                return Err(format!(
+                    "hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh)"
+                ))
+            }
         };
         match raw.position_embedding_type.as_deref().unwrap_or("absolute") {
             "absolute" => {}
-            other => return Err(format!("position_embedding_type {other:?} is not supported (absolute only)")),
+            other => {
+                return Err(format!(
+                    "position_embedding_type {other:?} is not supported (absolute only)"
+                ))
+            }
         }
         let layer_norm_eps = raw.layer_norm_eps.unwrap_or(1e-12);
         if !(layer_norm_eps.is_finite() && layer_norm_eps > 0.0) {
-            return Err(format!("layer_norm_eps = {layer_norm_eps} must be a positive number"));
+            return Err(format!(
+                "layer_norm_eps = {layer_norm_eps} must be a positive number"
+            ));
         }
         let projection_dim = raw.projection_dim.unwrap_or(0);
         if projection_dim > MAX_DIM {
@@ -116,8 +138,16 @@ impl BertConfig {
             num_hidden_layers: need(raw.num_hidden_layers, "num_hidden_layers", MAX_LAYERS)?,
             num_attention_heads,
             intermediate_size: need(raw.intermediate_size, "intermediate_size", MAX_DIM * 4)?,
-            max_position_embeddings: need(raw.max_position_embeddings, "max_position_embeddings", MAX_POSITIONS)?,
-            type_vocab_size: need(Some(raw.type_vocab_size.unwrap_or(2)), "type_vocab_size", 1024)?,
+            max_position_embeddings: need(
+                raw.max_position_embeddings,
+                "max_position_embeddings",
+                MAX_POSITIONS,
+            )?,
+            type_vocab_size: need(
+                Some(raw.type_vocab_size.unwrap_or(2)),
+                "type_vocab_size",
+                1024,
+            )?,
             layer_norm_eps: layer_norm_eps as f32,
             hidden_act,
             projection_dim,

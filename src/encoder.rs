@@ -29,7 +29,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threads: 0, pooling: Pooling::Auto, normalize: false, max_length: None, batch_size: 32 }
+        Options {
+            threads: 0,
+            pooling: Pooling::Auto,
+            normalize: false,
+            max_length: None,
+            batch_size: 32,
+        }
     }
 }
 
@@ -97,22 +103,50 @@ impl Encoder {
     pub fn from_dir(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
-            return Err(Error::MissingFile { path: dir.to_owned(), hint: " (expected a model folder)".into() });
+            return Err(Error::MissingFile {
+                path: dir.to_owned(),
+                hint: " (expected a model folder)".into(),
+            });
         }
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let checkpoint = Checkpoint::open_dir(dir)?;
         let st = read_sentence_transformers(dir)?;
-        let max_length = options.max_length.or(st.max_seq_length).unwrap_or(config.max_position_embeddings.min(512));
-        let mut tokenizer = TextTokenizer::from_dir(dir, max_length.min(config.max_position_embeddings).max(1))?;
+        let max_length = options
+            .max_length
+            .or(st.max_seq_length)
+            .unwrap_or(config.max_position_embeddings.min(512));
+        let mut tokenizer =
+            TextTokenizer::from_dir(dir, max_length.min(config.max_position_embeddings).max(1))?;
         tokenizer.set_lowercase_input(st.do_lower_case);
-        Self::build(config, checkpoint, tokenizer, st, options, dir.to_owned(), max_length)
+        Self::build(
+            config,
+            checkpoint,
+            tokenizer,
+            st,
+            options,
+            dir.to_owned(),
+            max_length,
+        )
     }
 
     /// An encoder from parts made elsewhere: a config, in-memory or mapped weights, and a
     /// tokenizer. Used by tests that build weights themselves.
-    pub fn from_parts(config: BertConfig, checkpoint: Checkpoint, tokenizer: TextTokenizer, options: Options) -> Result<Self> {
+    pub fn from_parts(
+        config: BertConfig,
+        checkpoint: Checkpoint,
+        tokenizer: TextTokenizer,
+        options: Options,
+    ) -> Result<Self> {
         let max_length = tokenizer.max_length();
-        Self::build(config, checkpoint, tokenizer, SentenceTransformersConfig::default(), options, PathBuf::new(), max_length)
+        Self::build(
+            config,
+            checkpoint,
+            tokenizer,
+            SentenceTransformersConfig::default(),
+            options,
+            PathBuf::new(),
+            max_length,
+        )
     }
 
     fn build(
@@ -131,12 +165,18 @@ impl Encoder {
             )));
         }
         if options.batch_size == 0 {
-            return Err(Error::InvalidInput("--batch-size must be at least 1".into()));
+            return Err(Error::InvalidInput(
+                "--batch-size must be at least 1".into(),
+            ));
         }
         let model = BertModel::load(&checkpoint, &config)?;
         let pooling = match options.pooling {
             Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
-            Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() { Pooling::Pooler } else { Pooling::Cls }),
+            Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() {
+                Pooling::Pooler
+            } else {
+                Pooling::Cls
+            }),
             other => other,
         };
         pooling.output_dim(&model)?;
@@ -181,7 +221,12 @@ impl Encoder {
 
     /// Tokenizes inputs as the model will see them.
     pub fn tokenize(&self, inputs: &[Input<'_>]) -> Result<Vec<Tokenized>> {
-        self.pool.install(|| inputs.par_iter().map(|&input| self.tokenizer.encode(input)).collect())
+        self.pool.install(|| {
+            inputs
+                .par_iter()
+                .map(|&input| self.tokenizer.encode(input))
+                .collect()
+        })
     }
 
     /// Embeds already tokenized inputs.
@@ -202,14 +247,25 @@ impl Encoder {
                 }
                 let hidden = self.model.forward(&batch, None)?;
                 pooled.resize(batch_indices.len() * dim, 0.0);
-                pool(&self.model, self.pooling, &hidden, &batch, self.normalize, &mut pooled)?;
+                pool(
+                    &self.model,
+                    self.pooling,
+                    &hidden,
+                    &batch,
+                    self.normalize,
+                    &mut pooled,
+                )?;
                 for (row, &i) in pooled.chunks_exact(dim).zip(batch_indices) {
                     data[i * dim..(i + 1) * dim].copy_from_slice(row);
                 }
             }
             Ok(())
         })?;
-        Ok(Embeddings { dim, data, truncated: tokenized.iter().filter(|t| t.truncated).count() })
+        Ok(Embeddings {
+            dim,
+            data,
+            truncated: tokenized.iter().filter(|t| t.truncated).count(),
+        })
     }
 
     /// The embedding output and every layer's output for one input, each `(T, hidden)`
@@ -219,13 +275,16 @@ impl Encoder {
         let mut batch = PackedBatch::new();
         batch.push(&tokenized.ids, &tokenized.type_ids);
         let mut states = Vec::with_capacity(self.model.layers.len() + 1);
-        self.pool.install(|| self.model.forward(&batch, Some(&mut states)))?;
+        self.pool
+            .install(|| self.model.forward(&batch, Some(&mut states)))?;
         Ok((tokenized, states))
     }
 
     /// Width of the embeddings this encoder returns.
     pub fn dim(&self) -> usize {
-        self.pooling.output_dim(&self.model).expect("checked at load")
+        self.pooling
+            .output_dim(&self.model)
+            .expect("checked at load")
     }
 
     /// The pooling in use (never [`Pooling::Auto`]).
@@ -271,7 +330,10 @@ impl Encoder {
 
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), message: format!("not valid JSON: {e}") })
+    serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.to_owned(),
+        message: format!("not valid JSON: {e}"),
+    })
 }
 
 /// Reads `modules.json`, the `Pooling` module's config and `sentence_bert_config.json`.
@@ -282,7 +344,10 @@ fn read_sentence_transformers(dir: &Path) -> Result<SentenceTransformersConfig> 
         return Ok(st);
     }
     let modules = read_json(&modules_path)?;
-    let modules = modules.as_array().ok_or_else(|| Error::Config { path: modules_path.clone(), message: "expected a list of modules".into() })?;
+    let modules = modules.as_array().ok_or_else(|| Error::Config {
+        path: modules_path.clone(),
+        message: "expected a list of modules".into(),
+    })?;
     for module in modules {
         let kind = module.get("type").and_then(Value::as_str).unwrap_or("");
         let sub = module.get("path").and_then(Value::as_str).unwrap_or("");
@@ -307,19 +372,31 @@ fn read_sentence_transformers(dir: &Path) -> Result<SentenceTransformersConfig> 
                 _ => {
                     return Err(Error::Config {
                         path,
-                        message: format!("densa supports exactly one pooling mode; this config enables {}", modes.len()),
+                        message: format!(
+                            "densa supports exactly one pooling mode; this config enables {}",
+                            modes.len()
+                        ),
                     })
                 }
             }
         } else if !kind.ends_with(".Transformer") {
-            return Err(Error::Config { path: modules_path.clone(), message: format!("module type {kind:?} is not supported") });
+            return Err(Error::Config {
+                path: modules_path.clone(),
+                message: format!("module type {kind:?} is not supported"),
+            });
         }
     }
     let sbert = dir.join("sentence_bert_config.json");
     if sbert.is_file() {
         let cfg = read_json(&sbert)?;
-        st.max_seq_length = cfg.get("max_seq_length").and_then(Value::as_u64).map(|v| v as usize);
-        st.do_lower_case = cfg.get("do_lower_case").and_then(Value::as_bool).unwrap_or(false);
+        st.max_seq_length = cfg
+            .get("max_seq_length")
+            .and_then(Value::as_u64)
+            .map(|v| v as usize);
+        st.do_lower_case = cfg
+            .get("do_lower_case")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
     }
     Ok(st)
 }

@@ -33,7 +33,11 @@ pub enum Error {
     MissingTensor { name: String, prefixes: String },
     /// A tensor has a shape other than the configuration implies.
     #[error("tensor {name}: shape {found:?}, expected {expected:?} from config.json")]
-    Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    Shape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     /// A tensor has a dtype densa cannot use for it.
     #[error("tensor {name}: dtype {dtype} is not supported (use F32, F16 or BF16)")]
     Dtype { name: String, dtype: String },
@@ -50,6 +54,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

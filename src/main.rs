@@ -1,1 +1,501 @@
-fn main() {}
+//! The `densa` command line: embed, tokenize, inspect, bench.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use densa::{Embeddings, Encoder, Error, Input, Options, Pooling};
+use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "densa",
+    version,
+    about = "BERT / DPR text encoders on the CPU, with the vectors of Hugging Face transformers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PoolingArg {
+    Auto,
+    Cls,
+    Mean,
+    Max,
+    MeanSqrtLen,
+    Pooler,
+    Dpr,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Precision {
+    F32,
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer files).
+    #[arg(long)]
+    model: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embed texts: one per input line, or JSON lines with "text" and optional "title".
+    Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Input file, or - for standard input. A name ending in .jsonl holds JSON objects.
+        #[arg(long, default_value = "-")]
+        input: String,
+        /// Output file: .npy for a float32 [n, dim] array, anything else for JSON lines.
+        /// Default: JSON lines on standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "auto")]
+        pooling: PoolingArg,
+        /// L2-normalise every vector.
+        #[arg(long)]
+        normalize: bool,
+        /// Truncate inputs to this many tokens (default: min(512, max_position_embeddings)).
+        #[arg(long)]
+        max_length: Option<usize>,
+        /// Texts per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Print token ids and tokens of every input as JSON lines.
+    Tokenize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "-")]
+        input: String,
+        #[arg(long)]
+        max_length: Option<usize>,
+    },
+    /// Describe a model folder: architecture, tensors, parameters, mapped bytes, pooling.
+    Inspect {
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Time the forward pass on synthetic inputs of a fixed shape; prints one JSON line.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Sequences per forward pass.
+        #[arg(long)]
+        batch: usize,
+        /// Tokens per sequence, [CLS] and [SEP] included.
+        #[arg(long)]
+        seq: usize,
+        /// Timed iterations (after two untimed warm-up runs).
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Embed {
+            model,
+            input,
+            output,
+            pooling,
+            normalize,
+            max_length,
+            batch_size,
+        } => embed(
+            model,
+            &input,
+            output.as_deref(),
+            pooling,
+            normalize,
+            max_length,
+            batch_size,
+        ),
+        Command::Tokenize {
+            model,
+            input,
+            max_length,
+        } => tokenize(&model, &input, max_length),
+        Command::Inspect { model } => inspect(&model),
+        Command::Bench {
+            model,
+            batch,
+            seq,
+            iters,
+        } => bench(model, batch, seq, iters),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("densa: error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One input record: a text, or a (title, text) pair.
+enum Record {
+    Text(String),
+    Pair(String, String),
+}
+
+impl Record {
+    fn as_input(&self) -> Input<'_> {
+        match self {
+            Record::Text(t) => Input::Text(t),
+            Record::Pair(a, b) => Input::Pair(a, b),
+        }
+    }
+}
+
+/// Reads the input: one text per line, or JSON lines when the name ends in `.jsonl`.
+/// Every line is one record, an empty line an empty text; invalid UTF-8 is an error naming
+/// the line.
+fn read_records(input: &str) -> Result<Vec<Record>, Error> {
+    let mut bytes = Vec::new();
+    if input == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Io {
+                path: "<stdin>".into(),
+                source: e,
+            })?;
+    } else {
+        bytes = std::fs::read(input).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingFile {
+                path: input.into(),
+                hint: String::new(),
+            },
+            _ => Error::Io {
+                path: input.into(),
+                source: e,
+            },
+        })?;
+    }
+    let jsonl = input.ends_with(".jsonl");
+    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    if body.is_empty() && bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let text = std::str::from_utf8(line).map_err(|e| {
+                Error::InvalidInput(format!("{input}: line {}: invalid UTF-8 ({e})", i + 1))
+            })?;
+            if !jsonl {
+                return Ok(Record::Text(text.to_owned()));
+            }
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                Error::InvalidInput(format!("{input}: line {}: not a JSON object ({e})", i + 1))
+            })?;
+            let field = |key: &str| -> Result<Option<String>, Error> {
+                match value.get(key) {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                    Some(_) => Err(Error::InvalidInput(format!(
+                        "{input}: line {}: \"{key}\" must be a string",
+                        i + 1
+                    ))),
+                }
+            };
+            let text = field("text")?.ok_or_else(|| {
+                Error::InvalidInput(format!("{input}: line {}: no \"text\" field", i + 1))
+            })?;
+            Ok(match field("title")? {
+                Some(title) => Record::Pair(title, text),
+                None => Record::Text(text),
+            })
+        })
+        .collect()
+}
+
+fn open_encoder(
+    model: &ModelArgs,
+    pooling: Pooling,
+    normalize: bool,
+    max_length: Option<usize>,
+    batch_size: usize,
+) -> Result<Encoder, Error> {
+    let Precision::F32 = model.precision;
+    Encoder::from_dir(
+        &model.model,
+        Options {
+            threads: model.threads,
+            pooling,
+            normalize,
+            max_length,
+            batch_size,
+        },
+    )
+}
+
+/// Writes to `path` through a temporary file renamed on success, so a failure leaves nothing.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidInput(format!("{}: not a file name", path.display())))?;
+    let tmp = path.with_file_name(format!(".{}.densa-tmp", file_name.to_string_lossy()));
+    let result = (|| {
+        let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
+        write(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::Io {
+            path: path.to_owned(),
+            source: e,
+        }
+    })
+}
+
+fn write_json_lines(out: &mut impl Write, embeddings: &Embeddings) -> std::io::Result<()> {
+    for row in embeddings.rows() {
+        serde_json::to_writer(&mut *out, row)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn embed(
+    model: ModelArgs,
+    input: &str,
+    output: Option<&Path>,
+    pooling: PoolingArg,
+    normalize: bool,
+    max_length: Option<usize>,
+    batch_size: usize,
+) -> Result<(), Error> {
+    let pooling = match pooling {
+        PoolingArg::Auto => Pooling::Auto,
+        PoolingArg::Cls => Pooling::Cls,
+        PoolingArg::Mean => Pooling::Mean,
+        PoolingArg::Max => Pooling::Max,
+        PoolingArg::MeanSqrtLen => Pooling::MeanSqrtLen,
+        PoolingArg::Pooler => Pooling::Pooler,
+        PoolingArg::Dpr => Pooling::Dpr,
+    };
+    let encoder = open_encoder(&model, pooling, normalize, max_length, batch_size)?;
+    let records = read_records(input)?;
+    let inputs: Vec<Input> = records.iter().map(Record::as_input).collect();
+
+    // Work in chunks so the progress bar moves; each chunk is sorted by length inside.
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(inputs.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} texts  {per_sec}  eta {eta}",
+            )
+            .expect("valid template"),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let chunk = (batch_size * 16).max(1);
+    let mut embeddings = Embeddings {
+        dim: encoder.dim(),
+        data: Vec::with_capacity(inputs.len() * encoder.dim()),
+        truncated: 0,
+    };
+    for part in inputs.chunks(chunk) {
+        let e = encoder.embed_inputs(part)?;
+        embeddings.data.extend_from_slice(&e.data);
+        embeddings.truncated += e.truncated;
+        progress.inc(part.len() as u64);
+    }
+    progress.finish_and_clear();
+    if embeddings.truncated > 0 {
+        eprintln!(
+            "densa: {} of {} inputs were truncated to {} tokens",
+            embeddings.truncated,
+            inputs.len(),
+            encoder.tokenizer().max_length()
+        );
+    }
+    let (n, dim) = (embeddings.len(), embeddings.dim);
+    match output {
+        Some(path) if path.extension().is_some_and(|e| e == "npy") => {
+            write_atomically(path, |out| {
+                densa::npy::write_f32_matrix(out, &embeddings.data, n, dim)
+            })
+        }
+        Some(path) => write_atomically(path, |out| write_json_lines(out, &embeddings)),
+        None => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            write_json_lines(&mut out, &embeddings)
+                .and_then(|()| out.flush())
+                .map_err(|e| Error::Io {
+                    path: "<stdout>".into(),
+                    source: e,
+                })
+        }
+    }
+}
+
+fn tokenize(model: &Path, input: &str, max_length: Option<usize>) -> Result<(), Error> {
+    let encoder = Encoder::from_dir(
+        model,
+        Options {
+            threads: 1,
+            max_length,
+            ..Options::default()
+        },
+    )?;
+    let records = read_records(input)?;
+    let inputs: Vec<Input> = records.iter().map(Record::as_input).collect();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let io = |e| Error::Io {
+        path: "<stdout>".into(),
+        source: e,
+    };
+    for t in encoder.tokenize(&inputs)? {
+        let line = serde_json::json!({ "ids": t.ids, "tokens": t.tokens, "type_ids": t.type_ids, "truncated": t.truncated });
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    out.flush().map_err(io)
+}
+
+fn inspect(model_dir: &Path) -> Result<(), Error> {
+    let encoder = Encoder::from_dir(
+        model_dir,
+        Options {
+            threads: 1,
+            ..Options::default()
+        },
+    )?;
+    let mut report = String::new();
+    let model = encoder.model();
+    let c = &model.config;
+    report += &format!("model:        {}\n", model_dir.display());
+    report += &format!("architecture: {:?}, {} layers, hidden {}, {} heads (head dim {}), FFN {}, activation {:?}\n", c.model_type, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim(), c.intermediate_size, c.hidden_act);
+    report += &format!(
+        "vocabulary:   {} tokens, {} positions, {} token types, LayerNorm eps {:e}\n",
+        c.vocab_size, c.max_position_embeddings, c.type_vocab_size, c.layer_norm_eps
+    );
+    report += &format!(
+        "heads:        pooler {}, projection {}\n",
+        if model.pooler.is_some() { "yes" } else { "no" },
+        model
+            .projection
+            .as_ref()
+            .map_or("no".to_string(), |p| format!(
+                "{} -> {}",
+                p.in_features, p.out_features
+            ))
+    );
+    report += &format!(
+        "pooling:      {} (default){}\n",
+        encoder.pooling().name(),
+        if encoder.normalizes() {
+            ", L2-normalised"
+        } else {
+            ""
+        }
+    );
+    report += &format!("output dim:   {}\n", encoder.dim());
+    report += &format!(
+        "max length:   {} tokens\n",
+        encoder.tokenizer().max_length()
+    );
+    report += &format!(
+        "parameters:   {} used by the model\n",
+        model.parameter_count()
+    );
+    report += &format!("mapped bytes: {}\n", encoder.checkpoint().mapped_bytes());
+    let infos = encoder.checkpoint().tensor_infos();
+    report += &format!("tensors:      {} stored\n", infos.len());
+    for t in infos {
+        report += &format!("  {:<60} {:<5} {:?}\n", t.name, t.dtype, t.shape);
+    }
+    print_stdout(&report)
+}
+
+/// Prints to standard output; a closed pipe (`densa inspect | head`) is not an error.
+fn print_stdout(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            path: "<stdout>".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(), Error> {
+    let encoder = open_encoder(&model, Pooling::Auto, false, None, batch.max(1))?;
+    let max = encoder.tokenizer().max_length();
+    if batch == 0 || seq < 2 || seq > max || iters == 0 {
+        return Err(Error::InvalidInput(format!(
+            "bench needs --batch >= 1, 2 <= --seq <= {max}, --iters >= 1"
+        )));
+    }
+    // Synthetic sequences: [CLS] + seq-2 ordinary tokens + [SEP], ids from a fixed LCG.
+    let vocab = encoder.model().config.vocab_size as u64;
+    let cls = encoder.tokenizer().token_to_id("[CLS]").unwrap_or(0);
+    let sep = encoder.tokenizer().token_to_id("[SEP]").unwrap_or(0);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let tokenized: Vec<densa::Tokenized> = (0..batch)
+        .map(|_| {
+            let mut ids = vec![cls];
+            ids.extend((0..seq - 2).map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (100 + (state >> 33) % (vocab - 100).max(1)) as u32
+            }));
+            ids.push(sep);
+            densa::Tokenized {
+                type_ids: vec![0; ids.len()],
+                tokens: Vec::new(),
+                ids,
+                truncated: false,
+            }
+        })
+        .collect();
+    for _ in 0..2 {
+        encoder.embed_tokenized(&tokenized)?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        encoder.embed_tokenized(&tokenized)?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = if iters % 2 == 1 {
+        times[iters / 2]
+    } else {
+        (times[iters / 2 - 1] + times[iters / 2]) / 2.0
+    };
+    let flops = encoder.model().flops(&vec![seq; batch]);
+    let line = serde_json::json!({
+        "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": "f32",
+        "median_ms": median, "min_ms": times[0], "max_ms": times[iters - 1],
+        "tokens_per_s": (batch * seq) as f64 / (median / 1e3),
+        "gflops": flops / (median / 1e3) / 1e9,
+    });
+    print_stdout(&format!("{line}\n"))
+}

@@ -24,7 +24,15 @@ pub struct Linear {
 impl Linear {
     /// `out (rows, out_features) = inp (rows, in_features) · Wᵀ + b`
     pub fn forward(&self, out: &mut [f32], inp: &[f32], rows: usize) {
-        k::linear_forward(out, inp, self.weight.as_slice(), Some(self.bias.as_slice()), rows, self.in_features, self.out_features);
+        k::linear_forward(
+            out,
+            inp,
+            self.weight.as_slice(),
+            Some(self.bias.as_slice()),
+            rows,
+            self.in_features,
+            self.out_features,
+        );
     }
 }
 
@@ -44,14 +52,14 @@ pub struct Embeddings {
 
 /// `encoder.layer.N.*`
 pub struct EncoderLayer {
-    pub query: Linear,             // attention.self.query
-    pub key: Linear,               // attention.self.key
-    pub value: Linear,             // attention.self.value
-    pub attention_output: Linear,  // attention.output.dense
+    pub query: Linear,                   // attention.self.query
+    pub key: Linear,                     // attention.self.key
+    pub value: Linear,                   // attention.self.value
+    pub attention_output: Linear,        // attention.output.dense
     pub attention_layer_norm: LayerNorm, // attention.output.LayerNorm
-    pub intermediate: Linear,      // intermediate.dense
-    pub output: Linear,            // output.dense
-    pub output_layer_norm: LayerNorm, // output.LayerNorm
+    pub intermediate: Linear,            // intermediate.dense
+    pub output: Linear,                  // output.dense
+    pub output_layer_norm: LayerNorm,    // output.LayerNorm
 }
 
 /// A BERT encoder with its optional heads.
@@ -76,7 +84,10 @@ pub struct PackedBatch {
 
 impl PackedBatch {
     pub fn new() -> Self {
-        PackedBatch { seq_offsets: vec![0], ..Default::default() }
+        PackedBatch {
+            seq_offsets: vec![0],
+            ..Default::default()
+        }
     }
 
     pub fn push(&mut self, ids: &[u32], type_ids: &[u32]) {
@@ -100,7 +111,12 @@ impl PackedBatch {
 }
 
 /// The prefixes under which checkpoints store the BERT trunk, tried in order.
-pub const TRUNK_PREFIXES: [&str; 4] = ["", "bert.", "ctx_encoder.bert_model.", "question_encoder.bert_model."];
+pub const TRUNK_PREFIXES: [&str; 4] = [
+    "",
+    "bert.",
+    "ctx_encoder.bert_model.",
+    "question_encoder.bert_model.",
+];
 
 /// Finds the tensors of one model inside a checkpoint, whatever prefix it uses.
 struct WeightLoader<'a> {
@@ -112,7 +128,10 @@ impl WeightLoader<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let full = format!("{}{}", self.prefix, name);
         if !self.checkpoint.contains(&full) {
-            return Err(Error::MissingTensor { name: full, prefixes: format!("{:?}", self.prefix) });
+            return Err(Error::MissingTensor {
+                name: full,
+                prefixes: format!("{:?}", self.prefix),
+            });
         }
         self.checkpoint.tensor(&full, shape)
     }
@@ -127,7 +146,10 @@ impl WeightLoader<'_> {
     }
 
     fn layer_norm(&self, name: &str, size: usize) -> Result<LayerNorm> {
-        Ok(LayerNorm { weight: self.tensor(&format!("{name}.weight"), &[size])?, bias: self.tensor(&format!("{name}.bias"), &[size])? })
+        Ok(LayerNorm {
+            weight: self.tensor(&format!("{name}.weight"), &[size])?,
+            bias: self.tensor(&format!("{name}.bias"), &[size])?,
+        })
     }
 }
 
@@ -145,9 +167,16 @@ impl BertModel {
         let w = WeightLoader { checkpoint, prefix };
         let (h, f) = (config.hidden_size, config.intermediate_size);
         let embeddings = Embeddings {
-            word_embeddings: w.tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position_embeddings: w.tensor("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?,
-            token_type_embeddings: w.tensor("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?,
+            word_embeddings: w
+                .tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            position_embeddings: w.tensor(
+                "embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, h],
+            )?,
+            token_type_embeddings: w.tensor(
+                "embeddings.token_type_embeddings.weight",
+                &[config.type_vocab_size, h],
+            )?,
             layer_norm: w.layer_norm("embeddings.LayerNorm", h)?,
         };
         let layers = (0..config.num_hidden_layers)
@@ -158,7 +187,8 @@ impl BertModel {
                     key: w.linear(&format!("{p}.attention.self.key"), h, h)?,
                     value: w.linear(&format!("{p}.attention.self.value"), h, h)?,
                     attention_output: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
-                    attention_layer_norm: w.layer_norm(&format!("{p}.attention.output.LayerNorm"), h)?,
+                    attention_layer_norm: w
+                        .layer_norm(&format!("{p}.attention.output.LayerNorm"), h)?,
                     intermediate: w.linear(&format!("{p}.intermediate.dense"), h, f)?,
                     output: w.linear(&format!("{p}.output.dense"), f, h)?,
                     output_layer_norm: w.layer_norm(&format!("{p}.output.LayerNorm"), h)?,
@@ -174,7 +204,10 @@ impl BertModel {
         };
         let projection = if is_dpr && config.projection_dim > 0 {
             // `ctx_encoder.bert_model.` -> `ctx_encoder.encode_proj`
-            let root = WeightLoader { checkpoint, prefix: prefix.strip_suffix("bert_model.").map_or(prefix, dpr_root) };
+            let root = WeightLoader {
+                checkpoint,
+                prefix: prefix.strip_suffix("bert_model.").map_or(prefix, dpr_root),
+            };
             Some(root.linear("encode_proj", h, config.projection_dim)?)
         } else {
             None
@@ -183,13 +216,23 @@ impl BertModel {
         if is_dpr {
             config.model_type = ModelType::Dpr;
         }
-        Ok(BertModel { config, embeddings, layers, pooler, projection })
+        Ok(BertModel {
+            config,
+            embeddings,
+            layers,
+            pooler,
+            projection,
+        })
     }
 
     /// Runs the encoder over a packed batch and returns the last hidden state
     /// `(total_tokens, hidden)`. When `all_hidden_states` is given, it receives the embedding
     /// output and every layer's output (as `transformers`' `output_hidden_states=True`).
-    pub fn forward(&self, batch: &PackedBatch, mut all_hidden_states: Option<&mut Vec<Vec<f32>>>) -> Result<Vec<f32>> {
+    pub fn forward(
+        &self,
+        batch: &PackedBatch,
+        mut all_hidden_states: Option<&mut Vec<Vec<f32>>>,
+    ) -> Result<Vec<f32>> {
         let cfg = &self.config;
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let t = batch.total_tokens(); // T: real tokens of all sequences together
@@ -213,12 +256,29 @@ impl BertModel {
             layer.query.forward(&mut query, &hidden, t);
             layer.key.forward(&mut key, &hidden, t);
             layer.value.forward(&mut value, &hidden, t);
-            k::attention_forward(&mut context, &query, &key, &value, &batch.seq_offsets, cfg.num_attention_heads, cfg.head_dim());
+            k::attention_forward(
+                &mut context,
+                &query,
+                &key,
+                &value,
+                &batch.seq_offsets,
+                cfg.num_attention_heads,
+                cfg.head_dim(),
+            );
             // attention.output: dense, + residual, LayerNorm
-            layer.attention_output.forward(&mut sublayer_out, &context, t);
+            layer
+                .attention_output
+                .forward(&mut sublayer_out, &context, t);
             k::add_inplace(&mut sublayer_out, &hidden);
             let ln = &layer.attention_layer_norm;
-            k::layer_norm(&mut sublayer_out, ln.weight.as_slice(), ln.bias.as_slice(), t, h, cfg.layer_norm_eps);
+            k::layer_norm(
+                &mut sublayer_out,
+                ln.weight.as_slice(),
+                ln.bias.as_slice(),
+                t,
+                h,
+                cfg.layer_norm_eps,
+            );
             std::mem::swap(&mut hidden, &mut sublayer_out);
             // Feed-forward: intermediate.dense + GELU, output.dense, + residual, LayerNorm
             layer.intermediate.forward(&mut intermediate, &hidden, t);
@@ -229,7 +289,14 @@ impl BertModel {
             layer.output.forward(&mut sublayer_out, &intermediate, t);
             k::add_inplace(&mut sublayer_out, &hidden);
             let ln = &layer.output_layer_norm;
-            k::layer_norm(&mut sublayer_out, ln.weight.as_slice(), ln.bias.as_slice(), t, h, cfg.layer_norm_eps);
+            k::layer_norm(
+                &mut sublayer_out,
+                ln.weight.as_slice(),
+                ln.bias.as_slice(),
+                t,
+                h,
+                cfg.layer_norm_eps,
+            );
             std::mem::swap(&mut hidden, &mut sublayer_out);
             if let Some(states) = all_hidden_states.as_deref_mut() {
                 states.push(hidden.clone());
@@ -241,20 +308,39 @@ impl BertModel {
     /// Rejects ids the embedding tables do not have, and sequences longer than the positions.
     fn check_batch(&self, batch: &PackedBatch) -> Result<()> {
         let cfg = &self.config;
-        if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
-            return Err(Error::InvalidInput(format!("token id {id} is beyond the embedding table ({} rows)", cfg.vocab_size)));
+        if let Some(&id) = batch
+            .input_ids
+            .iter()
+            .find(|&&id| id as usize >= cfg.vocab_size)
+        {
+            return Err(Error::InvalidInput(format!(
+                "token id {id} is beyond the embedding table ({} rows)",
+                cfg.vocab_size
+            )));
         }
-        if let Some(&tt) = batch.token_type_ids.iter().find(|&&tt| tt as usize >= cfg.type_vocab_size) {
-            return Err(Error::InvalidInput(format!("token type {tt} is beyond type_vocab_size {}", cfg.type_vocab_size)));
+        if let Some(&tt) = batch
+            .token_type_ids
+            .iter()
+            .find(|&&tt| tt as usize >= cfg.type_vocab_size)
+        {
+            return Err(Error::InvalidInput(format!(
+                "token type {tt} is beyond type_vocab_size {}",
+                cfg.type_vocab_size
+            )));
         }
-        if let Some(len) = (0..batch.num_sequences()).map(|s| batch.range(s).len()).find(|&l| l > cfg.max_position_embeddings) {
+        if let Some(len) = (0..batch.num_sequences())
+            .map(|s| batch.range(s).len())
+            .find(|&l| l > cfg.max_position_embeddings)
+        {
             return Err(Error::InvalidInput(format!(
                 "a sequence of {len} tokens exceeds max_position_embeddings {}",
                 cfg.max_position_embeddings
             )));
         }
         if batch.token_type_ids.len() != batch.input_ids.len() {
-            return Err(Error::InvalidInput("token_type_ids and input_ids differ in length".into()));
+            return Err(Error::InvalidInput(
+                "token_type_ids and input_ids differ in length".into(),
+            ));
         }
         Ok(())
     }
@@ -263,31 +349,56 @@ impl BertModel {
     fn embeddings_forward(&self, out: &mut [f32], batch: &PackedBatch) {
         let h = self.config.hidden_size;
         let emb = &self.embeddings;
-        let (words, positions, types) =
-            (emb.word_embeddings.as_slice(), emb.position_embeddings.as_slice(), emb.token_type_embeddings.as_slice());
+        let (words, positions, types) = (
+            emb.word_embeddings.as_slice(),
+            emb.position_embeddings.as_slice(),
+            emb.token_type_embeddings.as_slice(),
+        );
         for s in 0..batch.num_sequences() {
             let range = batch.range(s);
             // Positions restart at 0 for every sequence (absolute position embeddings).
             for (position, token) in range.clone().enumerate() {
-                let (id, tt) = (batch.input_ids[token] as usize, batch.token_type_ids[token] as usize);
+                let (id, tt) = (
+                    batch.input_ids[token] as usize,
+                    batch.token_type_ids[token] as usize,
+                );
                 let row = &mut out[token * h..(token + 1) * h];
-                let (w, p, ty) = (&words[id * h..][..h], &positions[position * h..][..h], &types[tt * h..][..h]);
+                let (w, p, ty) = (
+                    &words[id * h..][..h],
+                    &positions[position * h..][..h],
+                    &types[tt * h..][..h],
+                );
                 for j in 0..h {
                     row[j] = w[j] + ty[j] + p[j];
                 }
             }
         }
         let ln = &emb.layer_norm;
-        k::layer_norm(out, ln.weight.as_slice(), ln.bias.as_slice(), batch.total_tokens(), h, self.config.layer_norm_eps);
+        k::layer_norm(
+            out,
+            ln.weight.as_slice(),
+            ln.bias.as_slice(),
+            batch.total_tokens(),
+            h,
+            self.config.layer_norm_eps,
+        );
     }
 
     /// Number of parameters the model uses.
     pub fn parameter_count(&self) -> usize {
         let lin = |l: &Linear| l.in_features * l.out_features + l.out_features;
         let e = &self.embeddings;
-        let mut n = e.word_embeddings.as_slice().len() + e.position_embeddings.as_slice().len() + e.token_type_embeddings.as_slice().len() + 2 * self.config.hidden_size;
+        let mut n = e.word_embeddings.as_slice().len()
+            + e.position_embeddings.as_slice().len()
+            + e.token_type_embeddings.as_slice().len()
+            + 2 * self.config.hidden_size;
         for l in &self.layers {
-            n += lin(&l.query) + lin(&l.key) + lin(&l.value) + lin(&l.attention_output) + lin(&l.intermediate) + lin(&l.output);
+            n += lin(&l.query)
+                + lin(&l.key)
+                + lin(&l.value)
+                + lin(&l.attention_output)
+                + lin(&l.intermediate)
+                + lin(&l.output);
             n += 4 * self.config.hidden_size;
         }
         n + self.pooler.as_ref().map_or(0, lin) + self.projection.as_ref().map_or(0, lin)
@@ -296,9 +407,15 @@ impl BertModel {
     /// FLOPs of one forward pass over sequences of the given lengths (multiply and add
     /// counted apart): the matrix products, which are all but a fraction of a percent.
     pub fn flops(&self, seq_lens: &[usize]) -> f64 {
-        let (h, f) = (self.config.hidden_size as f64, self.config.intermediate_size as f64);
+        let (h, f) = (
+            self.config.hidden_size as f64,
+            self.config.intermediate_size as f64,
+        );
         let tokens: f64 = seq_lens.iter().map(|&l| l as f64).sum();
-        let attention: f64 = seq_lens.iter().map(|&l| 4.0 * (l as f64) * (l as f64) * h).sum();
+        let attention: f64 = seq_lens
+            .iter()
+            .map(|&l| 4.0 * (l as f64) * (l as f64) * h)
+            .sum();
         let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * f) + attention;
         per_layer * self.layers.len() as f64
     }

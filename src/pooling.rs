@@ -43,10 +43,12 @@ impl Pooling {
     pub fn output_dim(self, model: &BertModel) -> Result<usize> {
         let h = model.config.hidden_size;
         match self {
-            Pooling::Auto => Err(Error::InvalidInput("pooling must be resolved before use".into())),
-            Pooling::Pooler if model.pooler.is_none() => {
-                Err(Error::InvalidInput("--pooling pooler: this checkpoint has no pooler.dense weights".into()))
-            }
+            Pooling::Auto => Err(Error::InvalidInput(
+                "pooling must be resolved before use".into(),
+            )),
+            Pooling::Pooler if model.pooler.is_none() => Err(Error::InvalidInput(
+                "--pooling pooler: this checkpoint has no pooler.dense weights".into(),
+            )),
             Pooling::Dpr => Ok(model.projection.as_ref().map_or(h, |p| p.out_features)),
             _ => Ok(h),
         }
@@ -55,15 +57,30 @@ impl Pooling {
 
 /// Pools `hidden (T, H)` into `out (num_sequences, dim)`, then L2-normalises each row when
 /// `normalize` is set.
-pub fn pool(model: &BertModel, pooling: Pooling, hidden: &[f32], batch: &PackedBatch, normalize: bool, out: &mut [f32]) -> Result<()> {
+pub fn pool(
+    model: &BertModel,
+    pooling: Pooling,
+    hidden: &[f32],
+    batch: &PackedBatch,
+    normalize: bool,
+    out: &mut [f32],
+) -> Result<()> {
     let h = model.config.hidden_size;
     let n = batch.num_sequences();
     let dim = pooling.output_dim(model)?;
-    assert_eq!(out.len(), n * dim, "pool: output buffer does not hold ({n}, {dim})");
+    assert_eq!(
+        out.len(),
+        n * dim,
+        "pool: output buffer does not hold ({n}, {dim})"
+    );
     let token = |t: usize| &hidden[t * h..(t + 1) * h];
     // cls: (n, H), the first token of every sequence (an empty range never occurs: every
     // sequence holds at least [CLS] and [SEP]).
-    let cls = || -> Vec<f32> { (0..n).flat_map(|s| token(batch.seq_offsets[s]).iter().copied()).collect() };
+    let cls = || -> Vec<f32> {
+        (0..n)
+            .flat_map(|s| token(batch.seq_offsets[s]).iter().copied())
+            .collect()
+    };
     match pooling {
         Pooling::Cls => out.copy_from_slice(&cls()),
         Pooling::Pooler => {
@@ -82,15 +99,25 @@ pub fn pool(model: &BertModel, pooling: Pooling, hidden: &[f32], batch: &PackedB
                 if pooling == Pooling::Max {
                     row.fill(f32::NEG_INFINITY);
                     for t in range {
-                        row.iter_mut().zip(token(t)).for_each(|(m, &v)| *m = m.max(v));
+                        row.iter_mut()
+                            .zip(token(t))
+                            .for_each(|(m, &v)| *m = m.max(v));
                     }
                 } else {
                     let mut sum = vec![0.0f64; h];
                     for t in range {
-                        sum.iter_mut().zip(token(t)).for_each(|(a, &v)| *a += v as f64);
+                        sum.iter_mut()
+                            .zip(token(t))
+                            .for_each(|(a, &v)| *a += v as f64);
                     }
-                    let div = if pooling == Pooling::Mean { len } else { len.sqrt() };
-                    row.iter_mut().zip(&sum).for_each(|(o, &a)| *o = (a / div) as f32);
+                    let div = if pooling == Pooling::Mean {
+                        len
+                    } else {
+                        len.sqrt()
+                    };
+                    row.iter_mut()
+                        .zip(&sum)
+                        .for_each(|(o, &a)| *o = (a / div) as f32);
                 }
             }
         }
@@ -106,6 +133,11 @@ pub fn pool(model: &BertModel, pooling: Pooling, hidden: &[f32], batch: &PackedB
 
 /// Divides `v` by its L2 norm (as `torch.nn.functional.normalize`, with its 1e-12 floor).
 pub fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt().max(1e-12);
+    let norm = v
+        .iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-12);
     v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
 }

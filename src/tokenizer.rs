@@ -13,7 +13,9 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    AddedToken, EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 /// One input: a single text (a question) or a pair (a passage's title and text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +60,8 @@ impl TextTokenizer {
     pub fn from_dir(dir: &Path, max_length: usize) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let mut inner = if json.is_file() {
-            let mut t = Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer(format!("{}: {e}", json.display())))?;
+            let mut t = Tokenizer::from_file(&json)
+                .map_err(|e| Error::Tokenizer(format!("{}: {e}", json.display())))?;
             t.with_padding(None);
             t
         } else {
@@ -72,7 +75,11 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(TextTokenizer { inner, max_length, lowercase_input: false })
+        Ok(TextTokenizer {
+            inner,
+            max_length,
+            lowercase_input: false,
+        })
     }
 
     /// Lowercase every text before tokenizing (sentence-transformers' `do_lower_case`).
@@ -92,12 +99,21 @@ impl TextTokenizer {
 
     /// Tokenizes one input: special tokens added, truncated longest-first to `max_length`.
     pub fn encode(&self, input: Input<'_>) -> Result<Tokenized> {
-        let lower = |s: &str| if self.lowercase_input { s.to_lowercase() } else { s.to_owned() };
+        let lower = |s: &str| {
+            if self.lowercase_input {
+                s.to_lowercase()
+            } else {
+                s.to_owned()
+            }
+        };
         let encode_input: EncodeInput = match input {
             Input::Text(a) => lower(a).into(),
             Input::Pair(a, b) => (lower(a), lower(b)).into(),
         };
-        let encoding = self.inner.encode(encode_input, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encoding = self
+            .inner
+            .encode(encode_input, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(Tokenized {
             truncated: !encoding.get_overflowing().is_empty(),
             ids: encoding.get_ids().to_vec(),
@@ -125,26 +141,52 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map(Some).map_err(|e| Error::Config { path: path.to_owned(), message: format!("not valid JSON: {e}") })
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: format!("not valid JSON: {e}"),
+        })
 }
 
 /// The BERT pipeline `transformers` builds from `vocab.txt` (its `BertConverter`).
 fn from_vocab(dir: &Path) -> Result<Tokenizer> {
     let vocab = dir.join("vocab.txt");
     if !vocab.is_file() {
-        return Err(Error::MissingFile { path: vocab, hint: " (and no tokenizer.json)".into() });
+        return Err(Error::MissingFile {
+            path: vocab,
+            hint: " (and no tokenizer.json)".into(),
+        });
     }
-    let configs: Vec<Value> =
-        [read_json(&dir.join("tokenizer_config.json"))?, read_json(&dir.join("special_tokens_map.json"))?].into_iter().flatten().collect();
-    let flag = |key: &str| configs.first().and_then(|c| c.get(key)).and_then(Value::as_bool);
+    let configs: Vec<Value> = [
+        read_json(&dir.join("tokenizer_config.json"))?,
+        read_json(&dir.join("special_tokens_map.json"))?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let flag = |key: &str| {
+        configs
+            .first()
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_bool)
+    };
     let do_lower_case = flag("do_lower_case").unwrap_or(true);
     // Unset strip_accents follows do_lower_case (BertNormalizer does this for `None`).
     let strip_accents = flag("strip_accents");
     let tokenize_chinese_chars = flag("tokenize_chinese_chars").unwrap_or(true);
-    let [unk, sep, cls, pad, mask] = [("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("cls_token", "[CLS]"), ("pad_token", "[PAD]"), ("mask_token", "[MASK]")]
-        .map(|(key, default)| special_token(&configs, key, default));
+    let [unk, sep, cls, pad, mask] = [
+        ("unk_token", "[UNK]"),
+        ("sep_token", "[SEP]"),
+        ("cls_token", "[CLS]"),
+        ("pad_token", "[PAD]"),
+        ("mask_token", "[MASK]"),
+    ]
+    .map(|(key, default)| special_token(&configs, key, default));
 
-    let vocab_str = vocab.to_str().ok_or_else(|| Error::Tokenizer(format!("{}: path is not UTF-8", vocab.display())))?;
+    let vocab_str = vocab
+        .to_str()
+        .ok_or_else(|| Error::Tokenizer(format!("{}: path is not UTF-8", vocab.display())))?;
     let model = WordPiece::from_file(vocab_str)
         .unk_token(unk.clone())
         .continuing_subword_prefix("##".into())
@@ -152,19 +194,35 @@ fn from_vocab(dir: &Path) -> Result<Tokenizer> {
         .build()
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", vocab.display())))?;
     let id = |token: &str| {
-        model_token_id(&model, token).ok_or_else(|| Error::Tokenizer(format!("{}: special token {token:?} is not in the vocabulary", vocab.display())))
+        model_token_id(&model, token).ok_or_else(|| {
+            Error::Tokenizer(format!(
+                "{}: special token {token:?} is not in the vocabulary",
+                vocab.display()
+            ))
+        })
     };
     let (sep_id, cls_id) = (id(&sep)?, id(&cls)?);
     id(&unk)?;
     let mut tokenizer = Tokenizer::new(model);
     tokenizer
-        .with_normalizer(Some(BertNormalizer::new(true, tokenize_chinese_chars, strip_accents, do_lower_case)))
+        .with_normalizer(Some(BertNormalizer::new(
+            true,
+            tokenize_chinese_chars,
+            strip_accents,
+            do_lower_case,
+        )))
         .with_pre_tokenizer(Some(BertPreTokenizer))
-        .with_post_processor(Some(BertProcessing::new((sep.clone(), sep_id), (cls.clone(), cls_id))))
+        .with_post_processor(Some(BertProcessing::new(
+            (sep.clone(), sep_id),
+            (cls.clone(), cls_id),
+        )))
         .with_decoder(Some(WordPieceDecoder::default()));
     // Special tokens are matched whole in the text, as transformers does with its added tokens.
-    let specials: Vec<AddedToken> =
-        [unk, sep, pad, cls, mask].into_iter().filter(|t| tokenizer.token_to_id(t).is_some()).map(|t| AddedToken::from(t, true)).collect();
+    let specials: Vec<AddedToken> = [unk, sep, pad, cls, mask]
+        .into_iter()
+        .filter(|t| tokenizer.token_to_id(t).is_some())
+        .map(|t| AddedToken::from(t, true))
+        .collect();
     tokenizer.add_special_tokens(&specials);
     Ok(tokenizer)
 }

@@ -24,7 +24,8 @@ pub fn gelu_tanh(x: &mut [f32]) {
     x.par_chunks_mut(CHUNK).for_each(|chunk| {
         for v in chunk {
             let xf = *v as f64;
-            *v = (0.5 * xf * (1.0 + (SQRT_2_OVER_PI * (xf + 0.044715 * xf * xf * xf)).tanh())) as f32;
+            *v = (0.5 * xf * (1.0 + (SQRT_2_OVER_PI * (xf + 0.044715 * xf * xf * xf)).tanh()))
+                as f32;
         }
     });
 }

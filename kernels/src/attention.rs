@@ -24,10 +24,25 @@ pub fn attention_forward(
 ) {
     let width = num_heads * head_dim;
     let total_tokens = seq_offsets.last().copied().unwrap_or(0);
-    assert!(seq_offsets.windows(2).all(|w| w[0] <= w[1]), "attention: offsets must not decrease");
-    assert!(seq_offsets.first().copied().unwrap_or(0) == 0, "attention: offsets must start at 0");
-    for (name, len) in [("query", query.len()), ("key", key.len()), ("value", value.len()), ("context", context.len())] {
-        assert!(len >= total_tokens * width, "attention: {name} has {len} values, ({total_tokens}, {width}) needs {}", total_tokens * width);
+    assert!(
+        seq_offsets.windows(2).all(|w| w[0] <= w[1]),
+        "attention: offsets must not decrease"
+    );
+    assert!(
+        seq_offsets.first().copied().unwrap_or(0) == 0,
+        "attention: offsets must start at 0"
+    );
+    for (name, len) in [
+        ("query", query.len()),
+        ("key", key.len()),
+        ("value", value.len()),
+        ("context", context.len()),
+    ] {
+        assert!(
+            len >= total_tokens * width,
+            "attention: {name} has {len} values, ({total_tokens}, {width}) needs {}",
+            total_tokens * width
+        );
     }
     let scale = 1.0 / (head_dim as f32).sqrt();
     let context_ptr = SendPtr(context.as_mut_ptr());
@@ -48,10 +63,20 @@ pub fn attention_forward(
         // (asserted above). `scores` is a fresh (t, t) buffer.
         unsafe {
             matrixmultiply::sgemm(
-                t, head_dim, t, scale,
-                query.as_ptr().add(row0), width as isize, 1,
-                key.as_ptr().add(row0), 1, width as isize,
-                0.0, scores.as_mut_ptr(), t as isize, 1,
+                t,
+                head_dim,
+                t,
+                scale,
+                query.as_ptr().add(row0),
+                width as isize,
+                1,
+                key.as_ptr().add(row0),
+                1,
+                width as isize,
+                0.0,
+                scores.as_mut_ptr(),
+                t as isize,
+                1,
             );
         }
         softmax_rows(&mut scores, t, t);
@@ -61,10 +86,20 @@ pub fn attention_forward(
         // written by this task alone: tasks differ in sequence (rows) or head (columns).
         unsafe {
             matrixmultiply::sgemm(
-                t, t, head_dim, 1.0,
-                scores.as_ptr(), t as isize, 1,
-                value.as_ptr().add(row0), width as isize, 1,
-                0.0, context_ptr.0.add(row0), width as isize, 1,
+                t,
+                t,
+                head_dim,
+                1.0,
+                scores.as_ptr(),
+                t as isize,
+                1,
+                value.as_ptr().add(row0),
+                width as isize,
+                1,
+                0.0,
+                context_ptr.0.add(row0),
+                width as isize,
+                1,
             );
         }
     });

@@ -26,11 +26,30 @@ pub fn linear_forward(
     k: usize,
     n: usize,
 ) {
-    assert!(inp.len() >= m * k, "linear: input has {} values, shape ({m}, {k}) needs {}", inp.len(), m * k);
-    assert!(weight.len() >= n * k, "linear: weight has {} values, shape ({n}, {k}) needs {}", weight.len(), n * k);
-    assert!(out.len() >= m * n, "linear: output has {} values, shape ({m}, {n}) needs {}", out.len(), m * n);
+    assert!(
+        inp.len() >= m * k,
+        "linear: input has {} values, shape ({m}, {k}) needs {}",
+        inp.len(),
+        m * k
+    );
+    assert!(
+        weight.len() >= n * k,
+        "linear: weight has {} values, shape ({n}, {k}) needs {}",
+        weight.len(),
+        n * k
+    );
+    assert!(
+        out.len() >= m * n,
+        "linear: output has {} values, shape ({m}, {n}) needs {}",
+        out.len(),
+        m * n
+    );
     if let Some(b) = bias {
-        assert!(b.len() >= n, "linear: bias has {} values, needs {n}", b.len());
+        assert!(
+            b.len() >= n,
+            "linear: bias has {} values, needs {n}",
+            b.len()
+        );
     }
     if m == 0 || n == 0 {
         return;
@@ -44,18 +63,32 @@ pub fn linear_forward(
             .zip(inp[..m * k].par_chunks(rows_per_task * k))
             .for_each(|(out_rows, inp_rows)| {
                 let rows = out_rows.len() / n;
-                linear_block(out_rows.as_mut_ptr(), n, inp_rows, k, weight, bias, rows, 0..n);
+                linear_block(
+                    out_rows.as_mut_ptr(),
+                    n,
+                    inp_rows,
+                    k,
+                    weight,
+                    bias,
+                    rows,
+                    0..n,
+                );
             });
     } else {
         // Split by output columns: each task owns columns [c0, c1) of every row.
-        let cols_per_task = n.div_ceil(threads).next_multiple_of(16).max(MIN_COLS_PER_TASK);
+        let cols_per_task = n
+            .div_ceil(threads)
+            .next_multiple_of(16)
+            .max(MIN_COLS_PER_TASK);
         let out_ptr = SendPtr(out.as_mut_ptr());
-        (0..n.div_ceil(cols_per_task)).into_par_iter().for_each(|task| {
-            let c0 = task * cols_per_task;
-            let c1 = (c0 + cols_per_task).min(n);
-            let out_ptr = out_ptr;
-            linear_block(out_ptr.0, n, &inp[..m * k], k, weight, bias, m, c0..c1);
-        });
+        (0..n.div_ceil(cols_per_task))
+            .into_par_iter()
+            .for_each(|task| {
+                let c0 = task * cols_per_task;
+                let c1 = (c0 + cols_per_task).min(n);
+                let out_ptr = out_ptr;
+                linear_block(out_ptr.0, n, &inp[..m * k], k, weight, bias, m, c0..c1);
+            });
     }
 }
 
@@ -77,7 +110,8 @@ fn linear_block(
         // SAFETY: `out` points at a buffer of at least `rows * out_stride` values (checked by
         // the caller's asserts), and `cols.end <= out_stride`, so the row slice is in bounds;
         // concurrent tasks write disjoint column ranges or disjoint row blocks.
-        let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * out_stride + cols.start), width) };
+        let row =
+            unsafe { std::slice::from_raw_parts_mut(out.add(r * out_stride + cols.start), width) };
         match bias {
             Some(b) => row.copy_from_slice(&b[cols.clone()]),
             None => row.fill(0.0),

@@ -17,16 +17,26 @@ pub fn add_inplace(x: &mut [f32], residual: &[f32]) {
 /// Mean and variance are accumulated in `f64` (two passes), so the only rounding is the final
 /// `f32` arithmetic: within a few ulp of the exact result.
 pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], rows: usize, cols: usize, eps: f32) {
-    assert!(x.len() >= rows * cols, "layer_norm: buffer has {} values, shape ({rows}, {cols}) needs {}", x.len(), rows * cols);
-    assert!(weight.len() >= cols && bias.len() >= cols, "layer_norm: weight/bias shorter than {cols}");
+    assert!(
+        x.len() >= rows * cols,
+        "layer_norm: buffer has {} values, shape ({rows}, {cols}) needs {}",
+        x.len(),
+        rows * cols
+    );
+    assert!(
+        weight.len() >= cols && bias.len() >= cols,
+        "layer_norm: weight/bias shorter than {cols}"
+    );
     if cols == 0 {
         return;
     }
-    x[..rows * cols].par_chunks_mut(cols * ROWS_PER_TASK).for_each(|block| {
-        for row in block.chunks_exact_mut(cols) {
-            layer_norm_row(row, weight, bias, eps);
-        }
-    });
+    x[..rows * cols]
+        .par_chunks_mut(cols * ROWS_PER_TASK)
+        .for_each(|block| {
+            for row in block.chunks_exact_mut(cols) {
+                layer_norm_row(row, weight, bias, eps);
+            }
+        });
 }
 
 fn layer_norm_row(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {

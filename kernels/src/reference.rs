@@ -2,11 +2,20 @@
 //! kernels with. Slow on purpose; never used by the engine.
 
 /// `out = inp · weightᵀ + bias` with `inp (m, k)`, `weight (n, k)`.
-pub fn linear(inp: &[f32], weight: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f64> {
+pub fn linear(
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f64> {
     let mut out = vec![0.0; m * n];
     for i in 0..m {
         for j in 0..n {
-            let dot: f64 = (0..k).map(|kk| inp[i * k + kk] as f64 * weight[j * k + kk] as f64).sum();
+            let dot: f64 = (0..k)
+                .map(|kk| inp[i * k + kk] as f64 * weight[j * k + kk] as f64)
+                .sum();
             out[i * n + j] = dot + bias.map_or(0.0, |b| b[j] as f64);
         }
     }
@@ -20,7 +29,9 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], cols: usize, eps: f32
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
         let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
         for (j, &v) in row.iter().enumerate() {
-            out.push((v as f64 - mean) / (var + eps as f64).sqrt() * weight[j] as f64 + bias[j] as f64);
+            out.push(
+                (v as f64 - mean) / (var + eps as f64).sqrt() * weight[j] as f64 + bias[j] as f64,
+            );
         }
     }
     out
@@ -42,7 +53,10 @@ pub fn gelu_tanh(x: f32) -> f64 {
 pub fn softmax_rows(x: &[f32], cols: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(x.len());
     for row in x.chunks_exact(cols) {
-        let max = row.iter().map(|&v| v as f64).fold(f64::NEG_INFINITY, f64::max);
+        let max = row
+            .iter()
+            .map(|&v| v as f64)
+            .fold(f64::NEG_INFINITY, f64::max);
         let exps: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
         let sum: f64 = exps.iter().sum();
         out.extend(exps.iter().map(|e| e / sum));
@@ -51,7 +65,14 @@ pub fn softmax_rows(x: &[f32], cols: usize) -> Vec<f64> {
 }
 
 /// Attention over packed sequences, laid out as [`crate::attention_forward`].
-pub fn attention(query: &[f32], key: &[f32], value: &[f32], seq_offsets: &[usize], num_heads: usize, head_dim: usize) -> Vec<f64> {
+pub fn attention(
+    query: &[f32],
+    key: &[f32],
+    value: &[f32],
+    seq_offsets: &[usize],
+    num_heads: usize,
+    head_dim: usize,
+) -> Vec<f64> {
     let width = num_heads * head_dim;
     let total = seq_offsets.last().copied().unwrap_or(0);
     let mut out = vec![0.0; total * width];
@@ -62,13 +83,22 @@ pub fn attention(query: &[f32], key: &[f32], value: &[f32], seq_offsets: &[usize
             let c = h * head_dim;
             for i in start..end {
                 let scores: Vec<f64> = (start..end)
-                    .map(|j| (0..head_dim).map(|d| query[i * width + c + d] as f64 * key[j * width + c + d] as f64).sum::<f64>() * scale)
+                    .map(|j| {
+                        (0..head_dim)
+                            .map(|d| {
+                                query[i * width + c + d] as f64 * key[j * width + c + d] as f64
+                            })
+                            .sum::<f64>()
+                            * scale
+                    })
                     .collect();
                 let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let sum: f64 = exps.iter().sum();
                 for d in 0..head_dim {
-                    out[i * width + c + d] = (start..end).map(|j| exps[j - start] / sum * value[j * width + c + d] as f64).sum();
+                    out[i * width + c + d] = (start..end)
+                        .map(|j| exps[j - start] / sum * value[j * width + c + d] as f64)
+                        .sum();
                 }
             }
         }

@@ -4,7 +4,12 @@
 /// subtracted first). Rows of `-inf` only would divide by zero; callers never pass them
 /// (attention only ever sees real tokens).
 pub fn softmax_rows(x: &mut [f32], rows: usize, cols: usize) {
-    assert!(x.len() >= rows * cols, "softmax: buffer has {} values, shape ({rows}, {cols}) needs {}", x.len(), rows * cols);
+    assert!(
+        x.len() >= rows * cols,
+        "softmax: buffer has {} values, shape ({rows}, {cols}) needs {}",
+        x.len(),
+        rows * cols
+    );
     if cols == 0 {
         return;
     }

@@ -1,0 +1,133 @@
+//! Helpers shared by the integration tests: fixture paths, golden files, the weight PRNG.
+#![allow(dead_code)]
+
+use densa::Input;
+use safetensors::{Dtype, SafeTensors};
+use std::path::PathBuf;
+
+pub mod prng;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    fixtures().join("models").join(name)
+}
+
+/// One golden case: a single text or a (title, text) pair.
+#[derive(Debug, Clone)]
+pub enum Case {
+    Text(String),
+    Pair(String, String),
+}
+
+impl Case {
+    pub fn input(&self) -> Input<'_> {
+        match self {
+            Case::Text(t) => Input::Text(t),
+            Case::Pair(a, b) => Input::Pair(a, b),
+        }
+    }
+}
+
+/// The cases of `texts.json` in golden order: every text, then every pair.
+pub fn cases() -> Vec<Case> {
+    let text = std::fs::read_to_string(fixtures().join("texts.json")).expect("texts.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("texts.json is JSON");
+    let mut cases: Vec<Case> = v["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Case::Text(t.as_str().unwrap().to_owned()))
+        .collect();
+    for p in v["pairs"].as_array().unwrap() {
+        cases.push(Case::Pair(
+            p[0].as_str().unwrap().to_owned(),
+            p[1].as_str().unwrap().to_owned(),
+        ));
+    }
+    cases
+}
+
+/// A golden safetensors file written by tools/make_fixtures.py.
+pub struct Golden {
+    bytes: Vec<u8>,
+}
+
+impl Golden {
+    pub fn load(name: &str) -> Golden {
+        let path = fixtures()
+            .join("golden")
+            .join(format!("{name}.safetensors"));
+        Golden {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
+    }
+
+    fn parsed(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).expect("golden file parses")
+    }
+
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        let (_, meta) = SafeTensors::read_metadata(&self.bytes).unwrap();
+        meta.metadata().as_ref().and_then(|m| m.get(key).cloned())
+    }
+
+    /// `(shape, values)` of an f32 tensor.
+    pub fn f32(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
+        let st = self.parsed();
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("golden tensor {name}"));
+        assert_eq!(t.dtype(), Dtype::F32);
+        (
+            t.shape().to_vec(),
+            t.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+        )
+    }
+
+    /// The values of an i64 tensor, as u32 token ids.
+    pub fn ids(&self, name: &str) -> Vec<u32> {
+        let st = self.parsed();
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("golden tensor {name}"));
+        assert_eq!(t.dtype(), Dtype::I64);
+        t.data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect()
+    }
+}
+
+/// Largest |a - b|.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Largest |a - b| divided by the largest |b|: the error relative to the tensor's scale.
+pub fn max_rel_diff(a: &[f32], reference: &[f32]) -> f32 {
+    let scale = reference
+        .iter()
+        .map(|v| v.abs())
+        .fold(0.0, f32::max)
+        .max(f32::MIN_POSITIVE);
+    max_abs_diff(a, reference) / scale
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
