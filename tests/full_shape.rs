@@ -1,0 +1,140 @@
+//! The Spanish DPR encoders' full shape (768 hidden, 12 layers, 12 heads, FFN 3072, vocabulary
+//! 31002) against transformers, without committing 440 MB of weights: both sides draw the
+//! weights from the documented PRNG in tools/prng.py / tests/common/prng.rs, and only
+//! transformers' outputs are committed (tests/fixtures/golden/full-shape.safetensors).
+
+mod common;
+
+use common::{max_rel_diff, model_dir, prng, Case, Golden};
+use densa::checkpoint::{Checkpoint, Tensor};
+use densa::config::ModelType;
+use densa::tokenizer::TextTokenizer;
+use densa::{BertConfig, Encoder, Options};
+use std::collections::HashMap;
+
+/// Tolerance at full shape: max |diff| relative to the largest |value| of the tensor.
+const REL_TOLERANCE: f32 = 1e-4;
+
+fn full_shape_weights(config: &BertConfig, prefix: &str) -> HashMap<String, Tensor> {
+    let (h, f) = (config.hidden_size, config.intermediate_size);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        (
+            "embeddings.word_embeddings.weight".into(),
+            vec![config.vocab_size, h],
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![config.max_position_embeddings, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![config.type_vocab_size, h],
+        ),
+        ("embeddings.LayerNorm.weight".into(), vec![h]),
+        ("embeddings.LayerNorm.bias".into(), vec![h]),
+    ];
+    for i in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{i}");
+        for (name, out, inp) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", f, h),
+            ("output.dense", h, f),
+        ] {
+            shapes.push((format!("{p}.{name}.weight"), vec![out, inp]));
+            shapes.push((format!("{p}.{name}.bias"), vec![out]));
+        }
+        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            shapes.push((format!("{p}.{ln}.weight"), vec![h]));
+            shapes.push((format!("{p}.{ln}.bias"), vec![h]));
+        }
+    }
+    shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let full = format!("{prefix}{name}");
+            let (center, scale) = prng::center_scale(&full);
+            let values = prng::uniform(&full, shape.iter().product(), center, scale);
+            (full, Tensor::from_vec(shape, values))
+        })
+        .collect()
+}
+
+#[test]
+fn bert_base_shape_matches_transformers() {
+    let golden = Golden::load("full-shape");
+    let prefix = golden.metadata("prefix").unwrap();
+    let max_length: usize = golden.metadata("max_length").unwrap().parse().unwrap();
+    let cases: Vec<(String, serde_json::Value)> =
+        serde_json::from_str(&golden.metadata("cases").unwrap()).unwrap();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .map(|(kind, v)| match kind.as_str() {
+            "text" => Case::Text(v.as_str().unwrap().into()),
+            _ => Case::Pair(v[0].as_str().unwrap().into(), v[1].as_str().unwrap().into()),
+        })
+        .collect();
+
+    let mut config = BertConfig::bert_base(31002);
+    config.model_type = ModelType::Dpr;
+    let checkpoint = Checkpoint::from_tensors(full_shape_weights(&config, &prefix));
+    // BETO-style tokenizer files (vocab.txt + tokenizer_config.json), as the seed ships them.
+    let tokenizer = TextTokenizer::from_dir(&model_dir("dpr-ctx-tiny"), max_length).unwrap();
+    let encoder = Encoder::from_parts(
+        config,
+        checkpoint,
+        tokenizer,
+        Options {
+            threads: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    // Embeddings 31002·768 + 512·768 + 2·768 + 2·768 = 24_205_824; per layer 4·(768² + 768)
+    // + (768·3072 + 3072) + (3072·768 + 768) + 4·768 = 7_087_872; no pooler.
+    assert_eq!(
+        encoder.model().parameter_count(),
+        24_205_824 + 12 * 7_087_872
+    );
+
+    let inputs: Vec<_> = cases.iter().map(|c| c.input()).collect();
+    let pooled = encoder.embed_inputs(&inputs).unwrap();
+    let (mut worst_layer6, mut worst_last, mut worst_pooled) = (0.0f32, 0.0f32, 0.0f32);
+    for (i, case) in cases.iter().enumerate() {
+        let (tokens, states) = encoder.hidden_states(case.input()).unwrap();
+        assert_eq!(
+            tokens.ids,
+            golden.ids(&format!("case{i}.input_ids")),
+            "case {i}: ids"
+        );
+        assert_eq!(
+            tokens.type_ids,
+            golden.ids(&format!("case{i}.token_type_ids")),
+            "case {i}: token types"
+        );
+        let d6 = max_rel_diff(&states[6], &golden.f32(&format!("case{i}.layer6")).1);
+        let dl = max_rel_diff(
+            &states[12],
+            &golden.f32(&format!("case{i}.last_hidden_state")).1,
+        );
+        let dp = max_rel_diff(pooled.row(i), &golden.f32(&format!("case{i}.pooled")).1);
+        assert!(
+            d6 <= REL_TOLERANCE && dl <= REL_TOLERANCE && dp <= REL_TOLERANCE,
+            "case {i} ({} tokens): relative diff layer 6 {d6:e}, last {dl:e}, pooled {dp:e}",
+            tokens.ids.len()
+        );
+        // Batch-invariance at full shape: the batched [CLS] equals the one run alone, bit for bit.
+        assert!(
+            pooled.row(i) == &states[12][..768],
+            "case {i}: batched vector differs from the single run"
+        );
+        (worst_layer6, worst_last, worst_pooled) = (
+            worst_layer6.max(d6),
+            worst_last.max(dl),
+            worst_pooled.max(dp),
+        );
+    }
+    println!("FIDELITY full-shape: {} cases, worst relative diff layer 6 {worst_layer6:.3e}, last hidden {worst_last:.3e}, pooled {worst_pooled:.3e}", cases.len());
+}

