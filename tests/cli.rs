@@ -1,0 +1,317 @@
+//! The `densa` binary end to end: its output checked against transformers' goldens.
+
+mod common;
+
+use common::{cases, max_abs_diff, model_dir, Case, Golden};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn densa(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_densa"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "densa failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Reads a float32 `.npy` file written by densa with a minimal, independent parser.
+fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!(
+        (10 + header_len) % 64,
+        0,
+        "npy header is padded to 64 bytes"
+    );
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
+        "{header}"
+    );
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let data: Vec<f32> = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(data.len(), dims[0] * dims[1]);
+    (dims[0], dims[1], data)
+}
+
+#[test]
+fn embed_text_lines_to_npy_matches_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = cases();
+    let texts: Vec<&str> = cases
+        .iter()
+        .filter_map(|c| {
+            if let Case::Text(t) = c {
+                Some(t.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let input = dir.path().join("texts.txt");
+    std::fs::write(&input, texts.join("\n") + "\n").unwrap();
+    let output = dir.path().join("vectors.npy");
+    let model = model_dir("dpr-ctx-tiny");
+    let out = densa(
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--batch-size",
+            "4",
+        ],
+        None,
+    );
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("1 of 15 inputs were truncated to 512 tokens"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (n, dim, data) = read_npy(&output);
+    assert_eq!(
+        (n, dim),
+        (texts.len(), 32),
+        "one row per line, empty lines included"
+    );
+    let golden = Golden::load("dpr-ctx-tiny");
+    for i in 0..n {
+        let diff = max_abs_diff(
+            &data[i * dim..(i + 1) * dim],
+            &golden.f32(&format!("case{i}.pooled")).1,
+        );
+        assert!(diff <= 1e-5, "row {i}: {diff:e}");
+    }
+}
+
+#[test]
+fn embed_jsonl_pairs_to_stdout_matches_golden() {
+    let cases = cases();
+    let mut jsonl = String::new();
+    let mut golden_index = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let line = match case {
+            Case::Text(t) => serde_json::json!({ "text": t }),
+            Case::Pair(title, text) => serde_json::json!({ "title": title, "text": text, "id": i }),
+        };
+        jsonl += &format!("{line}\n");
+        golden_index.push(i);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("passages.jsonl");
+    std::fs::write(&input, jsonl).unwrap();
+    let model = model_dir("dpr-question-tiny");
+    let stdout = ok(&densa(
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--threads",
+            "1",
+        ],
+        None,
+    ));
+    let golden = Golden::load("dpr-question-tiny");
+    let rows: Vec<Vec<f32>> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), cases.len());
+    for (row, i) in rows.iter().zip(golden_index) {
+        assert!(
+            max_abs_diff(row, &golden.f32(&format!("case{i}.pooled")).1) <= 1e-5,
+            "case {i}"
+        );
+    }
+}
+
+#[test]
+fn tokenize_prints_transformers_ids() {
+    let cases = cases();
+    let texts: Vec<&str> = cases
+        .iter()
+        .filter_map(|c| {
+            if let Case::Text(t) = c {
+                Some(t.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let model = model_dir("bert-tiny");
+    let stdout = ok(&densa(
+        &["tokenize", "--model", model.to_str().unwrap()],
+        Some((texts.join("\n") + "\n").as_bytes()),
+    ));
+    let golden = Golden::load("bert-tiny");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), texts.len());
+    for (i, line) in lines.iter().enumerate() {
+        let ids: Vec<u32> = serde_json::from_value(line["ids"].clone()).unwrap();
+        assert_eq!(ids, golden.ids(&format!("case{i}.input_ids")), "text {i}");
+        assert_eq!(line["tokens"].as_array().unwrap().len(), ids.len());
+        assert_eq!(line["tokens"][0], "[CLS]");
+    }
+}
+
+#[test]
+fn inspect_and_bench() {
+    let model = model_dir("dpr-question-tiny");
+    let report = ok(&densa(
+        &["inspect", "--model", model.to_str().unwrap()],
+        None,
+    ));
+    for needle in [
+        "Dpr",
+        "2 layers",
+        "hidden 32",
+        "projection 32 -> 16",
+        "pooling:      dpr",
+        "output dim:   16",
+        "mapped bytes",
+        "question_encoder.encode_proj.weight",
+        "F32",
+    ] {
+        assert!(
+            report.contains(needle),
+            "inspect lacks {needle:?}:\n{report}"
+        );
+    }
+    // 31002·32 + 512·32 + 2·32 + 2·32 + 2·(4·(32² + 32) + (32·64 + 64) + (64·32 + 32) + 4·32) + 32·16 + 16
+    assert!(report.contains("parameters:   1026192 "), "{report}");
+    let f16 = ok(&densa(
+        &[
+            "inspect",
+            "--model",
+            model_dir("bert-tiny-f16").to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert!(
+        f16.contains("F16") && f16.contains("pooling:      pooler"),
+        "{f16}"
+    );
+
+    let line = ok(&densa(
+        &[
+            "bench",
+            "--model",
+            model.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--iters",
+            "3",
+            "--threads",
+            "1",
+        ],
+        None,
+    ));
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    for key in ["median_ms", "min_ms", "max_ms", "tokens_per_s", "gflops"] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "bench lacks {key}: {line}"
+        );
+    }
+    assert!(
+        v["min_ms"].as_f64() <= v["median_ms"].as_f64()
+            && v["median_ms"].as_f64() <= v["max_ms"].as_f64()
+    );
+}
+
+#[test]
+fn bad_input_fails_cleanly_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_dir("bert-tiny");
+    let input = dir.path().join("bad.txt");
+    std::fs::write(&input, b"hola\nmal \xff\xfe texto\n").unwrap();
+    let output = dir.path().join("out.npy");
+    let out = densa(
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("invalid UTF-8"),
+        "{stderr}"
+    );
+    assert!(!output.exists(), "no output on failure");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+
+    let jsonl = dir.path().join("bad.jsonl");
+    std::fs::write(&jsonl, "{\"text\": \"hola\"}\n{\"title\": \"sin texto\"}\n").unwrap();
+    let out = densa(
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            jsonl.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("line 2: no \"text\"")
+    );
+
+    let out = densa(&["embed", "--model", "/nonexistent/model"], Some(b"hola\n"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -1,0 +1,272 @@
+//! Bad input met along the way gets a clear, typed error, never a panic.
+
+mod common;
+
+use common::model_dir;
+use densa::{Encoder, Error, Options, Pooling, Tokenized};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::path::Path;
+
+fn opts() -> Options {
+    Options {
+        threads: 1,
+        ..Options::default()
+    }
+}
+
+/// A copy of a fixture folder that a test may damage.
+fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(model_dir(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Rewrites `model.safetensors` through `edit`, which may drop or change tensors.
+fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+}
+
+fn load_err(dir: &Path) -> Error {
+    match Encoder::from_dir(dir, opts()) {
+        Ok(_) => panic!("{} loaded but should not", dir.display()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn missing_folder() {
+    let e = load_err(Path::new("/nonexistent/densa-model"));
+    assert!(matches!(e, Error::MissingFile { .. }), "{e}");
+    assert!(e.to_string().contains("/nonexistent/densa-model"));
+}
+
+#[test]
+fn pytorch_only_folder_names_the_converter() {
+    let dir = copy_fixture("dpr-ctx-tiny");
+    std::fs::rename(
+        dir.path().join("model.safetensors"),
+        dir.path().join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::PytorchOnly { .. }), "{e}");
+    assert!(
+        e.to_string().contains("tools/convert_to_safetensors.py"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_config() {
+    let dir = copy_fixture("bert-tiny");
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        matches!(e, Error::MissingFile { .. }) && e.to_string().contains("config.json"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = copy_fixture("bert-tiny");
+    rewrite_weights(dir.path(), |t| {
+        t.retain(|(n, ..)| n != "bert.encoder.layer.1.intermediate.dense.bias")
+    });
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::MissingTensor { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("bert.encoder.layer.1.intermediate.dense.bias"),
+        "{e}"
+    );
+}
+
+#[test]
+fn shape_contradicting_config() {
+    let dir = copy_fixture("bert-tiny");
+    let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        config.replace("\"intermediate_size\": 64", "\"intermediate_size\": 128"),
+    )
+    .unwrap();
+    let e = load_err(dir.path());
+    match &e {
+        Error::Shape {
+            name,
+            expected,
+            found,
+        } => {
+            assert!(name.contains("intermediate.dense.weight"), "{e}");
+            assert_eq!(
+                (expected.clone(), found.clone()),
+                (vec![128, 32], vec![64, 32])
+            );
+        }
+        _ => panic!("expected a shape error, got {e}"),
+    }
+}
+
+#[test]
+fn unsupported_dtype() {
+    let dir = copy_fixture("bert-tiny");
+    rewrite_weights(dir.path(), |t| {
+        let entry = t
+            .iter_mut()
+            .find(|(n, ..)| n == "bert.embeddings.LayerNorm.bias")
+            .unwrap();
+        entry.1 = Dtype::I32;
+    });
+    let e = load_err(dir.path());
+    assert!(
+        matches!(e, Error::Dtype { .. }) && e.to_string().contains("I32"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_and_garbage_safetensors() {
+    let dir = copy_fixture("bert-tiny");
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(load_err(dir.path()), Error::Safetensors { .. }));
+    std::fs::write(&path, b"this is not a safetensors file").unwrap();
+    assert!(matches!(load_err(dir.path()), Error::Safetensors { .. }));
+    std::fs::write(&path, b"").unwrap();
+    assert!(matches!(load_err(dir.path()), Error::Safetensors { .. }));
+    // A header length far beyond the file.
+    let mut lying = (1u64 << 40).to_le_bytes().to_vec();
+    lying.extend_from_slice(b"{}");
+    std::fs::write(&path, lying).unwrap();
+    assert!(matches!(load_err(dir.path()), Error::Safetensors { .. }));
+}
+
+#[test]
+fn bad_configs() {
+    for (from, to, needle) in [
+        (
+            "\"num_attention_heads\": 4",
+            "\"num_attention_heads\": 5",
+            "not divisible",
+        ),
+        (
+            "\"model_type\": \"bert\"",
+            "\"model_type\": \"roberta\"",
+            "roberta",
+        ),
+        (
+            "\"hidden_act\": \"gelu\"",
+            "\"hidden_act\": \"relu\"",
+            "relu",
+        ),
+        (
+            "\"num_hidden_layers\": 2",
+            "\"num_hidden_layers\": 0",
+            "num_hidden_layers",
+        ),
+        (
+            "\"hidden_size\": 32",
+            "\"hidden_size\": 1000000000",
+            "hidden_size",
+        ),
+        (
+            "\"hidden_act\"",
+            "\"position_embedding_type\": \"relative_key\", \"hidden_act\"",
+            "relative_key",
+        ),
+        ("{", "[", "not a valid config"),
+    ] {
+        let dir = copy_fixture("bert-tiny");
+        let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        assert!(config.contains(from), "fixture config lacks {from}");
+        std::fs::write(dir.path().join("config.json"), config.replacen(from, to, 1)).unwrap();
+        let e = load_err(dir.path());
+        assert!(
+            matches!(e, Error::Config { .. }) && e.to_string().contains(needle),
+            "{to}: {e}"
+        );
+    }
+}
+
+#[test]
+fn bad_options_and_inputs() {
+    let e = Encoder::from_dir(
+        model_dir("dpr-ctx-tiny"),
+        Options {
+            pooling: Pooling::Pooler,
+            ..opts()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("no pooler"), "{e}");
+    let e = Encoder::from_dir(
+        model_dir("bert-tiny"),
+        Options {
+            max_length: Some(65),
+            ..opts()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("max_position_embeddings"), "{e}");
+    let e = Encoder::from_dir(
+        model_dir("bert-tiny"),
+        Options {
+            batch_size: 0,
+            ..opts()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+
+    let encoder = Encoder::from_dir(model_dir("bert-tiny"), opts()).unwrap();
+    let beyond = Tokenized {
+        ids: vec![4, 31002, 5],
+        type_ids: vec![0; 3],
+        tokens: vec![],
+        truncated: false,
+    };
+    let e = encoder.embed_tokenized(&[beyond]).err().unwrap();
+    assert!(e.to_string().contains("31002"), "{e}");
+    let too_long = Tokenized {
+        ids: vec![4; 65],
+        type_ids: vec![0; 65],
+        tokens: vec![],
+        truncated: false,
+    };
+    assert!(encoder.embed_tokenized(&[too_long]).is_err());
+    // Empty input lists are fine and give no rows.
+    assert_eq!(encoder.embed(&[]).unwrap().len(), 0);
+}
+
+#[test]
+fn unparsable_tokenizer() {
+    let dir = copy_fixture("bert-tiny");
+    std::fs::write(dir.path().join("tokenizer.json"), "{ not json").unwrap();
+    assert!(matches!(load_err(dir.path()), Error::Tokenizer(_)));
+    let dir = copy_fixture("dpr-ctx-tiny");
+    std::fs::remove_file(dir.path().join("vocab.txt")).unwrap();
+    let e = load_err(dir.path());
+    assert!(e.to_string().contains("vocab.txt"), "{e}");
+}
