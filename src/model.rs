@@ -421,6 +421,47 @@ impl BertModel {
     }
 }
 
+/// Every tensor a BERT trunk of this configuration needs (no pooler, no projection), with its
+/// name relative to the trunk prefix and its PyTorch shape, in `named_parameters()` order.
+pub fn parameter_shapes(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, f) = (config.hidden_size, config.intermediate_size);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        (
+            "embeddings.word_embeddings.weight".into(),
+            vec![config.vocab_size, h],
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![config.max_position_embeddings, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![config.type_vocab_size, h],
+        ),
+        ("embeddings.LayerNorm.weight".into(), vec![h]),
+        ("embeddings.LayerNorm.bias".into(), vec![h]),
+    ];
+    for i in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{i}");
+        for (name, out, inp) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", f, h),
+            ("output.dense", h, f),
+        ] {
+            shapes.push((format!("{p}.{name}.weight"), vec![out, inp]));
+            shapes.push((format!("{p}.{name}.bias"), vec![out]));
+        }
+        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            shapes.push((format!("{p}.{ln}.weight"), vec![h]));
+            shapes.push((format!("{p}.{ln}.bias"), vec![h]));
+        }
+    }
+    shapes
+}
+
 /// `ctx_encoder.` for `ctx_encoder.bert_model.`: the DPR encoder root holding `encode_proj`.
 fn dpr_root(root: &str) -> &'static str {
     match root {

@@ -8,6 +8,7 @@ mod common;
 use common::{max_rel_diff, model_dir, prng, Case, Golden};
 use densa::checkpoint::{Checkpoint, Tensor};
 use densa::config::ModelType;
+use densa::model::parameter_shapes;
 use densa::tokenizer::TextTokenizer;
 use densa::{BertConfig, Encoder, Options};
 use std::collections::HashMap;
@@ -15,43 +16,9 @@ use std::collections::HashMap;
 /// Tolerance at full shape: max |diff| relative to the largest |value| of the tensor.
 const REL_TOLERANCE: f32 = 1e-4;
 
+/// The BERT trunk's tensors under `prefix`, drawn from the shared PRNG.
 fn full_shape_weights(config: &BertConfig, prefix: &str) -> HashMap<String, Tensor> {
-    let (h, f) = (config.hidden_size, config.intermediate_size);
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        (
-            "embeddings.word_embeddings.weight".into(),
-            vec![config.vocab_size, h],
-        ),
-        (
-            "embeddings.position_embeddings.weight".into(),
-            vec![config.max_position_embeddings, h],
-        ),
-        (
-            "embeddings.token_type_embeddings.weight".into(),
-            vec![config.type_vocab_size, h],
-        ),
-        ("embeddings.LayerNorm.weight".into(), vec![h]),
-        ("embeddings.LayerNorm.bias".into(), vec![h]),
-    ];
-    for i in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{i}");
-        for (name, out, inp) in [
-            ("attention.self.query", h, h),
-            ("attention.self.key", h, h),
-            ("attention.self.value", h, h),
-            ("attention.output.dense", h, h),
-            ("intermediate.dense", f, h),
-            ("output.dense", h, f),
-        ] {
-            shapes.push((format!("{p}.{name}.weight"), vec![out, inp]));
-            shapes.push((format!("{p}.{name}.bias"), vec![out]));
-        }
-        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            shapes.push((format!("{p}.{ln}.weight"), vec![h]));
-            shapes.push((format!("{p}.{ln}.bias"), vec![h]));
-        }
-    }
-    shapes
+    parameter_shapes(config)
         .into_iter()
         .map(|(name, shape)| {
             let full = format!("{prefix}{name}");

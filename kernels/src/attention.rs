@@ -80,7 +80,6 @@ pub fn attention_forward(
             );
         }
         softmax_rows(&mut scores, t, t);
-        let context_ptr = context_ptr;
         // SAFETY: scores (t, t) is ours; V_h is the in-bounds (t, d) block of `value`; the
         // output block (rows start..end, columns col..col+d) of `context` is in bounds and
         // written by this task alone: tasks differ in sequence (rows) or head (columns).
@@ -97,7 +96,7 @@ pub fn attention_forward(
                 width as isize,
                 1,
                 0.0,
-                context_ptr.0.add(row0),
+                context_ptr.get().add(row0),
                 width as isize,
                 1,
             );

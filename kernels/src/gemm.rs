@@ -86,8 +86,7 @@ pub fn linear_forward(
             .for_each(|task| {
                 let c0 = task * cols_per_task;
                 let c1 = (c0 + cols_per_task).min(n);
-                let out_ptr = out_ptr;
-                linear_block(out_ptr.0, n, &inp[..m * k], k, weight, bias, m, c0..c1);
+                linear_block(out_ptr.get(), n, &inp[..m * k], k, weight, bias, m, c0..c1);
             });
     }
 }

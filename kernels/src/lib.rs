@@ -37,3 +37,10 @@ pub(crate) struct SendPtr(pub *mut f32);
 unsafe impl Send for SendPtr {}
 // SAFETY: as above; shared references to SendPtr only copy the address.
 unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The address. A method (not `.0`) so that closures capture the whole `SendPtr`.
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
