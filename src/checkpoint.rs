@@ -279,8 +279,8 @@ impl Checkpoint {
                 if byte_len != len * 4 {
                     return Err(bad_len());
                 }
-                let aligned =
-                    (map.as_ptr() as usize + byte_start) % std::mem::align_of::<f32>() == 0;
+                let aligned = (map.as_ptr() as usize + byte_start)
+                    .is_multiple_of(std::mem::align_of::<f32>());
                 // safetensors is little-endian: only then are the mapped bytes our f32s.
                 if aligned && cfg!(target_endian = "little") {
                     TensorData::Mapped {

@@ -3,12 +3,13 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::{BertConfig, ModelType};
 use crate::error::{Error, Result};
-use crate::model::{BertModel, PackedBatch};
+use crate::model::{BertModel, PackedBatch, Workspace};
 use crate::pooling::{pool, Pooling};
 use crate::tokenizer::{Input, TextTokenizer, Tokenized};
 use rayon::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// How to load and run an encoder. `Options::default()` is what the CLI does without flags.
 #[derive(Debug, Clone)]
@@ -82,6 +83,9 @@ pub struct Encoder {
     batch_size: usize,
     pool: rayon::ThreadPool,
     dir: PathBuf,
+    /// Idle forward-pass workspaces: a call takes one (or makes one) and puts it back, so
+    /// steady-state calls allocate no activation memory, and concurrent calls never share.
+    workspaces: Mutex<Vec<Workspace>>,
 }
 
 /// What a sentence-transformers folder says about pooling and input handling.
@@ -194,6 +198,7 @@ impl Encoder {
             batch_size: options.batch_size,
             pool,
             dir,
+            workspaces: Mutex::new(Vec::new()),
         })
     }
 
@@ -234,19 +239,20 @@ impl Encoder {
         let mut data = vec![0.0f32; tokenized.len() * dim];
         let mut order: Vec<usize> = (0..tokenized.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
-        self.pool.install(|| -> Result<()> {
+        let mut workspace = self.take_workspace();
+        let result = self.pool.install(|| -> Result<()> {
             let mut pooled = Vec::new();
             for batch_indices in order.chunks(self.batch_size) {
                 let mut batch = PackedBatch::new();
                 for &i in batch_indices {
                     batch.push(&tokenized[i].ids, &tokenized[i].type_ids);
                 }
-                let hidden = self.model.forward(&batch, None)?;
+                let hidden = self.model.forward(&batch, &mut workspace, None)?;
                 pooled.resize(batch_indices.len() * dim, 0.0);
                 pool(
                     &self.model,
                     self.pooling,
-                    &hidden,
+                    hidden,
                     &batch,
                     self.normalize,
                     &mut pooled,
@@ -256,7 +262,9 @@ impl Encoder {
                 }
             }
             Ok(())
-        })?;
+        });
+        self.put_workspace(workspace);
+        result?;
         Ok(Embeddings {
             dim,
             data,
@@ -271,9 +279,29 @@ impl Encoder {
         let mut batch = PackedBatch::new();
         batch.push(&tokenized.ids, &tokenized.type_ids);
         let mut states = Vec::with_capacity(self.model.layers.len() + 1);
-        self.pool
-            .install(|| self.model.forward(&batch, Some(&mut states)))?;
+        let mut workspace = Workspace::default();
+        self.pool.install(|| {
+            self.model
+                .forward(&batch, &mut workspace, Some(&mut states))
+        })?;
         Ok((tokenized, states))
+    }
+
+    /// An idle workspace, or a new one.
+    fn take_workspace(&self) -> Workspace {
+        self.workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Returns a workspace for the next call.
+    fn put_workspace(&self, workspace: Workspace) {
+        self.workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(workspace);
     }
 
     /// Width of the embeddings this encoder returns.

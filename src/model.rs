@@ -13,26 +13,47 @@ use crate::config::{Activation, BertConfig, ModelType};
 use crate::error::{Error, Result};
 use densa_kernels as k;
 
-/// `y = x · Wᵀ + b` with `W (out_features, in_features)`.
+/// `y = x · Wᵀ + b` with `W (out_features, in_features)`, packed once at load for the GEMM's
+/// micro-kernel (the checkpoint's copy is not used after that).
 pub struct Linear {
-    pub weight: Tensor,
+    pub weight: k::PackedWeight,
     pub bias: Tensor,
     pub in_features: usize,
     pub out_features: usize,
 }
 
 impl Linear {
+    fn new(weight: &Tensor, bias: Tensor) -> Self {
+        let (out_features, in_features) = (weight.shape()[0], weight.shape()[1]);
+        let weight = k::PackedWeight::new(weight.as_slice(), out_features, in_features);
+        Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        }
+    }
+
     /// `out (rows, out_features) = inp (rows, in_features) · Wᵀ + b`
     pub fn forward(&self, out: &mut [f32], inp: &[f32], rows: usize) {
-        k::linear_forward(
-            out,
-            inp,
-            self.weight.as_slice(),
-            Some(self.bias.as_slice()),
-            rows,
-            self.in_features,
-            self.out_features,
-        );
+        self.forward_fused(out, inp, rows, k::Activation::None, None);
+    }
+
+    /// `out = act(inp · Wᵀ + b) + residual`, each output element written once.
+    pub fn forward_fused(
+        &self,
+        out: &mut [f32],
+        inp: &[f32],
+        rows: usize,
+        activation: k::Activation,
+        residual: Option<&[f32]>,
+    ) {
+        let epilogue = k::Epilogue {
+            bias: Some(self.bias.as_slice()),
+            activation,
+            residual,
+        };
+        k::linear_packed(out, inp, &self.weight, rows, epilogue);
     }
 }
 
@@ -52,9 +73,8 @@ pub struct Embeddings {
 
 /// `encoder.layer.N.*`
 pub struct EncoderLayer {
-    pub query: Linear,                   // attention.self.query
-    pub key: Linear,                     // attention.self.key
-    pub value: Linear,                   // attention.self.value
+    /// attention.self.{query, key, value}, stacked: `W (3H, H)` = [Wq; Wk; Wv], one GEMM.
+    pub query_key_value: Linear,
     pub attention_output: Linear,        // attention.output.dense
     pub attention_layer_norm: LayerNorm, // attention.output.LayerNorm
     pub intermediate: Linear,            // intermediate.dense
@@ -110,6 +130,45 @@ impl PackedBatch {
     }
 }
 
+/// The activation buffers of one forward pass, reused from call to call: they only grow.
+#[derive(Default)]
+pub struct Workspace {
+    hidden: Vec<f32>,       // (T, H)
+    qkv: Vec<f32>,          // (T, 3H)
+    context: Vec<f32>,      // (T, H)
+    sublayer_out: Vec<f32>, // (T, H)
+    intermediate: Vec<f32>, // (T, F)
+}
+
+impl Workspace {
+    /// Sizes every buffer for `t` tokens (never shrinking capacity).
+    fn resize(&mut self, t: usize, h: usize, f: usize) {
+        for (buffer, len) in [
+            (&mut self.hidden, t * h),
+            (&mut self.qkv, 3 * t * h),
+            (&mut self.context, t * h),
+            (&mut self.sublayer_out, t * h),
+            (&mut self.intermediate, t * f),
+        ] {
+            buffer.resize(len, 0.0);
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        4 * [
+            &self.hidden,
+            &self.qkv,
+            &self.context,
+            &self.sublayer_out,
+            &self.intermediate,
+        ]
+        .iter()
+        .map(|b| b.capacity())
+        .sum::<usize>()
+    }
+}
+
 /// The prefixes under which checkpoints store the BERT trunk, tried in order.
 pub const TRUNK_PREFIXES: [&str; 4] = [
     "",
@@ -137,12 +196,37 @@ impl WeightLoader<'_> {
     }
 
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
-        Ok(Linear {
-            weight: self.tensor(&format!("{name}.weight"), &[out_features, in_features])?,
-            bias: self.tensor(&format!("{name}.bias"), &[out_features])?,
-            in_features,
-            out_features,
-        })
+        let weight = self.tensor(&format!("{name}.weight"), &[out_features, in_features])?;
+        Ok(Linear::new(
+            &weight,
+            self.tensor(&format!("{name}.bias"), &[out_features])?,
+        ))
+    }
+
+    /// Several linear layers of the same input stacked into one: weights and biases
+    /// concatenated along the output dimension.
+    fn stacked_linear(
+        &self,
+        names: &[String],
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Linear> {
+        let (mut weight, mut bias) = (Vec::new(), Vec::new());
+        for name in names {
+            weight.extend_from_slice(
+                self.tensor(&format!("{name}.weight"), &[out_features, in_features])?
+                    .as_slice(),
+            );
+            bias.extend_from_slice(
+                self.tensor(&format!("{name}.bias"), &[out_features])?
+                    .as_slice(),
+            );
+        }
+        let n = names.len() * out_features;
+        Ok(Linear::new(
+            &Tensor::from_vec(vec![n, in_features], weight),
+            Tensor::from_vec(vec![n], bias),
+        ))
     }
 
     fn layer_norm(&self, name: &str, size: usize) -> Result<LayerNorm> {
@@ -183,9 +267,11 @@ impl BertModel {
             .map(|i| {
                 let p = format!("encoder.layer.{i}");
                 Ok(EncoderLayer {
-                    query: w.linear(&format!("{p}.attention.self.query"), h, h)?,
-                    key: w.linear(&format!("{p}.attention.self.key"), h, h)?,
-                    value: w.linear(&format!("{p}.attention.self.value"), h, h)?,
+                    query_key_value: w.stacked_linear(
+                        &["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}")),
+                        h,
+                        h,
+                    )?,
                     attention_output: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
                     attention_layer_norm: w
                         .layer_norm(&format!("{p}.attention.output.LayerNorm"), h)?,
@@ -226,83 +312,93 @@ impl BertModel {
     }
 
     /// Runs the encoder over a packed batch and returns the last hidden state
-    /// `(total_tokens, hidden)`. When `all_hidden_states` is given, it receives the embedding
-    /// output and every layer's output (as `transformers`' `output_hidden_states=True`).
-    pub fn forward(
+    /// `(total_tokens, hidden)`, which lives in `workspace`. When `all_hidden_states` is given,
+    /// it receives the embedding output and every layer's output (as `transformers`'
+    /// `output_hidden_states=True`). Once `workspace` has seen a batch this large, the pass
+    /// allocates nothing.
+    pub fn forward<'w>(
         &self,
         batch: &PackedBatch,
+        workspace: &'w mut Workspace,
         mut all_hidden_states: Option<&mut Vec<Vec<f32>>>,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<&'w [f32]> {
         let cfg = &self.config;
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let t = batch.total_tokens(); // T: real tokens of all sequences together
         self.check_batch(batch)?;
+        workspace.resize(t, h, f);
+        let Workspace {
+            hidden,
+            qkv,
+            context,
+            sublayer_out,
+            intermediate,
+        } = workspace;
+        let activation = match cfg.hidden_act {
+            Activation::GeluErf => k::Activation::GeluErf,
+            Activation::GeluTanh => k::Activation::GeluTanh,
+        };
 
         // hidden: (T, H) = LayerNorm(word + position + token_type embeddings)
-        let mut hidden = vec![0.0f32; t * h];
-        self.embeddings_forward(&mut hidden, batch);
+        self.embeddings_forward(hidden, batch);
         if let Some(states) = all_hidden_states.as_deref_mut() {
             states.push(hidden.clone());
         }
-
-        let mut query = vec![0.0f32; t * h]; // (T, H)
-        let mut key = vec![0.0f32; t * h]; // (T, H)
-        let mut value = vec![0.0f32; t * h]; // (T, H)
-        let mut context = vec![0.0f32; t * h]; // (T, H)
-        let mut sublayer_out = vec![0.0f32; t * h]; // (T, H)
-        let mut intermediate = vec![0.0f32; t * f]; // (T, F)
         for layer in &self.layers {
-            // Self-attention: project to Q, K, V; attend within each sequence.
-            layer.query.forward(&mut query, &hidden, t);
-            layer.key.forward(&mut key, &hidden, t);
-            layer.value.forward(&mut value, &hidden, t);
+            // Self-attention: qkv (T, 3H) = hidden · [Wq; Wk; Wv]ᵀ + b; attend within each sequence.
+            layer.query_key_value.forward(qkv, hidden, t);
             k::attention_forward(
-                &mut context,
-                &query,
-                &key,
-                &value,
+                context,
+                qkv,
                 &batch.seq_offsets,
                 cfg.num_attention_heads,
                 cfg.head_dim(),
             );
-            // attention.output: dense, + residual, LayerNorm
-            layer
-                .attention_output
-                .forward(&mut sublayer_out, &context, t);
-            k::add_inplace(&mut sublayer_out, &hidden);
+            // attention.output: dense + bias + residual (fused), then LayerNorm
+            layer.attention_output.forward_fused(
+                sublayer_out,
+                context,
+                t,
+                k::Activation::None,
+                Some(hidden),
+            );
             let ln = &layer.attention_layer_norm;
             k::layer_norm(
-                &mut sublayer_out,
+                sublayer_out,
                 ln.weight.as_slice(),
                 ln.bias.as_slice(),
                 t,
                 h,
                 cfg.layer_norm_eps,
             );
-            std::mem::swap(&mut hidden, &mut sublayer_out);
-            // Feed-forward: intermediate.dense + GELU, output.dense, + residual, LayerNorm
-            layer.intermediate.forward(&mut intermediate, &hidden, t);
-            match cfg.hidden_act {
-                Activation::GeluErf => k::gelu_erf(&mut intermediate),
-                Activation::GeluTanh => k::gelu_tanh(&mut intermediate),
-            }
-            layer.output.forward(&mut sublayer_out, &intermediate, t);
-            k::add_inplace(&mut sublayer_out, &hidden);
+            std::mem::swap(hidden, sublayer_out);
+            // Feed-forward: intermediate (T, F) = GELU(hidden · Wiᵀ + b) (fused),
+            // output.dense + bias + residual (fused), then LayerNorm
+            layer
+                .intermediate
+                .forward_fused(intermediate, hidden, t, activation, None);
+            layer.output.forward_fused(
+                sublayer_out,
+                intermediate,
+                t,
+                k::Activation::None,
+                Some(hidden),
+            );
             let ln = &layer.output_layer_norm;
             k::layer_norm(
-                &mut sublayer_out,
+                sublayer_out,
                 ln.weight.as_slice(),
                 ln.bias.as_slice(),
                 t,
                 h,
                 cfg.layer_norm_eps,
             );
-            std::mem::swap(&mut hidden, &mut sublayer_out);
+            std::mem::swap(hidden, sublayer_out);
             if let Some(states) = all_hidden_states.as_deref_mut() {
                 states.push(hidden.clone());
             }
         }
-        Ok(hidden)
+        Ok(&workspace.hidden[..t * h])
     }
 
     /// Rejects ids the embedding tables do not have, and sequences longer than the positions.
@@ -393,9 +489,7 @@ impl BertModel {
             + e.token_type_embeddings.as_slice().len()
             + 2 * self.config.hidden_size;
         for l in &self.layers {
-            n += lin(&l.query)
-                + lin(&l.key)
-                + lin(&l.value)
+            n += lin(&l.query_key_value)
                 + lin(&l.attention_output)
                 + lin(&l.intermediate)
                 + lin(&l.output);

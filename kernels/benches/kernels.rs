@@ -24,14 +24,26 @@ fn linear(c: &mut Criterion) {
     for &m in &[1usize, 16, 128, 512, 2048] {
         for &(kk, n) in &[(768usize, 768usize), (768, 3072), (3072, 768)] {
             let (inp, weight, bias) = (data(m * kk, 1), data(n * kk, 2), data(n, 3));
+            let packed = k::PackedWeight::new(&weight, n, kk);
             let mut out = vec![0.0f32; m * n];
             group.throughput(Throughput::Elements((2 * m * kk * n) as u64));
             let shape = format!("{m}x{kk}x{n}");
             group.bench_with_input(BenchmarkId::new("densa", &shape), &m, |b, _| {
-                b.iter(|| {
-                    k::linear_forward(black_box(&mut out), &inp, &weight, Some(&bias), m, kk, n)
-                })
+                let epilogue = k::Epilogue {
+                    bias: Some(&bias),
+                    ..k::Epilogue::NONE
+                };
+                b.iter(|| k::linear_packed(black_box(&mut out), &inp, &packed, m, epilogue))
             });
+            group.bench_with_input(
+                BenchmarkId::new("matrixmultiply_rayon", &shape),
+                &m,
+                |b, _| {
+                    b.iter(|| {
+                        k::linear_forward(black_box(&mut out), &inp, &weight, Some(&bias), m, kk, n)
+                    })
+                },
+            );
             group.bench_with_input(BenchmarkId::new("matrixmultiply", &shape), &m, |b, _| {
                 // SAFETY: inp (m, kk), weightᵀ (kk, n) via strides, out (m, n): all in bounds.
                 b.iter(|| unsafe {
@@ -94,13 +106,11 @@ fn attention(c: &mut Criterion) {
     let (heads, head_dim) = (12usize, 64usize);
     for &t in &[16usize, 128, 512] {
         let width = heads * head_dim;
-        let (q, kk, v) = (data(t * width, 8), data(t * width, 9), data(t * width, 10));
+        let qkv = data(t * 3 * width, 8);
         let mut ctx = vec![0.0f32; t * width];
         group.throughput(Throughput::Elements((4 * t * t * width) as u64));
         group.bench_with_input(BenchmarkId::new("bert_base_heads", t), &t, |b, _| {
-            b.iter(|| {
-                k::attention_forward(black_box(&mut ctx), &q, &kk, &v, &[0, t], heads, head_dim)
-            })
+            b.iter(|| k::attention_forward(black_box(&mut ctx), &qkv, &[0, t], heads, head_dim))
         });
     }
     group.finish();

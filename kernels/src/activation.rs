@@ -1,38 +1,63 @@
-//! Elementwise activations: GELU (exact erf form and tanh form) and tanh.
+//! Elementwise activations: GELU (exact erf form and tanh form) and tanh, vectorised.
+//!
+//! Error against the exact function (f64 reference, `tests/properties.rs`): GELU within
+//! 2e-7·(1 + |x|), tanh within 3e-7 (see [`crate::math`]).
 
+use crate::multiversion;
 use rayon::prelude::*;
 
 /// Elements per parallel task.
 const CHUNK: usize = 16 * 1024;
 
-/// Exact GELU, in place: `x · Φ(x) = 0.5 · x · (1 + erf(x / √2))` (PyTorch's default,
-/// `hidden_act = "gelu"`). erf is evaluated in `f64` (libm), so the result is correctly
-/// rounded to within an ulp or two.
-pub fn gelu_erf(x: &mut [f32]) {
-    x.par_chunks_mut(CHUNK).for_each(|chunk| {
-        for v in chunk {
-            let xf = *v as f64;
-            *v = (0.5 * xf * (1.0 + libm::erf(xf * std::f64::consts::FRAC_1_SQRT_2))) as f32;
+multiversion! {
+    /// Exact GELU in place, on one chunk.
+    pub(crate) fn gelu_erf_chunk / gelu_erf_chunk_isa(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = crate::math::gelu_erf(*v);
         }
-    });
-}
-
-/// Tanh-approximated GELU, in place: `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`
-/// (`hidden_act = "gelu_new"` or `"gelu_pytorch_tanh"`).
-pub fn gelu_tanh(x: &mut [f32]) {
-    const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-    x.par_chunks_mut(CHUNK).for_each(|chunk| {
-        for v in chunk {
-            let xf = *v as f64;
-            *v = (0.5 * xf * (1.0 + (SQRT_2_OVER_PI * (xf + 0.044715 * xf * xf * xf)).tanh()))
-                as f32;
-        }
-    });
-}
-
-/// tanh, in place (BERT's pooler).
-pub fn tanh(x: &mut [f32]) {
-    for v in x {
-        *v = (*v as f64).tanh() as f32;
     }
+}
+
+multiversion! {
+    /// Tanh-form GELU in place, on one chunk.
+    pub(crate) fn gelu_tanh_chunk / gelu_tanh_chunk_isa(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = crate::math::gelu_tanh(*v);
+        }
+    }
+}
+
+multiversion! {
+    /// tanh in place (BERT's pooler).
+    pub fn tanh / tanh_isa(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = crate::math::tanh(*v);
+        }
+    }
+}
+
+/// Exact GELU, in place: `x · Φ(x) = 0.5 · x · (1 + erf(x / √2))` (`hidden_act = "gelu"`).
+pub fn gelu_erf(x: &mut [f32]) {
+    let isa = crate::Isa::selected();
+    x.par_chunks_mut(CHUNK)
+        .for_each(|c| gelu_erf_chunk_isa(isa, c));
+}
+
+/// Exact GELU on a given ISA (tests).
+pub fn gelu_erf_isa(isa: crate::Isa, x: &mut [f32]) {
+    x.par_chunks_mut(CHUNK)
+        .for_each(|c| gelu_erf_chunk_isa(isa, c));
+}
+
+/// Tanh-approximated GELU, in place (`hidden_act = "gelu_new"` / `"gelu_pytorch_tanh"`).
+pub fn gelu_tanh(x: &mut [f32]) {
+    let isa = crate::Isa::selected();
+    x.par_chunks_mut(CHUNK)
+        .for_each(|c| gelu_tanh_chunk_isa(isa, c));
+}
+
+/// Tanh-form GELU on a given ISA (tests).
+pub fn gelu_tanh_isa(isa: crate::Isa, x: &mut [f32]) {
+    x.par_chunks_mut(CHUNK)
+        .for_each(|c| gelu_tanh_chunk_isa(isa, c));
 }

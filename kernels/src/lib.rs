@@ -18,13 +18,18 @@
 pub mod activation;
 pub mod attention;
 pub mod gemm;
+pub mod isa;
+pub mod math;
 pub mod norm;
+pub mod probe;
 pub mod reference;
+pub mod simd;
 pub mod softmax;
 
 pub use activation::{gelu_erf, gelu_tanh, tanh};
 pub use attention::attention_forward;
-pub use gemm::linear_forward;
+pub use gemm::{linear_forward, linear_packed, Activation, Epilogue, PackedWeight};
+pub use isa::Isa;
 pub use norm::{add_inplace, layer_norm};
 pub use softmax::softmax_rows;
 

@@ -1,5 +1,7 @@
-//! LayerNorm and the residual add that precedes it in every BERT sub-layer.
+//! LayerNorm, vectorised, and the residual add that precedes it in every BERT sub-layer.
 
+use crate::multiversion;
+use crate::simd;
 use rayon::prelude::*;
 
 /// Rows per parallel task: LayerNorm is memory-bound, so small tasks only add overhead.
@@ -14,9 +16,22 @@ pub fn add_inplace(x: &mut [f32], residual: &[f32]) {
 /// In-place LayerNorm over each row of `x` `(rows, cols)`:
 /// `y = (x - mean) / sqrt(var + eps) * weight + bias`, with the biased variance as PyTorch.
 ///
-/// Mean and variance are accumulated in `f64` (two passes), so the only rounding is the final
-/// `f32` arithmetic: within a few ulp of the exact result.
+/// Two passes in f32 with 16 partial sums per pass; against the f64 reference the error is
+/// within 1e-5·(1 + |y|) (property-tested).
 pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], rows: usize, cols: usize, eps: f32) {
+    layer_norm_isa(crate::Isa::selected(), x, weight, bias, rows, cols, eps)
+}
+
+/// [`layer_norm`] on a given ISA (tests).
+pub fn layer_norm_isa(
+    isa: crate::Isa,
+    x: &mut [f32],
+    weight: &[f32],
+    bias: &[f32],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
     assert!(
         x.len() >= rows * cols,
         "layer_norm: buffer has {} values, shape ({rows}, {cols}) needs {}",
@@ -32,19 +47,29 @@ pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], rows: usize, cols
     }
     x[..rows * cols]
         .par_chunks_mut(cols * ROWS_PER_TASK)
-        .for_each(|block| {
-            for row in block.chunks_exact_mut(cols) {
-                layer_norm_row(row, weight, bias, eps);
-            }
-        });
+        .for_each(|block| layer_norm_block_isa(isa, block, &weight[..cols], &bias[..cols], eps));
 }
 
-fn layer_norm_row(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
-    let n = row.len() as f64;
-    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    let inv_std = 1.0 / (var + eps as f64).sqrt();
-    for ((v, &w), &b) in row.iter_mut().zip(weight).zip(bias) {
-        *v = ((*v as f64 - mean) * inv_std) as f32 * w + b;
+multiversion! {
+    /// LayerNorm of every row of `block` (rows of `weight.len()` values).
+    fn layer_norm_block / layer_norm_block_isa(block: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+        let cols = weight.len();
+        for row in block.chunks_exact_mut(cols) {
+            let mean = simd::sum(row) / cols as f32;
+            let mut sq = [0.0f32; simd::LANES];
+            let mut chunks = row.chunks_exact(simd::LANES);
+            for c in &mut chunks {
+                for l in 0..simd::LANES {
+                    let d = c[l] - mean;
+                    sq[l] += d * d;
+                }
+            }
+            let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+            let var = (sq.iter().sum::<f32>() + tail) / cols as f32;
+            let inv_std = 1.0 / (var + eps).sqrt();
+            for ((v, &w), &b) in row.iter_mut().zip(weight).zip(bias) {
+                *v = (*v - mean) * inv_std * w + b;
+            }
+        }
     }
 }

@@ -39,13 +39,21 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], cols: usize, eps: f32
 
 /// Exact GELU.
 pub fn gelu_erf(x: f32) -> f64 {
-    let x = x as f64;
+    gelu_erf_f64(x as f64)
+}
+
+/// Exact GELU of an `f64`.
+pub fn gelu_erf_f64(x: f64) -> f64 {
     0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
 /// Tanh-approximated GELU.
 pub fn gelu_tanh(x: f32) -> f64 {
-    let x = x as f64;
+    gelu_tanh_f64(x as f64)
+}
+
+/// Tanh-approximated GELU of an `f64`.
+pub fn gelu_tanh_f64(x: f64) -> f64 {
     0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
 }
 
@@ -64,30 +72,32 @@ pub fn softmax_rows(x: &[f32], cols: usize) -> Vec<f64> {
     out
 }
 
-/// Attention over packed sequences, laid out as [`crate::attention_forward`].
+/// Attention over packed sequences, laid out as [`crate::attention_forward`]: `qkv` rows
+/// hold query, key and value side by side.
 pub fn attention(
-    query: &[f32],
-    key: &[f32],
-    value: &[f32],
+    qkv: &[f32],
     seq_offsets: &[usize],
     num_heads: usize,
     head_dim: usize,
 ) -> Vec<f64> {
     let width = num_heads * head_dim;
     let total = seq_offsets.last().copied().unwrap_or(0);
+    let (q, k, v) = (
+        |t: usize, c: usize| qkv[t * 3 * width + c] as f64,
+        |t: usize, c: usize| qkv[t * 3 * width + width + c] as f64,
+        |t: usize, c: usize| qkv[t * 3 * width + 2 * width + c] as f64,
+    );
     let mut out = vec![0.0; total * width];
     let scale = 1.0 / (head_dim as f64).sqrt();
     for s in 0..seq_offsets.len().saturating_sub(1) {
         let (start, end) = (seq_offsets[s], seq_offsets[s + 1]);
         for h in 0..num_heads {
-            let c = h * head_dim;
+            let c0 = h * head_dim;
             for i in start..end {
                 let scores: Vec<f64> = (start..end)
                     .map(|j| {
                         (0..head_dim)
-                            .map(|d| {
-                                query[i * width + c + d] as f64 * key[j * width + c + d] as f64
-                            })
+                            .map(|d| q(i, c0 + d) * k(j, c0 + d))
                             .sum::<f64>()
                             * scale
                     })
@@ -96,8 +106,8 @@ pub fn attention(
                 let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let sum: f64 = exps.iter().sum();
                 for d in 0..head_dim {
-                    out[i * width + c + d] = (start..end)
-                        .map(|j| exps[j - start] / sum * value[j * width + c + d] as f64)
+                    out[i * width + c0 + d] = (start..end)
+                        .map(|j| exps[j - start] / sum * v(j, c0 + d))
                         .sum();
                 }
             }

@@ -1,0 +1,45 @@
+//! The AVX-512F micro-kernel: 8 rows × 32 columns, 16 zmm accumulators.
+//!
+//! Per k: two 16-wide loads of the packed B row, eight broadcasts of A, sixteen FMAs: the two
+//! 512-bit FMA pipes of a Zen 5 core stay busy (16 independent chains cover the 4-cycle
+//! latency) and loads stay under the two-per-cycle limit.
+
+use std::arch::x86_64::*;
+
+/// `(MR, NR)`
+pub const SHAPE: (usize, usize) = (8, 32);
+const MR: usize = SHAPE.0;
+const NR: usize = SHAPE.1;
+
+/// `acc[r][j] = Σ_k rows[r][k] · b[k·32 + j]`.
+///
+/// # Safety
+/// The CPU has AVX-512F; each of the 8 row pointers has `kc` readable values; `b` holds
+/// `kc × 32`; `acc` holds 8 × 32.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn kernel(kc: usize, rows: &[*const f32], b: &[f32], acc: &mut [f32]) {
+    assert!(rows.len() == MR && b.len() >= kc * NR && acc.len() >= MR * NR);
+    let r: [*const f32; MR] = rows.try_into().expect("8 rows");
+    let bp = b.as_ptr();
+    let mut c = [[_mm512_setzero_ps(); 2]; MR];
+    for k in 0..kc {
+        // SAFETY: k < kc, so b[k·32 .. k·32 + 32] and rows[i][k] are in bounds (caller).
+        unsafe {
+            let b0 = _mm512_loadu_ps(bp.add(k * NR));
+            let b1 = _mm512_loadu_ps(bp.add(k * NR + 16));
+            for i in 0..MR {
+                let a = _mm512_set1_ps(*r[i].add(k));
+                c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
+                c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+            }
+        }
+    }
+    let out = acc.as_mut_ptr();
+    for (i, ci) in c.iter().enumerate() {
+        // SAFETY: acc holds 8 × 32 values (asserted).
+        unsafe {
+            _mm512_storeu_ps(out.add(i * NR), ci[0]);
+            _mm512_storeu_ps(out.add(i * NR + 16), ci[1]);
+        }
+    }
+}

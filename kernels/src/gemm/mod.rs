@@ -1,0 +1,363 @@
+//! Linear layers: `out (M, N) = epilogue(inp (M, K) · Wᵀ)`, with `W (N, K)` as in PyTorch.
+//!
+//! Two implementations behind one interface:
+//! - [`linear_forward`] (in `baseline.rs`): matrixmultiply's `sgemm` on the unpacked weight,
+//!   the reference point for speed and a fallback.
+//! - [`linear_packed`]: our GEMM. The weight is packed once at load ([`PackedWeight`]) into
+//!   the micro-kernel's panel layout; each call runs the blocked loop below with a per-ISA
+//!   micro-kernel chosen at run time ([`Isa::selected`]) and writes every output element once,
+//!   with the bias, GELU and residual add fused into that write ([`Epilogue`]).
+//!
+//! ## The blocked loop (BLIS's five loops, with B packed ahead of time)
+//!
+//! ```text
+//! tasks (parallel): output tiles of ≤ MC rows × a group of NR-wide column panels
+//!   for pc in 0..K step KC                     ← KC×NR panel chunk of B (32 KiB) stays in L1
+//!     for each column panel p of the tile      ← B streamed once from memory per tile
+//!       for each MR-row block of the tile      ← rows of A read in place (row pointers)
+//!         micro-kernel: acc (MR×NR) = A[rows, pc..pc+KC] · B[p][pc..pc+KC]
+//!         epilogue: C (+)= acc; at the last KC chunk: + bias, GELU, + residual
+//! ```
+//!
+//! Block sizes, for Zen 5 (L1d 48 KiB, L2 1 MiB per core): KC = 256 so that a B chunk
+//! (256 × 32 × 4 B = 32 KiB on AVX-512) plus the MR rows of A (8 KiB) fit L1; MC = 256 rows so
+//! that the A block (256 × 256 × 4 B = 256 KiB) and the C tile stay in L2 while the panels of
+//! the tile stream past. A is not packed: the micro-kernel reads MR rows through row pointers
+//! (rows past M point at the last row; their results are dropped), which costs nothing on
+//! these shapes and needs no workspace.
+//!
+//! Small M (a 16-token question) needs no special case: tiles then span all rows, so each B
+//! chunk is loaded from memory once and reused from L1 by the 2 row blocks, and the column
+//! panels are spread over the threads: the layer runs at memory bandwidth.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod baseline;
+mod scalar;
+
+pub use baseline::linear_forward;
+
+use crate::isa::Isa;
+use crate::{activation, SendPtr};
+use rayon::prelude::*;
+
+/// K-chunk of the blocked loop.
+pub const KC: usize = 256;
+/// Rows per task tile.
+pub const MC: usize = 256;
+/// Largest micro-tile any kernel uses (for the on-stack accumulator).
+const MAX_TILE: usize = 8 * 32;
+
+/// An activation applied in the epilogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    GeluErf,
+    GeluTanh,
+}
+
+/// What happens to each output element on its one write: `act(acc + bias) + residual`.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// `(N)`
+    pub bias: Option<&'a [f32]>,
+    pub activation: Activation,
+    /// `(M, N)`, added after the activation (BERT's residual connections).
+    pub residual: Option<&'a [f32]>,
+}
+
+impl Epilogue<'_> {
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        activation: Activation::None,
+        residual: None,
+    };
+}
+
+/// A weight `(N, K)` packed for one ISA's micro-kernel: column panels of `nr` outputs, each
+/// `K × nr` contiguous (`panel[p][k][j] = W[p·nr + j][k]`), zero-padded to whole panels,
+/// 64-byte aligned.
+pub struct PackedWeight {
+    isa: Isa,
+    nr: usize,
+    k: usize,
+    n: usize,
+    storage: Vec<f32>,
+    offset: usize,
+}
+
+impl PackedWeight {
+    /// Packs `weight (n, k)` for the selected ISA.
+    pub fn new(weight: &[f32], n: usize, k: usize) -> Self {
+        Self::for_isa(weight, n, k, Isa::selected())
+    }
+
+    /// Packs `weight (n, k)` for a given ISA (tests run every ISA the CPU has).
+    pub fn for_isa(weight: &[f32], n: usize, k: usize, isa: Isa) -> Self {
+        assert!(
+            weight.len() >= n * k,
+            "pack: weight has {} values, ({n}, {k}) needs {}",
+            weight.len(),
+            n * k
+        );
+        let nr = kernel_shape(isa).1;
+        let panels = n.div_ceil(nr);
+        let len = panels * k * nr;
+        // Over-allocate by 16 floats to start the panels on a 64-byte boundary.
+        let mut storage = vec![0.0f32; len + 16];
+        let offset = storage.as_ptr().align_offset(64).min(16);
+        let packed = &mut storage[offset..offset + len];
+        packed
+            .par_chunks_mut(k * nr)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                for j in 0..nr.min(n - p * nr) {
+                    let row = &weight[(p * nr + j) * k..][..k];
+                    for (kk, &w) in row.iter().enumerate() {
+                        panel[kk * nr + j] = w;
+                    }
+                }
+            });
+        PackedWeight {
+            isa,
+            nr,
+            k,
+            n,
+            storage,
+            offset,
+        }
+    }
+
+    fn data(&self) -> &[f32] {
+        &self.storage[self.offset..self.offset + self.n.div_ceil(self.nr) * self.k * self.nr]
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.n
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Bytes of packed storage (what packing costs in memory).
+    pub fn bytes(&self) -> usize {
+        self.storage.len() * 4
+    }
+}
+
+/// `(MR, NR)` of an ISA's micro-kernel.
+pub fn kernel_shape(isa: Isa) -> (usize, usize) {
+    match isa {
+        Isa::Scalar => scalar::SHAPE,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::SHAPE,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::SHAPE,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar::SHAPE,
+    }
+}
+
+/// `out (m, N) = epilogue(inp (m, K) · Wᵀ)` with the packed weight `W`.
+///
+/// Panics with a message if a slice is shorter than its shape says.
+pub fn linear_packed(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &PackedWeight,
+    m: usize,
+    epilogue: Epilogue<'_>,
+) {
+    let (k, n) = (weight.k, weight.n);
+    assert!(
+        inp.len() >= m * k,
+        "linear: input has {} values, ({m}, {k}) needs {}",
+        inp.len(),
+        m * k
+    );
+    assert!(
+        out.len() >= m * n,
+        "linear: output has {} values, ({m}, {n}) needs {}",
+        out.len(),
+        m * n
+    );
+    if let Some(b) = epilogue.bias {
+        assert!(
+            b.len() >= n,
+            "linear: bias has {} values, needs {n}",
+            b.len()
+        );
+    }
+    if let Some(r) = epilogue.residual {
+        assert!(
+            r.len() >= m * n,
+            "linear: residual has {} values, needs {}",
+            r.len(),
+            m * n
+        );
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // Empty product: the epilogue of zero.
+        let zeros = vec![0.0; n];
+        for (i, row) in out[..m * n].chunks_exact_mut(n).enumerate() {
+            write_tile(weight.isa, row, &zeros, n, i, 0, n, &epilogue, true, true);
+        }
+        return;
+    }
+    let (mr, nr) = kernel_shape(weight.isa);
+    let panels = n.div_ceil(nr);
+    let row_tiles = m.div_ceil(MC);
+    // Enough column groups for every thread to have work, twice over for balance.
+    let threads = rayon::current_num_threads().max(1);
+    let col_groups = (2 * threads).div_ceil(row_tiles).clamp(1, panels);
+    let panels_per_group = panels.div_ceil(col_groups);
+    let col_groups = panels.div_ceil(panels_per_group);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..row_tiles * col_groups)
+        .into_par_iter()
+        .for_each(|task| {
+            let (tile, group) = (task / col_groups, task % col_groups);
+            let rows = tile * MC..((tile + 1) * MC).min(m);
+            let panel_range =
+                group * panels_per_group..((group + 1) * panels_per_group).min(panels);
+            // SAFETY: tasks write disjoint (row tile × column group) blocks of `out`, which holds
+            // m × n values (asserted above) and outlives the parallel loop.
+            unsafe {
+                run_tile(
+                    out_ptr.get(),
+                    inp,
+                    weight,
+                    m,
+                    rows,
+                    panel_range,
+                    mr,
+                    &epilogue,
+                )
+            };
+        });
+}
+
+/// One task: rows `rows` × column panels `panels` of the output.
+///
+/// # Safety
+/// `out` must point at `m × n` values that no other thread writes in this block.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_tile(
+    out: *mut f32,
+    inp: &[f32],
+    weight: &PackedWeight,
+    m: usize,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    mr: usize,
+    epilogue: &Epilogue<'_>,
+) {
+    let (k, n, nr) = (weight.k, weight.n, weight.nr);
+    let packed = weight.data();
+    let mut acc = [0.0f32; MAX_TILE];
+    let mut row_ptrs = [std::ptr::null::<f32>(); 8];
+    for pc in (0..k).step_by(KC) {
+        let kc = KC.min(k - pc);
+        let (first, last) = (pc == 0, pc + kc == k);
+        for p in panels.clone() {
+            let b = &packed[p * k * nr + pc * nr..][..kc * nr];
+            let (col0, width) = (p * nr, nr.min(n - p * nr));
+            for r0 in rows.clone().step_by(mr) {
+                let valid_rows = mr.min(rows.end - r0);
+                for (r, ptr) in row_ptrs[..mr].iter_mut().enumerate() {
+                    // Rows past the tile repeat its last row; their results are dropped.
+                    *ptr = inp[(r0 + r.min(valid_rows - 1)) * k + pc..].as_ptr();
+                }
+                micro_kernel(weight.isa, kc, &row_ptrs[..mr], k, b, &mut acc[..mr * nr]);
+                for r in 0..valid_rows {
+                    let row = r0 + r;
+                    debug_assert!(row < m);
+                    // SAFETY: row < m and col0 + width <= n: in bounds of out (m × n); this
+                    // block belongs to this task alone (caller's contract).
+                    let c =
+                        unsafe { std::slice::from_raw_parts_mut(out.add(row * n + col0), width) };
+                    write_tile(
+                        weight.isa,
+                        c,
+                        &acc[r * nr..r * nr + width],
+                        n,
+                        row,
+                        col0,
+                        width,
+                        epilogue,
+                        first,
+                        last,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Dispatches to the micro-kernel of `isa`: `acc (MR × NR) = Σ_k rows[r][k] · b[k][j]`.
+#[inline]
+fn micro_kernel(isa: Isa, kc: usize, rows: &[*const f32], _lda: usize, b: &[f32], acc: &mut [f32]) {
+    match isa {
+        // SAFETY: the ISA was detected on this CPU (Isa::available) before a PackedWeight for
+        // it could exist; every row pointer has kc readable values (they point into `inp` at
+        // column pc, and pc + kc <= K); b holds kc × NR values; acc holds MR × NR.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::kernel(kc, rows, b, acc) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::kernel(kc, rows, b, acc) },
+        // SAFETY: as above, without ISA requirements.
+        _ => unsafe { scalar::kernel(kc, rows, b, acc) },
+    }
+}
+
+/// Merges one row of a micro-tile into the output: on the first K chunk `c = acc`, later
+/// `c += acc`; on the last chunk add the bias, apply the activation, add the residual.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn write_tile(
+    isa: Isa,
+    c: &mut [f32],
+    acc: &[f32],
+    n: usize,
+    row: usize,
+    col0: usize,
+    width: usize,
+    e: &Epilogue<'_>,
+    first: bool,
+    last: bool,
+) {
+    if first {
+        c.copy_from_slice(&acc[..width]);
+    } else {
+        c.iter_mut().zip(acc).for_each(|(c, a)| *c += a);
+    }
+    if !last {
+        return;
+    }
+    if let Some(bias) = e.bias {
+        c.iter_mut()
+            .zip(&bias[col0..col0 + width])
+            .for_each(|(c, b)| *c += b);
+    }
+    // The activation runs in its vectorised, ISA-specific form.
+    match e.activation {
+        Activation::None => {}
+        Activation::GeluErf => activation::gelu_erf_chunk_isa(isa, c),
+        Activation::GeluTanh => activation::gelu_tanh_chunk_isa(isa, c),
+    }
+    if let Some(residual) = e.residual {
+        c.iter_mut()
+            .zip(&residual[row * n + col0..][..width])
+            .for_each(|(c, r)| *c += r);
+    }
+}

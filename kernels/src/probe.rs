@@ -1,0 +1,78 @@
+//! A small FMA probe: the single-core f32 FMA peak this machine actually sustains, so that
+//! benchmarks can report the fraction of peak they reach.
+
+use crate::isa::Isa;
+use std::time::Instant;
+
+/// Runs a loop of independent FMA chains for about `millis` ms on the calling thread and
+/// returns GFLOP/s (a fused multiply-add counts as 2 FLOP), with the ISA it used.
+pub fn fma_peak_gflops(millis: u64) -> (f64, Isa) {
+    let isa = Isa::selected();
+    let iters_per_round = 1u64 << 16;
+    let start = Instant::now();
+    let mut flops = 0.0;
+    let mut sink = 0.0f32;
+    while start.elapsed().as_millis() < millis as u128 {
+        let (f, s) = match isa {
+            // SAFETY: the ISA was detected on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { fma_avx512(iters_per_round) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { fma_avx2(iters_per_round) },
+            _ => fma_scalar(iters_per_round),
+        };
+        flops += f;
+        sink += s;
+    }
+    std::hint::black_box(sink);
+    (flops / start.elapsed().as_secs_f64() / 1e9, isa)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_avx512(iters: u64) -> (f64, f32) {
+    use std::arch::x86_64::*;
+    // 16 independent accumulators: enough to cover latency × pipes on current cores.
+    let mut acc = [_mm512_set1_ps(1.0); 16];
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, v| _mm512_add_ps(s, *v));
+    ((iters * 16 * 16 * 2) as f64, _mm512_reduce_add_ps(sum))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_avx2(iters: u64) -> (f64, f32) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, a, b);
+        }
+    }
+    let mut out = [0.0f32; 8];
+    let sum = acc
+        .iter()
+        .fold(_mm256_setzero_ps(), |s, v| _mm256_add_ps(s, *v));
+    // SAFETY: out holds 8 floats.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
+    ((iters * 12 * 8 * 2) as f64, out.iter().sum())
+}
+
+fn fma_scalar(iters: u64) -> (f64, f32) {
+    let mut acc = [1.0f32; 16];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = *v * 0.999_999 + 1e-7;
+        }
+    }
+    ((iters * 16 * 2) as f64, acc.iter().sum())
+}

@@ -1,0 +1,84 @@
+//! Runtime multiversioning for the elementwise kernels.
+//!
+//! [`multiversion!`] takes one plain Rust function body and compiles it three times: as is
+//! (the scalar path, any CPU), inside `#[target_feature(enable = "avx2,fma")]` and inside
+//! `#[target_feature(enable = "avx512f")]`, where the compiler vectorises its loops to 8 or 16
+//! lanes. The body is written for that: fixed-width lane arrays instead of float reductions
+//! (which the compiler may not reorder), branch-free math from [`crate::math`].
+//!
+//! It defines two functions: `name(args)` runs the ISA chosen at startup
+//! ([`crate::Isa::selected`]); `name_isa(isa, args)` runs a given one (the property tests
+//! compare every ISA the CPU has with the f64 reference).
+
+/// Lanes of the accumulator arrays (one zmm of f32).
+pub const LANES: usize = 16;
+
+/// Sum of a slice in `LANES` independent partial sums (vectorisable).
+#[inline(always)]
+pub fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// Maximum of a slice (vectorisable); `-inf` for an empty slice.
+#[inline(always)]
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] = acc[l].max(c[l]);
+        }
+    }
+    acc.iter()
+        .chain(chunks.remainder())
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+/// `y += a · x`
+#[inline(always)]
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * *x;
+    }
+}
+
+#[macro_export]
+#[doc(hidden)]
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident / $name_isa:ident ($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[allow(dead_code)]
+        $vis fn $name($($arg: $ty),*) {
+            $name_isa($crate::isa::Isa::selected(), $($arg),*)
+        }
+
+        /// The same kernel on a given ISA (falls back to scalar if the CPU lacks it).
+        #[allow(dead_code)]
+        $vis fn $name_isa(isa: $crate::isa::Isa, $($arg: $ty),*) {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512($($arg: $ty),*) { generic($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) { generic($($arg),*) }
+            match isa {
+                // SAFETY: the ISA is one `Isa::available()` detected on this CPU.
+                #[cfg(target_arch = "x86_64")]
+                $crate::isa::Isa::Avx512 if isa.is_available() => unsafe { avx512($($arg),*) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                $crate::isa::Isa::Avx2 if isa.is_available() => unsafe { avx2($($arg),*) },
+                _ => generic($($arg),*),
+            }
+        }
+    };
+}
