@@ -6,26 +6,29 @@
 //! padding and no mask: a padded key in PyTorch gets `-inf` before softmax, i.e. weight 0,
 //! which is exactly what leaving it out computes.
 //!
-//! Per (sequence, head), with T tokens and head width d:
+//! Per (sequence, head), with T tokens and head width d, both products run on the GEMM's
+//! micro-kernel (`gemm_block`):
 //! ```text
-//! Kᵀ (d, T)        ← transposed once into scratch (L2-resident even at T = 512: 128 KiB)
-//! for 4 query rows at a time:
-//!     scores (4, T) = (q · 1/√d) · Kᵀ     axpy over rows of Kᵀ, each row loaded once per 4 queries
-//!     softmax each row                    vectorised exp (≤ 4 ulp)
-//!     context (4, d) = scores · V          axpy over rows of V
+//! pack Kᵀ/√d (d, T) and V (T, d) into panel layout      (scratch, per thread)
+//! for each block of 64 query rows:                      ← scores (64, T) stay in L2 even at T = 512
+//!     scores (64, T) = Q_rows · Kᵀ/√d                   micro-kernel, Q read in place
+//!     softmax each row                                  vectorised exp (≤ 4 ulp)
+//!     context (64, d) = scores · V                      micro-kernel, written into its columns
 //! ```
-//! All loops are contiguous and vectorise; scratch is per thread and reused, so no call
-//! allocates once it has seen its longest sequence.
+//! Scratch is per thread and reused, so no call allocates once it has seen its longest
+//! sequence.
 
-use crate::{multiversion, simd, softmax::softmax_row, SendPtr};
+use crate::gemm::{gemm_block, kernel_shape, pack_rows, pack_transposed, Epilogue, Panels};
+use crate::softmax::softmax_rows_isa;
+use crate::{Isa, SendPtr};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// Query rows processed together (each row of Kᵀ is reused this many times from L1).
-const QUERY_BLOCK: usize = 4;
+/// Query rows per block.
+const QUERY_BLOCK: usize = 64;
 
 thread_local! {
-    /// Kᵀ and the score rows of one (sequence, head) task.
+    /// Packed Kᵀ, packed V and one block of scores, for one (sequence, head) task at a time.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -60,6 +63,8 @@ pub fn attention_forward_isa(
     num_heads: usize,
     head_dim: usize,
 ) {
+    // The micro-kernels may only run on an ISA this CPU has.
+    let isa = if isa.is_available() { isa } else { Isa::Scalar };
     let width = num_heads * head_dim;
     let total_tokens = seq_offsets.last().copied().unwrap_or(0);
     assert!(
@@ -92,61 +97,107 @@ pub fn attention_forward_isa(
             return;
         }
         let rows = &qkv[start * 3 * width..end * 3 * width];
-        // SAFETY: this task alone writes rows start..end, columns head·d..(head+1)·d of
-        // `context` (tasks differ in sequence or head); the block is in bounds (asserted).
-        let out = unsafe {
-            std::slice::from_raw_parts_mut(
-                context_ptr.get().add(start * width),
-                (end - start) * width,
-            )
-        };
+        let out = context_ptr.get();
         SCRATCH.with_borrow_mut(|scratch| {
-            let t = end - start;
-            let need = head_dim * t + QUERY_BLOCK * t;
-            if scratch.len() < need {
-                scratch.resize(need, 0.0);
-            }
-            head_attention_isa(isa, out, rows, scratch, width, head * head_dim, head_dim);
+            // SAFETY: this task alone writes rows start..end, columns head·d..(head+1)·d of
+            // `context` (tasks differ in sequence or head); the block is in bounds (asserted).
+            unsafe {
+                head_attention(
+                    isa,
+                    out.add(start * width),
+                    rows,
+                    scratch,
+                    width,
+                    head * head_dim,
+                    head_dim,
+                )
+            };
         });
     });
 }
 
-multiversion! {
-    /// One head of one sequence. `rows`: (T, 3W) qkv rows; `out`: (T, W) context rows, of which
-    /// columns col..col+d are written.
-    fn head_attention / head_attention_isa(out: &mut [f32], rows: &[f32], scratch: &mut [f32], width: usize, col: usize, d: usize) {
-        let t = rows.len() / (3 * width);
-        let scale = 1.0 / (d as f32).sqrt();
-        let (key_t, scores) = scratch.split_at_mut(d * t);
-        // Kᵀ (d, T)
-        for j in 0..t {
-            let key = &rows[j * 3 * width + width + col..][..d];
-            for c in 0..d {
-                key_t[c * t + j] = key[c];
-            }
-        }
-        for i0 in (0..t).step_by(QUERY_BLOCK) {
-            let block = QUERY_BLOCK.min(t - i0);
-            let scores = &mut scores[..block * t];
-            scores.fill(0.0);
-            // scores (block, T) = (q · scale) · Kᵀ
-            for c in 0..d {
-                let key_row = &key_t[c * t..(c + 1) * t];
-                for r in 0..block {
-                    let q = rows[(i0 + r) * 3 * width + col + c] * scale;
-                    simd::axpy(&mut scores[r * t..(r + 1) * t], q, key_row);
-                }
-            }
-            for r in 0..block {
-                let probs = &mut scores[r * t..(r + 1) * t];
-                softmax_row(probs);
-                // context (1, d) = probs · V
-                let ctx = &mut out[(i0 + r) * width + col..][..d];
-                ctx.fill(0.0);
-                for (j, &p) in probs.iter().enumerate() {
-                    simd::axpy(ctx, p, &rows[j * 3 * width + 2 * width + col..][..d]);
-                }
-            }
-        }
+/// One head of one sequence. `rows`: its (T, 3W) qkv rows; `out`: its first context row
+/// (stride W), of which columns col..col+d are written.
+///
+/// # Safety
+/// `out` must point at T rows of stride `width` that no other thread writes in columns
+/// col..col+d.
+unsafe fn head_attention(
+    isa: Isa,
+    out: *mut f32,
+    rows: &[f32],
+    scratch: &mut Vec<f32>,
+    width: usize,
+    col: usize,
+    d: usize,
+) {
+    let t = rows.len() / (3 * width);
+    let nr = kernel_shape(isa).1;
+    let (key_len, value_len, score_len) = (
+        t.div_ceil(nr) * d * nr,
+        d.div_ceil(nr) * t * nr,
+        QUERY_BLOCK.min(t) * t,
+    );
+    if scratch.len() < key_len + value_len + score_len {
+        scratch.resize(key_len + value_len + score_len, 0.0);
+    }
+    let (key_t, rest) = scratch.split_at_mut(key_len);
+    let (value, scores) = rest.split_at_mut(value_len);
+    // Kᵀ/√d (d, T) and V (T, d) in panel layout.
+    pack_transposed(
+        key_t,
+        &rows[width + col..],
+        3 * width,
+        t,
+        d,
+        nr,
+        1.0 / (d as f32).sqrt(),
+    );
+    pack_rows(value, &rows[2 * width + col..], 3 * width, t, d, nr);
+    let key_t = Panels {
+        data: key_t,
+        k: d,
+        n: t,
+        nr,
+        isa,
+    };
+    let value = Panels {
+        data: value,
+        k: t,
+        n: d,
+        nr,
+        isa,
+    };
+    for i0 in (0..t).step_by(QUERY_BLOCK) {
+        let block = QUERY_BLOCK.min(t - i0);
+        let scores = &mut scores[..block * t];
+        // SAFETY: scores holds block × t values (row stride t); the query rows i0..i0+block
+        // are in `rows` at stride 3W, each with d values from column col.
+        unsafe {
+            gemm_block(
+                scores.as_mut_ptr(),
+                t,
+                &rows[i0 * 3 * width + col..],
+                3 * width,
+                key_t,
+                0..block,
+                0..t.div_ceil(nr),
+                &Epilogue::NONE,
+            )
+        };
+        softmax_rows_isa(isa, scores, block, t);
+        // SAFETY: context rows i0..i0+block, columns col..col+d: in bounds and ours (caller).
+        unsafe {
+            gemm_block(
+                out.add(i0 * width + col),
+                width,
+                scores,
+                t,
+                value,
+                0..block,
+                0..d.div_ceil(nr),
+                &Epilogue::NONE,
+            )
+        };
     }
 }

@@ -95,7 +95,9 @@ impl PackedWeight {
     }
 
     /// Packs `weight (n, k)` for a given ISA (tests run every ISA the CPU has).
+    /// An ISA the CPU lacks falls back to scalar: the micro-kernels rely on this.
     pub fn for_isa(weight: &[f32], n: usize, k: usize, isa: Isa) -> Self {
+        let isa = if isa.is_available() { isa } else { Isa::Scalar };
         assert!(
             weight.len() >= n * k,
             "pack: weight has {} values, ({n}, {k}) needs {}",
@@ -210,11 +212,11 @@ pub fn linear_packed(
         // Empty product: the epilogue of zero.
         let zeros = vec![0.0; n];
         for (i, row) in out[..m * n].chunks_exact_mut(n).enumerate() {
-            write_tile(weight.isa, row, &zeros, n, i, 0, n, &epilogue, true, true);
+            write_tile(weight.isa, row, &zeros, n, i, 0, &epilogue, true, true);
         }
         return;
     }
-    let (mr, nr) = kernel_shape(weight.isa);
+    let nr = kernel_shape(weight.isa).1;
     let panels = n.div_ceil(nr);
     let row_tiles = m.div_ceil(MC);
     // Enough column groups for every thread to have work, twice over for balance.
@@ -233,80 +235,147 @@ pub fn linear_packed(
             // SAFETY: tasks write disjoint (row tile × column group) blocks of `out`, which holds
             // m × n values (asserted above) and outlives the parallel loop.
             unsafe {
-                run_tile(
+                gemm_block(
                     out_ptr.get(),
+                    n,
                     inp,
-                    weight,
-                    m,
+                    k,
+                    weight.panels(),
                     rows,
                     panel_range,
-                    mr,
                     &epilogue,
                 )
             };
         });
 }
 
-/// One task: rows `rows` × column panels `panels` of the output.
+/// A right-hand matrix `B (k, n)` in the micro-kernel's panel layout: panels of `nr`
+/// columns, each `k × nr` contiguous, zero-padded to whole panels.
+#[derive(Clone, Copy)]
+pub(crate) struct Panels<'a> {
+    pub data: &'a [f32],
+    pub k: usize,
+    pub n: usize,
+    pub nr: usize,
+    pub isa: Isa,
+}
+
+impl PackedWeight {
+    pub(crate) fn panels(&self) -> Panels<'_> {
+        Panels {
+            data: self.data(),
+            k: self.k,
+            n: self.n,
+            nr: self.nr,
+            isa: self.isa,
+        }
+    }
+}
+
+/// Rows `rows` × column panels `panels` of `C = epilogue(A · B)`, on the calling thread.
+/// `A` is read in place with row stride `lda`; `C` has row stride `ldc`.
 ///
 /// # Safety
-/// `out` must point at `m × n` values that no other thread writes in this block.
+/// `out` must point at a matrix with at least `rows.end` rows of stride `ldc ≥ B.n`, whose
+/// block (rows × panel columns) no other thread touches meanwhile; `a` must hold
+/// `(rows.end - 1) · lda + B.k` values.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_tile(
+pub(crate) unsafe fn gemm_block(
     out: *mut f32,
-    inp: &[f32],
-    weight: &PackedWeight,
-    m: usize,
+    ldc: usize,
+    a: &[f32],
+    lda: usize,
+    b: Panels<'_>,
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
-    mr: usize,
     epilogue: &Epilogue<'_>,
 ) {
-    let (k, n, nr) = (weight.k, weight.n, weight.nr);
-    let packed = weight.data();
+    let (k, n, nr) = (b.k, b.n, b.nr);
+    let mr = kernel_shape(b.isa).0;
+    assert!(
+        rows.is_empty() || a.len() >= (rows.end - 1) * lda + k,
+        "gemm: A is too short"
+    );
+    assert!(
+        b.data.len() >= n.div_ceil(nr) * k * nr && panels.end <= n.div_ceil(nr),
+        "gemm: B is too short"
+    );
     let mut acc = [0.0f32; MAX_TILE];
     let mut row_ptrs = [std::ptr::null::<f32>(); 8];
     for pc in (0..k).step_by(KC) {
         let kc = KC.min(k - pc);
         let (first, last) = (pc == 0, pc + kc == k);
         for p in panels.clone() {
-            let b = &packed[p * k * nr + pc * nr..][..kc * nr];
+            let b_chunk = &b.data[p * k * nr + pc * nr..][..kc * nr];
             let (col0, width) = (p * nr, nr.min(n - p * nr));
             for r0 in rows.clone().step_by(mr) {
                 let valid_rows = mr.min(rows.end - r0);
                 for (r, ptr) in row_ptrs[..mr].iter_mut().enumerate() {
-                    // Rows past the tile repeat its last row; their results are dropped.
-                    *ptr = inp[(r0 + r.min(valid_rows - 1)) * k + pc..].as_ptr();
+                    // Rows past the block repeat its last row; their results are dropped.
+                    *ptr = a[(r0 + r.min(valid_rows - 1)) * lda + pc..].as_ptr();
                 }
-                micro_kernel(weight.isa, kc, &row_ptrs[..mr], k, b, &mut acc[..mr * nr]);
+                micro_kernel(b.isa, kc, &row_ptrs[..mr], b_chunk, &mut acc[..mr * nr]);
                 for r in 0..valid_rows {
                     let row = r0 + r;
-                    debug_assert!(row < m);
-                    // SAFETY: row < m and col0 + width <= n: in bounds of out (m × n); this
-                    // block belongs to this task alone (caller's contract).
+                    // SAFETY: row < rows.end and col0 + width <= n <= ldc: in bounds of `out`;
+                    // this block belongs to this caller alone (contract above).
                     let c =
-                        unsafe { std::slice::from_raw_parts_mut(out.add(row * n + col0), width) };
-                    write_tile(
-                        weight.isa,
-                        c,
-                        &acc[r * nr..r * nr + width],
-                        n,
-                        row,
-                        col0,
-                        width,
-                        epilogue,
-                        first,
-                        last,
-                    );
+                        unsafe { std::slice::from_raw_parts_mut(out.add(row * ldc + col0), width) };
+                    let acc_row = &acc[r * nr..r * nr + width];
+                    write_tile(b.isa, c, acc_row, n, row, col0, epilogue, first, last);
                 }
             }
         }
     }
 }
 
+/// Packs `B = scale · srcᵀ` into panel layout, where `src` is `(n, k)` with row stride `ld`:
+/// `panel[p][kk][j] = scale · src[(p·nr + j)·ld + kk]`. `dst` holds `⌈n/nr⌉ · k · nr` values.
+pub(crate) fn pack_transposed(
+    dst: &mut [f32],
+    src: &[f32],
+    ld: usize,
+    n: usize,
+    k: usize,
+    nr: usize,
+    scale: f32,
+) {
+    for (p, panel) in dst[..n.div_ceil(nr) * k * nr]
+        .chunks_exact_mut(k * nr)
+        .enumerate()
+    {
+        let cols = nr.min(n - p * nr);
+        for j in 0..nr {
+            if j < cols {
+                let row = &src[(p * nr + j) * ld..][..k];
+                for (kk, &v) in row.iter().enumerate() {
+                    panel[kk * nr + j] = scale * v;
+                }
+            } else {
+                (0..k).for_each(|kk| panel[kk * nr + j] = 0.0);
+            }
+        }
+    }
+}
+
+/// Packs `B (k, n)`, row-major with row stride `ld`, into panel layout:
+/// `panel[p][kk][j] = src[kk·ld + p·nr + j]`. `dst` holds `⌈n/nr⌉ · k · nr` values.
+pub(crate) fn pack_rows(dst: &mut [f32], src: &[f32], ld: usize, k: usize, n: usize, nr: usize) {
+    for (p, panel) in dst[..n.div_ceil(nr) * k * nr]
+        .chunks_exact_mut(k * nr)
+        .enumerate()
+    {
+        let cols = nr.min(n - p * nr);
+        for (kk, out) in panel.chunks_exact_mut(nr).enumerate() {
+            out[..cols].copy_from_slice(&src[kk * ld + p * nr..][..cols]);
+            out[cols..].fill(0.0);
+        }
+    }
+}
+
 /// Dispatches to the micro-kernel of `isa`: `acc (MR × NR) = Σ_k rows[r][k] · b[k][j]`.
 #[inline]
-fn micro_kernel(isa: Isa, kc: usize, rows: &[*const f32], _lda: usize, b: &[f32], acc: &mut [f32]) {
+fn micro_kernel(isa: Isa, kc: usize, rows: &[*const f32], b: &[f32], acc: &mut [f32]) {
     match isa {
         // SAFETY: the ISA was detected on this CPU (Isa::available) before a PackedWeight for
         // it could exist; every row pointer has kc readable values (they point into `inp` at
@@ -331,11 +400,11 @@ fn write_tile(
     n: usize,
     row: usize,
     col0: usize,
-    width: usize,
     e: &Epilogue<'_>,
     first: bool,
     last: bool,
 ) {
+    let width = c.len();
     if first {
         c.copy_from_slice(&acc[..width]);
     } else {
