@@ -491,11 +491,18 @@ fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(),
         (times[iters / 2 - 1] + times[iters / 2]) / 2.0
     };
     let flops = encoder.model().flops(&vec![seq; batch]);
+    let gflops = flops / (median / 1e3) / 1e9;
+    // The machine's f32 FMA peak: the probe's single-core rate times the threads used.
+    let (core_peak, isa) = densa_kernels::probe::fma_peak_gflops(300);
+    let peak = core_peak * encoder.threads() as f64;
     let line = serde_json::json!({
         "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": "f32",
+        "isa": isa.name(),
         "median_ms": median, "min_ms": times[0], "max_ms": times[iters - 1],
         "tokens_per_s": (batch * seq) as f64 / (median / 1e3),
-        "gflops": flops / (median / 1e3) / 1e9,
+        "gflops": gflops,
+        "peak_gflops": peak,
+        "fraction_of_peak": gflops / peak,
     });
     print_stdout(&format!("{line}\n"))
 }

@@ -1,0 +1,82 @@
+//! The forward pass allocates nothing in steady state: a counting global allocator watches
+//! every thread while the same workspace runs batches it has already seen the size of.
+
+mod common;
+
+use densa::model::{PackedBatch, Workspace};
+use densa::{Encoder, Input, Options};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: defers every call to the system allocator unchanged; it only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+#[test]
+fn forward_pass_allocates_nothing_in_steady_state() {
+    let encoder = Encoder::from_dir(
+        common::model_dir("dpr-ctx-tiny"),
+        Options {
+            threads: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let cases = common::cases();
+    let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+    let tokenized = encoder.tokenize(&inputs).unwrap();
+    // Two batches of different sizes: the workspace grows to the larger once.
+    let (mut big, mut small) = (PackedBatch::new(), PackedBatch::new());
+    for t in &tokenized {
+        big.push(&t.ids, &t.type_ids);
+    }
+    for t in &tokenized[..3] {
+        small.push(&t.ids, &t.type_ids);
+    }
+    let model = encoder.model();
+    let mut workspace = Workspace::default();
+    let (first, allocations) = encoder.install(|| {
+        let start = ALLOCATIONS.load(Ordering::SeqCst);
+        model.forward(&big, &mut workspace, None).unwrap();
+        let first = ALLOCATIONS.load(Ordering::SeqCst) - start;
+        for _ in 0..3 {
+            model.forward(&big, &mut workspace, None).unwrap();
+            model.forward(&small, &mut workspace, None).unwrap();
+        }
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for _ in 0..20 {
+            model.forward(&small, &mut workspace, None).unwrap();
+            model.forward(&big, &mut workspace, None).unwrap();
+        }
+        (first, ALLOCATIONS.load(Ordering::SeqCst) - before)
+    });
+    assert!(
+        first > 0,
+        "the counter sees the first pass size its workspace"
+    );
+    assert_eq!(
+        allocations, 0,
+        "40 warm forward passes made {allocations} heap allocations"
+    );
+}
