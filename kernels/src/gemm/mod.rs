@@ -218,12 +218,17 @@ pub fn linear_packed(
         }
         return;
     }
-    let nr = kernel_shape(weight.isa).1;
+    let (mr, nr) = kernel_shape(weight.isa);
     let panels = n.div_ceil(nr);
-    let row_tiles = m.div_ceil(MC);
-    // Enough column groups for every thread to have work, twice over for balance.
+    // Tasks: about four per thread, for balance. Column groups first (each streams its part of
+    // B once); when the panels run out (many threads, narrow layers), rows are split too, in
+    // tiles of whole micro-kernel rows, at most MC.
     let threads = rayon::current_num_threads().max(1);
-    let col_groups = (2 * threads).div_ceil(row_tiles).clamp(1, panels);
+    let tasks_wanted = if threads == 1 { 1 } else { 4 * threads };
+    let row_tiles_wanted = tasks_wanted.div_ceil(panels).max(m.div_ceil(MC));
+    let row_tile = m.div_ceil(row_tiles_wanted).next_multiple_of(mr).clamp(mr, MC);
+    let row_tiles = m.div_ceil(row_tile);
+    let col_groups = tasks_wanted.div_ceil(row_tiles).clamp(1, panels);
     let panels_per_group = panels.div_ceil(col_groups);
     let col_groups = panels.div_ceil(panels_per_group);
     let out_ptr = SendPtr(out.as_mut_ptr());
@@ -231,7 +236,7 @@ pub fn linear_packed(
         .into_par_iter()
         .for_each(|task| {
             let (tile, group) = (task / col_groups, task % col_groups);
-            let rows = tile * MC..((tile + 1) * MC).min(m);
+            let rows = tile * row_tile..((tile + 1) * row_tile).min(m);
             let panel_range =
                 group * panels_per_group..((group + 1) * panels_per_group).min(panels);
             // SAFETY: tasks write disjoint (row tile × column group) blocks of `out`, which holds
