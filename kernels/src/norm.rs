@@ -50,6 +50,71 @@ pub fn layer_norm_isa(
         .for_each(|block| layer_norm_block_isa(isa, block, &weight[..cols], &bias[..cols], eps));
 }
 
+/// `x = LayerNorm(x + residual)` over each row: BERT's "add & norm", fused so each row is
+/// read and written once (the residual streams in alongside instead of being added by the
+/// GEMM's epilogue in scattered tiles).
+pub fn add_layer_norm(
+    x: &mut [f32],
+    residual: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
+    add_layer_norm_isa(
+        crate::Isa::selected(),
+        x,
+        residual,
+        weight,
+        bias,
+        rows,
+        cols,
+        eps,
+    )
+}
+
+/// [`add_layer_norm`] on a given ISA (tests).
+#[allow(clippy::too_many_arguments)]
+pub fn add_layer_norm_isa(
+    isa: crate::Isa,
+    x: &mut [f32],
+    residual: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
+    assert!(
+        x.len() >= rows * cols && residual.len() >= rows * cols,
+        "add_layer_norm: buffers shorter than ({rows}, {cols})"
+    );
+    assert!(
+        weight.len() >= cols && bias.len() >= cols,
+        "add_layer_norm: weight/bias shorter than {cols}"
+    );
+    if cols == 0 {
+        return;
+    }
+    x[..rows * cols]
+        .par_chunks_mut(cols * ROWS_PER_TASK)
+        .zip(residual[..rows * cols].par_chunks(cols * ROWS_PER_TASK))
+        .for_each(|(block, res)| {
+            add_block_isa(isa, block, res);
+            layer_norm_block_isa(isa, block, &weight[..cols], &bias[..cols], eps)
+        });
+}
+
+multiversion! {
+    /// `block += residual` (one task's rows; still in L1 for the LayerNorm that follows).
+    fn add_block / add_block_isa(block: &mut [f32], residual: &[f32]) {
+        for (x, r) in block.iter_mut().zip(residual) {
+            *x += *r;
+        }
+    }
+}
+
 multiversion! {
     /// LayerNorm of every row of `block` (rows of `weight.len()` values).
     fn layer_norm_block / layer_norm_block_isa(block: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {

@@ -226,7 +226,10 @@ pub fn linear_packed(
     let threads = rayon::current_num_threads().max(1);
     let tasks_wanted = if threads == 1 { 1 } else { 4 * threads };
     let row_tiles_wanted = tasks_wanted.div_ceil(panels).max(m.div_ceil(MC));
-    let row_tile = m.div_ceil(row_tiles_wanted).next_multiple_of(mr).clamp(mr, MC);
+    let row_tile = m
+        .div_ceil(row_tiles_wanted)
+        .next_multiple_of(mr)
+        .clamp(mr, MC);
     let row_tiles = m.div_ceil(row_tile);
     let col_groups = tasks_wanted.div_ceil(row_tiles).clamp(1, panels);
     let panels_per_group = panels.div_ceil(col_groups);
@@ -288,6 +291,68 @@ impl PackedWeight {
 /// `(rows.end - 1) · lda + B.k` values.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_block(
+    out: *mut f32,
+    ldc: usize,
+    a: &[f32],
+    lda: usize,
+    b: Panels<'_>,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    epilogue: &Epilogue<'_>,
+) {
+    // The whole loop is compiled once per ISA, so that the epilogue's adds inline at the
+    // micro-kernel's vector width.
+    match b.isa {
+        // SAFETY: Panels only carry an ISA this CPU has (PackedWeight::for_isa, attention);
+        // the caller's contract is forwarded unchanged.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { gemm_block_avx512(out, ldc, a, lda, b, rows, panels, epilogue) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { gemm_block_avx2(out, ldc, a, lda, b, rows, panels, epilogue) },
+        // SAFETY: the caller's contract, forwarded.
+        _ => unsafe { gemm_block_generic(out, ldc, a, lda, b, rows, panels, epilogue) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block_avx512(
+    out: *mut f32,
+    ldc: usize,
+    a: &[f32],
+    lda: usize,
+    b: Panels<'_>,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    epilogue: &Epilogue<'_>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { gemm_block_generic(out, ldc, a, lda, b, rows, panels, epilogue) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block_avx2(
+    out: *mut f32,
+    ldc: usize,
+    a: &[f32],
+    lda: usize,
+    b: Panels<'_>,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    epilogue: &Epilogue<'_>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { gemm_block_generic(out, ldc, a, lda, b, rows, panels, epilogue) }
+}
+
+/// The body of [`gemm_block`], inlined into each ISA's copy.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block_generic(
     out: *mut f32,
     ldc: usize,
     a: &[f32],

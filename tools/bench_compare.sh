@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# densa against its peers on one machine, in one run: densa bench, then PyTorch and ONNX
+# Runtime (tools/bench_peers.py) on the same random BERT-base DPR folder and shapes, twice over
+# so that drift on a shared machine shows. Prints JSON lines.
+#
+#   python tools/make_bench_model.py /tmp/dpr-bert-base-random
+#   cargo build --release
+#   bash tools/bench_compare.sh /tmp/dpr-bert-base-random [THREADS] [ROUNDS]
+set -euo pipefail
+model=${1:?model folder}
+threads=${2:-2}
+rounds=${3:-2}
+densa=${DENSA:-target/release/densa}
+lscpu | grep -E "Model name|^CPU\(s\)" | sed 's/^/# /'
+date -u +"# %Y-%m-%dT%H:%MZ"
+for round in $(seq "$rounds"); do
+  for shape in 1x16 1x128 8x128; do
+    "$densa" bench --model "$model" --batch "${shape%x*}" --seq "${shape#*x}" --iters 20 --threads "$threads"
+  done
+  python3 tools/bench_peers.py "$model" --threads "$threads" --iters 20 --shapes 1x16 1x128 8x128 2>/dev/null | grep '^{'
+done
