@@ -96,6 +96,13 @@ proptest! {
             let mut data = x[..rows * cols].to_vec();
             with_threads(threads, || k::norm::layer_norm_isa(isa, &mut data, &w, &b, rows, cols, 1e-12));
             check_close(&data, &want, |i| 1e-5 * (1.0 + want[i].abs()), isa.name());
+            // Fused add & norm: LayerNorm(x + residual), the residual being x reversed.
+            let residual: Vec<f32> = x[..rows * cols].iter().rev().copied().collect();
+            let sum: Vec<f32> = x[..rows * cols].iter().zip(&residual).map(|(a, r)| a + r).collect();
+            let want_sum = reference::layer_norm(&sum, &w, &b, cols, 1e-12);
+            let mut fused = x[..rows * cols].to_vec();
+            with_threads(threads, || k::norm::add_layer_norm_isa(isa, &mut fused, &residual, &w, &b, rows, cols, 1e-12));
+            check_close(&fused, &want_sum, |i| 1e-5 * (1.0 + want_sum[i].abs()), isa.name());
         }
     }
 
