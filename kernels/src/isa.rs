@@ -31,6 +31,7 @@ impl Isa {
     }
 
     fn detect() -> Vec<Isa> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut out = vec![Isa::Scalar];
         #[cfg(target_arch = "x86_64")]
         {
