@@ -22,14 +22,23 @@ pub fn exp(x: f32) -> f32 {
     // Round to nearest by adding and subtracting 1.5·2²³ (no call to floor/round, which the
     // baseline x86-64 ISA lacks as an instruction).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Taylor coefficients 1/k!, k = 0..6 (Horner).
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from n's bits: `shifted`'s low mantissa bits hold n (integer ops only, so the loop
+    // vectorises; a float-to-int cast would not).
+    let scale = f32::from_bits(
+        shifted
+            .to_bits()
+            .wrapping_sub(0x4B40_0000)
+            .wrapping_add(127)
+            << 23,
+    );
     p * scale
 }
 
