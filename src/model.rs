@@ -354,45 +354,21 @@ impl BertModel {
                 cfg.num_attention_heads,
                 cfg.head_dim(),
             );
-            // attention.output: dense + bias + residual (fused), then LayerNorm
-            layer.attention_output.forward_fused(
-                sublayer_out,
-                context,
-                t,
-                k::Activation::None,
-                Some(hidden),
-            );
+            // attention.output: dense + bias, then LayerNorm(· + residual) in one pass
+            layer.attention_output.forward(sublayer_out, context, t);
             let ln = &layer.attention_layer_norm;
-            k::layer_norm(
-                sublayer_out,
-                ln.weight.as_slice(),
-                ln.bias.as_slice(),
-                t,
-                h,
-                cfg.layer_norm_eps,
-            );
+            let (gamma, beta) = (ln.weight.as_slice(), ln.bias.as_slice());
+            k::add_layer_norm(sublayer_out, hidden, gamma, beta, t, h, cfg.layer_norm_eps);
             std::mem::swap(hidden, sublayer_out);
-            // Feed-forward: intermediate (T, F) = GELU(hidden · Wiᵀ + b) (fused),
-            // output.dense + bias + residual (fused), then LayerNorm
+            // Feed-forward: intermediate (T, F) = GELU(hidden · Wiᵀ + b) (fused epilogue),
+            // output.dense + bias, then LayerNorm(· + residual) in one pass
             layer
                 .intermediate
                 .forward_fused(intermediate, hidden, t, activation, None);
-            layer.output.forward_fused(
-                sublayer_out,
-                intermediate,
-                t,
-                k::Activation::None,
-                Some(hidden),
-            );
+            layer.output.forward(sublayer_out, intermediate, t);
             let ln = &layer.output_layer_norm;
-            k::layer_norm(
-                sublayer_out,
-                ln.weight.as_slice(),
-                ln.bias.as_slice(),
-                t,
-                h,
-                cfg.layer_norm_eps,
-            );
+            let (gamma, beta) = (ln.weight.as_slice(), ln.bias.as_slice());
+            k::add_layer_norm(sublayer_out, hidden, gamma, beta, t, h, cfg.layer_norm_eps);
             std::mem::swap(hidden, sublayer_out);
             if let Some(states) = all_hidden_states.as_deref_mut() {
                 states.push(hidden.clone());

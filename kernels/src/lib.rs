@@ -30,7 +30,7 @@ pub use activation::{gelu_erf, gelu_tanh, tanh};
 pub use attention::attention_forward;
 pub use gemm::{linear_forward, linear_packed, Activation, Epilogue, PackedWeight};
 pub use isa::Isa;
-pub use norm::{add_inplace, add_layer_norm, layer_norm};
+pub use norm::{add_layer_norm, layer_norm};
 pub use softmax::softmax_rows;
 
 /// A raw pointer that may cross threads. Used only where parallel tasks write provably

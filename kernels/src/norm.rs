@@ -7,12 +7,6 @@ use rayon::prelude::*;
 /// Rows per parallel task: LayerNorm is memory-bound, so small tasks only add overhead.
 const ROWS_PER_TASK: usize = 16;
 
-/// `x += residual`, elementwise.
-pub fn add_inplace(x: &mut [f32], residual: &[f32]) {
-    assert_eq!(x.len(), residual.len(), "add: lengths differ");
-    x.iter_mut().zip(residual).for_each(|(a, b)| *a += *b);
-}
-
 /// In-place LayerNorm over each row of `x` `(rows, cols)`:
 /// `y = (x - mean) / sqrt(var + eps) * weight + bias`, with the biased variance as PyTorch.
 ///
