@@ -3,7 +3,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::{BertConfig, ModelType};
 use crate::error::{Error, Result};
-use crate::model::{BertModel, PackedBatch, Workspace};
+use crate::model::{BertModel, PackedBatch, Precision, Workspace};
 use crate::pooling::{pool, Pooling};
 use crate::tokenizer::{Input, TextTokenizer, Tokenized};
 use rayon::prelude::*;
@@ -26,6 +26,8 @@ pub struct Options {
     pub max_length: Option<usize>,
     /// Sequences per forward pass.
     pub batch_size: usize,
+    /// Precision of the encoder's linear layers ([`Precision::Int8`] quantizes at load).
+    pub precision: Precision,
 }
 
 impl Default for Options {
@@ -36,6 +38,7 @@ impl Default for Options {
             normalize: false,
             max_length: None,
             batch_size: 32,
+            precision: Precision::F32,
         }
     }
 }
@@ -169,7 +172,7 @@ impl Encoder {
                 "--batch-size must be at least 1".into(),
             ));
         }
-        let model = BertModel::load(&checkpoint, &config)?;
+        let model = BertModel::load(&checkpoint, &config, options.precision)?;
         let pooling = match options.pooling {
             Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
             Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() {

@@ -27,6 +27,7 @@ pub mod tokenizer;
 pub use config::BertConfig;
 pub use encoder::{Embeddings, Encoder, Options};
 pub use error::{Error, Result};
+pub use model::Precision;
 pub use pooling::Pooling;
 pub use tokenizer::{Input, Tokenized};
 

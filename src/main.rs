@@ -1,7 +1,7 @@
 //! The `densa` command line: embed, tokenize, inspect, bench.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use densa::{Embeddings, Encoder, Error, Input, Options, Pooling};
+use densa::{Embeddings, Encoder, Error, Input, Options, Pooling, Precision};
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,8 +30,9 @@ enum PoolingArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Precision {
+enum PrecisionArg {
     F32,
+    Int8,
 }
 
 #[derive(clap::Args)]
@@ -44,7 +45,7 @@ struct ModelArgs {
     threads: usize,
     /// Arithmetic precision.
     #[arg(long, value_enum, default_value = "f32")]
-    precision: Precision,
+    precision: PrecisionArg,
 }
 
 #[derive(Subcommand)]
@@ -234,17 +235,19 @@ fn open_encoder(
     max_length: Option<usize>,
     batch_size: usize,
 ) -> Result<Encoder, Error> {
-    let Precision::F32 = model.precision;
-    Encoder::from_dir(
-        &model.model,
-        Options {
-            threads: model.threads,
-            pooling,
-            normalize,
-            max_length,
-            batch_size,
-        },
-    )
+    let precision = match model.precision {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::Int8 => Precision::Int8,
+    };
+    let options = Options {
+        threads: model.threads,
+        pooling,
+        normalize,
+        max_length,
+        batch_size,
+        precision,
+    };
+    Encoder::from_dir(&model.model, options)
 }
 
 /// Writes to `path` through a temporary file renamed on success, so a failure leaves nothing.
@@ -496,7 +499,7 @@ fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(),
     let (core_peak, isa) = densa_kernels::probe::fma_peak_gflops(300);
     let peak = core_peak * encoder.threads() as f64;
     let line = serde_json::json!({
-        "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": "f32",
+        "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": encoder.model().precision.name(),
         "isa": isa.name(),
         "median_ms": median, "min_ms": times[0], "max_ms": times[iters - 1],
         "tokens_per_s": (batch * seq) as f64 / (median / 1e3),

@@ -13,19 +13,59 @@ use crate::config::{Activation, BertConfig, ModelType};
 use crate::error::{Error, Result};
 use densa_kernels as k;
 
-/// `y = x · Wᵀ + b` with `W (out_features, in_features)`, packed once at load for the GEMM's
+/// Arithmetic precision of the encoder's linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 weights and arithmetic: transformers' numbers.
+    #[default]
+    F32,
+    /// int8 weights (symmetric, per output channel, quantized at load) and per-token int8
+    /// activations in the encoder's linear layers; embeddings, LayerNorm, softmax, attention,
+    /// pooler and projection stay f32.
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+/// A linear layer's weight, prepared once at load for its kernel.
+pub enum LinearWeight {
+    /// Packed into the f32 GEMM's panels.
+    F32(k::PackedWeight),
+    /// Quantized and packed for the int8 GEMM.
+    Int8(k::QuantizedWeight),
+}
+
+/// `y = x · Wᵀ + b` with `W (out_features, in_features)`, prepared once at load for the GEMM's
 /// micro-kernel (the checkpoint's copy is not used after that).
 pub struct Linear {
-    pub weight: k::PackedWeight,
+    pub weight: LinearWeight,
     pub bias: Tensor,
     pub in_features: usize,
     pub out_features: usize,
 }
 
 impl Linear {
-    fn new(weight: &Tensor, bias: Tensor) -> Self {
+    fn new(weight: &Tensor, bias: Tensor, precision: Precision) -> Self {
         let (out_features, in_features) = (weight.shape()[0], weight.shape()[1]);
-        let weight = k::PackedWeight::new(weight.as_slice(), out_features, in_features);
+        let weight = match precision {
+            Precision::F32 => LinearWeight::F32(k::PackedWeight::new(
+                weight.as_slice(),
+                out_features,
+                in_features,
+            )),
+            Precision::Int8 => LinearWeight::Int8(k::QuantizedWeight::new(
+                weight.as_slice(),
+                out_features,
+                in_features,
+            )),
+        };
         Linear {
             weight,
             bias,
@@ -35,11 +75,12 @@ impl Linear {
     }
 
     /// `out (rows, out_features) = inp (rows, in_features) · Wᵀ + b`
-    pub fn forward(&self, out: &mut [f32], inp: &[f32], rows: usize) {
-        self.forward_fused(out, inp, rows, k::Activation::None, None);
+    pub fn forward(&self, out: &mut [f32], inp: &[f32], rows: usize, scratch: &mut k::Int8Scratch) {
+        self.forward_fused(out, inp, rows, k::Activation::None, None, scratch);
     }
 
-    /// `out = act(inp · Wᵀ + b) + residual`, each output element written once.
+    /// `out = act(inp · Wᵀ + b) + residual`, each output element written once. `scratch`
+    /// holds the int8 path's quantized activations (unused at f32).
     pub fn forward_fused(
         &self,
         out: &mut [f32],
@@ -47,13 +88,17 @@ impl Linear {
         rows: usize,
         activation: k::Activation,
         residual: Option<&[f32]>,
+        scratch: &mut k::Int8Scratch,
     ) {
         let epilogue = k::Epilogue {
             bias: Some(self.bias.as_slice()),
             activation,
             residual,
         };
-        k::linear_packed(out, inp, &self.weight, rows, epilogue);
+        match &self.weight {
+            LinearWeight::F32(w) => k::linear_packed(out, inp, w, rows, epilogue),
+            LinearWeight::Int8(w) => k::linear_int8(out, inp, w, rows, epilogue, scratch),
+        }
     }
 }
 
@@ -91,6 +136,8 @@ pub struct BertModel {
     pub pooler: Option<Linear>,
     /// DPR's `encode_proj`, present when `projection_dim > 0`.
     pub projection: Option<Linear>,
+    /// Precision of the encoder layers' linear layers.
+    pub precision: Precision,
 }
 
 /// Token ids of several sequences, concatenated.
@@ -138,6 +185,7 @@ pub struct Workspace {
     context: Vec<f32>,      // (T, H)
     sublayer_out: Vec<f32>, // (T, H)
     intermediate: Vec<f32>, // (T, F)
+    int8: k::Int8Scratch,   // quantized activations (int8 precision only)
 }
 
 impl Workspace {
@@ -181,6 +229,8 @@ pub const TRUNK_PREFIXES: [&str; 4] = [
 struct WeightLoader<'a> {
     checkpoint: &'a Checkpoint,
     prefix: &'static str,
+    /// Precision of the linear layers this loader builds.
+    precision: Precision,
 }
 
 impl WeightLoader<'_> {
@@ -197,10 +247,8 @@ impl WeightLoader<'_> {
 
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let weight = self.tensor(&format!("{name}.weight"), &[out_features, in_features])?;
-        Ok(Linear::new(
-            &weight,
-            self.tensor(&format!("{name}.bias"), &[out_features])?,
-        ))
+        let bias = self.tensor(&format!("{name}.bias"), &[out_features])?;
+        Ok(Linear::new(&weight, bias, self.precision))
     }
 
     /// Several linear layers of the same input stacked into one: weights and biases
@@ -226,6 +274,7 @@ impl WeightLoader<'_> {
         Ok(Linear::new(
             &Tensor::from_vec(vec![n, in_features], weight),
             Tensor::from_vec(vec![n], bias),
+            self.precision,
         ))
     }
 
@@ -239,8 +288,13 @@ impl WeightLoader<'_> {
 
 impl BertModel {
     /// Picks the BERT trunk out of a checkpoint (plain, `bert.`-prefixed or DPR) and checks
-    /// every tensor's shape against `config`.
-    pub fn load(checkpoint: &Checkpoint, config: &BertConfig) -> Result<Self> {
+    /// every tensor's shape against `config`. `precision` applies to the encoder layers'
+    /// linear layers; the pooler and projection stay f32.
+    pub fn load(
+        checkpoint: &Checkpoint,
+        config: &BertConfig,
+        precision: Precision,
+    ) -> Result<Self> {
         let prefix = TRUNK_PREFIXES
             .into_iter()
             .find(|p| checkpoint.contains(&format!("{p}embeddings.word_embeddings.weight")))
@@ -248,7 +302,16 @@ impl BertModel {
                 name: "embeddings.word_embeddings.weight".into(),
                 prefixes: TRUNK_PREFIXES.map(|p| format!("{p:?}")).join(", "),
             })?;
-        let w = WeightLoader { checkpoint, prefix };
+        let w = WeightLoader {
+            checkpoint,
+            prefix,
+            precision,
+        };
+        let w_f32 = WeightLoader {
+            checkpoint,
+            prefix,
+            precision: Precision::F32,
+        };
         let (h, f) = (config.hidden_size, config.intermediate_size);
         let embeddings = Embeddings {
             word_embeddings: w
@@ -284,7 +347,7 @@ impl BertModel {
         let is_dpr = config.model_type == ModelType::Dpr || prefix.ends_with("bert_model.");
         // DPR checkpoints from 2021 still carry an unused `bert_model.pooler`: DPR never applies it.
         let pooler = if !is_dpr && checkpoint.contains(&format!("{prefix}pooler.dense.weight")) {
-            Some(w.linear("pooler.dense", h, h)?)
+            Some(w_f32.linear("pooler.dense", h, h)?)
         } else {
             None
         };
@@ -293,6 +356,7 @@ impl BertModel {
             let root = WeightLoader {
                 checkpoint,
                 prefix: prefix.strip_suffix("bert_model.").map_or(prefix, dpr_root),
+                precision: Precision::F32,
             };
             Some(root.linear("encode_proj", h, config.projection_dim)?)
         } else {
@@ -308,6 +372,7 @@ impl BertModel {
             layers,
             pooler,
             projection,
+            precision,
         })
     }
 
@@ -333,6 +398,7 @@ impl BertModel {
             context,
             sublayer_out,
             intermediate,
+            int8,
         } = workspace;
         let activation = match cfg.hidden_act {
             Activation::GeluErf => k::Activation::GeluErf,
@@ -346,7 +412,7 @@ impl BertModel {
         }
         for layer in &self.layers {
             // Self-attention: qkv (T, 3H) = hidden · [Wq; Wk; Wv]ᵀ + b; attend within each sequence.
-            layer.query_key_value.forward(qkv, hidden, t);
+            layer.query_key_value.forward(qkv, hidden, t, int8);
             k::attention_forward(
                 context,
                 qkv,
@@ -355,7 +421,9 @@ impl BertModel {
                 cfg.head_dim(),
             );
             // attention.output: dense + bias, then LayerNorm(· + residual) in one pass
-            layer.attention_output.forward(sublayer_out, context, t);
+            layer
+                .attention_output
+                .forward(sublayer_out, context, t, int8);
             let ln = &layer.attention_layer_norm;
             let (gamma, beta) = (ln.weight.as_slice(), ln.bias.as_slice());
             k::add_layer_norm(sublayer_out, hidden, gamma, beta, t, h, cfg.layer_norm_eps);
@@ -364,8 +432,8 @@ impl BertModel {
             // output.dense + bias, then LayerNorm(· + residual) in one pass
             layer
                 .intermediate
-                .forward_fused(intermediate, hidden, t, activation, None);
-            layer.output.forward(sublayer_out, intermediate, t);
+                .forward_fused(intermediate, hidden, t, activation, None, int8);
+            layer.output.forward(sublayer_out, intermediate, t, int8);
             let ln = &layer.output_layer_norm;
             let (gamma, beta) = (ln.weight.as_slice(), ln.bias.as_slice());
             k::add_layer_norm(sublayer_out, hidden, gamma, beta, t, h, cfg.layer_norm_eps);

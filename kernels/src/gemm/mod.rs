@@ -461,6 +461,18 @@ fn micro_kernel(isa: Isa, kc: usize, rows: &[*const f32], b: &[f32], acc: &mut [
     }
 }
 
+/// Writes one row of finished results (the int8 path's dequantized tile) through the epilogue.
+pub(crate) fn write_tile_f32(
+    c: &mut [f32],
+    acc: &[f32],
+    n: usize,
+    row: usize,
+    col0: usize,
+    e: &Epilogue<'_>,
+) {
+    write_tile(Isa::selected(), c, acc, n, row, col0, e, true, true);
+}
+
 /// Merges one row of a micro-tile into the output: on the first K chunk `c = acc`, later
 /// `c += acc`; on the last chunk add the bias, apply the activation, add the residual.
 #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,119 @@
+//! The int8 linear layer: every integer path equals the scalar twin bit for bit, and the
+//! result equals a naive f64 evaluation of the same quantized product.
+
+use densa_kernels::{self as k, int8, Epilogue, Int8Isa, QuantizedWeight};
+use proptest::prelude::*;
+
+fn values(len: usize) -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(
+        prop_oneof![6 => -3.0f32..3.0, 1 => Just(0.0f32), 1 => -50.0f32..50.0],
+        len,
+    )
+}
+
+fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+/// Naive f64: quantize both sides the documented way, sum exactly, dequantize, add bias.
+fn reference(inp: &[f32], weight: &[f32], bias: &[f32], m: usize, kk: usize, n: usize) -> Vec<f64> {
+    let quant = |row: &[f32]| {
+        let mut q = vec![0i8; row.len()];
+        let s = int8::quantize_row(row, &mut q);
+        (q, s)
+    };
+    let w: Vec<(Vec<i8>, f32)> = (0..n)
+        .map(|j| quant(&weight[j * kk..(j + 1) * kk]))
+        .collect();
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        let (qx, sx) = quant(&inp[i * kk..(i + 1) * kk]);
+        for (j, (qw, sw)) in w.iter().enumerate() {
+            let dot: i64 = qx.iter().zip(qw).map(|(&a, &b)| a as i64 * b as i64).sum();
+            out.push(dot as f64 * (sx as f64 * *sw as f64) + bias[j] as f64);
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn int8_paths_are_exact_and_identical(
+        (m, kk, n, inp, weight, bias) in (1usize..40, 1usize..300, 1usize..80)
+            .prop_flat_map(|(m, k, n)| (Just(m), Just(k), Just(n), values(m * k), values(n * k), values(n))),
+        threads in 1usize..4,
+    ) {
+        let want = reference(&inp, &weight, &bias, m, kk, n);
+        let mut first: Option<Vec<f32>> = None;
+        for &isa in Int8Isa::available() {
+            let packed = QuantizedWeight::for_isa(&weight, n, kk, isa);
+            let mut out = vec![f32::NAN; m * n];
+            let mut scratch = k::Int8Scratch::default();
+            let epilogue = Epilogue { bias: Some(&bias), ..Epilogue::NONE };
+            with_threads(threads, || k::linear_int8(&mut out, &inp, &packed, m, epilogue, &mut scratch));
+            for (idx, (&g, &w)) in out.iter().zip(&want).enumerate() {
+                // Only the final f32 scaling rounds: a few ulp of the magnitude.
+                prop_assert!((g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()), "{} [{idx}]: {g} vs {w}", isa.name());
+            }
+            match &first {
+                None => first = Some(out),
+                Some(f) => prop_assert!(f == &out, "{} differs from the scalar path", isa.name()),
+            }
+        }
+    }
+}
+
+#[test]
+fn quantize_row_hand_computed() {
+    // max |x| = 2.54 → scale 0.02; 1.0 / 0.02 = 50; -2.54 → -127; 0.011 / 0.02 = 0.55 → 1.
+    let mut q = [0i8; 6];
+    let s = int8::quantize_row(&[1.0, -2.54, 0.011, 0.0], &mut q);
+    assert!((s - 0.02).abs() < 1e-7);
+    assert_eq!(q, [50, -127, 1, 0, 0, 0]);
+    // An all-zero row quantizes to zeros with scale 1.
+    let mut z = [5i8; 3];
+    assert_eq!(int8::quantize_row(&[0.0; 3], &mut z), 1.0);
+    assert_eq!(z, [0, 0, 0]);
+}
+
+#[test]
+fn saturating_inputs_stay_exact() {
+    // Every product at ±127 · ±127 over a long K: the worst case for 16-bit pair sums.
+    let (m, kk, n) = (9, 3072, 33);
+    let inp: Vec<f32> = (0..m * kk)
+        .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+        .collect();
+    let weight: Vec<f32> = (0..n * kk)
+        .map(|i| if i % 5 == 0 { -1.0 } else { 1.0 })
+        .collect();
+    let bias = vec![0.0; n];
+    let want = reference(&inp, &weight, &bias, m, kk, n);
+    for &isa in Int8Isa::available() {
+        let packed = QuantizedWeight::for_isa(&weight, n, kk, isa);
+        let mut out = vec![0.0; m * n];
+        k::linear_int8(
+            &mut out,
+            &inp,
+            &packed,
+            m,
+            Epilogue {
+                bias: Some(&bias),
+                ..Epilogue::NONE
+            },
+            &mut Default::default(),
+        );
+        for (g, w) in out.iter().zip(&want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{}: {g} vs {w}",
+                isa.name()
+            );
+        }
+    }
+}
