@@ -243,6 +243,34 @@ impl Checkpoint {
         self.files.iter().map(|(_, m)| m.len()).sum()
     }
 
+    /// The stored dtype, shape and bytes of a tensor in a mapped file (None for a missing
+    /// tensor or one held in memory).
+    pub fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        match self.entries.get(name)? {
+            (
+                shape,
+                Source::File {
+                    file,
+                    dtype,
+                    byte_start,
+                    byte_len,
+                },
+            ) => Some((
+                *dtype,
+                shape.as_slice(),
+                &self.files[*file].1[*byte_start..*byte_start + *byte_len],
+            )),
+            (_, Source::Memory(_)) => None,
+        }
+    }
+
+    /// The `__metadata__` entry `key` of the first file.
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        let (_, map) = self.files.first()?;
+        let (_, meta) = SafeTensors::read_metadata(&map[..]).ok()?;
+        meta.metadata().as_ref()?.get(key).cloned()
+    }
+
     /// The tensor `name` as `f32`, checked against `expected_shape`.
     pub fn tensor(&self, name: &str, expected_shape: &[usize]) -> Result<Tensor> {
         let (shape, source) = self.entries.get(name).ok_or_else(|| Error::MissingTensor {

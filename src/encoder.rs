@@ -26,7 +26,8 @@ pub struct Options {
     pub max_length: Option<usize>,
     /// Sequences per forward pass.
     pub batch_size: usize,
-    /// Precision of the encoder's linear layers ([`Precision::Int8`] quantizes at load).
+    /// Precision of the encoder's linear layers ([`Precision::Int8`] quantizes an f32
+    /// checkpoint at load; [`Precision::Auto`] is int8 for a `densa quantize` folder, else f32).
     pub precision: Precision,
 }
 
@@ -38,7 +39,7 @@ impl Default for Options {
             normalize: false,
             max_length: None,
             batch_size: 32,
-            precision: Precision::F32,
+            precision: Precision::Auto,
         }
     }
 }
@@ -172,7 +173,14 @@ impl Encoder {
                 "--batch-size must be at least 1".into(),
             ));
         }
-        let model = BertModel::load(&checkpoint, &config, options.precision)?;
+        let precision = match options.precision {
+            Precision::Auto if checkpoint.metadata(crate::quantize::METADATA_KEY).is_some() => {
+                Precision::Int8
+            }
+            Precision::Auto => Precision::F32,
+            chosen => chosen,
+        };
+        let model = BertModel::load(&checkpoint, &config, precision)?;
         let pooling = match options.pooling {
             Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
             Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() {

@@ -22,6 +22,7 @@ pub mod error;
 pub mod model;
 pub mod npy;
 pub mod pooling;
+pub mod quantize;
 pub mod tokenizer;
 
 pub use config::BertConfig;

@@ -31,7 +31,10 @@ enum PoolingArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PrecisionArg {
+    /// int8 for a folder written by `densa quantize`, f32 otherwise.
+    Auto,
     F32,
+    /// Quantize the encoder's linear layers at load (per-channel weights, per-token activations).
     Int8,
 }
 
@@ -44,7 +47,7 @@ struct ModelArgs {
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Arithmetic precision.
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_enum, default_value = "auto")]
     precision: PrecisionArg,
 }
 
@@ -81,6 +84,15 @@ enum Command {
         input: String,
         #[arg(long)]
         max_length: Option<usize>,
+    },
+    /// Write a copy of a model folder with int8 encoder linear layers (per-channel scales).
+    Quantize {
+        /// f32 (or F16/BF16) model folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// Folder to write (created if missing).
+        #[arg(long)]
+        output: PathBuf,
     },
     /// Describe a model folder: architecture, tensors, parameters, mapped bytes, pooling.
     Inspect {
@@ -128,6 +140,7 @@ fn main() -> ExitCode {
             input,
             max_length,
         } => tokenize(&model, &input, max_length),
+        Command::Quantize { model, output } => quantize(&model, &output),
         Command::Inspect { model } => inspect(&model),
         Command::Bench {
             model,
@@ -236,6 +249,7 @@ fn open_encoder(
     batch_size: usize,
 ) -> Result<Encoder, Error> {
     let precision = match model.precision {
+        PrecisionArg::Auto => Precision::Auto,
         PrecisionArg::F32 => Precision::F32,
         PrecisionArg::Int8 => Precision::Int8,
     };
@@ -380,6 +394,19 @@ fn tokenize(model: &Path, input: &str, max_length: Option<usize>) -> Result<(), 
     out.flush().map_err(io)
 }
 
+fn quantize(model: &Path, output: &Path) -> Result<(), Error> {
+    let report = densa::quantize::quantize_dir(model, output)?;
+    eprintln!(
+        "densa: {} linear weights quantized to int8, {} tensors copied; {} bytes -> {} bytes ({})",
+        report.quantized_tensors,
+        report.copied_tensors,
+        report.bytes_in,
+        report.bytes_out,
+        output.display()
+    );
+    Ok(())
+}
+
 fn inspect(model_dir: &Path) -> Result<(), Error> {
     let encoder = Encoder::from_dir(
         model_dir,
@@ -418,6 +445,10 @@ fn inspect(model_dir: &Path) -> Result<(), Error> {
         }
     );
     report += &format!("output dim:   {}\n", encoder.dim());
+    report += &format!(
+        "precision:    {} (default)\n",
+        encoder.model().precision.name()
+    );
     report += &format!(
         "max length:   {} tokens\n",
         encoder.tokenizer().max_length()

@@ -16,8 +16,10 @@ use densa_kernels as k;
 /// Arithmetic precision of the encoder's linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// f32 weights and arithmetic: transformers' numbers.
+    /// int8 for a checkpoint written by `densa quantize`, f32 otherwise.
     #[default]
+    Auto,
+    /// f32 weights and arithmetic: transformers' numbers.
     F32,
     /// int8 weights (symmetric, per output channel, quantized at load) and per-token int8
     /// activations in the encoder's linear layers; embeddings, LayerNorm, softmax, attention,
@@ -28,6 +30,7 @@ pub enum Precision {
 impl Precision {
     pub fn name(self) -> &'static str {
         match self {
+            Precision::Auto => "auto",
             Precision::F32 => "f32",
             Precision::Int8 => "int8",
         }
@@ -42,6 +45,78 @@ pub enum LinearWeight {
     Int8(k::QuantizedWeight),
 }
 
+/// A linear layer's weight as the checkpoint stores it.
+pub enum StoredWeight {
+    /// `(out, in)` f32 (converted from F16/BF16 if need be).
+    F32(Tensor),
+    /// `(out, in)` int8 with per-output-channel scales: `W ≈ scales[:, None] · q`.
+    Int8 {
+        q: Vec<i8>,
+        scales: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+    },
+}
+
+impl StoredWeight {
+    /// `(out_features, in_features)`
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            StoredWeight::F32(t) => (t.shape()[0], t.shape()[1]),
+            StoredWeight::Int8 {
+                out_features,
+                in_features,
+                ..
+            } => (*out_features, *in_features),
+        }
+    }
+
+    /// The f32 values (dequantized if stored as int8).
+    fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            StoredWeight::F32(t) => t.as_slice().into(),
+            StoredWeight::Int8 {
+                q,
+                scales,
+                in_features,
+                ..
+            } => q
+                .chunks_exact(*in_features)
+                .zip(scales)
+                .flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s))
+                .collect::<Vec<f32>>()
+                .into(),
+        }
+    }
+
+    /// Several weights of the same input stacked along the output dimension.
+    fn stack(parts: Vec<StoredWeight>) -> StoredWeight {
+        let in_features = parts[0].shape().1;
+        let out_features = parts.iter().map(|p| p.shape().0).sum();
+        if parts.iter().all(|p| matches!(p, StoredWeight::Int8 { .. })) {
+            let (mut q, mut scales) = (Vec::new(), Vec::new());
+            for part in parts {
+                if let StoredWeight::Int8 {
+                    q: pq, scales: ps, ..
+                } = part
+                {
+                    q.extend(pq);
+                    scales.extend(ps);
+                }
+            }
+            StoredWeight::Int8 {
+                q,
+                scales,
+                out_features,
+                in_features,
+            }
+        } else {
+            let values: Vec<f32> = parts.iter().flat_map(|p| p.to_f32().into_owned()).collect();
+            StoredWeight::F32(Tensor::from_vec(vec![out_features, in_features], values))
+        }
+    }
+}
+
 /// `y = x · Wᵀ + b` with `W (out_features, in_features)`, prepared once at load for the GEMM's
 /// micro-kernel (the checkpoint's copy is not used after that).
 pub struct Linear {
@@ -52,19 +127,17 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn new(weight: &Tensor, bias: Tensor, precision: Precision) -> Self {
-        let (out_features, in_features) = (weight.shape()[0], weight.shape()[1]);
-        let weight = match precision {
-            Precision::F32 => LinearWeight::F32(k::PackedWeight::new(
-                weight.as_slice(),
-                out_features,
-                in_features,
-            )),
-            Precision::Int8 => LinearWeight::Int8(k::QuantizedWeight::new(
-                weight.as_slice(),
-                out_features,
-                in_features,
-            )),
+    fn new(weight: StoredWeight, bias: Tensor, precision: Precision) -> Self {
+        let (out_features, in_features) = weight.shape();
+        let (n, k) = (out_features, in_features);
+        let weight = match (weight, precision) {
+            (StoredWeight::Int8 { q, scales, .. }, Precision::Int8 | Precision::Auto) => {
+                LinearWeight::Int8(k::QuantizedWeight::from_quantized(&q, &scales, n, k))
+            }
+            (StoredWeight::F32(w), Precision::Int8) => {
+                LinearWeight::Int8(k::QuantizedWeight::new(w.as_slice(), n, k))
+            }
+            (stored, _) => LinearWeight::F32(k::PackedWeight::new(&stored.to_f32(), n, k)),
         };
         Linear {
             weight,
@@ -245,10 +318,61 @@ impl WeightLoader<'_> {
         self.checkpoint.tensor(&full, shape)
     }
 
+    /// `{name}.weight`: f32 (or F16/BF16), or int8 with `{name}.weight_scale` beside it.
+    fn stored_weight(
+        &self,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<StoredWeight> {
+        let scale_name = format!("{name}.weight_scale");
+        if !self
+            .checkpoint
+            .contains(&format!("{}{scale_name}", self.prefix))
+        {
+            return Ok(StoredWeight::F32(self.tensor(
+                &format!("{name}.weight"),
+                &[out_features, in_features],
+            )?));
+        }
+        let full = format!("{}{name}.weight", self.prefix);
+        let (dtype, shape, bytes) =
+            self.checkpoint
+                .raw(&full)
+                .ok_or_else(|| Error::MissingTensor {
+                    name: full.clone(),
+                    prefixes: format!("{:?}", self.prefix),
+                })?;
+        if shape != [out_features, in_features] {
+            return Err(Error::Shape {
+                name: full,
+                expected: vec![out_features, in_features],
+                found: shape.to_vec(),
+            });
+        }
+        if dtype != safetensors::Dtype::I8 || bytes.len() != out_features * in_features {
+            return Err(Error::Dtype {
+                name: full,
+                dtype: format!("{dtype:?} (a tensor with a weight_scale must be I8)"),
+            });
+        }
+        let q = bytes.iter().map(|&b| b as i8).collect();
+        let scales = self
+            .tensor(&scale_name, &[out_features])?
+            .as_slice()
+            .to_vec();
+        Ok(StoredWeight::Int8 {
+            q,
+            scales,
+            out_features,
+            in_features,
+        })
+    }
+
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
-        let weight = self.tensor(&format!("{name}.weight"), &[out_features, in_features])?;
+        let weight = self.stored_weight(name, in_features, out_features)?;
         let bias = self.tensor(&format!("{name}.bias"), &[out_features])?;
-        Ok(Linear::new(&weight, bias, self.precision))
+        Ok(Linear::new(weight, bias, self.precision))
     }
 
     /// Several linear layers of the same input stacked into one: weights and biases
@@ -259,12 +383,10 @@ impl WeightLoader<'_> {
         in_features: usize,
         out_features: usize,
     ) -> Result<Linear> {
-        let (mut weight, mut bias) = (Vec::new(), Vec::new());
+        let mut weights = Vec::new();
+        let mut bias = Vec::new();
         for name in names {
-            weight.extend_from_slice(
-                self.tensor(&format!("{name}.weight"), &[out_features, in_features])?
-                    .as_slice(),
-            );
+            weights.push(self.stored_weight(name, in_features, out_features)?);
             bias.extend_from_slice(
                 self.tensor(&format!("{name}.bias"), &[out_features])?
                     .as_slice(),
@@ -272,7 +394,7 @@ impl WeightLoader<'_> {
         }
         let n = names.len() * out_features;
         Ok(Linear::new(
-            &Tensor::from_vec(vec![n, in_features], weight),
+            StoredWeight::stack(weights),
             Tensor::from_vec(vec![n], bias),
             self.precision,
         ))

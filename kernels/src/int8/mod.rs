@@ -151,7 +151,6 @@ impl QuantizedWeight {
         } else {
             Int8Isa::Scalar
         };
-        let nr = isa.shape().1;
         let k_pad = k.next_multiple_of(4);
         let mut rows = vec![0i8; n * k_pad];
         let mut scales = vec![0.0f32; n];
@@ -161,6 +160,30 @@ impl QuantizedWeight {
             .for_each(|(j, (q, s))| {
                 *s = quantize_row(&weight[j * k..(j + 1) * k], q);
             });
+        Self::pack(rows, scales, n, k, isa)
+    }
+
+    /// Packs weights that are already quantized: `q (n, k)` with per-channel `scales (n)`,
+    /// `W ≈ scales[:, None] · q` (a checkpoint written by `densa quantize`).
+    pub fn from_quantized(q: &[i8], scales: &[f32], n: usize, k: usize) -> Self {
+        assert!(
+            q.len() >= n * k && scales.len() >= n,
+            "from_quantized: ({n}, {k}) needs {} values and {n} scales",
+            n * k
+        );
+        let isa = Int8Isa::selected();
+        let k_pad = k.next_multiple_of(4);
+        let mut rows = vec![0i8; n * k_pad];
+        for j in 0..n {
+            rows[j * k_pad..j * k_pad + k].copy_from_slice(&q[j * k..(j + 1) * k]);
+        }
+        Self::pack(rows, scales[..n].to_vec(), n, k, isa)
+    }
+
+    /// Packs quantized rows `(n, k_pad)` (zero-padded) into the micro-kernel's panels.
+    fn pack(rows: Vec<i8>, scales: Vec<f32>, n: usize, k: usize, isa: Int8Isa) -> Self {
+        let nr = isa.shape().1;
+        let k_pad = k.next_multiple_of(4);
         let shift_compensation = (0..n)
             .map(|j| {
                 128 * rows[j * k_pad..(j + 1) * k_pad]

@@ -1,0 +1,101 @@
+//! `densa quantize`: the int8 folder it writes gives the same vectors as quantizing at load,
+//! loads as int8 by default, and keeps everything but the encoder's linear weights as it was.
+
+mod common;
+
+use common::{cases, model_dir};
+use densa::checkpoint::Checkpoint;
+use densa::quantize::{quantize_dir, METADATA_KEY, METADATA_VALUE};
+use densa::{Encoder, Input, Options, Precision};
+
+#[test]
+fn quantized_folder_equals_quantizing_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dpr-question-int8");
+    // The source is sharded; the output is one file.
+    let report = quantize_dir(&model_dir("dpr-question-tiny"), &out).unwrap();
+    assert_eq!(
+        report.quantized_tensors,
+        2 * 6,
+        "2 layers × Q, K, V, attention output, FFN in, FFN out"
+    );
+
+    let checkpoint = Checkpoint::open_dir(&out).unwrap();
+    assert_eq!(
+        checkpoint.metadata(METADATA_KEY).as_deref(),
+        Some(METADATA_VALUE)
+    );
+    let infos = checkpoint.tensor_infos();
+    let dtype = |name: &str| {
+        infos
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.dtype.clone())
+    };
+    let p = "question_encoder.bert_model.encoder.layer.1.";
+    assert_eq!(
+        dtype(&format!("{p}intermediate.dense.weight")).as_deref(),
+        Some("I8")
+    );
+    assert_eq!(
+        dtype(&format!("{p}intermediate.dense.weight_scale")).as_deref(),
+        Some("F32")
+    );
+    assert_eq!(
+        dtype(&format!("{p}intermediate.dense.bias")).as_deref(),
+        Some("F32")
+    );
+    assert_eq!(
+        dtype("question_encoder.bert_model.embeddings.word_embeddings.weight").as_deref(),
+        Some("F32")
+    );
+    assert_eq!(
+        dtype("question_encoder.encode_proj.weight").as_deref(),
+        Some("F32"),
+        "the projection stays f32"
+    );
+    assert!(out.join("vocab.txt").is_file() && out.join("tokenizer_config.json").is_file());
+
+    let cases = cases();
+    let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+    let opts = |precision| Options {
+        threads: 2,
+        precision,
+        ..Options::default()
+    };
+    let from_file = Encoder::from_dir(&out, opts(Precision::Auto)).unwrap();
+    assert_eq!(
+        from_file.model().precision,
+        Precision::Int8,
+        "auto loads a quantized folder as int8"
+    );
+    let at_load = Encoder::from_dir(model_dir("dpr-question-tiny"), opts(Precision::Int8)).unwrap();
+    let (a, b) = (
+        from_file.embed_inputs(&inputs).unwrap(),
+        at_load.embed_inputs(&inputs).unwrap(),
+    );
+    assert!(
+        a.data == b.data,
+        "the quantized folder and quantizing at load give other vectors"
+    );
+
+    // Asked for f32, the quantized folder is dequantized: close to the f32 original.
+    let dequantized = Encoder::from_dir(&out, opts(Precision::F32))
+        .unwrap()
+        .embed_inputs(&inputs)
+        .unwrap();
+    let original = Encoder::from_dir(model_dir("dpr-question-tiny"), opts(Precision::F32))
+        .unwrap()
+        .embed_inputs(&inputs)
+        .unwrap();
+    for i in 0..inputs.len() {
+        let cos = common::cosine(dequantized.row(i), original.row(i));
+        assert!(
+            cos > 0.99,
+            "case {i}: dequantized weights drift: cosine {cos}"
+        );
+    }
+
+    let again = quantize_dir(&out, &dir.path().join("twice")).unwrap_err();
+    assert!(again.to_string().contains("already quantized"), "{again}");
+}
