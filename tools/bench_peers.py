@@ -43,7 +43,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--shapes", nargs="+", default=["1x16", "1x128", "8x128"])
-    ap.add_argument("--peers", nargs="+", default=["torch", "onnxruntime"])
+    ap.add_argument("--peers", nargs="+", default=["torch", "onnxruntime"],
+                    help="torch, onnxruntime, onnxruntime-int8 (dynamic quantization, per channel)")
     args = ap.parse_args()
 
     import numpy as np
@@ -66,7 +67,7 @@ def main():
             with torch.inference_mode():
                 report(f"pytorch {torch.__version__}", batch, seq, args.threads, timed(lambda: model(input_ids=x), args.iters))
 
-    if "onnxruntime" in args.peers:
+    if "onnxruntime" in args.peers or "onnxruntime-int8" in args.peers:
         import onnxruntime as ort
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model.onnx")
@@ -84,9 +85,18 @@ def main():
                 want = model(input_ids=torch.from_numpy(check)).pooler_output.numpy()
             got = session.run(None, {"input_ids": check})[0]
             assert np.abs(got - want).max() < 1e-3, f"ONNX export disagrees with PyTorch: {np.abs(got - want).max()}"
-            for batch, seq in shapes:
-                feed = {"input_ids": ids(batch, seq)}
-                report(f"onnxruntime {ort.__version__}", batch, seq, args.threads, timed(lambda: session.run(None, feed), args.iters))
+            if "onnxruntime" in args.peers:
+                for batch, seq in shapes:
+                    feed = {"input_ids": ids(batch, seq)}
+                    report(f"onnxruntime {ort.__version__}", batch, seq, args.threads, timed(lambda: session.run(None, feed), args.iters))
+            if "onnxruntime-int8" in args.peers:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+                qpath = os.path.join(tmp, "model-int8.onnx")
+                quantize_dynamic(path, qpath, per_channel=True, weight_type=QuantType.QInt8)
+                qsession = ort.InferenceSession(qpath, opts, providers=["CPUExecutionProvider"])
+                for batch, seq in shapes:
+                    feed = {"input_ids": ids(batch, seq)}
+                    report(f"onnxruntime {ort.__version__} int8", batch, seq, args.threads, timed(lambda: qsession.run(None, feed), args.iters))
 
 
 if __name__ == "__main__":

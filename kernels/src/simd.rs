@@ -41,6 +41,21 @@ pub fn max(x: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
+/// Largest |x| of a slice (vectorisable); 0 for an empty slice.
+#[inline(always)]
+pub fn max_abs(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] = acc[l].max(c[l].abs());
+        }
+    }
+    acc.iter()
+        .chain(chunks.remainder())
+        .fold(0.0f32, |m, &v| m.max(v.abs()))
+}
+
 /// `y += a · x`
 #[inline(always)]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {

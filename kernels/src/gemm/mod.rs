@@ -462,7 +462,9 @@ fn micro_kernel(isa: Isa, kc: usize, rows: &[*const f32], b: &[f32], acc: &mut [
 }
 
 /// Writes one row of finished results (the int8 path's dequantized tile) through the epilogue.
-pub(crate) fn write_tile_f32(
+#[inline(always)]
+pub(crate) fn write_tile_with(
+    isa: Isa,
     c: &mut [f32],
     acc: &[f32],
     n: usize,
@@ -470,7 +472,7 @@ pub(crate) fn write_tile_f32(
     col0: usize,
     e: &Epilogue<'_>,
 ) {
-    write_tile(Isa::selected(), c, acc, n, row, col0, e, true, true);
+    write_tile(isa, c, acc, n, row, col0, e, true, true);
 }
 
 /// Merges one row of a micro-tile into the output: on the first K chunk `c = acc`, later

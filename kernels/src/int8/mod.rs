@@ -25,7 +25,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
-use crate::gemm::{write_tile_f32, Epilogue};
+use crate::gemm::Epilogue;
 use crate::isa::Isa;
 use crate::SendPtr;
 use rayon::prelude::*;
@@ -90,6 +90,15 @@ impl Int8Isa {
         }
     }
 
+    /// The f32 ISA of the same machine level (for the epilogue's activations).
+    pub fn f32_isa(self) -> Isa {
+        match self {
+            Int8Isa::Scalar => Isa::Scalar,
+            Int8Isa::Avx2 => Isa::Avx2,
+            Int8Isa::Avx512Vnni => Isa::Avx512,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Int8Isa::Scalar => "scalar",
@@ -102,18 +111,37 @@ impl Int8Isa {
 /// Symmetric int8 quantization of a row: `(q, scale)` with `q = round(x / scale)`,
 /// `scale = max|x| / 127` (1 for an all-zero row). `q` is padded with zeros to its length.
 pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    quantize_row_body(x, q)
+}
+
+/// The body of [`quantize_row`], written to vectorise: lane maxima, rounding to nearest
+/// (ties to even) by adding and subtracting 1.5·2²³, the integer read from the float's bits.
+#[inline(always)]
+fn quantize_row_body(x: &[f32], q: &mut [i8]) -> f32 {
+    let amax = crate::simd::max_abs(x);
     let scale = if amax > 0.0 && amax.is_finite() {
         amax / 127.0
     } else {
         1.0
     };
     let inv = 1.0 / scale;
+    const ROUND: f32 = 12_582_912.0;
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+        let shifted = (v * inv).clamp(-127.0, 127.0) + ROUND;
+        *q = (shifted.to_bits() as i32 - 0x4B40_0000) as i8;
     }
     q[x.len()..].fill(0);
     scale
+}
+
+crate::multiversion! {
+    /// [`quantize_row`] for every row of `x` (rows of `k` values into rows of `k_pad`).
+    fn quantize_rows / quantize_rows_isa(x: &[f32], q: &mut [i8], scales: &mut [f32], k: usize) {
+        let k_pad = q.len() / scales.len().max(1);
+        for ((row, q_row), s) in x.chunks_exact(k.max(1)).zip(q.chunks_exact_mut(k_pad.max(1))).zip(scales.iter_mut()) {
+            *s = quantize_row_body(row, q_row);
+        }
+    }
 }
 
 /// Weights `(N, K)` quantized per output channel and packed for one int8 micro-kernel.
@@ -295,12 +323,17 @@ pub fn linear_int8(
     // Quantize every input row once (per token).
     scratch.quantized.resize(m * k_pad, 0);
     scratch.scales.resize(m, 0.0);
+    let isa = weight.isa.f32_isa();
+    let rows_per_task = 16;
     scratch
         .quantized
-        .par_chunks_mut(k_pad.max(1))
-        .zip(scratch.scales.par_iter_mut())
+        .par_chunks_mut((k_pad * rows_per_task).max(1))
+        .zip(scratch.scales.par_chunks_mut(rows_per_task))
         .enumerate()
-        .for_each(|(i, (q, s))| *s = quantize_row(&inp[i * k..(i + 1) * k], q));
+        .for_each(|(t, (q, s))| {
+            let first = t * rows_per_task;
+            quantize_rows_isa(isa, &inp[first * k..(first + s.len()) * k], q, s, k);
+        });
     let (quantized, scales) = (&scratch.quantized[..], &scratch.scales[..]);
 
     let mr = weight.isa.shape().0;
@@ -326,52 +359,142 @@ pub fn linear_int8(
             let rows = tile * row_tile..((tile + 1) * row_tile).min(m);
             let panel_range =
                 group * panels_per_group..((group + 1) * panels_per_group).min(panels);
-            let mut acc_i32 = [0i32; 8 * 32];
-            let mut acc_f32 = [0.0f32; 8 * 32];
-            let mut row_ptrs = [std::ptr::null::<i8>(); 8];
-            for p in panel_range {
-                let b = &weight.data[p * k_pad * nr..][..k_pad * nr];
-                let (col0, width) = (p * nr, nr.min(n - p * nr));
-                for r0 in rows.clone().step_by(mr) {
-                    let valid = mr.min(rows.end - r0);
-                    for (r, ptr) in row_ptrs[..mr].iter_mut().enumerate() {
-                        // Rows past the tile repeat its last row; their results are dropped.
-                        *ptr = quantized[(r0 + r.min(valid - 1)) * k_pad..].as_ptr();
-                    }
-                    micro_kernel(
-                        weight.isa,
-                        k_pad,
-                        &row_ptrs[..mr],
-                        b,
-                        &mut acc_i32[..mr * nr],
-                    );
-                    for r in 0..valid {
-                        let row = r0 + r;
-                        let sx = scales[row];
-                        for j in 0..width {
-                            let mut dot = acc_i32[r * nr + j];
-                            if weight.isa == Int8Isa::Avx512Vnni {
-                                dot -= weight.shift_compensation[col0 + j];
-                            }
-                            acc_f32[r * nr + j] = dot as f32 * (sx * weight.scales[col0 + j]);
-                        }
-                        // SAFETY: row < m, col0 + width <= n: in bounds of out (m × n); tasks write
-                        // disjoint (row tile × column group) blocks.
-                        let c = unsafe {
-                            std::slice::from_raw_parts_mut(out_ptr.get().add(row * n + col0), width)
-                        };
-                        write_tile_f32(
-                            c,
-                            &acc_f32[r * nr..r * nr + width],
-                            n,
-                            row,
-                            col0,
-                            &epilogue,
-                        );
-                    }
-                }
-            }
+            // SAFETY: tasks write disjoint (row tile × column group) blocks of `out` (m × n
+            // values, asserted above); the int8 path was detected on this CPU.
+            unsafe {
+                int8_task(
+                    out_ptr.get(),
+                    weight,
+                    quantized,
+                    scales,
+                    rows,
+                    panel_range,
+                    &epilogue,
+                )
+            };
         });
+}
+
+/// One task of [`linear_int8`], compiled once per path so the dequantization and the epilogue
+/// run at the micro-kernel's vector width.
+///
+/// # Safety
+/// `out` points at `m × n` values of which this task alone writes rows `rows` × the columns of
+/// `panels`.
+unsafe fn int8_task(
+    out: *mut f32,
+    weight: &QuantizedWeight,
+    quantized: &[i8],
+    scales: &[f32],
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    epilogue: &Epilogue<'_>,
+) {
+    match weight.isa {
+        // SAFETY: forwarded contract; the path exists on this CPU (QuantizedWeight::for_isa).
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::Avx512Vnni => unsafe {
+            int8_task_vnni(out, weight, quantized, scales, rows, panels, epilogue)
+        },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::Avx2 => unsafe {
+            int8_task_avx2(out, weight, quantized, scales, rows, panels, epilogue)
+        },
+        // SAFETY: forwarded contract.
+        _ => unsafe { int8_task_generic(out, weight, quantized, scales, rows, panels, epilogue) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn int8_task_vnni(
+    out: *mut f32,
+    w: &QuantizedWeight,
+    q: &[i8],
+    s: &[f32],
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    e: &Epilogue<'_>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { int8_task_generic(out, w, q, s, rows, panels, e) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn int8_task_avx2(
+    out: *mut f32,
+    w: &QuantizedWeight,
+    q: &[i8],
+    s: &[f32],
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    e: &Epilogue<'_>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { int8_task_generic(out, w, q, s, rows, panels, e) }
+}
+
+/// The body of [`int8_task`].
+#[inline(always)]
+unsafe fn int8_task_generic(
+    out: *mut f32,
+    weight: &QuantizedWeight,
+    quantized: &[i8],
+    scales: &[f32],
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    epilogue: &Epilogue<'_>,
+) {
+    let (k_pad, n, nr) = (weight.k_pad, weight.n, weight.nr);
+    let mr = weight.isa.shape().0;
+    let f32_isa = weight.isa.f32_isa();
+    let shifted = weight.isa == Int8Isa::Avx512Vnni;
+    let mut acc_i32 = [0i32; 8 * 32];
+    let mut acc_f32 = [0.0f32; 8 * 32];
+    let mut row_ptrs = [std::ptr::null::<i8>(); 8];
+    for p in panels {
+        let b = &weight.data[p * k_pad * nr..][..k_pad * nr];
+        let (col0, width) = (p * nr, nr.min(n - p * nr));
+        let (channel_scales, compensation) = (
+            &weight.scales[col0..col0 + width],
+            &weight.shift_compensation[col0..col0 + width],
+        );
+        for r0 in rows.clone().step_by(mr) {
+            let valid = mr.min(rows.end - r0);
+            for (r, ptr) in row_ptrs[..mr].iter_mut().enumerate() {
+                // Rows past the tile repeat its last row; their results are dropped.
+                *ptr = quantized[(r0 + r.min(valid - 1)) * k_pad..].as_ptr();
+            }
+            micro_kernel(
+                weight.isa,
+                k_pad,
+                &row_ptrs[..mr],
+                b,
+                &mut acc_i32[..mr * nr],
+            );
+            for r in 0..valid {
+                let row = r0 + r;
+                let sx = scales[row];
+                let (dots, values) = (
+                    &acc_i32[r * nr..r * nr + width],
+                    &mut acc_f32[r * nr..r * nr + width],
+                );
+                for j in 0..width {
+                    let dot = if shifted {
+                        dots[j] - compensation[j]
+                    } else {
+                        dots[j]
+                    };
+                    values[j] = dot as f32 * (sx * channel_scales[j]);
+                }
+                // SAFETY: row < m and col0 + width <= n: in bounds; this block is ours (contract).
+                let c = unsafe { std::slice::from_raw_parts_mut(out.add(row * n + col0), width) };
+                crate::gemm::write_tile_with(f32_isa, c, values, n, row, col0, epilogue);
+            }
+        }
+    }
 }
 
 /// `acc (MR × NR) i32 = Σ_k rows[r][k] · b[k/4][j][k%4]` on the given path.
