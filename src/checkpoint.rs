@@ -238,6 +238,21 @@ impl Checkpoint {
             .collect()
     }
 
+    /// Drops this process's resident pages of the mapped files. Called once the model is
+    /// built: the linear layers' weights were copied into packed form and are never read from
+    /// the map again, so their pages need not count against the process; the tensors still used
+    /// in place (embeddings, LayerNorm, biases) are simply read back from the page cache on
+    /// their next touch.
+    pub fn release_resident_pages(&self) {
+        #[cfg(unix)]
+        for (_, map) in &self.files {
+            // SAFETY: the mapping is private and read-only and densa never writes through it,
+            // so MADV_DONTNEED loses nothing: a later read faults the same file bytes back in.
+            // No reference into the pages is invalidated (their contents stay the same).
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// Total bytes of the mapped files.
     pub fn mapped_bytes(&self) -> usize {
         self.files.iter().map(|(_, m)| m.len()).sum()

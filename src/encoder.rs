@@ -181,6 +181,8 @@ impl Encoder {
             chosen => chosen,
         };
         let model = BertModel::load(&checkpoint, &config, precision)?;
+        // The linear weights now live in packed form: give back the pages packing read.
+        checkpoint.release_resident_pages();
         let pooling = match options.pooling {
             Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
             Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() {

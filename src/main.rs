@@ -466,6 +466,14 @@ fn inspect(model_dir: &Path) -> Result<(), Error> {
     print_stdout(&report)
 }
 
+/// The process's resident memory now (VmRSS), in MiB, where the OS reports it.
+fn resident_megabytes() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 /// Prints to standard output; a closed pipe (`densa inspect | head`) is not an error.
 fn print_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
@@ -537,6 +545,7 @@ fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(),
         "gflops": gflops,
         "peak_gflops": peak,
         "fraction_of_peak": gflops / peak,
+        "rss_mb": resident_megabytes(),
     });
     print_stdout(&format!("{line}\n"))
 }

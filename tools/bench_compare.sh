@@ -6,6 +6,8 @@
 #   python tools/make_bench_model.py /tmp/dpr-bert-base-random
 #   cargo build --release
 #   bash tools/bench_compare.sh /tmp/dpr-bert-base-random [THREADS] [ROUNDS]
+# PRECISIONS (default "f32") and PEERS (default "torch onnxruntime") choose what runs, e.g.
+#   PRECISIONS="f32 int8" PEERS="onnxruntime onnxruntime-int8" bash tools/bench_compare.sh ...
 set -euo pipefail
 model=${1:?model folder}
 threads=${2:-2}
@@ -14,8 +16,11 @@ densa=${DENSA:-target/release/densa}
 lscpu | grep -E "Model name|^CPU\(s\)" | sed 's/^/# /'
 date -u +"# %Y-%m-%dT%H:%MZ"
 for round in $(seq "$rounds"); do
-  for shape in 1x16 1x128 8x128; do
-    "$densa" bench --model "$model" --batch "${shape%x*}" --seq "${shape#*x}" --iters 20 --threads "$threads"
+  for precision in ${PRECISIONS:-f32}; do
+    for shape in 1x16 1x128 8x128; do
+      "$densa" bench --model "$model" --batch "${shape%x*}" --seq "${shape#*x}" --iters 20 --threads "$threads" --precision "$precision"
+    done
   done
-  python3 tools/bench_peers.py "$model" --threads "$threads" --iters 20 --shapes 1x16 1x128 8x128 2>/dev/null | grep '^{'
+  python3 tools/bench_peers.py "$model" --threads "$threads" --iters 20 --shapes 1x16 1x128 8x128 \
+    --peers ${PEERS:-torch onnxruntime} 2>/dev/null | grep '^{'
 done
