@@ -135,6 +135,16 @@ fn quantize_row_body(x: &[f32], q: &mut [i8]) -> f32 {
 }
 
 crate::multiversion! {
+    /// `q ^= 0x80` bytewise: `q + 128` as unsigned (padding zeros become 128, multiplied by the
+    /// zero-padded weights).
+    fn flip_sign_bits / flip_sign_bits_isa(q: &mut [i8]) {
+        for v in q.iter_mut() {
+            *v ^= i8::MIN;
+        }
+    }
+}
+
+crate::multiversion! {
     /// [`quantize_row`] for every row of `x` (rows of `k` values into rows of `k_pad`).
     fn quantize_rows / quantize_rows_isa(x: &[f32], q: &mut [i8], scales: &mut [f32], k: usize) {
         let k_pad = q.len() / scales.len().max(1);
@@ -298,6 +308,7 @@ pub fn linear_int8(
     scratch.quantized.resize(m * k_pad, 0);
     scratch.scales.resize(m, 0.0);
     let isa = weight.isa.f32_isa();
+    let shift_to_unsigned = weight.isa == Int8Isa::Avx512Vnni;
     let rows_per_task = 16;
     scratch
         .quantized
@@ -307,6 +318,10 @@ pub fn linear_int8(
         .for_each(|(t, (q, s))| {
             let first = t * rows_per_task;
             quantize_rows_isa(isa, &inp[first * k..(first + s.len()) * k], q, s, k);
+            if shift_to_unsigned {
+                // VNNI multiplies unsigned activations: store q + 128 (the sign bit flipped).
+                flip_sign_bits_isa(isa, q);
+            }
         });
     let (quantized, scales) = (&scratch.quantized[..], &scratch.scales[..]);
 

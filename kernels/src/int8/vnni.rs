@@ -1,7 +1,7 @@
 //! The AVX-512 VNNI int8 micro-kernel: 8 rows × 32 columns, 16 zmm of i32 accumulators.
 //!
 //! Per 4 k: two 64-byte loads of packed weights, eight 4-byte broadcasts of the activations
-//! (shifted to unsigned by flipping the sign bit: `q ^ 0x80 = q + 128`), sixteen `vpdpbusd`.
+//! (stored already shifted to unsigned, `q + 128`, by the quantization step), sixteen `vpdpbusd`.
 //! The caller subtracts `128 · Σ_k w` per channel.
 
 use std::arch::x86_64::*;
@@ -11,7 +11,7 @@ pub const SHAPE: (usize, usize) = (8, 32);
 const MR: usize = SHAPE.0;
 const NR: usize = SHAPE.1;
 
-/// `acc[r][j] = Σ_k (rows[r][k] + 128) · b[k/4][j][k%4]`.
+/// `acc[r][j] = Σ_k rows[r][k] · b[k/4][j][k%4]` with `rows` holding `q + 128` as u8.
 ///
 /// # Safety
 /// The CPU has AVX-512F, BW and VNNI; each of the 8 row pointers has `k_pad` readable values;
@@ -26,7 +26,6 @@ pub unsafe fn kernel(k_pad: usize, rows: &[*const i8], b: &[i8], acc: &mut [i32]
     );
     let r: [*const i8; MR] = rows.try_into().expect("8 rows");
     let bp = b.as_ptr();
-    let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
     let mut c = [[_mm512_setzero_si512(); 2]; MR];
     for k4 in 0..k_pad / 4 {
         // SAFETY: k4 < k_pad / 4: the 128 bytes of b and 4 bytes of each row are in bounds.
@@ -34,10 +33,7 @@ pub unsafe fn kernel(k_pad: usize, rows: &[*const i8], b: &[i8], acc: &mut [i32]
             let b0 = _mm512_loadu_si512(bp.add(k4 * NR * 4).cast());
             let b1 = _mm512_loadu_si512(bp.add(k4 * NR * 4 + 64).cast());
             for i in 0..MR {
-                let a = _mm512_xor_si512(
-                    _mm512_set1_epi32(r[i].add(4 * k4).cast::<i32>().read_unaligned()),
-                    flip,
-                );
+                let a = _mm512_set1_epi32(r[i].add(4 * k4).cast::<i32>().read_unaligned());
                 c[i][0] = _mm512_dpbusd_epi32(c[i][0], a, b0);
                 c[i][1] = _mm512_dpbusd_epi32(c[i][1], a, b1);
             }
