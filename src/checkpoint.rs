@@ -251,6 +251,13 @@ impl Checkpoint {
             // No reference into the pages is invalidated (their contents stay the same).
             let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
         }
+        // Loading freed large temporaries (stacked and quantized weights before packing); glibc
+        // keeps such memory for reuse unless asked to hand it back.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only returns free heap memory to the OS; it has no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     /// Total bytes of the mapped files.
