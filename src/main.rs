@@ -534,9 +534,17 @@ fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(),
     };
     let flops = encoder.model().flops(&vec![seq; batch]);
     let gflops = flops / (median / 1e3) / 1e9;
-    // The machine's f32 FMA peak: the probe's single-core rate times the threads used.
+    // The machine's peak for this precision: the probe's single-core rate times the threads
+    // used (f32 FMAs, or int8 vpdpbusd where the int8 path uses it).
     let (core_peak, isa) = densa_kernels::probe::fma_peak_gflops(300);
-    let peak = core_peak * encoder.threads() as f64;
+    let int8_peak = match encoder.model().precision {
+        densa::Precision::Int8 => densa_kernels::probe::vnni_peak_gops(300),
+        _ => None,
+    };
+    let (peak, peak_kind) = match int8_peak {
+        Some(gops) => (gops * encoder.threads() as f64, "vnni int8"),
+        None => (core_peak * encoder.threads() as f64, "fma f32"),
+    };
     let line = serde_json::json!({
         "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": encoder.model().precision.name(),
         "isa": isa.name(),
@@ -544,6 +552,7 @@ fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(),
         "tokens_per_s": (batch * seq) as f64 / (median / 1e3),
         "gflops": gflops,
         "peak_gflops": peak,
+        "peak_kind": peak_kind,
         "fraction_of_peak": gflops / peak,
         "rss_mb": resident_megabytes(),
     });

@@ -29,6 +29,50 @@ pub fn fma_peak_gflops(millis: u64) -> (f64, Isa) {
     (flops / start.elapsed().as_secs_f64() / 1e9, isa)
 }
 
+/// The single-core int8 multiply-add peak of the int8 kernels' instruction (`vpdpbusd` on AVX-512
+/// VNNI), in G operations/s (a multiply and an add counted apart), for about `millis` ms; `None`
+/// where the CPU has no VNNI.
+pub fn vnni_peak_gops(millis: u64) -> Option<f64> {
+    if !crate::int8::Int8Isa::Avx512Vnni.is_available() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let start = Instant::now();
+        let (mut ops, mut sink) = (0.0, 0i32);
+        while start.elapsed().as_millis() < millis as u128 {
+            // SAFETY: VNNI was detected just above.
+            let (o, s) = unsafe { dpbusd_avx512(1 << 16) };
+            ops += o;
+            sink = sink.wrapping_add(s);
+        }
+        std::hint::black_box(sink);
+        Some(ops / start.elapsed().as_secs_f64() / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn dpbusd_avx512(iters: u64) -> (f64, i32) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_si512(); 16];
+    let (a, b) = (_mm512_set1_epi8(1), _mm512_set1_epi8(-1));
+    for _ in 0..iters {
+        // Opaque operands, so the compiler cannot fold the repeated sums into a product.
+        let (a, b) = (std::hint::black_box(a), std::hint::black_box(b));
+        for v in acc.iter_mut() {
+            *v = _mm512_dpbusd_epi32(*v, a, b);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(_mm512_setzero_si512(), |s, v| _mm512_add_epi32(s, *v));
+    // 16 accumulators × 64 byte products × 2 operations.
+    ((iters * 16 * 64 * 2) as f64, _mm512_reduce_add_epi32(sum))
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn fma_avx512(iters: u64) -> (f64, f32) {
