@@ -274,20 +274,6 @@ impl Workspace {
             buffer.resize(len, 0.0);
         }
     }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        4 * [
-            &self.hidden,
-            &self.qkv,
-            &self.context,
-            &self.sublayer_out,
-            &self.intermediate,
-        ]
-        .iter()
-        .map(|b| b.capacity())
-        .sum::<usize>()
-    }
 }
 
 /// The prefixes under which checkpoints store the BERT trunk, tried in order.

@@ -98,17 +98,18 @@ impl TextTokenizer {
     }
 
     /// Tokenizes one input: special tokens added, truncated longest-first to `max_length`.
-    pub fn encode(&self, input: Input<'_>) -> Result<Tokenized> {
-        let lower = |s: &str| {
+    pub fn encode<'a>(&self, input: Input<'a>) -> Result<Tokenized> {
+        // Borrowed as is, or lowercased (sentence-transformers' do_lower_case).
+        let text = |s: &'a str| -> std::borrow::Cow<'a, str> {
             if self.lowercase_input {
-                s.to_lowercase()
+                s.to_lowercase().into()
             } else {
-                s.to_owned()
+                s.into()
             }
         };
         let encode_input: EncodeInput = match input {
-            Input::Text(a) => lower(a).into(),
-            Input::Pair(a, b) => (lower(a), lower(b)).into(),
+            Input::Text(a) => text(a).into(),
+            Input::Pair(a, b) => (text(a), text(b)).into(),
         };
         let encoding = self
             .inner

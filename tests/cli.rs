@@ -68,16 +68,7 @@ fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<f32>) {
 fn embed_text_lines_to_npy_matches_golden() {
     let dir = tempfile::tempdir().unwrap();
     let cases = cases();
-    let texts: Vec<&str> = cases
-        .iter()
-        .filter_map(|c| {
-            if let Case::Text(t) = c {
-                Some(t.as_str())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let texts = common::single_texts(&cases);
     let input = dir.path().join("texts.txt");
     std::fs::write(&input, texts.join("\n") + "\n").unwrap();
     let output = dir.path().join("vectors.npy");
@@ -165,16 +156,7 @@ fn embed_jsonl_pairs_to_stdout_matches_golden() {
 #[test]
 fn tokenize_prints_transformers_ids() {
     let cases = cases();
-    let texts: Vec<&str> = cases
-        .iter()
-        .filter_map(|c| {
-            if let Case::Text(t) = c {
-                Some(t.as_str())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let texts = common::single_texts(&cases);
     let model = model_dir("bert-tiny");
     let stdout = ok(&densa(
         &["tokenize", "--model", model.to_str().unwrap()],

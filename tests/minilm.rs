@@ -9,33 +9,23 @@ mod common;
 
 use densa::{Encoder, Options, Pooling};
 
+/// The texts and sentence-transformers' vectors of tests/fixtures/golden/all-minilm-l6-v2.json.
+fn golden() -> (Vec<String>, Vec<Vec<f32>>) {
+    let text =
+        std::fs::read_to_string(common::fixtures().join("golden/all-minilm-l6-v2.json")).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let texts = serde_json::from_value(golden["texts"].clone()).unwrap();
+    let embeddings = serde_json::from_value(golden["embeddings"].clone()).unwrap();
+    (texts, embeddings)
+}
+
 #[test]
 fn all_minilm_l6_v2_matches_sentence_transformers() {
     let Some(dir) = common::minilm_dir_or_skip() else {
         return;
     };
-    let golden: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures().join("golden/all-minilm-l6-v2.json")).unwrap(),
-    )
-    .unwrap();
-    let texts: Vec<&str> = golden["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    let expected: Vec<Vec<f32>> = golden["embeddings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect();
+    let (texts, expected) = golden();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
 
     let encoder = Encoder::from_dir(
         &dir,
@@ -81,16 +71,8 @@ fn all_minilm_l6_v2_int8_stays_close() {
     let Some(dir) = common::minilm_dir_or_skip() else {
         return;
     };
-    let golden: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures().join("golden/all-minilm-l6-v2.json")).unwrap(),
-    )
-    .unwrap();
-    let texts: Vec<&str> = golden["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let (texts, expected) = golden();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let options = Options {
         threads: 2,
         precision: densa::Precision::Int8,
@@ -98,20 +80,10 @@ fn all_minilm_l6_v2_int8_stays_close() {
     };
     let encoder = Encoder::from_dir(&dir, options).unwrap();
     let got = encoder.embed(&texts).unwrap();
-    let cosines: Vec<f64> = golden["embeddings"]
-        .as_array()
-        .unwrap()
+    let cosines: Vec<f64> = expected
         .iter()
         .enumerate()
-        .map(|(i, row)| {
-            let want: Vec<f32> = row
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
-            common::cosine(got.row(i), &want)
-        })
+        .map(|(i, want)| common::cosine(got.row(i), want))
         .collect();
     let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
     let min = cosines.iter().copied().fold(1.0, f64::min);

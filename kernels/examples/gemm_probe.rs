@@ -1,5 +1,5 @@
-//! Best-of timings of our packed GEMM against matrixmultiply's sgemm (one call, no threads of
-//! its own) at one shape, on the current rayon pool, with the FMA probe's peak:
+//! Best-of timings at one shape, on the current rayon pool: our packed f32 GEMM, matrixmultiply's
+//! sgemm (one call, no threads of its own) and our int8 GEMM, with the probes' peaks:
 //! `cargo run --release -p densa-kernels --example gemm_probe -- M K N [iters]`.
 use densa_kernels as k;
 use std::time::Instant;
@@ -20,11 +20,17 @@ fn main() {
         .map(|s| s.parse().unwrap())
         .collect();
     let (m, kk, n, iters) = (a[0], a[1], a[2], *a.get(3).unwrap_or(&20));
-    let inp: Vec<f32> = (0..m * kk).map(|i| (i % 7) as f32 * 0.1).collect();
-    let w: Vec<f32> = (0..n * kk).map(|i| (i % 5) as f32 * 0.1).collect();
+    let inp: Vec<f32> = (0..m * kk)
+        .map(|i| ((i * 7919) % 13) as f32 * 0.1 - 0.6)
+        .collect();
+    let w: Vec<f32> = (0..n * kk)
+        .map(|i| ((i * 104729) % 11) as f32 * 0.1 - 0.5)
+        .collect();
     let packed = k::PackedWeight::new(&w, n, kk);
+    let quantized = k::QuantizedWeight::new(&w, n, kk);
     let mut out = vec![0.0; m * n];
-    let flop = 2.0 * (m * kk * n) as f64;
+    let mut scratch = k::Int8Scratch::default();
+    let ops = 2.0 * (m * kk * n) as f64;
     let ours = best_of(iters, || {
         k::linear_packed(&mut out, &inp, &packed, m, k::Epilogue::NONE)
     });
@@ -47,13 +53,26 @@ fn main() {
             1,
         )
     });
+    let int8 = best_of(iters, || {
+        k::linear_int8(
+            &mut out,
+            &inp,
+            &quantized,
+            m,
+            k::Epilogue::NONE,
+            &mut scratch,
+        )
+    });
     let (peak, isa) = k::probe::fma_peak_gflops(300);
     let threads = rayon::current_num_threads();
     println!(
-        "{{\"shape\": \"{m}x{kk}x{n}\", \"isa\": \"{}\", \"threads\": {threads}, \"densa_gflops\": {:.1}, \"matrixmultiply_1thread_gflops\": {:.1}, \"core_peak_gflops\": {peak:.1}, \"densa_fraction_of_peak\": {:.3}}}",
+        "{{\"shape\": \"{m}x{kk}x{n}\", \"isa\": \"{}\", \"int8_isa\": \"{}\", \"threads\": {threads}, \"densa_gflops\": {:.1}, \"matrixmultiply_1thread_gflops\": {:.1}, \"core_peak_gflops\": {peak:.1}, \"densa_fraction_of_peak\": {:.3}, \"int8_gops\": {:.1}, \"int8_speedup\": {:.2}}}",
         isa.name(),
-        flop / ours / 1e9,
-        flop / theirs / 1e9,
-        flop / ours / 1e9 / (peak * threads as f64),
+        quantized.isa().name(),
+        ops / ours / 1e9,
+        ops / theirs / 1e9,
+        ops / ours / 1e9 / (peak * threads as f64),
+        ops / int8 / 1e9,
+        ours / int8,
     );
 }

@@ -13,7 +13,16 @@ const ROWS_PER_TASK: usize = 16;
 /// Two passes in f32 with 16 partial sums per pass; against the f64 reference the error is
 /// within 1e-5·(1 + |y|) (property-tested).
 pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], rows: usize, cols: usize, eps: f32) {
-    layer_norm_isa(crate::Isa::selected(), x, weight, bias, rows, cols, eps)
+    norm_rows(
+        crate::Isa::selected(),
+        x,
+        None,
+        weight,
+        bias,
+        rows,
+        cols,
+        eps,
+    )
 }
 
 /// [`layer_norm`] on a given ISA (tests).
@@ -26,22 +35,7 @@ pub fn layer_norm_isa(
     cols: usize,
     eps: f32,
 ) {
-    assert!(
-        x.len() >= rows * cols,
-        "layer_norm: buffer has {} values, shape ({rows}, {cols}) needs {}",
-        x.len(),
-        rows * cols
-    );
-    assert!(
-        weight.len() >= cols && bias.len() >= cols,
-        "layer_norm: weight/bias shorter than {cols}"
-    );
-    if cols == 0 {
-        return;
-    }
-    x[..rows * cols]
-        .par_chunks_mut(cols * ROWS_PER_TASK)
-        .for_each(|block| layer_norm_block_isa(isa, block, &weight[..cols], &bias[..cols], eps));
+    norm_rows(isa, x, None, weight, bias, rows, cols, eps)
 }
 
 /// `x = LayerNorm(x + residual)` over each row: BERT's "add & norm", fused so each row is
@@ -56,10 +50,10 @@ pub fn add_layer_norm(
     cols: usize,
     eps: f32,
 ) {
-    add_layer_norm_isa(
+    norm_rows(
         crate::Isa::selected(),
         x,
-        residual,
+        Some(residual),
         weight,
         bias,
         rows,
@@ -80,23 +74,51 @@ pub fn add_layer_norm_isa(
     cols: usize,
     eps: f32,
 ) {
+    norm_rows(isa, x, Some(residual), weight, bias, rows, cols, eps)
+}
+
+/// The shared body: checks the shapes, then (add and) normalise blocks of rows in parallel.
+#[allow(clippy::too_many_arguments)]
+fn norm_rows(
+    isa: crate::Isa,
+    x: &mut [f32],
+    residual: Option<&[f32]>,
+    weight: &[f32],
+    bias: &[f32],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
     assert!(
-        x.len() >= rows * cols && residual.len() >= rows * cols,
-        "add_layer_norm: buffers shorter than ({rows}, {cols})"
+        x.len() >= rows * cols,
+        "layer_norm: buffer has {} values, shape ({rows}, {cols}) needs {}",
+        x.len(),
+        rows * cols
     );
+    if let Some(r) = residual {
+        assert!(
+            r.len() >= rows * cols,
+            "layer_norm: residual has {} values, shape ({rows}, {cols}) needs {}",
+            r.len(),
+            rows * cols
+        );
+    }
     assert!(
         weight.len() >= cols && bias.len() >= cols,
-        "add_layer_norm: weight/bias shorter than {cols}"
+        "layer_norm: weight/bias shorter than {cols}"
     );
     if cols == 0 {
         return;
     }
+    let block = cols * ROWS_PER_TASK;
     x[..rows * cols]
-        .par_chunks_mut(cols * ROWS_PER_TASK)
-        .zip(residual[..rows * cols].par_chunks(cols * ROWS_PER_TASK))
-        .for_each(|(block, res)| {
-            add_block_isa(isa, block, res);
-            layer_norm_block_isa(isa, block, &weight[..cols], &bias[..cols], eps)
+        .par_chunks_mut(block)
+        .enumerate()
+        .for_each(|(i, rows_block)| {
+            if let Some(r) = residual {
+                add_block_isa(isa, rows_block, &r[i * block..i * block + rows_block.len()]);
+            }
+            layer_norm_block_isa(isa, rows_block, &weight[..cols], &bias[..cols], eps)
         });
 }
 

@@ -56,14 +56,6 @@ pub fn max_abs(x: &[f32]) -> f32 {
         .fold(0.0f32, |m, &v| m.max(v.abs()))
 }
 
-/// `y += a · x`
-#[inline(always)]
-pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * *x;
-    }
-}
-
 #[macro_export]
 #[doc(hidden)]
 macro_rules! multiversion {

@@ -2,6 +2,9 @@
 //! result equals a naive f64 evaluation of the same quantized product.
 
 use densa_kernels::{self as k, int8, Epilogue, Int8Isa, QuantizedWeight};
+mod common;
+
+use common::with_threads;
 use proptest::prelude::*;
 
 fn values(len: usize) -> impl Strategy<Value = Vec<f32>> {
@@ -9,14 +12,6 @@ fn values(len: usize) -> impl Strategy<Value = Vec<f32>> {
         prop_oneof![6 => -3.0f32..3.0, 1 => Just(0.0f32), 1 => -50.0f32..50.0],
         len,
     )
-}
-
-fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 /// Naive f64: quantize both sides the documented way, sum exactly, dequantize, add bias.

@@ -2,16 +2,10 @@
 //! (odd sizes included) and edge values, at several thread counts.
 
 use densa_kernels::{self as k, reference};
-use proptest::prelude::*;
+mod common;
 
-/// Runs `f` on a rayon pool of `threads` threads.
-fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
-}
+use common::with_threads;
+use proptest::prelude::*;
 
 /// Values of mixed magnitude, with zeros and exact small integers among them.
 fn values(len: usize) -> impl Strategy<Value = Vec<f32>> {

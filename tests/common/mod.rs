@@ -52,6 +52,20 @@ pub fn cases() -> Vec<Case> {
     cases
 }
 
+/// The single texts among `cases`, in order (the first cases of the golden files).
+pub fn single_texts(cases: &[Case]) -> Vec<&str> {
+    cases
+        .iter()
+        .filter_map(|c| {
+            if let Case::Text(t) = c {
+                Some(t.as_str())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// A golden safetensors file written by tools/make_fixtures.py.
 pub struct Golden {
     bytes: Vec<u8>,

@@ -138,21 +138,8 @@ impl PackedWeight {
         &self.storage[self.offset..self.offset + self.n.div_ceil(self.nr) * self.k * self.nr]
     }
 
-    pub fn in_features(&self) -> usize {
-        self.k
-    }
-
-    pub fn out_features(&self) -> usize {
-        self.n
-    }
-
     pub fn isa(&self) -> Isa {
         self.isa
-    }
-
-    /// Bytes of packed storage (what packing costs in memory).
-    pub fn bytes(&self) -> usize {
-        self.storage.len() * 4
     }
 }
 

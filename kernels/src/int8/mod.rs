@@ -254,26 +254,8 @@ impl QuantizedWeight {
         }
     }
 
-    pub fn in_features(&self) -> usize {
-        self.k
-    }
-
-    pub fn out_features(&self) -> usize {
-        self.n
-    }
-
     pub fn isa(&self) -> Int8Isa {
         self.isa
-    }
-
-    /// Per-channel scales `(N)`.
-    pub fn scales(&self) -> &[f32] {
-        &self.scales
-    }
-
-    /// Bytes held (packed weights, scales, compensation).
-    pub fn bytes(&self) -> usize {
-        self.data.len() + 8 * self.n
     }
 }
 
@@ -282,12 +264,6 @@ impl QuantizedWeight {
 pub struct Int8Scratch {
     quantized: Vec<i8>,
     scales: Vec<f32>,
-}
-
-impl Int8Scratch {
-    pub fn bytes(&self) -> usize {
-        self.quantized.capacity() + 4 * self.scales.capacity()
-    }
 }
 
 /// `out (m, N) = epilogue(inp (m, K) · Wᵀ)` with int8 weights and per-token int8 activations.
