@@ -286,6 +286,21 @@ impl Checkpoint {
         }
     }
 
+    /// How many values of tensor `name` are NaN or ±Inf (0 for integer tensors).
+    pub fn non_finite_count(&self, name: &str) -> Result<usize> {
+        let (shape, source) = self.entries.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.into(),
+            prefixes: String::new(),
+        })?;
+        if let Source::File { dtype, .. } = source {
+            if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+                return Ok(0);
+            }
+        }
+        let tensor = self.tensor(name, &shape.clone())?;
+        Ok(tensor.as_slice().iter().filter(|v| !v.is_finite()).count())
+    }
+
     /// The `__metadata__` entry `key` of the first file.
     pub fn metadata(&self, key: &str) -> Option<String> {
         let (_, map) = self.files.first()?;

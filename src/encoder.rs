@@ -29,6 +29,12 @@ pub struct Options {
     /// Precision of the encoder's linear layers ([`Precision::Int8`] quantizes an f32
     /// checkpoint at load; [`Precision::Auto`] is int8 for a `densa quantize` folder, else f32).
     pub precision: Precision,
+    /// Load weights that hold NaN or ±Inf (otherwise loading fails naming the tensor).
+    pub allow_non_finite: bool,
+    /// Most tokens (real, unpadded) in one forward pass: a batch of `batch_size` inputs that
+    /// holds more is split, so activation memory stays bounded whatever the inputs' lengths.
+    /// 0 means no limit beyond `batch_size`. A single input longer than this still runs alone.
+    pub max_batch_tokens: usize,
 }
 
 impl Default for Options {
@@ -40,9 +46,17 @@ impl Default for Options {
             max_length: None,
             batch_size: 32,
             precision: Precision::Auto,
+            allow_non_finite: false,
+            max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
         }
     }
 }
+
+/// Default [`Options::max_batch_tokens`]. A forward pass keeps `(6·H + F) × 4` bytes of
+/// activations per token (hidden, QKV, context, sub-layer output, FFN intermediate): 30 KiB
+/// for BERT-base, so 8192 tokens bound one pass at 240 MiB (plus a few KiB of attention scratch
+/// per thread), whatever `batch_size` and the texts' lengths are.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 8192;
 
 /// Embeddings of several inputs: `len()` rows of `dim` values, in input order.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +99,7 @@ pub struct Encoder {
     pooling: Pooling,
     normalize: bool,
     batch_size: usize,
+    max_batch_tokens: usize,
     pool: rayon::ThreadPool,
     dir: PathBuf,
     /// Idle forward-pass workspaces: a call takes one (or makes one) and puts it back, so
@@ -180,7 +195,7 @@ impl Encoder {
             Precision::Auto => Precision::F32,
             chosen => chosen,
         };
-        let model = BertModel::load(&checkpoint, &config, precision)?;
+        let model = BertModel::load(&checkpoint, &config, precision, options.allow_non_finite)?;
         // The linear weights now live in packed form: give back the pages packing read.
         checkpoint.release_resident_pages();
         let pooling = match options.pooling {
@@ -209,6 +224,7 @@ impl Encoder {
             pooling,
             normalize: options.normalize || st.normalize,
             batch_size: options.batch_size,
+            max_batch_tokens: options.max_batch_tokens,
             pool,
             dir,
             workspaces: Mutex::new(Vec::new()),
@@ -245,8 +261,9 @@ impl Encoder {
 
     /// Embeds already tokenized inputs.
     ///
-    /// Inputs are sorted by length, cut into batches of `batch_size`, each batch packed (no
-    /// padding) and run; rows come back in input order.
+    /// Inputs are sorted by length, cut into batches of at most `batch_size` inputs and
+    /// `max_batch_tokens` tokens, each batch packed (no padding) and run; rows come back in
+    /// input order.
     pub fn embed_tokenized(&self, tokenized: &[Tokenized]) -> Result<Embeddings> {
         let dim = self.dim();
         let mut data = vec![0.0f32; tokenized.len() * dim];
@@ -255,7 +272,9 @@ impl Encoder {
         let mut workspace = self.take_workspace();
         let result = self.pool.install(|| -> Result<()> {
             let mut pooled = Vec::new();
-            for batch_indices in order.chunks(self.batch_size) {
+            let lengths: Vec<usize> = order.iter().map(|&i| tokenized[i].ids.len()).collect();
+            for batch_range in batch_ranges(&lengths, self.batch_size, self.max_batch_tokens) {
+                let batch_indices = &order[batch_range];
                 let mut batch = PackedBatch::new();
                 for &i in batch_indices {
                     batch.push(&tokenized[i].ids, &tokenized[i].type_ids);
@@ -363,6 +382,38 @@ impl Encoder {
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
     }
+}
+
+/// Cuts a run of inputs of the given lengths into consecutive batches of at most
+/// `max_inputs` inputs and `max_tokens` tokens (0: no token limit); an input longer than
+/// `max_tokens` forms a batch of its own.
+fn batch_ranges(
+    lengths: &[usize],
+    max_inputs: usize,
+    max_tokens: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let max_tokens = if max_tokens == 0 {
+        usize::MAX
+    } else {
+        max_tokens
+    };
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= lengths.len() {
+            return None;
+        }
+        let (mut end, mut tokens) = (start, 0usize);
+        while end < lengths.len()
+            && end - start < max_inputs
+            && (end == start || tokens + lengths[end] <= max_tokens)
+        {
+            tokens += lengths[end];
+            end += 1;
+        }
+        let range = start..end;
+        start = end;
+        Some(range)
+    })
 }
 
 fn read_json(path: &Path) -> Result<Value> {

@@ -41,6 +41,14 @@ pub enum Error {
     /// A tensor has a dtype densa cannot use for it.
     #[error("tensor {name}: dtype {dtype} is not supported (use F32, F16 or BF16)")]
     Dtype { name: String, dtype: String },
+    /// A weight holds NaN or ±Inf (allowed only with `Options::allow_non_finite`).
+    #[error("tensor {name}: {count} values are NaN or infinite (first at index {first_index}: {first_value}); refusing to embed with it (pass --allow-non-finite to load anyway)")]
+    NonFinite {
+        name: String,
+        count: usize,
+        first_index: usize,
+        first_value: f32,
+    },
     /// The tokenizer could not be built or failed on an input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -26,7 +26,7 @@ pub mod quantize;
 pub mod tokenizer;
 
 pub use config::BertConfig;
-pub use encoder::{Embeddings, Encoder, Options};
+pub use encoder::{Embeddings, Encoder, Options, DEFAULT_MAX_BATCH_TOKENS};
 pub use error::{Error, Result};
 pub use model::Precision;
 pub use pooling::Pooling;

@@ -49,6 +49,13 @@ struct ModelArgs {
     /// Arithmetic precision.
     #[arg(long, value_enum, default_value = "auto")]
     precision: PrecisionArg,
+    /// Most tokens in one forward pass (bounds activation memory; larger batches are split;
+    /// 0 = no limit).
+    #[arg(long, default_value_t = densa::DEFAULT_MAX_BATCH_TOKENS)]
+    max_batch_tokens: usize,
+    /// Load weights that hold NaN or infinite values instead of refusing them.
+    #[arg(long)]
+    allow_non_finite: bool,
 }
 
 #[derive(Subcommand)]
@@ -260,6 +267,8 @@ fn open_encoder(
         max_length,
         batch_size,
         precision,
+        allow_non_finite: model.allow_non_finite,
+        max_batch_tokens: model.max_batch_tokens,
     };
     Encoder::from_dir(&model.model, options)
 }
@@ -408,10 +417,12 @@ fn quantize(model: &Path, output: &Path) -> Result<(), Error> {
 }
 
 fn inspect(model_dir: &Path) -> Result<(), Error> {
+    // Load even a model with NaN or Inf weights, to report where they are.
     let encoder = Encoder::from_dir(
         model_dir,
         Options {
             threads: 1,
+            allow_non_finite: true,
             ..Options::default()
         },
     )?;
@@ -460,9 +471,24 @@ fn inspect(model_dir: &Path) -> Result<(), Error> {
     report += &format!("mapped bytes: {}\n", encoder.checkpoint().mapped_bytes());
     let infos = encoder.checkpoint().tensor_infos();
     report += &format!("tensors:      {} stored\n", infos.len());
+    let mut poisoned = Vec::new();
     for t in infos {
-        report += &format!("  {:<60} {:<5} {:?}\n", t.name, t.dtype, t.shape);
+        let non_finite = encoder.checkpoint().non_finite_count(&t.name)?;
+        let warning = if non_finite > 0 {
+            poisoned.push(t.name.clone());
+            format!("  {non_finite} NaN/Inf values")
+        } else {
+            String::new()
+        };
+        report += &format!("  {:<60} {:<5} {:?}{warning}\n", t.name, t.dtype, t.shape);
     }
+    report += &match poisoned.len() {
+        0 => "finite:       every weight is finite\n".to_string(),
+        n => format!(
+            "finite:       NO: {n} tensors hold NaN or Inf ({}); embed refuses this model unless --allow-non-finite\n",
+            poisoned.join(", ")
+        ),
+    };
     print_stdout(&report)
 }
 

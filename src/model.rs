@@ -163,14 +163,69 @@ impl Linear {
         residual: Option<&[f32]>,
         scratch: &mut k::Int8Scratch,
     ) {
-        let epilogue = k::Epilogue {
-            bias: Some(self.bias.as_slice()),
-            activation,
-            residual,
-        };
+        let epilogue = self.epilogue(activation, residual);
         match &self.weight {
             LinearWeight::F32(w) => k::linear_packed(out, inp, w, rows, epilogue),
             LinearWeight::Int8(w) => k::linear_int8(out, inp, w, rows, epilogue, scratch),
+        }
+    }
+
+    /// [`Linear::forward_fused`] where `quantized` already holds `inp` quantized for this
+    /// layer's int8 path (written by [`add_layer_norm_for`]); an f32 layer reads `inp`.
+    pub fn forward_fused_prequantized(
+        &self,
+        out: &mut [f32],
+        inp: &[f32],
+        rows: usize,
+        activation: k::Activation,
+        quantized: &k::Int8Scratch,
+    ) {
+        let epilogue = self.epilogue(activation, None);
+        match &self.weight {
+            LinearWeight::F32(w) => k::linear_packed(out, inp, w, rows, epilogue),
+            LinearWeight::Int8(w) => k::linear_int8_quantized(out, w, rows, epilogue, quantized),
+        }
+    }
+
+    /// The int8 path of this layer's kernels (`None` at f32).
+    pub fn int8_isa(&self) -> Option<k::Int8Isa> {
+        match &self.weight {
+            LinearWeight::F32(_) => None,
+            LinearWeight::Int8(w) => Some(w.isa()),
+        }
+    }
+
+    fn epilogue<'a>(
+        &'a self,
+        activation: k::Activation,
+        residual: Option<&'a [f32]>,
+    ) -> k::Epilogue<'a> {
+        k::Epilogue {
+            bias: Some(self.bias.as_slice()),
+            activation,
+            residual,
+        }
+    }
+}
+
+/// `x = LayerNorm(x + residual)` over `(rows, hidden)`. When the layer that reads the result
+/// runs int8 (`next` is its path), the rows are also quantized into `quantized` in the same
+/// pass, while each row is still in cache.
+fn add_layer_norm_for(
+    next: Option<k::Int8Isa>,
+    ln: &LayerNorm,
+    x: &mut [f32],
+    residual: &[f32],
+    rows: usize,
+    eps: f32,
+    quantized: &mut k::Int8Scratch,
+) {
+    let (gamma, beta) = (ln.weight.as_slice(), ln.bias.as_slice());
+    let hidden = gamma.len();
+    match next {
+        None => k::add_layer_norm(x, residual, gamma, beta, rows, hidden, eps),
+        Some(isa) => {
+            k::add_layer_norm_quantize(x, residual, gamma, beta, rows, hidden, eps, quantized, isa)
         }
     }
 }
@@ -290,6 +345,8 @@ struct WeightLoader<'a> {
     prefix: &'static str,
     /// Precision of the linear layers this loader builds.
     precision: Precision,
+    /// Accept NaN and ±Inf in weights (otherwise they are an error naming the tensor).
+    allow_non_finite: bool,
 }
 
 impl WeightLoader<'_> {
@@ -301,7 +358,28 @@ impl WeightLoader<'_> {
                 prefixes: format!("{:?}", self.prefix),
             });
         }
-        self.checkpoint.tensor(&full, shape)
+        let tensor = self.checkpoint.tensor(&full, shape)?;
+        self.check_finite(&full, tensor.as_slice())?;
+        Ok(tensor)
+    }
+
+    /// NaN or ±Inf in a weight poisons every vector it touches: refuse it, naming the tensor,
+    /// unless the caller allowed it.
+    fn check_finite(&self, name: &str, values: &[f32]) -> Result<()> {
+        if self.allow_non_finite {
+            return Ok(());
+        }
+        let count = values.iter().filter(|v| !v.is_finite()).count();
+        if count == 0 {
+            return Ok(());
+        }
+        let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        Err(Error::NonFinite {
+            name: name.into(),
+            count,
+            first_index: first,
+            first_value: values[first],
+        })
     }
 
     /// `{name}.weight`: f32 (or F16/BF16), or int8 with `{name}.weight_scale` beside it.
@@ -398,10 +476,13 @@ impl BertModel {
     /// Picks the BERT trunk out of a checkpoint (plain, `bert.`-prefixed or DPR) and checks
     /// every tensor's shape against `config`. `precision` applies to the encoder layers'
     /// linear layers; the pooler and projection stay f32.
+    ///
+    /// NaN and ±Inf in a weight are an error unless `allow_non_finite`.
     pub fn load(
         checkpoint: &Checkpoint,
         config: &BertConfig,
         precision: Precision,
+        allow_non_finite: bool,
     ) -> Result<Self> {
         let prefix = TRUNK_PREFIXES
             .into_iter()
@@ -414,11 +495,11 @@ impl BertModel {
             checkpoint,
             prefix,
             precision,
+            allow_non_finite,
         };
         let w_f32 = WeightLoader {
-            checkpoint,
-            prefix,
             precision: Precision::F32,
+            ..w
         };
         let (h, f) = (config.hidden_size, config.intermediate_size);
         let embeddings = Embeddings {
@@ -465,6 +546,7 @@ impl BertModel {
                 checkpoint,
                 prefix: prefix.strip_suffix("bert_model.").map_or(prefix, dpr_root),
                 precision: Precision::F32,
+                allow_non_finite,
             };
             Some(root.linear("encode_proj", h, config.projection_dim)?)
         } else {
@@ -518,9 +600,16 @@ impl BertModel {
         if let Some(states) = all_hidden_states.as_deref_mut() {
             states.push(hidden.clone());
         }
-        for layer in &self.layers {
+        let eps = cfg.layer_norm_eps;
+        for (i, layer) in self.layers.iter().enumerate() {
             // Self-attention: qkv (T, 3H) = hidden · [Wq; Wk; Wv]ᵀ + b; attend within each sequence.
-            layer.query_key_value.forward(qkv, hidden, t, int8);
+            // From layer 1 on, the int8 path's input was quantized by the LayerNorm before.
+            if i == 0 {
+                layer.query_key_value.forward(qkv, hidden, t, int8);
+            } else {
+                let qkv_layer = &layer.query_key_value;
+                qkv_layer.forward_fused_prequantized(qkv, hidden, t, k::Activation::None, int8);
+            }
             k::attention_forward(
                 context,
                 qkv,
@@ -532,19 +621,35 @@ impl BertModel {
             layer
                 .attention_output
                 .forward(sublayer_out, context, t, int8);
-            let ln = &layer.attention_layer_norm;
-            let (gamma, beta) = (ln.weight.as_slice(), ln.bias.as_slice());
-            k::add_layer_norm(sublayer_out, hidden, gamma, beta, t, h, cfg.layer_norm_eps);
+            let next = layer.intermediate.int8_isa();
+            add_layer_norm_for(
+                next,
+                &layer.attention_layer_norm,
+                sublayer_out,
+                hidden,
+                t,
+                eps,
+                int8,
+            );
             std::mem::swap(hidden, sublayer_out);
             // Feed-forward: intermediate (T, F) = GELU(hidden · Wiᵀ + b) (fused epilogue),
             // output.dense + bias, then LayerNorm(· + residual) in one pass
-            layer
-                .intermediate
-                .forward_fused(intermediate, hidden, t, activation, None, int8);
+            let ffn_in = &layer.intermediate;
+            ffn_in.forward_fused_prequantized(intermediate, hidden, t, activation, int8);
             layer.output.forward(sublayer_out, intermediate, t, int8);
-            let ln = &layer.output_layer_norm;
-            let (gamma, beta) = (ln.weight.as_slice(), ln.bias.as_slice());
-            k::add_layer_norm(sublayer_out, hidden, gamma, beta, t, h, cfg.layer_norm_eps);
+            let next = self
+                .layers
+                .get(i + 1)
+                .and_then(|l| l.query_key_value.int8_isa());
+            add_layer_norm_for(
+                next,
+                &layer.output_layer_norm,
+                sublayer_out,
+                hidden,
+                t,
+                eps,
+                int8,
+            );
             std::mem::swap(hidden, sublayer_out);
             if let Some(states) = all_hidden_states.as_deref_mut() {
                 states.push(hidden.clone());

@@ -30,9 +30,9 @@ pub mod softmax;
 pub use activation::{gelu_erf, gelu_tanh, tanh};
 pub use attention::attention_forward;
 pub use gemm::{linear_forward, linear_packed, Activation, Epilogue, PackedWeight};
-pub use int8::{linear_int8, Int8Isa, Int8Scratch, QuantizedWeight};
+pub use int8::{linear_int8, linear_int8_quantized, Int8Isa, Int8Scratch, QuantizedWeight};
 pub use isa::Isa;
-pub use norm::{add_layer_norm, layer_norm};
+pub use norm::{add_layer_norm, add_layer_norm_quantize, layer_norm};
 pub use softmax::softmax_rows;
 
 /// A raw pointer that may cross threads. Used only where parallel tasks write provably

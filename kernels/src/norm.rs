@@ -1,5 +1,6 @@
 //! LayerNorm, vectorised, and the residual add that precedes it in every BERT sub-layer.
 
+use crate::int8::{Int8Isa, Int8Scratch};
 use crate::multiversion;
 use crate::simd;
 use rayon::prelude::*;
@@ -22,6 +23,7 @@ pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], rows: usize, cols
         rows,
         cols,
         eps,
+        None,
     )
 }
 
@@ -35,7 +37,7 @@ pub fn layer_norm_isa(
     cols: usize,
     eps: f32,
 ) {
-    norm_rows(isa, x, None, weight, bias, rows, cols, eps)
+    norm_rows(isa, x, None, weight, bias, rows, cols, eps, None)
 }
 
 /// `x = LayerNorm(x + residual)` over each row: BERT's "add & norm", fused so each row is
@@ -59,6 +61,7 @@ pub fn add_layer_norm(
         rows,
         cols,
         eps,
+        None,
     )
 }
 
@@ -74,10 +77,41 @@ pub fn add_layer_norm_isa(
     cols: usize,
     eps: f32,
 ) {
-    norm_rows(isa, x, Some(residual), weight, bias, rows, cols, eps)
+    norm_rows(isa, x, Some(residual), weight, bias, rows, cols, eps, None)
 }
 
-/// The shared body: checks the shapes, then (add and) normalise blocks of rows in parallel.
+/// [`add_layer_norm`] that also quantizes each normalised row for the int8 linear layer that
+/// reads it next, while the row is still in L1 (`quantized` then feeds
+/// [`crate::int8::linear_int8_quantized`]; `int8_isa` is that layer's path).
+#[allow(clippy::too_many_arguments)]
+pub fn add_layer_norm_quantize(
+    x: &mut [f32],
+    residual: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    quantized: &mut Int8Scratch,
+    int8_isa: Int8Isa,
+) {
+    // The same normalisation as add_layer_norm (bit for bit); int8_isa only shapes the output.
+    let target = Some((quantized, int8_isa));
+    norm_rows(
+        crate::Isa::selected(),
+        x,
+        Some(residual),
+        weight,
+        bias,
+        rows,
+        cols,
+        eps,
+        target,
+    )
+}
+
+/// The shared body: checks the shapes, then (add and) normalise (and quantize) blocks of rows
+/// in parallel.
 #[allow(clippy::too_many_arguments)]
 fn norm_rows(
     isa: crate::Isa,
@@ -88,6 +122,7 @@ fn norm_rows(
     rows: usize,
     cols: usize,
     eps: f32,
+    quantize: Option<(&mut Int8Scratch, Int8Isa)>,
 ) {
     assert!(
         x.len() >= rows * cols,
@@ -107,19 +142,37 @@ fn norm_rows(
         weight.len() >= cols && bias.len() >= cols,
         "layer_norm: weight/bias shorter than {cols}"
     );
-    if cols == 0 {
-        return;
-    }
+    let (weight, bias) = (&weight[..cols], &bias[..cols]);
     let block = cols * ROWS_PER_TASK;
-    x[..rows * cols]
-        .par_chunks_mut(block)
-        .enumerate()
-        .for_each(|(i, rows_block)| {
-            if let Some(r) = residual {
-                add_block_isa(isa, rows_block, &r[i * block..i * block + rows_block.len()]);
+    let normalize = |i: usize, rows_block: &mut [f32]| {
+        if let Some(r) = residual {
+            add_block_isa(isa, rows_block, &r[i * block..i * block + rows_block.len()]);
+        }
+        layer_norm_block_isa(isa, rows_block, weight, bias, eps)
+    };
+    match quantize {
+        None if cols > 0 => x[..rows * cols]
+            .par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(i, rows_block)| normalize(i, rows_block)),
+        None => {}
+        Some((scratch, int8_isa)) => {
+            let (quantized, scales) = scratch.prepare(rows, cols, int8_isa);
+            if cols == 0 {
+                return;
             }
-            layer_norm_block_isa(isa, rows_block, &weight[..cols], &bias[..cols], eps)
-        });
+            let k_pad = cols.next_multiple_of(4);
+            x[..rows * cols]
+                .par_chunks_mut(block)
+                .zip(quantized.par_chunks_mut(k_pad * ROWS_PER_TASK))
+                .zip(scales.par_chunks_mut(ROWS_PER_TASK))
+                .enumerate()
+                .for_each(|(i, ((rows_block, q), s))| {
+                    normalize(i, rows_block);
+                    crate::int8::quantize_rows_for(int8_isa, rows_block, q, s, cols);
+                });
+        }
+    }
 }
 
 multiversion! {

@@ -112,3 +112,68 @@ fn saturating_inputs_stay_exact() {
         }
     }
 }
+
+#[test]
+fn every_int8_path_this_cpu_has_is_tested() {
+    // The tests above loop over `Int8Isa::available()`: make sure that list is what the CPU
+    // reports, so a detection slip cannot silently skip a kernel.
+    let available = Int8Isa::available();
+    assert_eq!(available[0], Int8Isa::Scalar);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        assert_eq!(available.contains(&Int8Isa::Avx2), avx2);
+        let vnni256 = avx2
+            && (is_x86_feature_detected!("avxvnni")
+                || (is_x86_feature_detected!("avx512vnni")
+                    && is_x86_feature_detected!("avx512vl")));
+        assert_eq!(available.contains(&Int8Isa::AvxVnni), vnni256);
+        let vnni512 = is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512bw");
+        assert_eq!(available.contains(&Int8Isa::Avx512Vnni), vnni512);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(30))]
+
+    /// LayerNorm that quantizes its output for the next int8 layer gives what the unfused
+    /// chain gives: `add_layer_norm` then `linear_int8` (which quantizes by itself).
+    #[test]
+    fn layer_norm_fused_quantization_equals_the_separate_pass(
+        (m, kk, n, x, residual, gamma, weight) in (1usize..40, 1usize..200, 1usize..50)
+            .prop_flat_map(|(m, k, n)| (Just(m), Just(k), Just(n), values(m * k), values(m * k), values(k), values(n * k))),
+    ) {
+        let beta = vec![0.25f32; kk];
+        let bias = vec![0.5f32; n];
+        for &isa in Int8Isa::available() {
+            let packed = QuantizedWeight::for_isa(&weight, n, kk, isa);
+            let epilogue = Epilogue { bias: Some(&bias), ..Epilogue::NONE };
+            // Unfused: normalise, then the linear layer quantizes its input.
+            let mut normed = x.clone();
+            k::add_layer_norm(&mut normed, &residual, &gamma, &beta, m, kk, 1e-5);
+            let mut want = vec![0.0; m * n];
+            k::linear_int8(&mut want, &normed, &packed, m, epilogue, &mut k::Int8Scratch::default());
+            // Fused.
+            let mut fused = x.clone();
+            let mut quantized = k::Int8Scratch::default();
+            k::add_layer_norm_quantize(&mut fused, &residual, &gamma, &beta, m, kk, 1e-5, &mut quantized, isa);
+            prop_assert!(fused == normed, "{}: the normalised rows differ", isa.name());
+            let mut got = vec![f32::NAN; m * n];
+            k::linear_int8_quantized(&mut got, &packed, m, epilogue, &quantized);
+            prop_assert!(got == want, "{}: fused quantization differs", isa.name());
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "activations quantized as")]
+fn quantized_activations_of_the_wrong_shape_are_refused() {
+    let weight = vec![1.0f32; 8 * 16];
+    let packed = QuantizedWeight::new(&weight, 8, 16);
+    let mut quantized = k::Int8Scratch::default();
+    quantized.quantize(&[1.0; 3 * 12], 3, 12, packed.isa());
+    let mut out = vec![0.0; 3 * 8];
+    k::linear_int8_quantized(&mut out, &packed, 3, Epilogue::NONE, &quantized);
+}

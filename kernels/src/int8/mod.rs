@@ -11,6 +11,7 @@
 //! - **AVX-512 VNNI** (`vpdpbusd`, u8 × s8 → s32, 4 products per lane): the activations are
 //!   shifted to unsigned, `x_q + 128`, and the extra `128 · Σ_k w_q[n, k]` is subtracted with a
 //!   per-channel term computed once at packing.
+//! - **256-bit VNNI** (AVX-VNNI, or AVX-512 VNNI's VL form): the same unsigned shift, 6 × 16.
 //! - **AVX2** (`vpmaddubsw` would saturate u8 × s8 pair sums at 16 bits): the sign trick,
 //!   `x_q · w_q = (sign(w_q) · x_q) · |w_q|`, keeps both factors within 127, so a pair sum is
 //!   at most 2 · 127 · 127 = 32258 and never saturates; `vpmaddwd` with ones widens to s32.
@@ -21,6 +22,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avxvnni;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
@@ -37,6 +40,8 @@ pub enum Int8Isa {
     Scalar,
     /// AVX2 with the sign trick.
     Avx2,
+    /// 256-bit VNNI: AVX-VNNI, or AVX-512 VNNI's VL form (see `avxvnni.rs`).
+    AvxVnni,
     /// AVX-512 VNNI.
     Avx512Vnni,
 }
@@ -49,6 +54,10 @@ impl Int8Isa {
             let mut out = vec![Int8Isa::Scalar];
             if Isa::Avx2.is_available() {
                 out.push(Int8Isa::Avx2);
+                #[cfg(target_arch = "x86_64")]
+                if avxvnni::encoding().is_some() {
+                    out.push(Int8Isa::AvxVnni);
+                }
             }
             #[cfg(target_arch = "x86_64")]
             if Isa::Avx512.is_available()
@@ -68,7 +77,8 @@ impl Int8Isa {
             .expect("scalar is always available");
         match Isa::selected() {
             Isa::Scalar => Int8Isa::Scalar,
-            Isa::Avx2 => best.min(Int8Isa::Avx2),
+            // A 256-bit machine: AVX2, with AVX-VNNI where it has it.
+            Isa::Avx2 => best.min(Int8Isa::AvxVnni),
             Isa::Avx512 => best,
         }
     }
@@ -84,6 +94,8 @@ impl Int8Isa {
             #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx2 => avx2::SHAPE,
             #[cfg(target_arch = "x86_64")]
+            Int8Isa::AvxVnni => avxvnni::SHAPE,
+            #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx512Vnni => vnni::SHAPE,
             #[cfg(not(target_arch = "x86_64"))]
             _ => scalar::SHAPE,
@@ -94,15 +106,22 @@ impl Int8Isa {
     pub fn f32_isa(self) -> Isa {
         match self {
             Int8Isa::Scalar => Isa::Scalar,
-            Int8Isa::Avx2 => Isa::Avx2,
+            Int8Isa::Avx2 | Int8Isa::AvxVnni => Isa::Avx2,
             Int8Isa::Avx512Vnni => Isa::Avx512,
         }
+    }
+
+    /// Whether the kernel multiplies unsigned activations (`vpdpbusd`): they are stored as
+    /// `q + 128` and the weights carry the compensation `128 · Σ_k w`.
+    pub fn shifts_activations(self) -> bool {
+        matches!(self, Int8Isa::AvxVnni | Int8Isa::Avx512Vnni)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Int8Isa::Scalar => "scalar",
             Int8Isa::Avx2 => "avx2",
+            Int8Isa::AvxVnni => "avxvnni",
             Int8Isa::Avx512Vnni => "avx512vnni",
         }
     }
@@ -259,11 +278,68 @@ impl QuantizedWeight {
     }
 }
 
-/// Scratch for quantized activations, reused across calls (no allocation once grown).
+/// Activations quantized per token for one int8 path: `(rows, k_pad)` int8 (stored as `q + 128`
+/// where the path multiplies unsigned values) and one scale per row. Reused across calls (no
+/// allocation once grown). Filled by [`Int8Scratch::quantize`], or by the LayerNorm that
+/// produces the activations ([`crate::add_layer_norm_quantize`]).
 #[derive(Default)]
 pub struct Int8Scratch {
     quantized: Vec<i8>,
     scales: Vec<f32>,
+    rows: usize,
+    k: usize,
+    /// Whether `quantized` holds `q + 128`.
+    shifted: bool,
+}
+
+impl Int8Scratch {
+    /// Quantizes `inp (m, k)` per row for `isa`'s kernels.
+    pub fn quantize(&mut self, inp: &[f32], m: usize, k: usize, isa: Int8Isa) {
+        assert!(
+            inp.len() >= m * k,
+            "quantize: input has {} values, ({m}, {k}) needs {}",
+            inp.len(),
+            m * k
+        );
+        let rows_per_task = 16;
+        let (quantized, scales) = self.prepare(m, k, isa);
+        let k_pad = k.next_multiple_of(4);
+        quantized
+            .par_chunks_mut((k_pad * rows_per_task).max(1))
+            .zip(scales.par_chunks_mut(rows_per_task))
+            .enumerate()
+            .for_each(|(t, (q, s))| {
+                let first = t * rows_per_task;
+                quantize_rows_for(isa, &inp[first * k..(first + s.len()) * k], q, s, k);
+            });
+    }
+
+    /// Sizes the buffers for `(m, k)` on `isa` and returns them to be filled: `(m, k_pad)`
+    /// quantized values and `m` scales.
+    pub(crate) fn prepare(&mut self, m: usize, k: usize, isa: Int8Isa) -> (&mut [i8], &mut [f32]) {
+        let k_pad = k.next_multiple_of(4);
+        self.quantized.resize(m * k_pad, 0);
+        self.scales.resize(m, 0.0);
+        (self.rows, self.k, self.shifted) = (m, k, isa.shifts_activations());
+        (&mut self.quantized[..m * k_pad], &mut self.scales[..m])
+    }
+}
+
+/// Quantizes rows of `k` values of `x` into rows of `k_pad` of `q` (one scale each) in the
+/// form `isa`'s kernels read.
+pub(crate) fn quantize_rows_for(
+    isa: Int8Isa,
+    x: &[f32],
+    q: &mut [i8],
+    scales: &mut [f32],
+    k: usize,
+) {
+    let f32_isa = isa.f32_isa();
+    quantize_rows_isa(f32_isa, x, q, scales, k);
+    if isa.shifts_activations() {
+        // VNNI multiplies unsigned activations: store q + 128 (the sign bit flipped).
+        flip_sign_bits_isa(f32_isa, q);
+    }
 }
 
 /// `out (m, N) = epilogue(inp (m, K) · Wᵀ)` with int8 weights and per-token int8 activations.
@@ -275,31 +351,41 @@ pub fn linear_int8(
     epilogue: Epilogue<'_>,
     scratch: &mut Int8Scratch,
 ) {
+    crate::gemm::check_linear_shapes("linear_int8", out, inp, m, weight.k, weight.n, &epilogue);
+    scratch.quantize(inp, m, weight.k, weight.isa);
+    linear_int8_quantized(out, weight, m, epilogue, scratch);
+}
+
+/// [`linear_int8`] on activations already quantized (by [`Int8Scratch::quantize`] or a fused
+/// LayerNorm) for this weight's path.
+pub fn linear_int8_quantized(
+    out: &mut [f32],
+    weight: &QuantizedWeight,
+    m: usize,
+    epilogue: Epilogue<'_>,
+    activations: &Int8Scratch,
+) {
     let (k, k_pad, n, nr) = (weight.k, weight.k_pad, weight.n, weight.nr);
-    crate::gemm::check_linear_shapes("linear_int8", out, inp, m, k, n, &epilogue);
+    assert!(
+        activations.rows == m && activations.k == k,
+        "linear_int8: activations quantized as ({}, {}), the layer needs ({m}, {k})",
+        activations.rows,
+        activations.k
+    );
+    assert!(
+        activations.shifted == weight.isa.shifts_activations(),
+        "linear_int8: activations quantized for another int8 path than {}",
+        weight.isa.name()
+    );
+    // The output, bias and residual (the input was checked when it was quantized).
+    crate::gemm::check_linear_shapes("linear_int8", out, &[], m, 0, n, &epilogue);
     if m == 0 || n == 0 {
         return;
     }
-    // Quantize every input row once (per token).
-    scratch.quantized.resize(m * k_pad, 0);
-    scratch.scales.resize(m, 0.0);
-    let isa = weight.isa.f32_isa();
-    let shift_to_unsigned = weight.isa == Int8Isa::Avx512Vnni;
-    let rows_per_task = 16;
-    scratch
-        .quantized
-        .par_chunks_mut((k_pad * rows_per_task).max(1))
-        .zip(scratch.scales.par_chunks_mut(rows_per_task))
-        .enumerate()
-        .for_each(|(t, (q, s))| {
-            let first = t * rows_per_task;
-            quantize_rows_isa(isa, &inp[first * k..(first + s.len()) * k], q, s, k);
-            if shift_to_unsigned {
-                // VNNI multiplies unsigned activations: store q + 128 (the sign bit flipped).
-                flip_sign_bits_isa(isa, q);
-            }
-        });
-    let (quantized, scales) = (&scratch.quantized[..], &scratch.scales[..]);
+    let (quantized, scales) = (
+        &activations.quantized[..m * k_pad],
+        &activations.scales[..m],
+    );
 
     let grid = crate::gemm::TaskGrid::new(m, n.div_ceil(nr), weight.isa.shape().0);
     let out_ptr = SendPtr(out.as_mut_ptr());
@@ -342,9 +428,9 @@ unsafe fn int8_task(
         Int8Isa::Avx512Vnni => unsafe {
             int8_task_vnni(out, weight, quantized, scales, rows, panels, epilogue)
         },
-        // SAFETY: as above.
+        // SAFETY: as above (AVX-VNNI implies AVX2: Int8Isa::available).
         #[cfg(target_arch = "x86_64")]
-        Int8Isa::Avx2 => unsafe {
+        Int8Isa::Avx2 | Int8Isa::AvxVnni => unsafe {
             int8_task_avx2(out, weight, quantized, scales, rows, panels, epilogue)
         },
         // SAFETY: forwarded contract.
@@ -396,7 +482,7 @@ unsafe fn int8_task_generic(
     let (k_pad, n, nr) = (weight.k_pad, weight.n, weight.nr);
     let mr = weight.isa.shape().0;
     let f32_isa = weight.isa.f32_isa();
-    let shifted = weight.isa == Int8Isa::Avx512Vnni;
+    let shifted = weight.isa.shifts_activations();
     let mut acc_i32 = [0i32; 8 * 32];
     let mut acc_f32 = [0.0f32; 8 * 32];
     let mut row_ptrs = [std::ptr::null::<i8>(); 8];
@@ -454,6 +540,9 @@ fn micro_kernel(isa: Int8Isa, k_pad: usize, rows: &[*const i8], b: &[i8], acc: &
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Int8Isa::Avx2 => unsafe { avx2::kernel(k_pad, rows, b, acc) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::AvxVnni => unsafe { avxvnni::kernel(k_pad, rows, b, acc) },
         // SAFETY: as above.
         _ => unsafe { scalar::kernel(k_pad, rows, b, acc) },
     }
