@@ -80,8 +80,23 @@ impl BertConfig {
 
     /// Parses and validates the text of a `config.json`.
     pub fn from_json(text: &str) -> std::result::Result<Self, String> {
-        let raw: RawConfig =
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("not a valid config: {e}"))?;
+        let fields = value
+            .as_object()
+            .ok_or("not a valid config: expected a JSON object")?;
+        let raw: RawConfig = serde_json::from_value(value.clone()).map_err(|e| {
+            // Name the offending field: every field of RawConfig is optional, so the one
+            // that fails on its own is the culprit.
+            let culprit = fields.iter().find(|(name, v)| {
+                let alone = serde_json::json!({ name.as_str(): v });
+                serde_json::from_value::<RawConfig>(alone).is_err()
+            });
+            match culprit {
+                Some((name, v)) => format!("not a valid config: field {name} = {v}: {e}"),
+                None => format!("not a valid config: {e}"),
+            }
+        })?;
         let model_type = match raw.model_type.as_deref() {
             Some("bert") | None => ModelType::Bert,
             Some("dpr") => ModelType::Dpr,

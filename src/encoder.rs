@@ -183,6 +183,17 @@ impl Encoder {
                 config.max_position_embeddings
             )));
         }
+        // Every id the tokenizer can emit must have an embedding row.
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::Config {
+                path: dir.join("config.json"),
+                message: format!(
+                    "the tokenizer has {} tokens but vocab_size is {}: ids beyond the embedding table would have no vector (wrong tokenizer for this checkpoint?)",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
         if options.batch_size == 0 {
             return Err(Error::InvalidInput(
                 "--batch-size must be at least 1".into(),

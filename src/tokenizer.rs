@@ -92,6 +92,11 @@ impl TextTokenizer {
         self.max_length
     }
 
+    /// The number of ids the tokenizer can produce (its vocabulary with added tokens).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// The id of a token, if the vocabulary has it.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)

@@ -119,7 +119,10 @@ def write_2021_tokenizer(folder: Path, tokenizer_class: str):
 
 
 def write_fast_tokenizer(folder: Path):
-    tok = transformers.BertTokenizer(vocab_file=str(VOCAB), do_lower_case=True, strip_accents=False)
+    # transformers 5's BertTokenizer takes the vocabulary as `vocab` (it silently ignores the
+    # old `vocab_file` keyword and builds a 5-token vocabulary of special tokens).
+    tok = transformers.BertTokenizer(vocab=str(VOCAB), do_lower_case=True, strip_accents=False)
+    assert tok.vocab_size == 31002, tok.vocab_size
     tok.save_pretrained(folder)
     for leftover in ["vocab.txt"]:
         if (folder / leftover).exists():
@@ -260,12 +263,18 @@ def make_minilm():
     print(f"all-minilm-l6-v2: {len(MINILM_TEXTS)} texts")
 
 
+STEPS = {
+    "texts": write_texts,
+    "bert-tiny": make_bert_tiny,
+    "bert-tiny-f16": make_bert_tiny_f16,
+    "dpr-ctx-tiny": make_dpr_ctx_tiny,
+    "dpr-question-tiny": make_dpr_question_tiny,
+    "full-shape": make_full_shape,
+    "minilm": make_minilm,
+}
+
 if __name__ == "__main__":
+    # All steps, or the ones named: python tools/make_fixtures.py bert-tiny bert-tiny-f16
     torch.manual_seed(0)
-    write_texts()
-    make_bert_tiny()
-    make_bert_tiny_f16()
-    make_dpr_ctx_tiny()
-    make_dpr_question_tiny()
-    make_full_shape()
-    make_minilm()
+    for step in sys.argv[1:] or list(STEPS):
+        STEPS[step]()

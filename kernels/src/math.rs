@@ -75,10 +75,11 @@ pub fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// tanh(x) = 1 - 2 / (e^{2x} + 1), saturating to ±1 for |x| > 9.
+/// tanh(x) = 1 - 2 / (e^{2x} + 1), saturating to ±1 for |x| > 9; NaN stays NaN (as torch).
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    let ax = x.abs().min(9.0);
+    // Not `min`: f32::min(NaN, 9) is 9, which would turn a NaN into ±1.
+    let ax = if x.abs() > 9.0 { 9.0 } else { x.abs() };
     // For small |x| the subtraction loses bits: use the odd series x - x³/3 + 2x⁵/15 there.
     let big = 1.0 - 2.0 / (exp(2.0 * ax) + 1.0);
     let x2 = ax * ax;

@@ -226,3 +226,31 @@ fn linear_rejects_short_slices() {
     let mut out = vec![0.0; 4];
     k::linear_forward(&mut out, &[1.0; 4], &[1.0; 3], None, 2, 2, 2);
 }
+
+/// NaN and ±Inf pass through every elementwise kernel as torch passes them (a NaN weight
+/// loaded with `allow_non_finite` must show in the vectors, not turn into a plausible ±1).
+#[test]
+fn non_finite_values_propagate_on_every_isa() {
+    for &isa in k::Isa::available() {
+        let input = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5];
+        let mut t = input;
+        k::activation::tanh_isa(isa, &mut t);
+        assert!(t[0].is_nan(), "{isa:?} tanh(NaN) = {}", t[0]);
+        // Saturated to ±1 within the documented 3e-7.
+        assert!(
+            (t[1] - 1.0).abs() < 3e-7 && (t[2] + 1.0).abs() < 3e-7,
+            "{isa:?} tanh(±inf) = {t:?}"
+        );
+        let mut g = input;
+        k::activation::gelu_erf_isa(isa, &mut g);
+        assert!(g[0].is_nan(), "{isa:?} gelu_erf(NaN) = {}", g[0]);
+        assert_eq!(g[1], f32::INFINITY, "{isa:?} gelu_erf(inf)");
+        let mut g = input;
+        k::activation::gelu_tanh_isa(isa, &mut g);
+        assert!(g[0].is_nan(), "{isa:?} gelu_tanh(NaN) = {}", g[0]);
+        // A NaN in a softmax row makes the row NaN (torch gives NaN for the whole row).
+        let mut row = [1.0f32, f32::NAN, 2.0];
+        k::softmax::softmax_rows_isa(isa, &mut row, 1, 3);
+        assert!(row.iter().all(|v| v.is_nan()), "{isa:?} softmax {row:?}");
+    }
+}
