@@ -499,3 +499,23 @@ fn read_sentence_transformers(dir: &Path) -> Result<SentenceTransformersConfig> 
     }
     Ok(st)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::batch_ranges;
+
+    #[test]
+    fn batches_respect_both_limits() {
+        let lengths = [512, 300, 200, 100, 100, 50, 2, 2];
+        // At most 3 inputs and 600 tokens: 512 alone (+ 300 would pass 600), then
+        // 300 + 200 + 100 = 600, then 100 + 50 + 2 (3 inputs), then the last 2.
+        let got: Vec<_> = batch_ranges(&lengths, 3, 600).collect();
+        assert_eq!(got, vec![0..1, 1..4, 4..7, 7..8]);
+        // An input longer than the token limit still runs, alone.
+        let got: Vec<_> = batch_ranges(&lengths, 8, 100).collect();
+        assert_eq!(got, vec![0..1, 1..2, 2..3, 3..4, 4..5, 5..8]);
+        // 0 = no token limit.
+        assert_eq!(batch_ranges(&lengths, 8, 0).collect::<Vec<_>>(), vec![0..8]);
+        assert_eq!(batch_ranges(&[], 8, 10).count(), 0);
+    }
+}

@@ -124,6 +124,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    remove_temporary_files_on_interrupt();
     let result = match cli.command {
         Command::Embed {
             model,
@@ -273,7 +274,28 @@ fn open_encoder(
     Encoder::from_dir(&model.model, options)
 }
 
-/// Writes to `path` through a temporary file renamed on success, so a failure leaves nothing.
+/// Temporary files being written now: Ctrl-C (SIGINT) or SIGTERM removes them before exiting,
+/// so an interrupted run leaves neither partial output nor litter.
+static TEMPORARY_FILES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn remove_temporary_files_on_interrupt() {
+    // An error here (a handler already installed by an embedding program) only loses the
+    // clean-up; the output file itself is never partial either way.
+    let _ = ctrlc::set_handler(|| {
+        for path in TEMPORARY_FILES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        eprintln!("densa: interrupted; no output written");
+        std::process::exit(130);
+    });
+}
+
+/// Writes to `path` through a temporary file renamed on success, so a failure or an interrupt
+/// leaves nothing.
 fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
@@ -282,12 +304,21 @@ fn write_atomically(
         .file_name()
         .ok_or_else(|| Error::InvalidInput(format!("{}: not a file name", path.display())))?;
     let tmp = path.with_file_name(format!(".{}.densa-tmp", file_name.to_string_lossy()));
+    let registered = |on: bool| {
+        let mut files = TEMPORARY_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        files.retain(|p| p != &tmp);
+        if on {
+            files.push(tmp.clone());
+        }
+    };
+    registered(true);
     let result = (|| {
         let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
         write(&mut out)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
+    registered(false);
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::Io {

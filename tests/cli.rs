@@ -297,3 +297,99 @@ fn bad_input_fails_cleanly_and_writes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// One line is one text is one row, in order: empty and whitespace-only lines are empty texts
+/// (`[CLS] [SEP]`), never skipped; a Windows line ending is not part of the text.
+#[test]
+fn every_line_is_one_row_in_order() {
+    let model = model_dir("dpr-ctx-tiny");
+    let input = "hola\n\n   \r\nadiós\r\n\t\nfin";
+    let out = ok(&densa(
+        &["tokenize", "--model", model.to_str().unwrap()],
+        Some(input.as_bytes()),
+    ));
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    // BETO's [CLS] = 4, [SEP] = 5 (../shared/vocab/README.md).
+    for i in [1, 2, 4] {
+        assert_eq!(rows[i]["ids"], serde_json::json!([4, 5]), "line {}", i + 1);
+    }
+    let embedded = ok(&densa(
+        &["embed", "--model", model.to_str().unwrap()],
+        Some(input.as_bytes()),
+    ));
+    let vectors: Vec<Vec<f32>> = embedded
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(vectors.len(), 6);
+    // The empty lines are the same text, so the same vector; "hola" differs from them.
+    assert_eq!(vectors[1], vectors[2]);
+    assert_eq!(vectors[1], vectors[4]);
+    assert_ne!(vectors[0], vectors[1]);
+    // A JSON lines file whose line is not JSON fails naming the line, and writes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("in.jsonl");
+    std::fs::write(&jsonl, "{\"text\": \"hola\"}\n{\"text\": \"roto\"\n").unwrap();
+    let output = dir.path().join("out.jsonl");
+    let out = densa(
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            jsonl.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("line 2: not a JSON object"),
+        "{stderr}"
+    );
+    assert!(!output.exists());
+}
+
+/// Ctrl-C (SIGINT) stops the CLI with status 130 and no output file.
+#[cfg(unix)]
+#[test]
+fn interrupt_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.npy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_densa"))
+        .args(["embed", "--model"])
+        .arg(model_dir("dpr-ctx-tiny"))
+        .arg("--output")
+        .arg(&output)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // densa waits for the rest of its input: interrupt it then.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"una frase\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(stdin);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}

@@ -42,6 +42,20 @@ fn batch_invariance_bitwise() {
                 together.row(i),
             ));
         }
+        // A token budget that splits every batch (max_batch_tokens): still the same vectors.
+        let budget = Encoder::from_dir(
+            model_dir(name),
+            Options {
+                threads: 2,
+                batch_size: 64,
+                max_batch_tokens: 40,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+        .embed_inputs(&inputs)
+        .unwrap();
+        gap = gap.max(common::max_abs_diff(&budget.data, &together.data));
         println!("FIDELITY {name}: batch-invariance gap {gap:e}");
         assert_eq!(gap, 0.0, "{name}: a vector changed with its batch");
     }
