@@ -73,6 +73,8 @@ unsafe fn dpbusd_avx512(iters: u64) -> (f64, i32) {
     ((iters * 16 * 64 * 2) as f64, _mm512_reduce_add_epi32(sum))
 }
 
+/// # Safety
+/// The CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn fma_avx512(iters: u64) -> (f64, f32) {
@@ -91,6 +93,8 @@ unsafe fn fma_avx512(iters: u64) -> (f64, f32) {
     ((iters * 16 * 16 * 2) as f64, _mm512_reduce_add_ps(sum))
 }
 
+/// # Safety
+/// The CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fma_avx2(iters: u64) -> (f64, f32) {

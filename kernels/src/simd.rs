@@ -71,9 +71,11 @@ macro_rules! multiversion {
         $vis fn $name_isa(isa: $crate::isa::Isa, $($arg: $ty),*) {
             #[inline(always)]
             fn generic($($arg: $ty),*) $body
+            // # Safety: the CPU must have AVX-512F (the body itself is safe Rust).
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f")]
             unsafe fn avx512($($arg: $ty),*) { generic($($arg),*) }
+            // # Safety: the CPU must have AVX2 and FMA (the body itself is safe Rust).
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) { generic($($arg),*) }

@@ -254,3 +254,85 @@ fn non_finite_values_propagate_on_every_isa() {
         assert!(row.iter().all(|v| v.is_nan()), "{isa:?} softmax {row:?}");
     }
 }
+
+/// Every kernel entry point checks its slices against the shape it is given, in release
+/// builds too: a wrong caller gets a panic that says what was wrong, never an out-of-bounds
+/// access.
+#[test]
+fn kernel_entry_points_reject_wrong_shapes() {
+    fn message_of(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
+        let payload = std::panic::catch_unwind(f).expect_err("the call must panic");
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    }
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "weight has",
+            message_of(|| {
+                let mut out = vec![0.0; 4];
+                k::linear_forward(&mut out, &[1.0; 4], &[1.0; 3], None, 2, 2, 2);
+            }),
+        ),
+        (
+            "input has",
+            message_of(|| {
+                let w = k::PackedWeight::new(&[1.0; 6], 2, 3);
+                let mut out = vec![0.0; 4];
+                k::linear_packed(&mut out, &[1.0; 5], &w, 2, k::Epilogue::NONE);
+            }),
+        ),
+        (
+            "output has",
+            message_of(|| {
+                let w = k::QuantizedWeight::new(&[1.0; 6], 2, 3);
+                let mut out = vec![0.0; 3];
+                let mut s = k::Int8Scratch::default();
+                k::linear_int8(&mut out, &[1.0; 6], &w, 2, k::Epilogue::NONE, &mut s);
+            }),
+        ),
+        (
+            "qkv has",
+            message_of(|| {
+                let mut context = vec![0.0; 2 * 8];
+                k::attention_forward(&mut context, &[0.0; 40], &[0, 2], 2, 4);
+            }),
+        ),
+        (
+            "offsets must not decrease",
+            message_of(|| {
+                let mut context = vec![0.0; 2 * 8];
+                k::attention_forward(&mut context, &[0.0; 48], &[0, 2, 1], 2, 4);
+            }),
+        ),
+        (
+            "residual has",
+            message_of(|| {
+                let mut x = vec![0.0; 8];
+                k::add_layer_norm(&mut x, &[0.0; 7], &[1.0; 4], &[0.0; 4], 2, 4, 1e-5);
+            }),
+        ),
+        (
+            "weight/bias shorter",
+            message_of(|| {
+                let mut x = vec![0.0; 8];
+                k::layer_norm(&mut x, &[1.0; 3], &[0.0; 4], 2, 4, 1e-5);
+            }),
+        ),
+        (
+            "softmax: buffer has",
+            message_of(|| {
+                let mut x = vec![0.0; 5];
+                k::softmax_rows(&mut x, 2, 3);
+            }),
+        ),
+    ];
+    std::panic::set_hook(hook);
+    for (needle, message) in cases {
+        assert!(message.contains(needle), "{needle:?} not in {message:?}");
+    }
+}
