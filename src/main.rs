@@ -106,6 +106,73 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Encode a passage collection into a searchable index (resumable, shardable).
+    Index {
+        /// The context (passage) encoder.
+        #[command(flatten)]
+        model: ModelArgs,
+        /// JSON lines with "text" and optional "id" and "title"; passages are encoded as the
+        /// pair (title, text).
+        #[arg(long)]
+        passages: PathBuf,
+        /// Index folder (created; an interrupted build there is resumed).
+        #[arg(long)]
+        output: PathBuf,
+        /// Passages per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Passages per chunk: the unit written at once, resumed and sharded.
+        #[arg(long, default_value_t = 4096)]
+        chunk_size: usize,
+        /// Encode only every N-th chunk, starting at I (I/N, I from 0): for N processes on N
+        /// machines; copy all shards' chunks/ into one folder and rerun to assemble.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
+    },
+    /// Answer questions from an index: encode them and print the top-k passages.
+    Search {
+        /// The question encoder (its vectors must match the index's).
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Index folder written by densa index.
+        #[arg(long)]
+        index: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Questions, one per line (- for standard input).
+        #[arg(long)]
+        input: Option<String>,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A question (instead of --input).
+        question: Option<String>,
+    },
+    /// Measure retrieval: recall@k, MRR and average rank of the gold passage of each question.
+    Eval {
+        /// The question encoder.
+        #[arg(long)]
+        model_q: PathBuf,
+        /// The context encoder (to encode --passages; not needed with --index).
+        #[arg(long)]
+        model_ctx: Option<PathBuf>,
+        /// JSON lines {"question": ..., "passage_id": ...}.
+        #[arg(long)]
+        qa: PathBuf,
+        /// Passages to rank (JSON lines, as for densa index), encoded now with --model-ctx.
+        #[arg(long, conflicts_with = "index")]
+        passages: Option<PathBuf>,
+        /// An index built with the context encoder, instead of --passages.
+        #[arg(long)]
+        index: Option<PathBuf>,
+        /// Cut-offs for recall@k.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1, 5, 20])]
+        top_k: Vec<usize>,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long, value_enum, default_value = "auto")]
+        precision: PrecisionArg,
+    },
     /// Time the forward pass on synthetic inputs of a fixed shape; prints one JSON line.
     Bench {
         #[command(flatten)]
@@ -156,6 +223,48 @@ fn main() -> ExitCode {
             seq,
             iters,
         } => bench(model, batch, seq, iters),
+        Command::Index {
+            model,
+            passages,
+            output,
+            batch_size,
+            chunk_size,
+            shard,
+        } => index(model, &passages, &output, batch_size, chunk_size, shard),
+        Command::Search {
+            model,
+            index,
+            top_k,
+            input,
+            json,
+            question,
+        } => search(model, &index, top_k, input.as_deref(), question, json),
+        Command::Eval {
+            model_q,
+            model_ctx,
+            qa,
+            passages,
+            index,
+            top_k,
+            threads,
+            precision,
+        } => {
+            let model = |dir: PathBuf| ModelArgs {
+                model: dir,
+                threads,
+                precision,
+                max_batch_tokens: densa::DEFAULT_MAX_BATCH_TOKENS,
+                allow_non_finite: false,
+            };
+            eval(
+                model(model_q),
+                model_ctx.map(model),
+                &qa,
+                passages.as_deref(),
+                index.as_deref(),
+                &top_k,
+            )
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -300,10 +409,13 @@ fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::InvalidInput(format!("{}: not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(".{}.densa-tmp", file_name.to_string_lossy()));
+    if path.file_name().is_none() {
+        return Err(Error::InvalidInput(format!(
+            "{}: not a file name",
+            path.display()
+        )));
+    }
+    let tmp = densa::index::temporary_path(path);
     let registered = |on: bool| {
         let mut files = TEMPORARY_FILES.lock().unwrap_or_else(|e| e.into_inner());
         files.retain(|p| p != &tmp);
@@ -312,20 +424,9 @@ fn write_atomically(
         }
     };
     registered(true);
-    let result = (|| {
-        let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-        write(&mut out)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
+    let result = densa::index::write_file_atomically(path, write);
     registered(false);
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Io {
-            path: path.to_owned(),
-            source: e,
-        }
-    })
+    result
 }
 
 fn write_json_lines(out: &mut impl Write, embeddings: &Embeddings) -> std::io::Result<()> {
@@ -614,4 +715,257 @@ fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(),
         "rss_mb": resident_megabytes(),
     });
     print_stdout(&format!("{line}\n"))
+}
+
+/// `I/N` with `I < N`.
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?}: expected I/N, e.g. 0/4"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: I is not a number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: N is not a number"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("{text:?}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+/// A progress bar on a terminal (passages, rate, ETA), nothing otherwise.
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what}  {{per_sec}}  eta {{eta}}");
+    indicatif::ProgressBar::new(0)
+        .with_style(indicatif::ProgressStyle::with_template(&template).expect("valid template"))
+}
+
+fn index(
+    model: ModelArgs,
+    passages: &Path,
+    output: &Path,
+    batch_size: usize,
+    chunk_size: usize,
+    shard: Option<(usize, usize)>,
+) -> Result<(), Error> {
+    let encoder = open_encoder(&model, Pooling::Auto, false, None, batch_size)?;
+    let bar = progress_bar("passages");
+    let start = Instant::now();
+    let options = densa::IndexOptions { chunk_size, shard };
+    let report = densa::build_index(&encoder, passages, output, &options, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "densa: encoded {} of {} passages in {seconds:.1} s ({:.1} passages/s), {} of {} chunks this run",
+        report.passages_encoded,
+        report.passages,
+        report.passages_encoded as f64 / seconds.max(1e-9),
+        report.chunks_encoded,
+        report.chunks
+    );
+    if report.complete {
+        eprintln!("densa: index complete: {}", output.display());
+    } else {
+        eprintln!(
+            "densa: {} chunks belong to other shards; copy their {}/chunks/ files here and rerun this command to assemble",
+            report.chunks_missing,
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+/// Lines of `input` (a file or - for standard input), blank lines dropped.
+fn read_questions(input: &str) -> Result<Vec<String>, Error> {
+    let records = read_records(input)?;
+    Ok(records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Text(t) if !t.trim().is_empty() => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
+/// At most `max` characters of `text`, with an ellipsis when cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+fn search(
+    model: ModelArgs,
+    index_dir: &Path,
+    top_k: usize,
+    input: Option<&str>,
+    question: Option<String>,
+    json: bool,
+) -> Result<(), Error> {
+    let questions = match (question, input) {
+        (Some(q), None) => vec![q],
+        (None, Some(input)) => read_questions(input)?,
+        (None, None) => read_questions("-")?,
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidInput(
+                "give a question or --input, not both".into(),
+            ))
+        }
+    };
+    let index = densa::Index::open(index_dir)?;
+    let encoder = open_encoder(&model, Pooling::Auto, false, None, 32)?;
+    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+    let results = index.search_questions(&encoder, &refs, top_k)?;
+    let mut out = String::new();
+    for (question, hits) in questions.iter().zip(&results) {
+        if json {
+            let hits: Vec<serde_json::Value> = hits
+                .iter()
+                .enumerate()
+                .map(|(rank, h)| {
+                    serde_json::json!({
+                        "rank": rank + 1, "id": h.passage.id, "score": h.score,
+                        "title": h.passage.title, "text": h.passage.text,
+                    })
+                })
+                .collect();
+            out += &serde_json::json!({ "question": question, "hits": hits }).to_string();
+            out.push('\n');
+        } else {
+            out += &format!("{question}\n");
+            for (rank, h) in hits.iter().enumerate() {
+                let title = h.passage.title.as_deref().unwrap_or("");
+                out += &format!(
+                    "  {:>2}. {:8.4}  [{}] {}: {}\n",
+                    rank + 1,
+                    h.score,
+                    h.passage.id,
+                    title,
+                    shorten(&h.passage.text, 110)
+                );
+            }
+            out.push('\n');
+        }
+    }
+    print_stdout(&out)
+}
+
+fn eval(
+    model_q: ModelArgs,
+    model_ctx: Option<ModelArgs>,
+    qa: &Path,
+    passages: Option<&Path>,
+    index_dir: Option<&Path>,
+    cutoffs: &[usize],
+) -> Result<(), Error> {
+    // The collection: an existing index, or the passages encoded now into a temporary one.
+    let scratch = temporary_dir();
+    let index_dir = match (index_dir, passages, &model_ctx) {
+        (Some(dir), _, _) => dir.to_owned(),
+        (None, Some(passages), Some(ctx)) => {
+            let encoder = open_encoder(ctx, Pooling::Auto, false, None, 32)?;
+            let options = densa::IndexOptions::default();
+            densa::build_index(&encoder, passages, &scratch.0, &options, &mut |_, _| {})?;
+            scratch.0.clone()
+        }
+        (None, Some(_), None) => {
+            return Err(Error::InvalidInput(
+                "--passages needs --model-ctx to encode them".into(),
+            ))
+        }
+        (None, None, _) => return Err(Error::InvalidInput("give --index or --passages".into())),
+    };
+    let index = densa::Index::open(&index_dir)?;
+    let rows = index.id_rows()?;
+    // The QA pairs: question and gold passage id.
+    let text = std::fs::read_to_string(qa).map_err(|e| Error::Io {
+        path: qa.to_owned(),
+        source: e,
+    })?;
+    let mut questions = Vec::new();
+    let mut gold = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = |m: String| Error::InvalidInput(format!("{}: line {}: {m}", qa.display(), i + 1));
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| at(format!("not JSON ({e})")))?;
+        let question = v["question"]
+            .as_str()
+            .ok_or_else(|| at("no \"question\" string".into()))?;
+        let id = match &v["passage_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Err(at("no \"passage_id\"".into())),
+        };
+        let row = *rows
+            .get(&id)
+            .ok_or_else(|| at(format!("passage_id {id:?} is not in the collection")))?;
+        questions.push(question.to_string());
+        gold.push(row);
+    }
+    if questions.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{}: no questions",
+            qa.display()
+        )));
+    }
+    let encoder = open_encoder(&model_q, Pooling::Auto, false, None, 32)?;
+    if encoder.dim() != index.dim() {
+        return Err(Error::InvalidInput(format!(
+            "question vectors have {} values, passage vectors {}",
+            encoder.dim(),
+            index.dim()
+        )));
+    }
+    let start = Instant::now();
+    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+    let vectors = encoder.embed(&refs)?;
+    let ranks = encoder.install(|| index.gold_ranks(&vectors.data, &gold))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let n = ranks.len() as f64;
+    let mut report = serde_json::Map::new();
+    report.insert("questions".into(), ranks.len().into());
+    report.insert("passages".into(), index.len().into());
+    for &k in cutoffs {
+        let hits = ranks.iter().filter(|&&r| r <= k).count() as f64;
+        report.insert(format!("recall@{k}"), (hits / n).into());
+    }
+    let mrr = ranks.iter().map(|&r| 1.0 / r as f64).sum::<f64>() / n;
+    report.insert("mrr".into(), mrr.into());
+    let average_rank = ranks.iter().sum::<usize>() as f64 / n;
+    report.insert("average_rank".into(), average_rank.into());
+    report.insert("questions_per_s".into(), (n / seconds.max(1e-9)).into());
+    print_stdout(&format!("{}\n", serde_json::Value::Object(report)))
+}
+
+/// A temporary folder removed on drop (eval's encoded passages).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temporary_dir() -> TempDir {
+    TempDir(std::env::temp_dir().join(format!(
+        "densa-eval-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )))
 }

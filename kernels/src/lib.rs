@@ -24,6 +24,7 @@ pub mod math;
 pub mod norm;
 pub mod probe;
 pub mod reference;
+pub mod search;
 pub mod simd;
 pub mod softmax;
 
@@ -33,6 +34,7 @@ pub use gemm::{linear_forward, linear_packed, Activation, Epilogue, PackedWeight
 pub use int8::{linear_int8, linear_int8_quantized, Int8Isa, Int8Scratch, QuantizedWeight};
 pub use isa::Isa;
 pub use norm::{add_layer_norm, add_layer_norm_quantize, layer_norm};
+pub use search::{inner_products, top_k_inner_product, Hit};
 pub use softmax::softmax_rows;
 
 /// A raw pointer that may cross threads. Used only where parallel tasks write provably

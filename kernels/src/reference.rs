@@ -115,3 +115,16 @@ pub fn attention(
     }
     out
 }
+
+/// `scores[r][j] = vectors[r] · queries[j]` in f64.
+pub fn inner_products(queries: &[f32], vectors: &[f32], dim: usize) -> Vec<Vec<f64>> {
+    vectors
+        .chunks_exact(dim)
+        .map(|row| {
+            queries
+                .chunks_exact(dim)
+                .map(|q| row.iter().zip(q).map(|(&a, &b)| a as f64 * b as f64).sum())
+                .collect()
+        })
+        .collect()
+}

@@ -1,0 +1,608 @@
+//! A passage index for dense retrieval: passages encoded once (DPR's context encoder, as the
+//! pair `(title, text)`), their vectors stored as a float32 `.npy` (FAISS-ready), searched by
+//! exact inner product.
+//!
+//! ```text
+//! INDEX_DIR/
+//!   manifest.json       what was encoded with what; "complete": true once assembled
+//!   vectors.npy         (passages, dim) float32, C order: np.load / faiss.IndexFlatIP
+//!   passages.jsonl      one {"id", "title", "text"} per row of vectors.npy, same order
+//!   passages.offsets    (passages + 1) little-endian u64: byte offset of each line
+//!   chunks/             while building: NNNNNN.npy + NNNNNN.jsonl per chunk of passages
+//! ```
+//!
+//! Building is resumable and never leaves a torn index: passages are cut into chunks of
+//! `chunk_size`; each chunk's files are written to a temporary name and renamed, so a chunk
+//! exists whole or not at all, and a rerun skips the chunks that exist. Once every chunk is
+//! there, they are concatenated into the final files (each renamed into place), the manifest
+//! is marked complete, and the chunks are removed. [`Index::open`] refuses an incomplete index.
+//!
+//! `--shard I/N` encodes the chunks `k` with `k % N == I` only: N processes on N machines share
+//! a collection, and merging is copying every shard's `chunks/` into one folder and running the
+//! same command there (it finds all chunks and only concatenates). See docs/RETRIEVAL.md.
+
+use crate::checkpoint::{map_file, MappedMatrix};
+use crate::encoder::Encoder;
+use crate::error::{Error, Result};
+use crate::tokenizer::Input;
+use memmap2::Mmap;
+use serde_json::{json, Value};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Version of the index layout in `manifest.json`.
+pub const INDEX_FORMAT_VERSION: u64 = 1;
+
+/// One passage of a collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passage {
+    pub id: String,
+    /// Encoded as the first text of the pair; an absent title encodes the text alone.
+    pub title: Option<String>,
+    pub text: String,
+}
+
+impl Passage {
+    /// What the context encoder sees.
+    pub fn input(&self) -> Input<'_> {
+        match &self.title {
+            Some(title) => Input::Pair(title, &self.text),
+            None => Input::Text(&self.text),
+        }
+    }
+
+    /// The passage as one line of `passages.jsonl` (no newline).
+    fn to_json_line(&self) -> String {
+        json!({ "id": self.id, "title": self.title, "text": self.text }).to_string()
+    }
+}
+
+/// Reads a JSON lines collection: one object per line with `"text"` and optional `"id"`
+/// (string or number; default: the line number from 0) and `"title"`. Blank lines are
+/// skipped. Errors name the file and line.
+pub fn read_passages(path: &Path) -> Result<(Vec<Passage>, u64)> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingFile {
+            path: path.to_owned(),
+            hint: String::new(),
+        },
+        _ => Error::io(path, e),
+    })?;
+    let fingerprint = fnv1a(&bytes, FNV_OFFSET);
+    let mut passages = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let at = |message: String| {
+            Error::InvalidInput(format!("{}: line {}: {message}", path.display(), i + 1))
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let text = std::str::from_utf8(line).map_err(|e| at(format!("invalid UTF-8 ({e})")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| at(format!("not a JSON object ({e})")))?;
+        let string = |key: &str| -> Result<Option<String>> {
+            match value.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) if key == "id" => Ok(Some(n.to_string())),
+                Some(_) => Err(at(format!("\"{key}\" must be a string"))),
+            }
+        };
+        let body = string("text")?.ok_or_else(|| at("no \"text\" field".into()))?;
+        passages.push(Passage {
+            id: string("id")?.unwrap_or_else(|| passages.len().to_string()),
+            title: string("title")?,
+            text: body,
+        });
+    }
+    Ok((passages, fingerprint))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64-bit: a fingerprint (not a cryptographic hash) that tells a resumed run it is
+/// looking at the same passages and model.
+fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
+    for &b in bytes {
+        hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// What identifies the encoder's vectors across machines: its config, tokenizer and weight
+/// files (by content of the small ones, by size of the weights) and the encoding options.
+fn model_fingerprint(encoder: &Encoder) -> u64 {
+    let mut hash = FNV_OFFSET;
+    let dir = encoder.dir();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    names.sort();
+    for path in names.iter().filter(|p| p.is_file()) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        hash = fnv1a(name.as_bytes(), hash);
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        if name.ends_with(".json") || name.ends_with(".txt") {
+            hash = fnv1a(&std::fs::read(path).unwrap_or_default(), hash);
+        } else {
+            hash = fnv1a(&size.to_le_bytes(), hash);
+        }
+    }
+    let options = format!(
+        "{}|{}|{}|{}",
+        encoder.model().precision.name(),
+        encoder.pooling().name(),
+        encoder.normalizes(),
+        encoder.tokenizer().max_length()
+    );
+    fnv1a(options.as_bytes(), hash)
+}
+
+/// How to build an index.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    /// Passages per chunk: the unit of resumption and sharding.
+    pub chunk_size: usize,
+    /// `(I, N)`: encode only chunks `k` with `k % N == I`.
+    pub shard: Option<(usize, usize)>,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            chunk_size: 4096,
+            shard: None,
+        }
+    }
+}
+
+/// What a build did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildReport {
+    pub passages: usize,
+    pub chunks: usize,
+    /// Chunks this run encoded (the others existed already or belong to other shards).
+    pub chunks_encoded: usize,
+    /// Passages this run encoded.
+    pub passages_encoded: usize,
+    /// Whether the index is complete (assembled and ready to search).
+    pub complete: bool,
+    /// Chunks still missing (other shards' work) when not complete.
+    pub chunks_missing: usize,
+}
+
+/// Builds (or resumes building) the index of the passages in `passages_path` into `output`.
+/// `progress(done, total)` is called after each chunk with passages done so far.
+pub fn build_index(
+    encoder: &Encoder,
+    passages_path: &Path,
+    output: &Path,
+    options: &IndexOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<BuildReport> {
+    if options.chunk_size == 0 {
+        return Err(Error::InvalidInput(
+            "--chunk-size must be at least 1".into(),
+        ));
+    }
+    let (shard, shards) = options.shard.unwrap_or((0, 1));
+    if shards == 0 || shard >= shards {
+        return Err(Error::InvalidInput(format!(
+            "--shard {shard}/{shards}: I must be below N (shards are numbered from 0)"
+        )));
+    }
+    let (passages, passages_fingerprint) = read_passages(passages_path)?;
+    let total = passages.len();
+    let chunks = total.div_ceil(options.chunk_size);
+    let manifest = json!({
+        "format": "densa-index",
+        "version": INDEX_FORMAT_VERSION,
+        "dim": encoder.dim(),
+        "passages": total,
+        "chunk_size": options.chunk_size,
+        "chunks": chunks,
+        "passages_fingerprint": format!("{passages_fingerprint:016x}"),
+        "model_fingerprint": format!("{:016x}", model_fingerprint(encoder)),
+        "precision": encoder.model().precision.name(),
+        "pooling": encoder.pooling().name(),
+        "normalized": encoder.normalizes(),
+        "max_length": encoder.tokenizer().max_length(),
+        "complete": false,
+    });
+    std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+    let manifest_path = output.join("manifest.json");
+    if manifest_path.is_file() {
+        let existing = read_manifest(&manifest_path)?;
+        check_same_build(&manifest_path, &existing, &manifest)?;
+        if existing["complete"] == json!(true) {
+            progress(total, total);
+            return Ok(BuildReport {
+                passages: total,
+                chunks,
+                chunks_encoded: 0,
+                passages_encoded: 0,
+                complete: true,
+                chunks_missing: 0,
+            });
+        }
+    } else {
+        write_file_atomically(&manifest_path, |out| {
+            out.write_all(serde_json::to_string_pretty(&manifest)?.as_bytes())
+        })?;
+    }
+
+    let chunk_dir = output.join("chunks");
+    std::fs::create_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
+    let chunk_range = |k: usize| k * options.chunk_size..((k + 1) * options.chunk_size).min(total);
+    let chunk_done = |k: usize| {
+        chunk_path(&chunk_dir, k, "npy").is_file() && chunk_path(&chunk_dir, k, "jsonl").is_file()
+    };
+    let mut done: usize = (0..chunks)
+        .filter(|&k| chunk_done(k))
+        .map(|k| chunk_range(k).len())
+        .sum();
+    progress(done, total);
+    let (mut chunks_encoded, mut passages_encoded) = (0, 0);
+    for k in (shard..chunks).step_by(shards) {
+        if chunk_done(k) {
+            continue;
+        }
+        let part = &passages[chunk_range(k)];
+        let inputs: Vec<Input> = part.iter().map(Passage::input).collect();
+        // embed_inputs sorts by length into batches and returns rows in input order.
+        let vectors = encoder.embed_inputs(&inputs)?;
+        // Passages first, vectors last: a chunk counts as done once both exist.
+        write_file_atomically(&chunk_path(&chunk_dir, k, "jsonl"), |out| {
+            for p in part {
+                out.write_all(p.to_json_line().as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        })?;
+        write_file_atomically(&chunk_path(&chunk_dir, k, "npy"), |out| {
+            crate::npy::write_f32_matrix(out, &vectors.data, part.len(), vectors.dim)
+        })?;
+        chunks_encoded += 1;
+        passages_encoded += part.len();
+        done += part.len();
+        progress(done, total);
+    }
+
+    let missing = (0..chunks).filter(|&k| !chunk_done(k)).count();
+    if missing == 0 {
+        assemble(output, &chunk_dir, chunks, total, encoder.dim(), &manifest)?;
+    }
+    Ok(BuildReport {
+        passages: total,
+        chunks,
+        chunks_encoded,
+        passages_encoded,
+        complete: missing == 0,
+        chunks_missing: missing,
+    })
+}
+
+fn chunk_path(dir: &Path, k: usize, extension: &str) -> PathBuf {
+    dir.join(format!("{k:06}.{extension}"))
+}
+
+fn read_manifest(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.to_owned(),
+        message: format!("not valid JSON: {e}"),
+    })
+}
+
+/// A resumed build must be the same build: same passages, model, options and chunking.
+fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()> {
+    for key in [
+        "format",
+        "version",
+        "dim",
+        "passages",
+        "chunk_size",
+        "passages_fingerprint",
+        "model_fingerprint",
+        "precision",
+        "pooling",
+        "normalized",
+        "max_length",
+    ] {
+        if existing[key] != wanted[key] {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                message: format!(
+                    "this folder holds an index built differently ({key}: {} there, {} now); use another --output or delete it",
+                    existing[key], wanted[key]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Concatenates the chunks into the final files, marks the manifest complete, removes the
+/// chunks. Each final file is renamed into place whole; until the manifest says complete, a
+/// rerun simply does this again.
+fn assemble(
+    output: &Path,
+    chunk_dir: &Path,
+    chunks: usize,
+    total: usize,
+    dim: usize,
+    manifest: &Value,
+) -> Result<()> {
+    write_file_atomically(&output.join("vectors.npy"), |out| {
+        crate::npy::write_f32_header(out, total, dim)?;
+        for k in 0..chunks {
+            let bytes = std::fs::read(chunk_path(chunk_dir, k, "npy"))?;
+            let (_, cols, offset) = crate::npy::parse_f32_header(&bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if cols != dim {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("chunk {k} has dimension {cols}, the index {dim}"),
+                ));
+            }
+            out.write_all(&bytes[offset..])?;
+        }
+        Ok(())
+    })?;
+    let mut offsets: Vec<u64> = vec![0];
+    write_file_atomically(&output.join("passages.jsonl"), |out| {
+        for k in 0..chunks {
+            let bytes = std::fs::read(chunk_path(chunk_dir, k, "jsonl"))?;
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                offsets.push(offsets.last().copied().unwrap_or(0) + line.len() as u64);
+            }
+            out.write_all(&bytes)?;
+        }
+        Ok(())
+    })?;
+    if offsets.len() != total + 1 {
+        return Err(Error::InvalidInput(format!(
+            "{}: chunks hold {} passages, the manifest {total}",
+            chunk_dir.display(),
+            offsets.len() - 1
+        )));
+    }
+    write_file_atomically(&output.join("passages.offsets"), |out| {
+        offsets
+            .iter()
+            .try_for_each(|o| out.write_all(&o.to_le_bytes()))
+    })?;
+    let mut complete = manifest.clone();
+    complete["complete"] = json!(true);
+    write_file_atomically(&output.join("manifest.json"), |out| {
+        out.write_all(serde_json::to_string_pretty(&complete)?.as_bytes())
+    })?;
+    std::fs::remove_dir_all(chunk_dir).map_err(|e| Error::io(chunk_dir, e))
+}
+
+/// The temporary name [`write_file_atomically`] writes `path` under: hidden, same folder.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.densa-tmp"))
+}
+
+/// Writes `path` through a temporary file in the same folder, synced and renamed: the file
+/// exists whole or not at all.
+pub fn write_file_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = temporary_path(path);
+    let result = (|| {
+        let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
+        write(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    /// Row in the index (0-based).
+    pub index: usize,
+    pub score: f32,
+    pub passage: Passage,
+}
+
+/// A complete index, memory-mapped: opening costs no reading of the vectors, and several
+/// processes share their pages.
+pub struct Index {
+    manifest: Value,
+    vectors: MappedMatrix,
+    passages: Arc<Mmap>,
+    /// `(len + 1)` byte offsets of the lines of `passages`.
+    offsets: Vec<u64>,
+    dir: PathBuf,
+}
+
+impl Index {
+    /// Opens a complete index folder written by [`build_index`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let manifest_path = dir.join("manifest.json");
+        if !manifest_path.is_file() {
+            return Err(Error::MissingFile {
+                path: manifest_path,
+                hint: " (not a densa index folder)".into(),
+            });
+        }
+        let manifest = read_manifest(&manifest_path)?;
+        let bad = |message: String| Error::Config {
+            path: manifest_path.clone(),
+            message,
+        };
+        if manifest["format"] != json!("densa-index") {
+            return Err(bad("not a densa index manifest".into()));
+        }
+        if manifest["version"] != json!(INDEX_FORMAT_VERSION) {
+            return Err(bad(format!(
+                "index format version {} (this densa reads {INDEX_FORMAT_VERSION})",
+                manifest["version"]
+            )));
+        }
+        if manifest["complete"] != json!(true) {
+            return Err(bad(
+                "the index is incomplete (a build was interrupted, or shards are missing): rerun densa index with the same arguments".into(),
+            ));
+        }
+        let vectors = MappedMatrix::open(&dir.join("vectors.npy"))?;
+        let passages = map_file(&dir.join("passages.jsonl"))?;
+        let offsets_path = dir.join("passages.offsets");
+        let offset_bytes = std::fs::read(&offsets_path).map_err(|e| Error::io(&offsets_path, e))?;
+        let offsets: Vec<u64> = offset_bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let (n, dim) = (vectors.rows(), vectors.cols());
+        let consistent = manifest["passages"] == json!(n)
+            && manifest["dim"] == json!(dim)
+            && offset_bytes.len() == 8 * (n + 1)
+            && offsets.windows(2).all(|w| w[0] <= w[1])
+            && offsets.first() == Some(&0)
+            && offsets.last() == Some(&(passages.len() as u64));
+        if !consistent {
+            return Err(bad(format!(
+                "vectors.npy ({n}, {dim}), passages.jsonl and passages.offsets do not match the manifest"
+            )));
+        }
+        Ok(Index {
+            manifest,
+            vectors,
+            passages,
+            offsets,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Number of passages.
+    pub fn len(&self) -> usize {
+        self.vectors.rows()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dimension of the vectors.
+    pub fn dim(&self) -> usize {
+        self.vectors.cols()
+    }
+
+    /// All vectors, row-major `(len, dim)`.
+    pub fn vectors(&self) -> &[f32] {
+        self.vectors.as_slice()
+    }
+
+    /// The manifest (what was encoded with what).
+    pub fn manifest(&self) -> &Value {
+        &self.manifest
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Passage `i` (0-based row).
+    pub fn passage(&self, i: usize) -> Result<Passage> {
+        let (start, end) = match (self.offsets.get(i), self.offsets.get(i + 1)) {
+            (Some(&s), Some(&e)) => (s as usize, e as usize),
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "passage {i} is beyond the index ({} passages)",
+                    self.len()
+                )))
+            }
+        };
+        let line = &self.passages[start..end];
+        let value: Value = serde_json::from_slice(line).map_err(|e| {
+            Error::InvalidInput(format!("{}: passage {i}: {e}", self.dir.display()))
+        })?;
+        let field = |k: &str| value[k].as_str().map(str::to_owned);
+        Ok(Passage {
+            id: field("id").unwrap_or_default(),
+            title: field("title"),
+            text: field("text").unwrap_or_default(),
+        })
+    }
+
+    /// The `k` passages with the largest inner product with each query vector (`queries` is
+    /// `(q, dim)` row-major), best first. Exact search over all vectors, multi-threaded on
+    /// the current rayon pool.
+    pub fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<SearchHit>>> {
+        if !queries.len().is_multiple_of(self.dim().max(1)) {
+            return Err(Error::InvalidInput(format!(
+                "query vectors have {} values, not whole rows of the index's dimension {}",
+                queries.len(),
+                self.dim()
+            )));
+        }
+        densa_kernels::top_k_inner_product(queries, self.vectors(), self.dim(), k)
+            .into_iter()
+            .map(|hits| {
+                hits.into_iter()
+                    .map(|h| {
+                        Ok(SearchHit {
+                            index: h.index,
+                            score: h.score,
+                            passage: self.passage(h.index)?,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Encodes the questions with `encoder` (DPR's question encoder) and searches: the top
+    /// `k` passages of each question. The search runs on the encoder's thread pool.
+    pub fn search_questions(
+        &self,
+        encoder: &Encoder,
+        questions: &[&str],
+        k: usize,
+    ) -> Result<Vec<Vec<SearchHit>>> {
+        if encoder.dim() != self.dim() {
+            return Err(Error::InvalidInput(format!(
+                "the question encoder gives {}-dimensional vectors, the index holds {}-dimensional ones (wrong model pair?)",
+                encoder.dim(),
+                self.dim()
+            )));
+        }
+        let queries = encoder.embed(questions)?;
+        encoder.install(|| self.search(&queries.data, k))
+    }
+
+    /// The 1-based rank of passage `gold[j]` for query `j` among all passages (ties: lower
+    /// row first), for evaluation. Runs on the current rayon pool.
+    pub fn gold_ranks(&self, queries: &[f32], gold: &[usize]) -> Result<Vec<usize>> {
+        if let Some(&g) = gold.iter().find(|&&g| g >= self.len()) {
+            return Err(Error::InvalidInput(format!(
+                "gold passage {g} is beyond the index"
+            )));
+        }
+        Ok(densa_kernels::search::ranks_of(
+            queries,
+            self.vectors(),
+            self.dim(),
+            gold,
+        ))
+    }
+
+    /// Rows of every passage id (for evaluation: gold ids to rows).
+    pub fn id_rows(&self) -> Result<std::collections::HashMap<String, usize>> {
+        (0..self.len())
+            .map(|i| Ok((self.passage(i)?.id, i)))
+            .collect()
+    }
+}
