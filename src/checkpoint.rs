@@ -160,13 +160,7 @@ impl Checkpoint {
         let mut files = Vec::with_capacity(paths.len());
         let mut entries = BTreeMap::new();
         for (file_index, path) in paths.iter().enumerate() {
-            let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::MissingFile {
-                    path: path.clone(),
-                    hint: String::new(),
-                },
-                _ => Error::io(path, e),
-            })?;
+            let file = std::fs::File::open(path).map_err(|e| Error::reading(path, e))?;
             // SAFETY: the mapping is read-only; densa never writes through it. Like every
             // mmap-based loader, we rely on nobody truncating the file while it is mapped.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
@@ -391,13 +385,7 @@ impl Checkpoint {
 
 /// A whole file mapped read-only (an index's passages), shared.
 pub(crate) fn map_file(path: &Path) -> Result<Arc<Mmap>> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::MissingFile {
-            path: path.to_owned(),
-            hint: String::new(),
-        },
-        _ => Error::io(path, e),
-    })?;
+    let file = std::fs::File::open(path).map_err(|e| Error::reading(path, e))?;
     // SAFETY: read-only mapping that densa never writes through; as for checkpoints, the file
     // must not be truncated while mapped (an index folder is written once, then only read).
     let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;

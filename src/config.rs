@@ -65,13 +65,7 @@ const MAX_POSITIONS: usize = 1 << 16;
 impl BertConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingFile {
-                path: path.to_owned(),
-                hint: String::new(),
-            },
-            _ => Error::io(path, e),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::reading(path, e))?;
         Self::from_json(&text).map_err(|message| Error::Config {
             path: path.to_owned(),
             message,

@@ -184,12 +184,13 @@ impl Encoder {
             )));
         }
         // Every id the tokenizer can emit must have an embedding row.
-        if tokenizer.vocab_size() > config.vocab_size {
+        if tokenizer.id_bound() > config.vocab_size {
             return Err(Error::Config {
                 path: dir.join("config.json"),
                 message: format!(
-                    "the tokenizer has {} tokens but vocab_size is {}: ids beyond the embedding table would have no vector (wrong tokenizer for this checkpoint?)",
-                    tokenizer.vocab_size(),
+                    "the tokenizer has ids up to {} ({} tokens) but vocab_size is {}: ids beyond the embedding table would have no vector (wrong tokenizer for this checkpoint?)",
+                    tokenizer.id_bound() - 1,
+                    tokenizer.id_bound(),
                     config.vocab_size
                 ),
             });

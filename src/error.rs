@@ -61,10 +61,22 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// An error opening or reading `path`: [`Error::MissingFile`] when it does not exist.
+    pub fn reading(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingFile {
+                path: path.into(),
+                hint: String::new(),
+            },
+            _ => Error::io(path, source),
         }
     }
 }

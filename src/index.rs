@@ -8,7 +8,8 @@
 //!   vectors.npy         (passages, dim) float32, C order: np.load / faiss.IndexFlatIP
 //!   passages.jsonl      one {"id", "title", "text"} per row of vectors.npy, same order
 //!   passages.offsets    (passages + 1) little-endian u64: byte offset of each line
-//!   chunks/             while building: NNNNNN.npy + NNNNNN.jsonl per chunk of passages
+//!   chunks/             while building: NNNNNN-TAG.npy + NNNNNN-TAG.jsonl per chunk of passages
+//!                       (TAG: a hash of the model, the passages and the chunk size)
 //! ```
 //!
 //! Building is resumable and never leaves a torn index: passages are cut into chunks of
@@ -60,17 +61,13 @@ impl Passage {
 
 /// Reads a JSON lines collection: one object per line with `"text"` and optional `"id"`
 /// (string or number; default: the line number from 0) and `"title"`. Blank lines are
-/// skipped. Errors name the file and line.
+/// skipped; ids must be unique. Errors name the file and line.
 pub fn read_passages(path: &Path) -> Result<(Vec<Passage>, u64)> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::MissingFile {
-            path: path.to_owned(),
-            hint: String::new(),
-        },
-        _ => Error::io(path, e),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::reading(path, e))?;
     let fingerprint = fnv1a(&bytes, FNV_OFFSET);
     let mut passages = Vec::new();
+    // Line (1-based) of each id, to refuse duplicates: eval and users find passages by id.
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let at = |message: String| {
             Error::InvalidInput(format!("{}: line {}: {message}", path.display(), i + 1))
@@ -91,8 +88,12 @@ pub fn read_passages(path: &Path) -> Result<(Vec<Passage>, u64)> {
             }
         };
         let body = string("text")?.ok_or_else(|| at("no \"text\" field".into()))?;
+        let id = string("id")?.unwrap_or_else(|| i.to_string());
+        if let Some(first) = seen.insert(id.clone(), i + 1) {
+            return Err(at(format!("id {id:?} was already used on line {first}")));
+        }
         passages.push(Passage {
-            id: string("id")?.unwrap_or_else(|| passages.len().to_string()),
+            id,
             title: string("title")?,
             text: body,
         });
@@ -111,8 +112,8 @@ fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
     hash
 }
 
-/// What identifies the encoder's vectors across machines: its config, tokenizer and weight
-/// files (by content of the small ones, by size of the weights) and the encoding options.
+/// What identifies the encoder's vectors across machines: its config and tokenizer files (by
+/// content), its weight files (by size and a sample of their bytes) and the encoding options.
 fn model_fingerprint(encoder: &Encoder) -> u64 {
     let mut hash = FNV_OFFSET;
     let dir = encoder.dir();
@@ -124,10 +125,20 @@ fn model_fingerprint(encoder: &Encoder) -> u64 {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         hash = fnv1a(name.as_bytes(), hash);
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        hash = fnv1a(&size.to_le_bytes(), hash);
         if name.ends_with(".json") || name.ends_with(".txt") {
             hash = fnv1a(&std::fs::read(path).unwrap_or_default(), hash);
-        } else {
-            hash = fnv1a(&size.to_le_bytes(), hash);
+        } else if let Ok(map) = map_file(path) {
+            // Weights: the first and last MiB (the safetensors header with every name, shape
+            // and offset, and the first and last tensors' bytes) and 64 bytes of every MiB
+            // between, which tells fine-tunes of one architecture apart without reading GBs.
+            const MIB: usize = 1 << 20;
+            let len = map.len();
+            hash = fnv1a(&map[..len.min(MIB)], hash);
+            hash = fnv1a(&map[len.saturating_sub(MIB)..], hash);
+            for at in (MIB..len.saturating_sub(MIB)).step_by(MIB) {
+                hash = fnv1a(&map[at..(at + 64).min(len)], hash);
+            }
         }
     }
     let options = format!(
@@ -211,6 +222,19 @@ pub fn build_index(
         "max_length": encoder.tokenizer().max_length(),
         "complete": false,
     });
+    // Chunk files are named after the build, so chunks of another build (a shard run with
+    // another model, passages file or chunk size, copied in by mistake) are never mixed in.
+    let build_tag = format!(
+        "{:08x}",
+        fnv1a(
+            format!(
+                "{}|{}",
+                manifest["model_fingerprint"], manifest["passages_fingerprint"]
+            )
+            .as_bytes(),
+            fnv1a(&options.chunk_size.to_le_bytes(), FNV_OFFSET)
+        ) as u32
+    );
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
     let manifest_path = output.join("manifest.json");
     if manifest_path.is_file() {
@@ -236,9 +260,9 @@ pub fn build_index(
     let chunk_dir = output.join("chunks");
     std::fs::create_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
     let chunk_range = |k: usize| k * options.chunk_size..((k + 1) * options.chunk_size).min(total);
-    let chunk_done = |k: usize| {
-        chunk_path(&chunk_dir, k, "npy").is_file() && chunk_path(&chunk_dir, k, "jsonl").is_file()
-    };
+    let chunk_file =
+        |k: usize, extension: &str| chunk_dir.join(format!("{k:06}-{build_tag}.{extension}"));
+    let chunk_done = |k: usize| chunk_file(k, "npy").is_file() && chunk_file(k, "jsonl").is_file();
     let mut done: usize = (0..chunks)
         .filter(|&k| chunk_done(k))
         .map(|k| chunk_range(k).len())
@@ -254,14 +278,14 @@ pub fn build_index(
         // embed_inputs sorts by length into batches and returns rows in input order.
         let vectors = encoder.embed_inputs(&inputs)?;
         // Passages first, vectors last: a chunk counts as done once both exist.
-        write_file_atomically(&chunk_path(&chunk_dir, k, "jsonl"), |out| {
+        write_file_atomically(&chunk_file(k, "jsonl"), |out| {
             for p in part {
                 out.write_all(p.to_json_line().as_bytes())?;
                 out.write_all(b"\n")?;
             }
             Ok(())
         })?;
-        write_file_atomically(&chunk_path(&chunk_dir, k, "npy"), |out| {
+        write_file_atomically(&chunk_file(k, "npy"), |out| {
             crate::npy::write_f32_matrix(out, &vectors.data, part.len(), vectors.dim)
         })?;
         chunks_encoded += 1;
@@ -272,7 +296,16 @@ pub fn build_index(
 
     let missing = (0..chunks).filter(|&k| !chunk_done(k)).count();
     if missing == 0 {
-        assemble(output, &chunk_dir, chunks, total, encoder.dim(), &manifest)?;
+        let files: Vec<(PathBuf, PathBuf, usize)> = (0..chunks)
+            .map(|k| {
+                (
+                    chunk_file(k, "npy"),
+                    chunk_file(k, "jsonl"),
+                    chunk_range(k).len(),
+                )
+            })
+            .collect();
+        assemble(output, &chunk_dir, &files, encoder.dim(), &manifest)?;
     }
     Ok(BuildReport {
         passages: total,
@@ -282,10 +315,6 @@ pub fn build_index(
         complete: missing == 0,
         chunks_missing: missing,
     })
-}
-
-fn chunk_path(dir: &Path, k: usize, extension: &str) -> PathBuf {
-    dir.join(format!("{k:06}.{extension}"))
 }
 
 fn read_manifest(path: &Path) -> Result<Value> {
@@ -325,36 +354,57 @@ fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()>
 }
 
 /// Concatenates the chunks into the final files, marks the manifest complete, removes the
-/// chunks. Each final file is renamed into place whole; until the manifest says complete, a
-/// rerun simply does this again.
+/// chunks. Every chunk is checked first (rows, dimension, lines); each final file is renamed
+/// into place whole; until the manifest says complete, a rerun simply does this again.
 fn assemble(
     output: &Path,
     chunk_dir: &Path,
-    chunks: usize,
-    total: usize,
+    chunks: &[(PathBuf, PathBuf, usize)],
     dim: usize,
     manifest: &Value,
 ) -> Result<()> {
+    let bad = |path: &Path, message: String| {
+        Error::InvalidInput(format!(
+            "{}: {message}; delete it and rerun to encode it again",
+            path.display()
+        ))
+    };
+    // Check everything before writing anything: (data offset of each vectors chunk).
+    let mut offsets_in_chunks = Vec::with_capacity(chunks.len());
+    for (vectors, passages, rows) in chunks {
+        let bytes = std::fs::read(vectors).map_err(|e| Error::io(vectors, e))?;
+        let (r, c, offset) = crate::npy::parse_f32_header(&bytes).map_err(|e| bad(vectors, e))?;
+        if (r, c) != (*rows, dim) || bytes.len() != offset + rows * dim * 4 {
+            return Err(bad(
+                vectors,
+                format!(
+                    "holds ({r}, {c}) in {} bytes, expected ({rows}, {dim})",
+                    bytes.len()
+                ),
+            ));
+        }
+        let text = std::fs::read(passages).map_err(|e| Error::io(passages, e))?;
+        let lines = text.split_inclusive(|&b| b == b'\n').count();
+        if lines != *rows || text.last().is_some_and(|&b| b != b'\n') {
+            return Err(bad(
+                passages,
+                format!("holds {lines} lines, expected {rows}"),
+            ));
+        }
+        offsets_in_chunks.push(offset);
+    }
+    let total: usize = chunks.iter().map(|c| c.2).sum();
     write_file_atomically(&output.join("vectors.npy"), |out| {
         crate::npy::write_f32_header(out, total, dim)?;
-        for k in 0..chunks {
-            let bytes = std::fs::read(chunk_path(chunk_dir, k, "npy"))?;
-            let (_, cols, offset) = crate::npy::parse_f32_header(&bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            if cols != dim {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("chunk {k} has dimension {cols}, the index {dim}"),
-                ));
-            }
-            out.write_all(&bytes[offset..])?;
+        for ((vectors, _, _), &offset) in chunks.iter().zip(&offsets_in_chunks) {
+            out.write_all(&std::fs::read(vectors)?[offset..])?;
         }
         Ok(())
     })?;
     let mut offsets: Vec<u64> = vec![0];
     write_file_atomically(&output.join("passages.jsonl"), |out| {
-        for k in 0..chunks {
-            let bytes = std::fs::read(chunk_path(chunk_dir, k, "jsonl"))?;
+        for (_, passages, _) in chunks {
+            let bytes = std::fs::read(passages)?;
             for line in bytes.split_inclusive(|&b| b == b'\n') {
                 offsets.push(offsets.last().copied().unwrap_or(0) + line.len() as u64);
             }
@@ -362,13 +412,6 @@ fn assemble(
         }
         Ok(())
     })?;
-    if offsets.len() != total + 1 {
-        return Err(Error::InvalidInput(format!(
-            "{}: chunks hold {} passages, the manifest {total}",
-            chunk_dir.display(),
-            offsets.len() - 1
-        )));
-    }
     write_file_atomically(&output.join("passages.offsets"), |out| {
         offsets
             .iter()
@@ -379,13 +422,19 @@ fn assemble(
     write_file_atomically(&output.join("manifest.json"), |out| {
         out.write_all(serde_json::to_string_pretty(&complete)?.as_bytes())
     })?;
+    // The renames are durable once the folder itself is synced.
+    #[cfg(unix)]
+    if let Ok(dir) = std::fs::File::open(output) {
+        let _ = dir.sync_all();
+    }
     std::fs::remove_dir_all(chunk_dir).map_err(|e| Error::io(chunk_dir, e))
 }
 
-/// The temporary name [`write_file_atomically`] writes `path` under: hidden, same folder.
+/// The temporary name [`write_file_atomically`] writes `path` under: hidden, same folder,
+/// with this process's id (two processes writing one folder never share a temporary file).
 pub fn temporary_path(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.densa-tmp"))
+    path.with_file_name(format!(".{name}.{}.densa-tmp", std::process::id()))
 }
 
 /// Writes `path` through a temporary file in the same folder, synced and renamed: the file
@@ -466,7 +515,8 @@ impl Index {
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect();
         let (n, dim) = (vectors.rows(), vectors.cols());
-        let consistent = manifest["passages"] == json!(n)
+        let consistent = dim > 0
+            && manifest["passages"] == json!(n)
             && manifest["dim"] == json!(dim)
             && offset_bytes.len() == 8 * (n + 1)
             && offsets.windows(2).all(|w| w[0] <= w[1])
@@ -541,7 +591,7 @@ impl Index {
     /// `(q, dim)` row-major), best first. Exact search over all vectors, multi-threaded on
     /// the current rayon pool.
     pub fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<SearchHit>>> {
-        if !queries.len().is_multiple_of(self.dim().max(1)) {
+        if !queries.len().is_multiple_of(self.dim()) {
             return Err(Error::InvalidInput(format!(
                 "query vectors have {} values, not whole rows of the index's dimension {}",
                 queries.len(),
@@ -586,6 +636,14 @@ impl Index {
     /// The 1-based rank of passage `gold[j]` for query `j` among all passages (ties: lower
     /// row first), for evaluation. Runs on the current rayon pool.
     pub fn gold_ranks(&self, queries: &[f32], gold: &[usize]) -> Result<Vec<usize>> {
+        if queries.len() != gold.len() * self.dim() {
+            return Err(Error::InvalidInput(format!(
+                "{} query values for {} gold passages of dimension {}",
+                queries.len(),
+                gold.len(),
+                self.dim()
+            )));
+        }
         if let Some(&g) = gold.iter().find(|&&g| g >= self.len()) {
             return Err(Error::InvalidInput(format!(
                 "gold passage {g} is beyond the index"

@@ -308,16 +308,7 @@ fn read_records(input: &str) -> Result<Vec<Record>, Error> {
                 source: e,
             })?;
     } else {
-        bytes = std::fs::read(input).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingFile {
-                path: input.into(),
-                hint: String::new(),
-            },
-            _ => Error::Io {
-                path: input.into(),
-                source: e,
-            },
-        })?;
+        bytes = std::fs::read(input).map_err(|e| Error::reading(input, e))?;
     }
     let jsonl = input.ends_with(".jsonl");
     let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
@@ -383,22 +374,53 @@ fn open_encoder(
     Encoder::from_dir(&model.model, options)
 }
 
-/// Temporary files being written now: Ctrl-C (SIGINT) or SIGTERM removes them before exiting,
-/// so an interrupted run leaves neither partial output nor litter.
-static TEMPORARY_FILES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// What to remove if the run is interrupted (Ctrl-C / SIGINT or SIGTERM): temporary files
+/// being written, this process's temporary files in a folder (an index being built), and
+/// scratch folders. An interrupted run leaves neither partial output nor litter.
+enum Litter {
+    File(PathBuf),
+    OurTemporaryFilesIn(PathBuf),
+    Folder(PathBuf),
+}
+
+static LITTER: std::sync::Mutex<Vec<Litter>> = std::sync::Mutex::new(Vec::new());
+
+fn on_interrupt_remove(litter: Litter) {
+    LITTER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(litter);
+}
+
+fn remove_litter() {
+    let suffix = format!(".{}.densa-tmp", std::process::id());
+    for litter in LITTER.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        match litter {
+            Litter::File(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            Litter::Folder(path) => {
+                let _ = std::fs::remove_dir_all(path);
+            }
+            Litter::OurTemporaryFilesIn(dir) => {
+                for dir in [dir.clone(), dir.join("chunks")] {
+                    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                        if entry.file_name().to_string_lossy().ends_with(&suffix) {
+                            let _ = std::fs::remove_file(entry.path());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 fn remove_temporary_files_on_interrupt() {
-    // An error here (a handler already installed by an embedding program) only loses the
-    // clean-up; the output file itself is never partial either way.
+    // An error here (a handler already installed) only loses the clean-up; output files are
+    // never partial either way (they are renamed into place whole).
     let _ = ctrlc::set_handler(|| {
-        for path in TEMPORARY_FILES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = std::fs::remove_file(path);
-        }
-        eprintln!("densa: interrupted; no output written");
+        remove_litter();
+        eprintln!("densa: interrupted; no partial output written");
         std::process::exit(130);
     });
 }
@@ -415,18 +437,8 @@ fn write_atomically(
             path.display()
         )));
     }
-    let tmp = densa::index::temporary_path(path);
-    let registered = |on: bool| {
-        let mut files = TEMPORARY_FILES.lock().unwrap_or_else(|e| e.into_inner());
-        files.retain(|p| p != &tmp);
-        if on {
-            files.push(tmp.clone());
-        }
-    };
-    registered(true);
-    let result = densa::index::write_file_atomically(path, write);
-    registered(false);
-    result
+    on_interrupt_remove(Litter::File(densa::index::temporary_path(path)));
+    densa::index::write_file_atomically(path, write)
 }
 
 fn write_json_lines(out: &mut impl Write, embeddings: &Embeddings) -> std::io::Result<()> {
@@ -755,6 +767,7 @@ fn index(
     shard: Option<(usize, usize)>,
 ) -> Result<(), Error> {
     let encoder = open_encoder(&model, Pooling::Auto, false, None, batch_size)?;
+    on_interrupt_remove(Litter::OurTemporaryFilesIn(output.to_owned()));
     let bar = progress_bar("passages");
     let start = Instant::now();
     let options = densa::IndexOptions { chunk_size, shard };
@@ -784,16 +797,22 @@ fn index(
     Ok(())
 }
 
-/// Lines of `input` (a file or - for standard input), blank lines dropped.
+/// Lines of `input` (a file or - for standard input; `.jsonl`: `"text"` of each object),
+/// blank lines dropped.
 fn read_questions(input: &str) -> Result<Vec<String>, Error> {
-    let records = read_records(input)?;
-    Ok(records
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Text(t) if !t.trim().is_empty() => Some(t),
-            _ => None,
-        })
-        .collect())
+    let mut questions = Vec::new();
+    for record in read_records(input)? {
+        match record {
+            Record::Text(t) if t.trim().is_empty() => {}
+            Record::Text(t) => questions.push(t),
+            Record::Pair(..) => {
+                return Err(Error::InvalidInput(format!(
+                    "{input}: a question has a \"title\"; questions are single texts"
+                )))
+            }
+        }
+    }
+    Ok(questions)
 }
 
 /// At most `max` characters of `text`, with an ellipsis when cut.
@@ -869,14 +888,18 @@ fn eval(
     cutoffs: &[usize],
 ) -> Result<(), Error> {
     // The collection: an existing index, or the passages encoded now into a temporary one.
-    let scratch = temporary_dir();
+    let scratch = tempfile::Builder::new()
+        .prefix("densa-eval-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    on_interrupt_remove(Litter::Folder(scratch.path().to_owned()));
     let index_dir = match (index_dir, passages, &model_ctx) {
         (Some(dir), _, _) => dir.to_owned(),
         (None, Some(passages), Some(ctx)) => {
             let encoder = open_encoder(ctx, Pooling::Auto, false, None, 32)?;
             let options = densa::IndexOptions::default();
-            densa::build_index(&encoder, passages, &scratch.0, &options, &mut |_, _| {})?;
-            scratch.0.clone()
+            densa::build_index(&encoder, passages, scratch.path(), &options, &mut |_, _| {})?;
+            scratch.path().to_owned()
         }
         (None, Some(_), None) => {
             return Err(Error::InvalidInput(
@@ -888,10 +911,7 @@ fn eval(
     let index = densa::Index::open(&index_dir)?;
     let rows = index.id_rows()?;
     // The QA pairs: question and gold passage id.
-    let text = std::fs::read_to_string(qa).map_err(|e| Error::Io {
-        path: qa.to_owned(),
-        source: e,
-    })?;
+    let text = std::fs::read_to_string(qa).map_err(|e| Error::reading(qa, e))?;
     let mut questions = Vec::new();
     let mut gold = Vec::new();
     for (i, line) in text
@@ -949,23 +969,4 @@ fn eval(
     report.insert("average_rank".into(), average_rank.into());
     report.insert("questions_per_s".into(), (n / seconds.max(1e-9)).into());
     print_stdout(&format!("{}\n", serde_json::Value::Object(report)))
-}
-
-/// A temporary folder removed on drop (eval's encoded passages).
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temporary_dir() -> TempDir {
-    TempDir(std::env::temp_dir().join(format!(
-        "densa-eval-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    )))
 }

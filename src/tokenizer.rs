@@ -92,9 +92,14 @@ impl TextTokenizer {
         self.max_length
     }
 
-    /// The number of ids the tokenizer can produce (its vocabulary with added tokens).
-    pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+    /// One more than the largest id the tokenizer can produce (its vocabulary with added
+    /// tokens; ids may have gaps): the embedding table needs at least this many rows.
+    pub fn id_bound(&self) -> usize {
+        self.inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&id| id as usize + 1)
     }
 
     /// The id of a token, if the vocabulary has it.

@@ -401,6 +401,7 @@ fn mismatched_builds_and_models_are_refused() {
     let (passages, _) = golden_collection(dir.path());
     let index = dir.path().join("index");
     build(&passages, &index, &["--chunk-size", "4"]);
+    build(&passages, &dir.path().join("fresh"), &[]);
     let model = model_dir(MODEL);
     // Resuming with other settings into the same folder.
     let out = densa(&[
@@ -440,8 +441,44 @@ fn mismatched_builds_and_models_are_refused() {
     std::fs::write(&vectors, &bytes[..bytes.len() - 4]).unwrap();
     let e = densa::Index::open(&index).err().unwrap();
     assert!(e.to_string().contains("vectors.npy"), "{e}");
-    // Not an index at all; a collection line without text.
+    // A huge --top-k returns every passage, without reserving room for the request.
+    let out = ok(densa(&[
+        "search",
+        "--model",
+        s(&model),
+        "--index",
+        s(&dir.path().join("fresh")),
+        "--json",
+        "--top-k",
+        "1000000000000",
+        "hola",
+    ]));
+    let hits = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["hits"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(hits, cases().len());
+    // Not an index at all; duplicate ids; a collection line without text.
     assert!(densa::Index::open(dir.path()).is_err());
+    std::fs::write(
+        &passages,
+        "{\"id\": 7, \"text\": \"a\"}\n\n{\"id\": \"7\", \"text\": \"b\"}\n",
+    )
+    .unwrap();
+    let out = densa(&[
+        "index",
+        "--model",
+        s(&model),
+        "--passages",
+        s(&passages),
+        "--output",
+        s(&dir.path().join("other")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("line 3: id \"7\" was already used on line 1"),
+        "{stderr}"
+    );
     std::fs::write(&passages, "{\"id\": 1, \"title\": \"x\"}\n").unwrap();
     let out = densa(&[
         "index",

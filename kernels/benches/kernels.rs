@@ -116,5 +116,22 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, linear, elementwise, attention);
+/// Exact top-10 search over 100k vectors (a DPR index of 100k passages), one question: the
+/// latency `densa search` adds to encoding the question. 768 = BERT-base / DPR, 384 = MiniLM.
+fn search(c: &mut Criterion) {
+    let mut group = c.benchmark_group("search_top10_100k");
+    group.sample_size(20);
+    for dim in [768usize, 384] {
+        let n = 100_000;
+        let vectors = data(n * dim, 7);
+        let query = data(dim, 8);
+        group.throughput(Throughput::Bytes((n * dim * 4) as u64));
+        group.bench_with_input(BenchmarkId::new("dim", dim), &dim, |b, &dim| {
+            b.iter(|| k::top_k_inner_product(&query, &vectors, dim, 10))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, linear, elementwise, attention, search);
 criterion_main!(benches);

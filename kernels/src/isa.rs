@@ -58,6 +58,11 @@ impl Isa {
         })
     }
 
+    /// Whether `DENSA_ISA` chose a lower path than the CPU's best.
+    pub fn forced() -> bool {
+        Isa::selected() != *Isa::available().last().expect("scalar is always available")
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",

@@ -60,7 +60,8 @@ impl TopK {
     fn new(k: usize) -> Self {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // k is at most the number of vectors; a task sees at most BLOCK_ROWS of them.
+            heap: BinaryHeap::with_capacity(k.min(BLOCK_ROWS) + 1),
         }
     }
 
@@ -179,36 +180,58 @@ pub fn top_k_inner_product_isa(
     dim: usize,
     k: usize,
 ) -> Vec<Vec<Hit>> {
-    let (q, _) = check_shapes(queries, vectors, dim);
+    let (q, n) = check_shapes(queries, vectors, dim);
+    // More than n results cannot exist: a huge k costs nothing.
+    let k = k.min(n);
     let empty = || (0..q).map(|_| TopK::new(k)).collect::<Vec<_>>();
     if k == 0 || q == 0 {
         return vec![Vec::new(); q];
     }
+    let best = fold_scores(
+        isa,
+        queries,
+        vectors,
+        dim,
+        empty,
+        |best: &mut Vec<TopK>, index, scores| {
+            for (top, &score) in best.iter_mut().zip(scores) {
+                top.offer(Hit { index, score });
+            }
+        },
+        |a, b| a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect(),
+    );
+    best.into_iter().map(TopK::into_sorted).collect()
+}
+
+/// Scores every vector against all queries, block by block on the current rayon pool, and
+/// folds them into one accumulator per task (`visit(acc, row, scores of that row (q))`), merged
+/// at the end. The vectors of a block are read once for all queries.
+fn fold_scores<A: Send>(
+    isa: crate::Isa,
+    queries: &[f32],
+    vectors: &[f32],
+    dim: usize,
+    init: impl Fn() -> A + Sync + Send,
+    visit: impl Fn(&mut A, usize, &[f32]) + Sync + Send,
+    merge: impl Fn(A, A) -> A + Sync + Send,
+) -> A {
+    let q = queries.len() / dim;
     vectors
         .par_chunks(BLOCK_ROWS * dim)
         .enumerate()
         .fold(
-            || (empty(), Vec::new()),
-            |(mut best, mut scores): (Vec<TopK>, Vec<f32>), (b, block)| {
-                let rows = block.len() / dim;
-                scores.resize(rows * q, 0.0);
+            || (init(), Vec::new()),
+            |(mut acc, mut scores): (A, Vec<f32>), (b, block)| {
+                scores.resize(block.len() / dim * q, 0.0);
                 inner_products_body_isa(isa, queries, block, &mut scores, dim);
                 for (r, row_scores) in scores.chunks_exact(q).enumerate() {
-                    let index = b * BLOCK_ROWS + r;
-                    for (top, &score) in best.iter_mut().zip(row_scores) {
-                        top.offer(Hit { index, score });
-                    }
+                    visit(&mut acc, b * BLOCK_ROWS + r, row_scores);
                 }
-                (best, scores)
+                (acc, scores)
             },
         )
-        .map(|(best, _)| best)
-        .reduce(empty, |a, b| {
-            a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()
-        })
-        .into_iter()
-        .map(TopK::into_sorted)
-        .collect()
+        .map(|(acc, _)| acc)
+        .reduce(&init, &merge)
 }
 
 /// For each query `j`, the 1-based rank of vector `gold[j]` among all vectors in the order of
@@ -221,6 +244,9 @@ pub fn ranks_of(queries: &[f32], vectors: &[f32], dim: usize, gold: &[usize]) ->
         gold.len() == q && gold.iter().all(|&g| g < n),
         "ranks_of: need one gold row below {n} per query"
     );
+    if q == 0 {
+        return Vec::new();
+    }
     let isa = crate::Isa::selected();
     let gold_hits: Vec<Hit> = gold
         .iter()
@@ -238,31 +264,20 @@ pub fn ranks_of(queries: &[f32], vectors: &[f32], dim: usize, gold: &[usize]) ->
             }
         })
         .collect();
-    let ahead = vectors
-        .par_chunks(BLOCK_ROWS * dim)
-        .enumerate()
-        .fold(
-            || (vec![0usize; q], Vec::new()),
-            |(mut ahead, mut scores): (Vec<usize>, Vec<f32>), (b, block)| {
-                let rows = block.len() / dim;
-                scores.resize(rows * q, 0.0);
-                inner_products_body_isa(isa, queries, block, &mut scores, dim);
-                for (r, row_scores) in scores.chunks_exact(q).enumerate() {
-                    let index = b * BLOCK_ROWS + r;
-                    for ((count, &score), gold) in ahead.iter_mut().zip(row_scores).zip(&gold_hits)
-                    {
-                        if (Hit { index, score }).rank_cmp(gold) == Ordering::Less {
-                            *count += 1;
-                        }
-                    }
+    let ahead = fold_scores(
+        isa,
+        queries,
+        vectors,
+        dim,
+        || vec![0usize; q],
+        |ahead: &mut Vec<usize>, index, scores| {
+            for ((count, &score), gold) in ahead.iter_mut().zip(scores).zip(&gold_hits) {
+                if (Hit { index, score }).rank_cmp(gold) == Ordering::Less {
+                    *count += 1;
                 }
-                (ahead, scores)
-            },
-        )
-        .map(|(ahead, _)| ahead)
-        .reduce(
-            || vec![0; q],
-            |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
-        );
+            }
+        },
+        |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
+    );
     ahead.into_iter().map(|count| count + 1).collect()
 }

@@ -177,3 +177,16 @@ fn quantized_activations_of_the_wrong_shape_are_refused() {
     let mut out = vec![0.0; 3 * 8];
     k::linear_int8_quantized(&mut out, &packed, 3, Epilogue::NONE, &quantized);
 }
+
+#[test]
+fn densa_isa_avx2_selects_the_avx2_int8_path() {
+    // `.ci/run` reruns the engine's tests with DENSA_ISA=avx2: they must then run the AVX2
+    // sign-trick kernel end to end, not a VNNI one.
+    match std::env::var("DENSA_ISA").ok().as_deref() {
+        Some("avx2") if Int8Isa::Avx2.is_available() => {
+            assert_eq!(Int8Isa::selected(), Int8Isa::Avx2)
+        }
+        Some("scalar") => assert_eq!(Int8Isa::selected(), Int8Isa::Scalar),
+        _ => assert_eq!(Int8Isa::selected(), *Int8Isa::available().last().unwrap()),
+    }
+}

@@ -70,14 +70,16 @@ impl Int8Isa {
         })
     }
 
-    /// The best available, capped by `DENSA_ISA` as the f32 kernels are.
+    /// The best available, capped by `DENSA_ISA` as the f32 kernels are: `DENSA_ISA=avx2`
+    /// selects the AVX2 sign-trick path (so that the CI run with it covers that path end to
+    /// end); a CPU whose best f32 path is AVX2 gets AVX-VNNI when it has it.
     pub fn selected() -> Int8Isa {
         let best = *Int8Isa::available()
             .last()
             .expect("scalar is always available");
         match Isa::selected() {
             Isa::Scalar => Int8Isa::Scalar,
-            // A 256-bit machine: AVX2, with AVX-VNNI where it has it.
+            Isa::Avx2 if Isa::forced() => best.min(Int8Isa::Avx2),
             Isa::Avx2 => best.min(Int8Isa::AvxVnni),
             Isa::Avx512 => best,
         }

@@ -1,0 +1,298 @@
+//! The C API of densa (`include/densa.h`), built as `libdensa_c.so`.
+//!
+//! Every exported function catches panics (none may unwind into C), checks its pointers,
+//! and reports failures through a thread-local last-error string. This crate is the FFI
+//! boundary: its `unsafe` is reading the caller's pointers, each use argued in place.
+
+use densa::{Encoder, Input, Options, Precision};
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// `densa_options` (see the header); only grows at its end, versioned by `size`.
+#[repr(C)]
+pub struct DensaOptions {
+    pub size: usize,
+    pub threads: u32,
+    pub precision: u32,
+    pub normalize: u32,
+    pub max_length: u32,
+    pub batch_size: u32,
+}
+
+/// The opaque `densa_encoder`.
+pub struct DensaEncoder {
+    encoder: Encoder,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_error(message: impl Into<String>) {
+    // Interior NULs would cut the C string short: replace them.
+    let text = message.into().replace('\0', "\\0");
+    let c = CString::new(text).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// Runs `f`, turning an error or a panic into `fallback` plus the last-error message.
+fn guarded<T>(fallback: T, f: impl FnOnce() -> Result<T, String>) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        // The last error stays until the next failure (as errno): a successful call does not
+        // erase the message a caller has not read yet.
+        Ok(Ok(value)) => value,
+        Ok(Err(message)) => {
+            set_error(message);
+            fallback
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            set_error(format!("densa: internal error (please report): {what}"));
+            fallback
+        }
+    }
+}
+
+/// A NUL-terminated UTF-8 string from C.
+///
+/// # Safety
+/// `ptr` is NULL or points at a NUL-terminated string that outlives the returned borrow.
+unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, String> {
+    if ptr.is_null() {
+        return Err(format!("{what} is NULL"));
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    let c = unsafe { CStr::from_ptr(ptr) };
+    c.to_str()
+        .map_err(|e| format!("{what} is not valid UTF-8 ({e})"))
+}
+
+/// `count` strings from a C array of pointers.
+///
+/// # Safety
+/// `array` is NULL or points at `count` pointers, each NULL or a NUL-terminated string.
+unsafe fn c_strings<'a>(
+    array: *const *const c_char,
+    count: usize,
+    what: &str,
+) -> Result<Vec<&'a str>, String> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if array.is_null() {
+        return Err(format!("{what} is NULL"));
+    }
+    // SAFETY: `array` holds `count` pointers (contract).
+    let pointers = unsafe { std::slice::from_raw_parts(array, count) };
+    pointers
+        .iter()
+        .enumerate()
+        // SAFETY: each pointer is NULL or a NUL-terminated string (contract).
+        .map(|(i, &p)| unsafe { c_str(p, &format!("{what}[{i}]")) })
+        .collect()
+}
+
+/// `densa_open`
+///
+/// # Safety
+/// `model_dir` is a NUL-terminated string; `options` is NULL or points at a `densa_options`
+/// filled by the header's `densa_options_init` (at least `size` readable bytes).
+#[no_mangle]
+pub unsafe extern "C" fn densa_open(
+    model_dir: *const c_char,
+    options: *const DensaOptions,
+) -> *mut DensaEncoder {
+    guarded(std::ptr::null_mut(), || {
+        // SAFETY: contract of this function.
+        let dir = unsafe { c_str(model_dir, "model_dir") }?;
+        let mut opts = Options::default();
+        if !options.is_null() {
+            // SAFETY: non-NULL and initialised by densa_options_init (contract): its first
+            // field, `size`, is the size of the caller's struct.
+            let size = unsafe { options.cast::<usize>().read_unaligned() };
+            if size < std::mem::size_of::<usize>() {
+                return Err(format!(
+                    "densa_options.size is {size}: call densa_options_init first"
+                ));
+            }
+            // A field the caller's (older, smaller) struct lacks keeps its default.
+            let field = |offset: usize| -> Option<u32> {
+                (offset + std::mem::size_of::<u32>() <= size).then(|| {
+                    // SAFETY: the caller's struct holds `size` readable bytes (contract) and
+                    // this field lies within them (checked).
+                    unsafe {
+                        options
+                            .cast::<u8>()
+                            .add(offset)
+                            .cast::<u32>()
+                            .read_unaligned()
+                    }
+                })
+            };
+            use std::mem::offset_of;
+            if let Some(threads) = field(offset_of!(DensaOptions, threads)) {
+                opts.threads = threads as usize;
+            }
+            if let Some(precision) = field(offset_of!(DensaOptions, precision)) {
+                opts.precision = match precision {
+                    0 => Precision::Auto,
+                    1 => Precision::F32,
+                    2 => Precision::Int8,
+                    p => {
+                        return Err(format!(
+                            "densa_options.precision {p} is not DENSA_PRECISION_*"
+                        ))
+                    }
+                };
+            }
+            if let Some(normalize) = field(offset_of!(DensaOptions, normalize)) {
+                opts.normalize = normalize != 0;
+            }
+            if let Some(max_length) = field(offset_of!(DensaOptions, max_length)) {
+                opts.max_length = (max_length != 0).then_some(max_length as usize);
+            }
+            if let Some(batch_size) =
+                field(offset_of!(DensaOptions, batch_size)).filter(|&b| b != 0)
+            {
+                opts.batch_size = batch_size as usize;
+            }
+        }
+        let encoder = Encoder::from_dir(dir, opts).map_err(|e| e.to_string())?;
+        Ok(Box::into_raw(Box::new(DensaEncoder { encoder })))
+    })
+}
+
+/// `densa_dim`
+///
+/// # Safety
+/// `encoder` is NULL or was returned by `densa_open` and not closed.
+#[no_mangle]
+pub unsafe extern "C" fn densa_dim(encoder: *const DensaEncoder) -> usize {
+    // SAFETY: NULL or a live encoder (contract).
+    match unsafe { encoder.as_ref() } {
+        Some(e) => e.encoder.dim(),
+        None => 0,
+    }
+}
+
+/// Shared body of `densa_embed` and `densa_embed_pairs`.
+///
+/// # Safety
+/// `encoder` is NULL or live; `out` is NULL or has `out_len` writable floats.
+unsafe fn embed_into(
+    encoder: *const DensaEncoder,
+    inputs: &[Input<'_>],
+    out: *mut f32,
+    out_len: usize,
+) -> Result<c_int, String> {
+    // SAFETY: NULL or a live encoder (contract).
+    let encoder = unsafe { encoder.as_ref() }.ok_or("encoder is NULL")?;
+    let dim = encoder.encoder.dim();
+    let needed = inputs
+        .len()
+        .checked_mul(dim)
+        .ok_or("count * dim overflows")?;
+    if out_len < needed {
+        return Err(format!(
+            "out holds {out_len} floats, {} inputs of dimension {dim} need {needed}",
+            inputs.len()
+        ));
+    }
+    if needed == 0 {
+        return Ok(0);
+    }
+    if out.is_null() {
+        return Err("out is NULL".into());
+    }
+    let embeddings = encoder
+        .encoder
+        .embed_inputs(inputs)
+        .map_err(|e| e.to_string())?;
+    // SAFETY: `out` has at least `out_len >= needed` writable floats (contract, checked
+    // above), and `embeddings.data` holds exactly `needed` values.
+    let target = unsafe { std::slice::from_raw_parts_mut(out, needed) };
+    target.copy_from_slice(&embeddings.data);
+    Ok(0)
+}
+
+/// `densa_embed`
+///
+/// # Safety
+/// `encoder` is live; `texts` points at `count` NUL-terminated strings; `out` has `out_len`
+/// writable floats.
+#[no_mangle]
+pub unsafe extern "C" fn densa_embed(
+    encoder: *mut DensaEncoder,
+    texts: *const *const c_char,
+    count: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> c_int {
+    guarded(-1, || {
+        // SAFETY: contract of this function.
+        let texts = unsafe { c_strings(texts, count, "texts") }?;
+        let inputs: Vec<Input> = texts.into_iter().map(Input::Text).collect();
+        // SAFETY: contract of this function.
+        unsafe { embed_into(encoder, &inputs, out, out_len) }
+    })
+}
+
+/// `densa_embed_pairs`
+///
+/// # Safety
+/// As `densa_embed`, with `titles` and `texts` both of `count` strings.
+#[no_mangle]
+pub unsafe extern "C" fn densa_embed_pairs(
+    encoder: *mut DensaEncoder,
+    titles: *const *const c_char,
+    texts: *const *const c_char,
+    count: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> c_int {
+    guarded(-1, || {
+        // SAFETY: contract of this function.
+        let titles = unsafe { c_strings(titles, count, "titles") }?;
+        // SAFETY: contract of this function.
+        let texts = unsafe { c_strings(texts, count, "texts") }?;
+        let inputs: Vec<Input> = titles
+            .into_iter()
+            .zip(texts)
+            .map(|(a, b)| Input::Pair(a, b))
+            .collect();
+        // SAFETY: contract of this function.
+        unsafe { embed_into(encoder, &inputs, out, out_len) }
+    })
+}
+
+/// `densa_last_error`: this thread's last message, valid until its next densa call.
+#[no_mangle]
+pub extern "C" fn densa_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// `densa_close`
+///
+/// # Safety
+/// `encoder` is NULL or was returned by `densa_open` and is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn densa_close(encoder: *mut DensaEncoder) {
+    if !encoder.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: made by Box::into_raw in densa_open, closed once (contract).
+            drop(unsafe { Box::from_raw(encoder) })
+        }));
+    }
+}
+
+/// `densa_version`
+#[no_mangle]
+pub extern "C" fn densa_version() -> *const c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}

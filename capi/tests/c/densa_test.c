@@ -1,0 +1,127 @@
+/* The C API from C: errors, vectors of texts and pairs (printed for the Rust test to compare
+ * with the Rust API), a too-small buffer, and 4 threads sharing one encoder.
+ * Usage: densa_test MODEL_DIR */
+#include "densa.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *texts[] = {"¿Quién escribió el Quijote?", "", "cafe\xcc\x81 y café 😀",
+                              "La Biblioteca Nacional de España se fundó en 1711."};
+static const char *titles[] = {"Miguel de Cervantes", ""};
+static const char *bodies[] = {"Miguel de Cervantes fue un novelista español.",
+                               "Un pasaje sin título."};
+#define N_TEXTS 4
+#define N_PAIRS 2
+
+static densa_encoder *shared;
+static float *expected;
+static size_t dim;
+
+static void *worker(void *arg) {
+    (void)arg;
+    float *out = malloc(N_TEXTS * dim * sizeof(float));
+    if (!out) return (void *)1000L;
+    long mismatches = 0;
+    for (int call = 0; call < 50; call++) {
+        if (densa_embed(shared, texts, N_TEXTS, out, N_TEXTS * dim) != 0) {
+            fprintf(stderr, "thread: %s\n", densa_last_error());
+            mismatches++;
+        } else if (memcmp(out, expected, N_TEXTS * dim * sizeof(float)) != 0) {
+            mismatches++;
+        }
+    }
+    free(out);
+    return (void *)mismatches;
+}
+
+static void print_rows(const char *kind, const float *rows, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        printf("%s %zu:", kind, i);
+        for (size_t j = 0; j < dim; j++) printf(" %.9g", rows[i * dim + j]);
+        printf("\n");
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
+        return 2;
+    }
+    printf("version %s\n", densa_version());
+
+    densa_options options;
+    densa_options_init(&options);
+    options.threads = 2;
+
+    /* A missing folder: NULL and a message naming it. */
+    densa_encoder *missing = densa_open("/nonexistent/densa-model", &options);
+    printf("missing: %s | %s\n", missing ? "opened" : "NULL", densa_last_error());
+
+    shared = densa_open(argv[1], &options);
+    if (!shared) {
+        fprintf(stderr, "open: %s\n", densa_last_error());
+        return 1;
+    }
+    dim = densa_dim(shared);
+    printf("dim %zu\n", dim);
+
+    expected = malloc(N_TEXTS * dim * sizeof(float));
+    float *pairs = malloc(N_PAIRS * dim * sizeof(float));
+    if (!expected || !pairs) return 1;
+    if (densa_embed(shared, texts, N_TEXTS, expected, N_TEXTS * dim) != 0) {
+        fprintf(stderr, "embed: %s\n", densa_last_error());
+        return 1;
+    }
+    print_rows("text", expected, N_TEXTS);
+
+    if (densa_embed_pairs(shared, titles, bodies, N_PAIRS, pairs, N_PAIRS * dim) != 0) {
+        fprintf(stderr, "embed_pairs: %s\n", densa_last_error());
+        return 1;
+    }
+    print_rows("pair", pairs, N_PAIRS);
+
+    /* Errors: a buffer too small, NULL texts, bad UTF-8, a bad precision. */
+    int rc = densa_embed(shared, texts, N_TEXTS, pairs, N_PAIRS * dim);
+    printf("small buffer: %d | %s\n", rc, densa_last_error());
+    rc = densa_embed(shared, NULL, 2, pairs, N_PAIRS * dim);
+    printf("null texts: %d | %s\n", rc, densa_last_error());
+    const char *bad[] = {"ok", "\xff\xfe"};
+    rc = densa_embed(shared, bad, 2, pairs, N_PAIRS * dim);
+    printf("bad utf8: %d | %s\n", rc, densa_last_error());
+    densa_options wrong = options;
+    wrong.precision = 7;
+    densa_encoder *none = densa_open(argv[1], &wrong);
+    printf("bad precision: %s | %s\n", none ? "opened" : "NULL", densa_last_error());
+
+    /* A program built against an older, smaller densa_options (only size and threads): the
+     * library reads what it has and defaults the rest. */
+    densa_options old = options;
+    old.size = offsetof(densa_options, threads) + sizeof(old.threads);
+    old.precision = 99; /* beyond the old struct: never read */
+    densa_encoder *older = densa_open(argv[1], &old);
+    printf("older options: %s\n", older && densa_dim(older) == dim ? "ok" : densa_last_error());
+    densa_close(older);
+
+    /* 4 threads, 50 calls each, on the shared encoder: every result equal to the first. */
+    pthread_t threads[4];
+    for (int t = 0; t < 4; t++) {
+        if (pthread_create(&threads[t], NULL, worker, NULL) != 0) return 1;
+    }
+    long mismatches = 0;
+    for (int t = 0; t < 4; t++) {
+        void *result;
+        pthread_join(threads[t], &result);
+        mismatches += (long)result;
+    }
+    printf("threads mismatches %ld\n", mismatches);
+
+    densa_close(shared);
+    densa_close(NULL);
+    free(expected);
+    free(pairs);
+    return 0;
+}

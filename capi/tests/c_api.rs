@@ -1,0 +1,130 @@
+//! Compiles `tests/c/densa_test.c` against `include/densa.h` and `libdensa_c.so` with the
+//! machine's C compiler (`cc`, or `$CC`), runs it on the DPR context fixture, and checks its
+//! vectors bit for bit against the Rust API's, plus its error and threading reports.
+
+use densa::{Encoder, Options};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The folder holding the `libdensa_c.so` cargo built for this test run.
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps, deps.parent().unwrap()] {
+        if dir.join("libdensa_c.so").is_file() {
+            return dir.to_owned();
+        }
+    }
+    panic!("libdensa_c.so not found next to {}", exe.display());
+}
+
+fn parse_rows(output: &str, kind: &str) -> Vec<Vec<f32>> {
+    output
+        .lines()
+        .filter(|l| l.starts_with(&format!("{kind} ")))
+        .map(|l| {
+            l.split_once(':')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .map(|v| v.parse::<f32>().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn c_program_gets_the_rust_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("densa_test");
+    let lib = library_dir();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let compiled = Command::new(&cc)
+        .arg(repo().join("capi/tests/c/densa_test.c"))
+        .arg("-std=c11")
+        .arg("-Wall")
+        .arg("-Werror")
+        .arg("-I")
+        .arg(repo().join("include"))
+        .arg("-L")
+        .arg(&lib)
+        .args(["-ldensa_c", "-lpthread", "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc}: {e}"));
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let model = repo().join("tests/fixtures/models/dpr-ctx-tiny");
+    let run = Command::new(&exe)
+        .arg(&model)
+        .env("LD_LIBRARY_PATH", &lib)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // The same inputs through the Rust API.
+    let options = Options {
+        threads: 2,
+        ..Options::default()
+    };
+    let encoder = Encoder::from_dir(&model, options).unwrap();
+    let texts = [
+        "¿Quién escribió el Quijote?",
+        "",
+        "cafe\u{301} y café 😀",
+        "La Biblioteca Nacional de España se fundó en 1711.",
+    ];
+    let want_texts = encoder.embed(&texts).unwrap();
+    let want_pairs = encoder
+        .embed_pairs(&[
+            (
+                "Miguel de Cervantes",
+                "Miguel de Cervantes fue un novelista español.",
+            ),
+            ("", "Un pasaje sin título."),
+        ])
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("dim {}", encoder.dim())),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("version {}", env!("CARGO_PKG_VERSION"))));
+    let got_texts = parse_rows(&stdout, "text");
+    let got_pairs = parse_rows(&stdout, "pair");
+    assert_eq!(got_texts.len(), texts.len());
+    assert_eq!(got_pairs.len(), 2);
+    // %.9g round-trips an f32 exactly: bitwise equality.
+    for (i, row) in got_texts.iter().enumerate() {
+        assert_eq!(row.as_slice(), want_texts.row(i), "text {i}");
+    }
+    for (i, row) in got_pairs.iter().enumerate() {
+        assert_eq!(row.as_slice(), want_pairs.row(i), "pair {i}");
+    }
+    for needle in [
+        "missing: NULL | /nonexistent/densa-model",
+        "small buffer: -1 | out holds",
+        "null texts: -1 | texts is NULL",
+        "bad utf8: -1 | texts[1] is not valid UTF-8",
+        "bad precision: NULL | densa_options.precision 7",
+        "older options: ok",
+        "threads mismatches 0",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
+    }
+}
