@@ -103,11 +103,15 @@ impl Expect {
     }
 }
 
+/// Breaks a copy of bert-tiny: returns the new `model.safetensors` bytes (or None to keep
+/// them) and may edit the folder's other files.
+type Breaker = Box<dyn Fn(&Parts, &Path) -> Option<Vec<u8>>>;
+
 /// One broken folder: how to break a copy of bert-tiny, and the error it must give.
 struct Case {
     name: &'static str,
     /// Returns the new `model.safetensors` bytes (or None to keep them) and edits the folder.
-    break_it: fn(&Parts, &Path) -> Option<Vec<u8>>,
+    break_it: Breaker,
     expect: Expect,
 }
 
@@ -116,6 +120,25 @@ fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, Value>
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(config.as_object_mut().unwrap());
     std::fs::write(path, config.to_string()).unwrap();
+}
+
+/// A case that sets one field of `config.json` to `value` and expects a `Config` error.
+fn config_field(
+    name: &'static str,
+    key: &'static str,
+    value: Value,
+    words: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        break_it: Box::new(move |_, dir| {
+            edit_config(dir, |c| {
+                c.insert(key.into(), value.clone());
+            });
+            None
+        }),
+        expect: Expect::Config(words),
+    }
 }
 
 fn with_header(p: &Parts, edit: impl FnOnce(&mut Value)) -> Option<Vec<u8>> {
@@ -136,70 +159,70 @@ fn corpus() -> Vec<Case> {
     vec![
         Case {
             name: "empty-file",
-            break_it: |_, _| Some(Vec::new()),
+            break_it: Box::new(|_, _| Some(Vec::new())),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "shorter-than-length-field",
-            break_it: |_, _| Some(vec![1, 2, 3]),
+            break_it: Box::new(|_, _| Some(vec![1, 2, 3])),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "header-length-beyond-file",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 let mut b = p.bytes();
                 let lying = (b.len() as u64 * 2).to_le_bytes();
                 b[..8].copy_from_slice(&lying);
                 Some(b)
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "header-length-u64-max",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 let mut b = p.bytes();
                 b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
                 Some(b)
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "header-not-json",
-            break_it: |p, _| Some(file_bytes(b"this is { not json", &p.data)),
+            break_it: Box::new(|p, _| Some(file_bytes(b"this is { not json", &p.data))),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "header-not-utf8",
-            break_it: |p, _| Some(file_bytes(&[0xff, 0xfe, b'{', b'}'], &p.data)),
+            break_it: Box::new(|p, _| Some(file_bytes(&[0xff, 0xfe, b'{', b'}'], &p.data))),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "header-not-an-object",
-            break_it: |p, _| Some(file_bytes(b"[1, 2, 3]", &p.data)),
+            break_it: Box::new(|p, _| Some(file_bytes(b"[1, 2, 3]", &p.data))),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "truncated-data",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 let b = p.bytes();
                 Some(b[..b.len() - 1000].to_vec())
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "offsets-beyond-data",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 let last = p.names_by_offset().pop().unwrap();
                 let (start, end) = p.range(&last);
                 with_header(p, |h| {
                     h[&last]["data_offsets"] = json!([start + 4096, end + 4096]);
                 })
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "offsets-overlapping",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 let names = p.names_by_offset();
                 let (start, end) = p.range(&names[1]);
                 let len = end - start;
@@ -207,58 +230,58 @@ fn corpus() -> Vec<Case> {
                 with_header(p, |h| {
                     h[&names[1]]["data_offsets"] = json!([start - 4, start - 4 + len]);
                 })
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "offsets-reversed",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 let (start, end) = p.range(LAYER_WEIGHT);
                 with_header(p, |h| {
                     h[LAYER_WEIGHT]["data_offsets"] = json!([end, start]);
                 })
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "bytes-not-dtype-times-shape",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 with_header(p, |h| {
                     h[LAYER_WEIGHT]["shape"] = json!([32, 31]);
                 })
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "shape-overflows",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 with_header(p, |h| {
                     h[LAYER_WEIGHT]["shape"] = json!([1u64 << 62, 1u64 << 62, 16]);
                 })
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "unknown-dtype",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 with_header(p, |h| {
                     h[LAYER_WEIGHT]["dtype"] = json!("Q4_K");
                 })
-            },
+            }),
             expect: Expect::Safetensors(&["model.safetensors"]),
         },
         Case {
             name: "integer-dtype-for-a-weight",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 with_header(p, |h| {
                     h[LAYER_WEIGHT]["dtype"] = json!("I32");
                 })
-            },
+            }),
             expect: Expect::Dtype(&[LAYER_WEIGHT, "I32"]),
         },
         Case {
             name: "missing-tensor",
-            break_it: |p, _| {
+            break_it: Box::new(|p, _| {
                 // Dropping a tensor from the header leaves a hole: move the later ones down.
                 let mut header = p.header.clone();
                 let (start, end) = p.range(LAYER_WEIGHT);
@@ -279,32 +302,32 @@ fn corpus() -> Vec<Case> {
                     }
                 }
                 Some(file_bytes(header.to_string().as_bytes(), &data))
-            },
+            }),
             expect: Expect::Missing(&[LAYER_WEIGHT]),
         },
         Case {
             name: "shape-contradicts-config",
-            break_it: |_, dir| {
+            break_it: Box::new(|_, dir| {
                 edit_config(dir, |c| {
                     c.insert("intermediate_size".into(), json!(48));
                 });
                 None
-            },
+            }),
             expect: Expect::Shape(&["intermediate.dense.weight", "[48, 32]", "[64, 32]"]),
         },
         Case {
             name: "vocab-size-differs-from-embedding-rows",
-            break_it: |_, dir| {
+            break_it: Box::new(|_, dir| {
                 edit_config(dir, |c| {
                     c.insert("vocab_size".into(), json!(31010));
                 });
                 None
-            },
+            }),
             expect: Expect::Shape(&[EMBEDDINGS, "31010", "31002"]),
         },
         Case {
             name: "tokenizer-larger-than-embedding-table",
-            break_it: |p, dir| {
+            break_it: Box::new(|p, dir| {
                 // A vocabulary of 31002 tokens against an embedding table of 31000 rows.
                 edit_config(dir, |c| {
                     c.insert("vocab_size".into(), json!(31000));
@@ -330,125 +353,97 @@ fn corpus() -> Vec<Case> {
                 header[EMBEDDINGS]["shape"] = json!([31000, 32]);
                 header[EMBEDDINGS]["data_offsets"] = json!([start, end - cut]);
                 Some(file_bytes(header.to_string().as_bytes(), &data))
-            },
+            }),
             expect: Expect::Config(&["ids up to 31001", "vocab_size is 31000"]),
         },
         Case {
             name: "nan-in-a-weight",
-            break_it: |p, _| poison(p, LAYER_WEIGHT, f32::NAN),
+            break_it: Box::new(|p, _| poison(p, LAYER_WEIGHT, f32::NAN)),
             expect: Expect::NonFinite(&[LAYER_WEIGHT, "NaN", "index 7"]),
         },
         Case {
             name: "inf-in-the-embeddings",
-            break_it: |p, _| poison(p, EMBEDDINGS, f32::INFINITY),
+            break_it: Box::new(|p, _| poison(p, EMBEDDINGS, f32::INFINITY)),
             expect: Expect::NonFinite(&[EMBEDDINGS, "inf"]),
         },
         Case {
             name: "config-not-json",
-            break_it: |_, dir| {
+            break_it: Box::new(|_, dir| {
                 std::fs::write(dir.join("config.json"), "{\"hidden_size\": 32,").unwrap();
                 None
-            },
+            }),
             expect: Expect::Config(&["config.json"]),
         },
         Case {
             name: "config-missing-hidden-size",
-            break_it: |_, dir| {
+            break_it: Box::new(|_, dir| {
                 edit_config(dir, |c| {
                     c.remove("hidden_size");
                 });
                 None
-            },
+            }),
             expect: Expect::Config(&["config.json", "hidden_size"]),
         },
-        Case {
-            name: "config-zero-heads",
-            break_it: |_, dir| {
-                edit_config(dir, |c| {
-                    c.insert("num_attention_heads".into(), json!(0));
-                });
-                None
-            },
-            expect: Expect::Config(&["num_attention_heads"]),
-        },
-        Case {
-            name: "config-heads-do-not-divide-hidden",
-            break_it: |_, dir| {
-                edit_config(dir, |c| {
-                    c.insert("num_attention_heads".into(), json!(3));
-                });
-                None
-            },
-            expect: Expect::Config(&["not divisible"]),
-        },
-        Case {
-            name: "config-zero-layers",
-            break_it: |_, dir| {
-                edit_config(dir, |c| {
-                    c.insert("num_hidden_layers".into(), json!(0));
-                });
-                None
-            },
-            expect: Expect::Config(&["num_hidden_layers"]),
-        },
-        Case {
-            name: "config-absurd-hidden",
-            break_it: |_, dir| {
-                edit_config(dir, |c| {
-                    c.insert("hidden_size".into(), json!(1_000_000_000u64));
-                });
-                None
-            },
-            expect: Expect::Config(&["hidden_size"]),
-        },
-        Case {
-            name: "config-absurd-positions",
-            break_it: |_, dir| {
-                edit_config(dir, |c| {
-                    c.insert("max_position_embeddings".into(), json!(1u64 << 40));
-                });
-                None
-            },
-            expect: Expect::Config(&["max_position_embeddings"]),
-        },
-        Case {
-            name: "config-negative-eps",
-            break_it: |_, dir| {
-                edit_config(dir, |c| {
-                    c.insert("layer_norm_eps".into(), json!(-1.0));
-                });
-                None
-            },
-            expect: Expect::Config(&["layer_norm_eps"]),
-        },
-        Case {
-            name: "config-hidden-size-is-a-string",
-            break_it: |_, dir| {
-                edit_config(dir, |c| {
-                    c.insert("hidden_size".into(), json!("768"));
-                });
-                None
-            },
-            expect: Expect::Config(&["hidden_size"]),
-        },
+        config_field(
+            "config-zero-heads",
+            "num_attention_heads",
+            json!(0),
+            &["num_attention_heads"],
+        ),
+        config_field(
+            "config-heads-do-not-divide-hidden",
+            "num_attention_heads",
+            json!(3),
+            &["not divisible"],
+        ),
+        config_field(
+            "config-zero-layers",
+            "num_hidden_layers",
+            json!(0),
+            &["num_hidden_layers"],
+        ),
+        config_field(
+            "config-absurd-hidden",
+            "hidden_size",
+            json!(1_000_000_000u64),
+            &["hidden_size"],
+        ),
+        config_field(
+            "config-absurd-positions",
+            "max_position_embeddings",
+            json!(1u64 << 40),
+            &["max_position_embeddings"],
+        ),
+        config_field(
+            "config-negative-eps",
+            "layer_norm_eps",
+            json!(-1.0),
+            &["layer_norm_eps"],
+        ),
+        config_field(
+            "config-hidden-size-is-a-string",
+            "hidden_size",
+            json!("768"),
+            &["hidden_size"],
+        ),
         Case {
             name: "tokenizer-json-does-not-parse",
-            break_it: |_, dir| {
+            break_it: Box::new(|_, dir| {
                 std::fs::write(
                     dir.join("tokenizer.json"),
                     "{\"model\": {\"type\": \"WordPiece\"",
                 )
                 .unwrap();
                 None
-            },
+            }),
             expect: Expect::Tokenizer(&["tokenizer.json"]),
         },
         Case {
             name: "model-file-missing",
-            break_it: |_, dir| {
+            break_it: Box::new(|_, dir| {
                 std::fs::remove_file(dir.join("model.safetensors")).unwrap();
                 None
-            },
+            }),
             expect: Expect::Missing(&["model.safetensors"]),
         },
     ]

@@ -76,6 +76,24 @@ fn build(passages: &Path, output: &Path, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `densa index` that must fail: its standard error.
+fn build_fails(passages: &Path, output: &Path, extra: &[&str]) -> String {
+    let model = model_dir(MODEL);
+    let mut args = vec![
+        "index",
+        "--model",
+        s(&model),
+        "--passages",
+        s(passages),
+        "--output",
+        s(output),
+    ];
+    args.extend_from_slice(extra);
+    let out = densa(&args);
+    assert!(!out.status.success(), "densa index succeeded on bad input");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
@@ -404,22 +422,8 @@ fn mismatched_builds_and_models_are_refused() {
     build(&passages, &dir.path().join("fresh"), &[]);
     let model = model_dir(MODEL);
     // Resuming with other settings into the same folder.
-    let out = densa(&[
-        "index",
-        "--model",
-        s(&model),
-        "--passages",
-        s(&passages),
-        "--output",
-        s(&index),
-        "--chunk-size",
-        "5",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("chunk_size"),
-        "{stderr}"
-    );
+    let stderr = build_fails(&passages, &index, &["--chunk-size", "5"]);
+    assert!(stderr.contains("chunk_size"), "{stderr}");
     // A question encoder whose vectors do not fit the index (16 vs 32 values).
     let question = model_dir("dpr-question-tiny");
     let out = densa(&[
@@ -465,33 +469,12 @@ fn mismatched_builds_and_models_are_refused() {
         "{\"id\": 7, \"text\": \"a\"}\n\n{\"id\": \"7\", \"text\": \"b\"}\n",
     )
     .unwrap();
-    let out = densa(&[
-        "index",
-        "--model",
-        s(&model),
-        "--passages",
-        s(&passages),
-        "--output",
-        s(&dir.path().join("other")),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = build_fails(&passages, &dir.path().join("other"), &[]);
     assert!(
-        !out.status.success() && stderr.contains("line 3: id \"7\" was already used on line 1"),
+        stderr.contains("line 3: id \"7\" was already used on line 1"),
         "{stderr}"
     );
     std::fs::write(&passages, "{\"id\": 1, \"title\": \"x\"}\n").unwrap();
-    let out = densa(&[
-        "index",
-        "--model",
-        s(&model),
-        "--passages",
-        s(&passages),
-        "--output",
-        s(&dir.path().join("other")),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("line 1: no \"text\""),
-        "{stderr}"
-    );
+    let stderr = build_fails(&passages, &dir.path().join("other"), &[]);
+    assert!(stderr.contains("line 1: no \"text\""), "{stderr}");
 }
