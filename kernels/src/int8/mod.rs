@@ -488,44 +488,56 @@ unsafe fn int8_task_generic(
     let mut acc_i32 = [0i32; 8 * 32];
     let mut acc_f32 = [0.0f32; 8 * 32];
     let mut row_ptrs = [std::ptr::null::<i8>(); 8];
-    for p in panels {
-        let b = &weight.data[p * k_pad * nr..][..k_pad * nr];
-        let (col0, width) = (p * nr, nr.min(n - p * nr));
-        let (channel_scales, compensation) = (
-            &weight.scales[col0..col0 + width],
-            &weight.shift_compensation[col0..col0 + width],
-        );
+    // Panels go in blocks of about 256 KiB of weights (they stay in L2), each block swept by
+    // every row tile of the task: a row's outputs for the block are then written as one
+    // contiguous run, not 32 columns at a time down all the rows (which missed the cache and
+    // the TLB on nearly every store).
+    let panels_per_block = (256 * 1024 / (k_pad * nr).max(1)).max(1);
+    let mut block_start = panels.start;
+    while block_start < panels.end {
+        let block = block_start..(block_start + panels_per_block).min(panels.end);
+        block_start = block.end;
         for r0 in rows.clone().step_by(mr) {
             let valid = mr.min(rows.end - r0);
             for (r, ptr) in row_ptrs[..mr].iter_mut().enumerate() {
                 // Rows past the tile repeat its last row; their results are dropped.
                 *ptr = quantized[(r0 + r.min(valid - 1)) * k_pad..].as_ptr();
             }
-            micro_kernel(
-                weight.isa,
-                k_pad,
-                &row_ptrs[..mr],
-                b,
-                &mut acc_i32[..mr * nr],
-            );
-            for r in 0..valid {
-                let row = r0 + r;
-                let sx = scales[row];
-                let (dots, values) = (
-                    &acc_i32[r * nr..r * nr + width],
-                    &mut acc_f32[r * nr..r * nr + width],
+            for p in block.clone() {
+                let b = &weight.data[p * k_pad * nr..][..k_pad * nr];
+                let (col0, width) = (p * nr, nr.min(n - p * nr));
+                let (channel_scales, compensation) = (
+                    &weight.scales[col0..col0 + width],
+                    &weight.shift_compensation[col0..col0 + width],
                 );
-                for j in 0..width {
-                    let dot = if shifted {
-                        dots[j] - compensation[j]
-                    } else {
-                        dots[j]
-                    };
-                    values[j] = dot as f32 * (sx * channel_scales[j]);
+                micro_kernel(
+                    weight.isa,
+                    k_pad,
+                    &row_ptrs[..mr],
+                    b,
+                    &mut acc_i32[..mr * nr],
+                );
+                for r in 0..valid {
+                    let row = r0 + r;
+                    let sx = scales[row];
+                    let (dots, values) = (
+                        &acc_i32[r * nr..r * nr + width],
+                        &mut acc_f32[r * nr..r * nr + width],
+                    );
+                    for j in 0..width {
+                        let dot = if shifted {
+                            dots[j] - compensation[j]
+                        } else {
+                            dots[j]
+                        };
+                        values[j] = dot as f32 * (sx * channel_scales[j]);
+                    }
+                    // SAFETY: row < m and col0 + width <= n: in bounds; this block is ours
+                    // (contract).
+                    let c =
+                        unsafe { std::slice::from_raw_parts_mut(out.add(row * n + col0), width) };
+                    crate::gemm::write_tile_with(f32_isa, c, values, n, row, col0, epilogue);
                 }
-                // SAFETY: row < m and col0 + width <= n: in bounds; this block is ours (contract).
-                let c = unsafe { std::slice::from_raw_parts_mut(out.add(row * n + col0), width) };
-                crate::gemm::write_tile_with(f32_isa, c, values, n, row, col0, epilogue);
             }
         }
     }
