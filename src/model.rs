@@ -171,7 +171,7 @@ impl Linear {
     }
 
     /// [`Linear::forward_fused`] where `quantized` already holds `inp` quantized for this
-    /// layer's int8 path (written by [`add_layer_norm_for`]); an f32 layer reads `inp`.
+    /// layer's int8 path (written by the LayerNorm before it, `add_layer_norm_for`); an f32 layer reads `inp`.
     pub fn forward_fused_prequantized(
         &self,
         out: &mut [f32],

@@ -7,7 +7,7 @@
 //! Every kernel here is the *interface* the model calls. The implementations are plain and
 //! correct (matrixmultiply's `sgemm`, rayon over rows and heads); faster ones can replace them
 //! behind the same signatures without the model noticing. Each kernel has a naive twin in
-//! [`reference`] (computed in `f64`) that the property tests compare it with.
+//! [`mod@reference`] (computed in `f64`) that the property tests compare it with.
 //!
 //! Conventions, as in PyTorch: matrices are row-major; a linear layer's weight is
 //! `(out_features, in_features)` and computes `y = x · Wᵀ + b`.

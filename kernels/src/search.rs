@@ -162,7 +162,7 @@ fn check_shapes(queries: &[f32], vectors: &[f32], dim: usize) -> (usize, usize) 
 
 /// The `k` vectors with the largest inner product with each query, best first (ties: lower
 /// index first), exact. `queries (q, dim)`, `vectors (n, dim)`; runs on the current rayon
-/// pool, blocks of [`BLOCK_ROWS`] vectors per task.
+/// pool, blocks of 1024 vectors per task.
 pub fn top_k_inner_product(
     queries: &[f32],
     vectors: &[f32],

@@ -1,6 +1,6 @@
 //! Runtime multiversioning for the elementwise kernels.
 //!
-//! [`multiversion!`] takes one plain Rust function body and compiles it three times: as is
+//! [`multiversion!`](crate::multiversion) takes one plain Rust function body and compiles it three times: as is
 //! (the scalar path, any CPU), inside `#[target_feature(enable = "avx2,fma")]` and inside
 //! `#[target_feature(enable = "avx512f")]`, where the compiler vectorises its loops to 8 or 16
 //! lanes. The body is written for that: fixed-width lane arrays instead of float reductions
