@@ -4,7 +4,10 @@
 2-word title and an id, as JSON lines. Deterministic (seeded); meaningless text, realistic
 lengths and tokenization.
 
-    python3 tools/make_synthetic_passages.py /tmp/synthetic-100k.jsonl [N]
+    python3 tools/make_synthetic_passages.py /tmp/synthetic-100k.jsonl [N] [QA_OUT]
+
+With QA_OUT it also writes 200 questions for `densa eval`: the first 8 words of 200 passages
+drawn at random (seeded), each with its passage id as the gold answer.
 """
 import json
 import random
@@ -25,6 +28,16 @@ def main():
             text = " ".join(rng.choice(words) for _ in range(rng.randint(30, 80))) + "."
             f.write(json.dumps({"id": f"s{i:06}", "title": title, "text": text}, ensure_ascii=False) + "\n")
     print(f"wrote {n} passages to {out}")
+    if len(sys.argv) > 3:
+        qa = Path(sys.argv[3])
+        lines = out.read_text(encoding="utf-8").splitlines()
+        pick = random.Random(7)
+        with qa.open("w", encoding="utf-8") as f:
+            for i in pick.sample(range(len(lines)), 200):
+                p = json.loads(lines[i])
+                question = " ".join(p["text"].split()[:8]) + "?"
+                f.write(json.dumps({"question": question, "passage_id": p["id"]}, ensure_ascii=False) + "\n")
+        print(f"wrote 200 questions to {qa}")
 
 
 if __name__ == "__main__":

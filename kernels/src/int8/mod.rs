@@ -70,9 +70,10 @@ impl Int8Isa {
         })
     }
 
-    /// The best available, capped by `DENSA_ISA` as the f32 kernels are: `DENSA_ISA=avx2`
-    /// selects the AVX2 sign-trick path (so that the CI run with it covers that path end to
-    /// end); a CPU whose best f32 path is AVX2 gets AVX-VNNI when it has it.
+    /// The best available, capped by `DENSA_ISA` as the f32 kernels are: on an AVX-512 CPU,
+    /// `DENSA_ISA=avx2` selects the AVX2 sign-trick path (so that the CI run with it covers
+    /// that path end to end); a CPU whose best f32 path is AVX2 gets AVX-VNNI when it has it,
+    /// with or without `DENSA_ISA=avx2`.
     pub fn selected() -> Int8Isa {
         let best = *Int8Isa::available()
             .last()
