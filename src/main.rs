@@ -76,7 +76,8 @@ enum Command {
         /// L2-normalise every vector.
         #[arg(long)]
         normalize: bool,
-        /// Truncate inputs to this many tokens (default: min(512, max_position_embeddings)).
+        /// Truncate inputs to this many tokens (default: a sentence-transformers folder's
+        /// max_seq_length, else min(512, max_position_embeddings)).
         #[arg(long)]
         max_length: Option<usize>,
         /// Texts per forward pass.
