@@ -76,29 +76,47 @@ pub fn read_passages(path: &Path) -> Result<(Vec<Passage>, u64)> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let text = std::str::from_utf8(line).map_err(|e| at(format!("invalid UTF-8 ({e})")))?;
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| at(format!("not a JSON object ({e})")))?;
-        let string = |key: &str| -> Result<Option<String>> {
-            match value.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(Value::Number(n)) if key == "id" => Ok(Some(n.to_string())),
-                Some(_) => Err(at(format!("\"{key}\" must be a string"))),
-            }
+        let record = parse_json_record(line).map_err(at)?;
+        let id = match record.value.get("id") {
+            None | Some(Value::Null) => i.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => return Err(at("\"id\" must be a string or a number".into())),
         };
-        let body = string("text")?.ok_or_else(|| at("no \"text\" field".into()))?;
-        let id = string("id")?.unwrap_or_else(|| i.to_string());
         if let Some(first) = seen.insert(id.clone(), i + 1) {
             return Err(at(format!("id {id:?} was already used on line {first}")));
         }
         passages.push(Passage {
             id,
-            title: string("title")?,
-            text: body,
+            title: record.title,
+            text: record.text,
         });
     }
     Ok((passages, fingerprint))
+}
+
+/// One line of a JSON lines input: `"text"` and an optional `"title"`, both strings, and the
+/// parsed object for any other field.
+pub struct JsonRecord {
+    pub text: String,
+    pub title: Option<String>,
+    pub value: Value,
+}
+
+/// Parses one JSON lines line (`densa embed --input x.jsonl`, `densa index --passages`). The
+/// error says what is wrong; the caller adds the file and line.
+pub fn parse_json_record(line: &[u8]) -> std::result::Result<JsonRecord, String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8 ({e})"))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON object ({e})"))?;
+    let string = |key: &str| match value.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("\"{key}\" must be a string")),
+    };
+    let text = string("text")?.ok_or("no \"text\" field")?;
+    let title = string("title")?;
+    Ok(JsonRecord { text, title, value })
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -178,10 +196,15 @@ pub struct BuildReport {
     pub chunks_encoded: usize,
     /// Passages this run encoded.
     pub passages_encoded: usize,
-    /// Whether the index is complete (assembled and ready to search).
-    pub complete: bool,
-    /// Chunks still missing (other shards' work) when not complete.
+    /// Chunks still missing (other shards' work); 0 once the index is complete.
     pub chunks_missing: usize,
+}
+
+impl BuildReport {
+    /// Whether the index is complete (assembled and ready to search).
+    pub fn is_complete(&self) -> bool {
+        self.chunks_missing == 0
+    }
 }
 
 /// Builds (or resumes building) the index of the passages in `passages_path` into `output`.
@@ -247,7 +270,6 @@ pub fn build_index(
                 chunks,
                 chunks_encoded: 0,
                 passages_encoded: 0,
-                complete: true,
                 chunks_missing: 0,
             });
         }
@@ -312,7 +334,6 @@ pub fn build_index(
         chunks,
         chunks_encoded,
         passages_encoded,
-        complete: missing == 0,
         chunks_missing: missing,
     })
 }

@@ -320,32 +320,18 @@ fn read_records(input: &str) -> Result<Vec<Record>, Error> {
         .enumerate()
         .map(|(i, line)| {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let text = std::str::from_utf8(line).map_err(|e| {
-                Error::InvalidInput(format!("{input}: line {}: invalid UTF-8 ({e})", i + 1))
-            })?;
-            if !jsonl {
-                return Ok(Record::Text(text.to_owned()));
-            }
-            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                Error::InvalidInput(format!("{input}: line {}: not a JSON object ({e})", i + 1))
-            })?;
-            let field = |key: &str| -> Result<Option<String>, Error> {
-                match value.get(key) {
-                    None | Some(serde_json::Value::Null) => Ok(None),
-                    Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                    Some(_) => Err(Error::InvalidInput(format!(
-                        "{input}: line {}: \"{key}\" must be a string",
-                        i + 1
-                    ))),
-                }
+            let at = |message: String| {
+                Error::InvalidInput(format!("{input}: line {}: {message}", i + 1))
             };
-            let text = field("text")?.ok_or_else(|| {
-                Error::InvalidInput(format!("{input}: line {}: no \"text\" field", i + 1))
-            })?;
-            Ok(match field("title")? {
-                Some(title) => Record::Pair(title, text),
-                None => Record::Text(text),
-            })
+            if jsonl {
+                let record = densa::index::parse_json_record(line).map_err(at)?;
+                return Ok(match record.title {
+                    Some(title) => Record::Pair(title, record.text),
+                    None => Record::Text(record.text),
+                });
+            }
+            let text = std::str::from_utf8(line).map_err(|e| at(format!("invalid UTF-8 ({e})")))?;
+            Ok(Record::Text(text.to_owned()))
         })
         .collect()
 }
@@ -786,7 +772,7 @@ fn index(
         report.chunks_encoded,
         report.chunks
     );
-    if report.complete {
+    if report.is_complete() {
         eprintln!("densa: index complete: {}", output.display());
     } else {
         eprintln!(

@@ -123,11 +123,11 @@ fn every_int8_path_this_cpu_has_is_tested() {
     {
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
         assert_eq!(available.contains(&Int8Isa::Avx2), avx2);
-        let vnni256 = avx2
-            && (is_x86_feature_detected!("avxvnni")
-                || (is_x86_feature_detected!("avx512vnni")
-                    && is_x86_feature_detected!("avx512vl")));
-        assert_eq!(available.contains(&Int8Isa::AvxVnni), vnni256);
+        let vex = avx2 && is_x86_feature_detected!("avxvnni");
+        assert_eq!(available.contains(&Int8Isa::AvxVnni), vex);
+        let evex =
+            avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
+        assert_eq!(available.contains(&Int8Isa::AvxVnniEvex), evex);
         let vnni512 = is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512vnni")
             && is_x86_feature_detected!("avx512bw");

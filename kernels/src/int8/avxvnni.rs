@@ -6,9 +6,9 @@
 //! - **AVX-512 VNNI + VL** (EVEX): every CPU with AVX-512 VNNI.
 //!
 //! One body, written once in a macro, is compiled for each encoding. The path is chosen at run
-//! time: the VEX copy where the CPU reports `avxvnni`, the EVEX copy otherwise. Both run the
-//! same loop, so the property tests that run the EVEX copy (on any AVX-512 VNNI machine)
-//! check the code that the VEX copy runs.
+//! time, once, when the weights are packed (`Int8Isa::AvxVnni` and `Int8Isa::AvxVnniEvex`).
+//! Both run the same loop, so the property tests that run the EVEX copy (on any AVX-512 VNNI
+//! machine) check the code that the VEX copy runs.
 //!
 //! Activations arrive shifted to unsigned (`q + 128`), as for the 512-bit kernel.
 
@@ -19,25 +19,6 @@ pub const SHAPE: (usize, usize) = (6, 16);
 const MR: usize = SHAPE.0;
 const NR: usize = SHAPE.1;
 
-/// Whether the CPU can run this path, and with which encoding.
-pub fn encoding() -> Option<Encoding> {
-    if is_x86_feature_detected!("avxvnni") && is_x86_feature_detected!("avx2") {
-        Some(Encoding::Vex)
-    } else if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-        Some(Encoding::Evex)
-    } else {
-        None
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// AVX-VNNI.
-    Vex,
-    /// AVX-512 VNNI with AVX-512 VL.
-    Evex,
-}
-
 macro_rules! vnni256_kernel {
     ($name:ident, $features:literal, $dpbusd:ident) => {
         /// `acc[r][j] = Σ_k rows[r][k] · b[k/4][j][k%4]` with `rows` holding `q + 128` as u8.
@@ -46,7 +27,7 @@ macro_rules! vnni256_kernel {
         /// The CPU has the features named in `target_feature`; each of the 6 row pointers has
         /// `k_pad` readable values; `b` holds `k_pad × 16`; `acc` holds 6 × 16.
         #[target_feature(enable = $features)]
-        unsafe fn $name(k_pad: usize, rows: &[*const i8], b: &[i8], acc: &mut [i32]) {
+        pub unsafe fn $name(k_pad: usize, rows: &[*const i8], b: &[i8], acc: &mut [i32]) {
             assert!(
                 rows.len() == MR
                     && b.len() >= k_pad * NR
@@ -87,20 +68,3 @@ vnni256_kernel!(
     "avx2,avx512f,avx512vl,avx512vnni",
     _mm256_dpbusd_epi32
 );
-
-/// The 6 × 16 kernel in the encoding this CPU has.
-///
-/// # Safety
-/// [`encoding`] returned `Some`; each of the 6 row pointers has `k_pad` readable values; `b`
-/// holds `k_pad × 16`; `acc` holds 6 × 16.
-#[inline]
-pub unsafe fn kernel(k_pad: usize, rows: &[*const i8], b: &[i8], acc: &mut [i32]) {
-    static ENCODING: std::sync::OnceLock<Option<Encoding>> = std::sync::OnceLock::new();
-    match ENCODING.get_or_init(encoding) {
-        // SAFETY: the CPU reported avxvnni; the rest is the caller's contract.
-        Some(Encoding::Vex) => unsafe { kernel_vex(k_pad, rows, b, acc) },
-        // SAFETY: the CPU reported avx512vnni and avx512vl; the rest is the caller's contract.
-        Some(Encoding::Evex) => unsafe { kernel_evex(k_pad, rows, b, acc) },
-        None => panic!("the 256-bit VNNI int8 kernel needs AVX-VNNI or AVX-512 VNNI"),
-    }
-}

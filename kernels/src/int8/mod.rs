@@ -40,8 +40,12 @@ pub enum Int8Isa {
     Scalar,
     /// AVX2 with the sign trick.
     Avx2,
-    /// 256-bit VNNI: AVX-VNNI, or AVX-512 VNNI's VL form (see `avxvnni.rs`).
+    /// 256-bit VNNI in the AVX-VNNI (VEX) encoding: CPUs whose widest path is AVX2.
     AvxVnni,
+    /// The same 256-bit kernel in the AVX-512 VNNI + VL (EVEX) encoding. Never selected (an
+    /// AVX-512 CPU takes the 512-bit kernel): it runs the 256-bit loop in tests on CPUs that
+    /// lack the `avxvnni` flag (see `avxvnni.rs`).
+    AvxVnniEvex,
     /// AVX-512 VNNI.
     Avx512Vnni,
 }
@@ -55,8 +59,12 @@ impl Int8Isa {
             if Isa::Avx2.is_available() {
                 out.push(Int8Isa::Avx2);
                 #[cfg(target_arch = "x86_64")]
-                if avxvnni::encoding().is_some() {
+                if is_x86_feature_detected!("avxvnni") {
                     out.push(Int8Isa::AvxVnni);
+                }
+                #[cfg(target_arch = "x86_64")]
+                if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                    out.push(Int8Isa::AvxVnniEvex);
                 }
             }
             #[cfg(target_arch = "x86_64")]
@@ -97,7 +105,7 @@ impl Int8Isa {
             #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx2 => avx2::SHAPE,
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::AvxVnni => avxvnni::SHAPE,
+            Int8Isa::AvxVnni | Int8Isa::AvxVnniEvex => avxvnni::SHAPE,
             #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx512Vnni => vnni::SHAPE,
             #[cfg(not(target_arch = "x86_64"))]
@@ -109,7 +117,7 @@ impl Int8Isa {
     pub fn f32_isa(self) -> Isa {
         match self {
             Int8Isa::Scalar => Isa::Scalar,
-            Int8Isa::Avx2 | Int8Isa::AvxVnni => Isa::Avx2,
+            Int8Isa::Avx2 | Int8Isa::AvxVnni | Int8Isa::AvxVnniEvex => Isa::Avx2,
             Int8Isa::Avx512Vnni => Isa::Avx512,
         }
     }
@@ -117,7 +125,10 @@ impl Int8Isa {
     /// Whether the kernel multiplies unsigned activations (`vpdpbusd`): they are stored as
     /// `q + 128` and the weights carry the compensation `128 · Σ_k w`.
     pub fn shifts_activations(self) -> bool {
-        matches!(self, Int8Isa::AvxVnni | Int8Isa::Avx512Vnni)
+        matches!(
+            self,
+            Int8Isa::AvxVnni | Int8Isa::AvxVnniEvex | Int8Isa::Avx512Vnni
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -125,6 +136,7 @@ impl Int8Isa {
             Int8Isa::Scalar => "scalar",
             Int8Isa::Avx2 => "avx2",
             Int8Isa::AvxVnni => "avxvnni",
+            Int8Isa::AvxVnniEvex => "avx512vnni-ymm",
             Int8Isa::Avx512Vnni => "avx512vnni",
         }
     }
@@ -354,7 +366,7 @@ pub fn linear_int8(
     epilogue: Epilogue<'_>,
     scratch: &mut Int8Scratch,
 ) {
-    crate::gemm::check_linear_shapes("linear_int8", out, inp, m, weight.k, weight.n, &epilogue);
+    // Each step checks its own slices: the input here, the output, bias and residual there.
     scratch.quantize(inp, m, weight.k, weight.isa);
     linear_int8_quantized(out, weight, m, epilogue, scratch);
 }
@@ -433,7 +445,7 @@ unsafe fn int8_task(
         },
         // SAFETY: as above (AVX-VNNI implies AVX2: Int8Isa::available).
         #[cfg(target_arch = "x86_64")]
-        Int8Isa::Avx2 | Int8Isa::AvxVnni => unsafe {
+        Int8Isa::Avx2 | Int8Isa::AvxVnni | Int8Isa::AvxVnniEvex => unsafe {
             int8_task_avx2(out, weight, quantized, scales, rows, panels, epilogue)
         },
         // SAFETY: forwarded contract.
@@ -557,7 +569,10 @@ fn micro_kernel(isa: Int8Isa, k_pad: usize, rows: &[*const i8], b: &[i8], acc: &
         Int8Isa::Avx2 => unsafe { avx2::kernel(k_pad, rows, b, acc) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Int8Isa::AvxVnni => unsafe { avxvnni::kernel(k_pad, rows, b, acc) },
+        Int8Isa::AvxVnni => unsafe { avxvnni::kernel_vex(k_pad, rows, b, acc) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::AvxVnniEvex => unsafe { avxvnni::kernel_evex(k_pad, rows, b, acc) },
         // SAFETY: as above.
         _ => unsafe { scalar::kernel(k_pad, rows, b, acc) },
     }
