@@ -7,6 +7,10 @@
  * the encoder's own worker threads). densa_last_error() is per calling thread.
  * No Rust panic crosses this boundary: an internal error is reported like any other.
  *
+ * fork(): an encoder's worker threads exist only in the process that opened it, so open the
+ * encoder after forking (in each child). A call on an encoder inherited through fork() fails
+ * with -1 (densa_dim: 0) and a message saying so; it never hangs.
+ *
  *   densa_options options;
  *   densa_options_init(&options);
  *   densa_encoder *enc = densa_open("models/dpr-question", &options);
@@ -63,11 +67,14 @@ static inline void densa_options_init(densa_options *options) {
 /* Opens a model folder (config.json, model.safetensors, tokenizer files). NULL on error. */
 densa_encoder *densa_open(const char *model_dir, const densa_options *options);
 
-/* Width of the vectors the encoder writes; 0 if `encoder` is NULL. */
+/* Width of the vectors the encoder writes; 0 if `encoder` is NULL or was opened before a
+ * fork() in another process. */
 size_t densa_dim(const densa_encoder *encoder);
 
 /* Embeds `count` NUL-terminated UTF-8 texts into `out`, row-major (count, dim); `out_len`
- * is the number of floats `out` holds and must be at least count * dim.
+ * is the number of floats `out` holds and must be at least count * dim. The encoder, count,
+ * out_len and every array pointer are checked before any text is read: a short `out` is -1
+ * even when `texts` holds fewer than `count` pointers. `count` 0 writes nothing.
  * Returns 0, or -1 on error (nothing meaningful is written to `out` then). */
 int densa_embed(densa_encoder *encoder, const char *const *texts, size_t count, float *out,
                 size_t out_len);

@@ -3,6 +3,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::{BertConfig, ModelType};
 use crate::error::{Error, Result};
+use crate::io::read_json;
 use crate::model::{BertModel, PackedBatch, Precision, Workspace};
 use crate::pooling::{pool, Pooling};
 use crate::tokenizer::{Input, TextTokenizer, Tokenized};
@@ -58,6 +59,9 @@ impl Default for Options {
 /// per thread), whatever `batch_size` and the texts' lengths are.
 pub const DEFAULT_MAX_BATCH_TOKENS: usize = 8192;
 
+/// The most threads an encoder starts per available core ([`Options::threads`]).
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
 /// Embeddings of several inputs: `len()` rows of `dim` values, in input order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
@@ -100,6 +104,8 @@ pub struct Encoder {
     normalize: bool,
     batch_size: usize,
     max_batch_tokens: usize,
+    /// Return embeddings holding NaN/Inf instead of failing (as for the weights).
+    allow_non_finite: bool,
     pool: rayon::ThreadPool,
     dir: PathBuf,
     /// Idle forward-pass workspaces: a call takes one (or makes one) and puts it back, so
@@ -177,9 +183,11 @@ impl Encoder {
         dir: PathBuf,
         max_length: usize,
     ) -> Result<Self> {
-        if max_length < 2 || max_length > config.max_position_embeddings {
+        let specials = tokenizer.special_tokens(false);
+        if max_length < specials.max(1) || max_length > config.max_position_embeddings {
             return Err(Error::InvalidInput(format!(
-                "--max-length {max_length} must be between 2 and max_position_embeddings ({})",
+                "max_length {max_length} must be at least {} (the special tokens every text gets) and at most max_position_embeddings ({})",
+                specials.max(1),
                 config.max_position_embeddings
             )));
         }
@@ -196,9 +204,7 @@ impl Encoder {
             });
         }
         if options.batch_size == 0 {
-            return Err(Error::InvalidInput(
-                "--batch-size must be at least 1".into(),
-            ));
+            return Err(Error::InvalidInput("batch_size must be at least 1".into()));
         }
         let precision = match options.precision {
             Precision::Auto if checkpoint.metadata(crate::quantize::METADATA_KEY).is_some() => {
@@ -220,8 +226,14 @@ impl Encoder {
             other => other,
         };
         pooling.output_dim(&model)?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = match options.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => cores,
+            n if n > MAX_THREADS_PER_CORE * cores => {
+                return Err(Error::InvalidInput(format!(
+                    "{n} threads is more than {MAX_THREADS_PER_CORE} per core ({cores} cores here): more would only slow every call down"
+                )))
+            }
             n => n,
         };
         let pool = rayon::ThreadPoolBuilder::new()
@@ -237,6 +249,7 @@ impl Encoder {
             normalize: options.normalize || st.normalize,
             batch_size: options.batch_size,
             max_batch_tokens: options.max_batch_tokens,
+            allow_non_finite: options.allow_non_finite,
             pool,
             dir,
             workspaces: Mutex::new(Vec::new()),
@@ -275,9 +288,13 @@ impl Encoder {
     ///
     /// Inputs are sorted by length, cut into batches of at most `batch_size` inputs and
     /// `max_batch_tokens` tokens, each batch packed (no padding) and run; rows come back in
-    /// input order.
+    /// input order. Every input is checked first: at least one token, as many type ids as
+    /// ids, no longer than the model's positions, every id in the embedding tables. An
+    /// embedding holding NaN or ±Inf is an error naming the input unless the encoder was
+    /// opened with [`Options::allow_non_finite`].
     pub fn embed_tokenized(&self, tokenized: &[Tokenized]) -> Result<Embeddings> {
         let dim = self.dim();
+        self.check_tokenized(tokenized)?;
         let mut data = vec![0.0f32; tokenized.len() * dim];
         let mut order: Vec<usize> = (0..tokenized.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
@@ -309,6 +326,14 @@ impl Encoder {
         });
         self.put_workspace(workspace);
         result?;
+        if !self.allow_non_finite {
+            for (input, row) in data.chunks_exact(dim.max(1)).enumerate() {
+                let count = row.iter().filter(|v| !v.is_finite()).count();
+                if count > 0 {
+                    return Err(Error::NonFiniteOutput { input, count });
+                }
+            }
+        }
         Ok(Embeddings {
             dim,
             data,
@@ -329,6 +354,44 @@ impl Encoder {
                 .forward(&batch, &mut workspace, Some(&mut states))
         })?;
         Ok((tokenized, states))
+    }
+
+    /// Refuses inputs the model cannot run, naming the input.
+    fn check_tokenized(&self, tokenized: &[Tokenized]) -> Result<()> {
+        let cfg = &self.model.config;
+        for (i, t) in tokenized.iter().enumerate() {
+            let problem = if t.ids.is_empty() {
+                "has no tokens (even an empty text has its special tokens)".to_string()
+            } else if t.type_ids.len() != t.ids.len() {
+                format!("has {} ids but {} type ids", t.ids.len(), t.type_ids.len())
+            } else if t.ids.len() > cfg.max_position_embeddings {
+                format!(
+                    "has {} tokens, more than the model's {} positions",
+                    t.ids.len(),
+                    cfg.max_position_embeddings
+                )
+            } else if let Some(id) = t.ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+                format!(
+                    "holds token id {id}, beyond the embedding table ({} rows)",
+                    cfg.vocab_size
+                )
+            } else if let Some(tt) = t
+                .type_ids
+                .iter()
+                .find(|&&tt| tt as usize >= cfg.type_vocab_size)
+            {
+                format!(
+                    "holds token type {tt}, beyond the {} token types",
+                    cfg.type_vocab_size
+                )
+            } else {
+                continue;
+            };
+            return Err(Error::InvalidInput(format!(
+                "tokenized input {i} (counting from 0) {problem}"
+            )));
+        }
+        Ok(())
     }
 
     /// An idle workspace, or a new one.
@@ -425,14 +488,6 @@ fn batch_ranges(
         let range = start..end;
         start = end;
         Some(range)
-    })
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Config {
-        path: path.to_owned(),
-        message: format!("not valid JSON: {e}"),
     })
 }
 

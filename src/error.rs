@@ -42,7 +42,7 @@ pub enum Error {
     #[error("tensor {name}: dtype {dtype} is not supported (use F32, F16 or BF16)")]
     Dtype { name: String, dtype: String },
     /// A weight holds NaN or ±Inf (allowed only with `Options::allow_non_finite`).
-    #[error("tensor {name}: {count} values are NaN or infinite (first at index {first_index}: {first_value}); refusing to embed with it (pass --allow-non-finite to load anyway)")]
+    #[error("tensor {name}: {count} values are NaN or infinite (first at index {first_index}: {first_value}); refusing to embed with it (allow_non_finite loads it anyway)")]
     NonFinite {
         name: String,
         count: usize,
@@ -52,6 +52,12 @@ pub enum Error {
     /// The tokenizer could not be built or failed on an input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// An embedding came out holding NaN or ±Inf (refused unless `Options::allow_non_finite`).
+    #[error("input {input} (counting from 0): its embedding holds {count} NaN or infinite values; refusing to return it (allow_non_finite lets such values through)")]
+    NonFiniteOutput { input: usize, count: usize },
+    /// An output folder already holds files that writing it would replace.
+    #[error("{dir}: already holds {}; refusing to overwrite (choose another folder, or ask to overwrite)", files.join(", "))]
+    WouldOverwrite { dir: PathBuf, files: Vec<String> },
     /// A request the engine cannot satisfy (bad option or input).
     #[error("{0}")]
     InvalidInput(String),

@@ -19,19 +19,19 @@ pub mod checkpoint;
 pub mod config;
 pub mod encoder;
 pub mod error;
-pub mod index;
+pub mod io;
 pub mod model;
-pub mod npy;
 pub mod pooling;
 pub mod quantize;
+pub mod retrieval;
 pub mod tokenizer;
 
 pub use config::BertConfig;
 pub use encoder::{Embeddings, Encoder, Options, DEFAULT_MAX_BATCH_TOKENS};
 pub use error::{Error, Result};
-pub use index::{build_index, Index, IndexOptions, Passage, SearchHit};
 pub use model::Precision;
 pub use pooling::Pooling;
+pub use retrieval::{build_index, BuildReport, Index, IndexOptions, Passage, SearchHit};
 pub use tokenizer::{Input, Tokenized};
 
 #[allow(dead_code)]

@@ -1,8 +1,10 @@
 //! The `densa` command line: embed, tokenize, inspect, bench.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use densa::io::output::{write_output, Pending};
+use densa::io::records::{has_extension, read_records, Record};
 use densa::{Embeddings, Encoder, Error, Input, Options, Pooling, Precision};
-use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -98,9 +100,12 @@ enum Command {
         /// f32 (or F16/BF16) model folder.
         #[arg(long)]
         model: PathBuf,
-        /// Folder to write (created if missing).
+        /// Folder to write (created if missing; never the model folder or inside it).
         #[arg(long)]
         output: PathBuf,
+        /// Replace files an existing output folder already holds.
+        #[arg(long)]
+        force: bool,
     },
     /// Describe a model folder: architecture, tensors, parameters, mapped bytes, pooling.
     Inspect {
@@ -216,7 +221,11 @@ fn main() -> ExitCode {
             input,
             max_length,
         } => tokenize(&model, &input, max_length),
-        Command::Quantize { model, output } => quantize(&model, &output),
+        Command::Quantize {
+            model,
+            output,
+            force,
+        } => quantize(&model, &output, force),
         Command::Inspect { model } => inspect(&model),
         Command::Bench {
             model,
@@ -271,6 +280,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("densa: error: {e}");
+            if let Some(hint) = flag_hint(&e) {
+                eprintln!("  hint: {hint}");
+            }
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
                 eprintln!("  caused by: {cause}");
@@ -279,61 +291,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// One input record: a text, or a (title, text) pair.
-enum Record {
-    Text(String),
-    Pair(String, String),
-}
-
-impl Record {
-    fn as_input(&self) -> Input<'_> {
-        match self {
-            Record::Text(t) => Input::Text(t),
-            Record::Pair(a, b) => Input::Pair(a, b),
-        }
-    }
-}
-
-/// Reads the input: one text per line, or JSON lines when the name ends in `.jsonl`.
-/// Every line is one record, an empty line an empty text; invalid UTF-8 is an error naming
-/// the line.
-fn read_records(input: &str) -> Result<Vec<Record>, Error> {
-    let mut bytes = Vec::new();
-    if input == "-" {
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Io {
-                path: "<stdin>".into(),
-                source: e,
-            })?;
-    } else {
-        bytes = std::fs::read(input).map_err(|e| Error::reading(input, e))?;
-    }
-    let jsonl = input.ends_with(".jsonl");
-    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    if body.is_empty() && bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    body.split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(i, line)| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let at = |message: String| {
-                Error::InvalidInput(format!("{input}: line {}: {message}", i + 1))
-            };
-            if jsonl {
-                let record = densa::index::parse_json_record(line).map_err(at)?;
-                return Ok(match record.title {
-                    Some(title) => Record::Pair(title, record.text),
-                    None => Record::Text(record.text),
-                });
-            }
-            let text = std::str::from_utf8(line).map_err(|e| at(format!("invalid UTF-8 ({e})")))?;
-            Ok(Record::Text(text.to_owned()))
-        })
-        .collect()
 }
 
 fn open_encoder(
@@ -361,44 +318,14 @@ fn open_encoder(
     Encoder::from_dir(&model.model, options)
 }
 
-/// What to remove if the run is interrupted (Ctrl-C / SIGINT or SIGTERM): temporary files
-/// being written, this process's temporary files in a folder (an index being built), and
-/// scratch folders. An interrupted run leaves neither partial output nor litter.
-enum Litter {
-    File(PathBuf),
-    OurTemporaryFilesIn(PathBuf),
-    Folder(PathBuf),
-}
-
-static LITTER: std::sync::Mutex<Vec<Litter>> = std::sync::Mutex::new(Vec::new());
-
-fn on_interrupt_remove(litter: Litter) {
-    LITTER
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(litter);
-}
-
-fn remove_litter() {
-    let suffix = format!(".{}.densa-tmp", std::process::id());
-    for litter in LITTER.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        match litter {
-            Litter::File(path) => {
-                let _ = std::fs::remove_file(path);
-            }
-            Litter::Folder(path) => {
-                let _ = std::fs::remove_dir_all(path);
-            }
-            Litter::OurTemporaryFilesIn(dir) => {
-                for dir in [dir.clone(), dir.join("chunks")] {
-                    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                        if entry.file_name().to_string_lossy().ends_with(&suffix) {
-                            let _ = std::fs::remove_file(entry.path());
-                        }
-                    }
-                }
-            }
+/// The command-line flag that acts on an error the library reports in its own terms.
+fn flag_hint(error: &Error) -> Option<&'static str> {
+    match error {
+        Error::NonFinite { .. } => Some("pass --allow-non-finite to load such weights anyway"),
+        Error::NonFiniteOutput { .. } => {
+            Some("pass --allow-non-finite to write such values anyway (as null in JSON)")
         }
+        _ => None,
     }
 }
 
@@ -406,29 +333,16 @@ fn remove_temporary_files_on_interrupt() {
     // An error here (a handler already installed) only loses the clean-up; output files are
     // never partial either way (they are renamed into place whole).
     let _ = ctrlc::set_handler(|| {
-        remove_litter();
+        densa::io::output::remove_pending();
         eprintln!("densa: interrupted; no partial output written");
         std::process::exit(130);
     });
 }
 
-/// Writes to `path` through a temporary file renamed on success, so a failure or an interrupt
-/// leaves nothing.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> Result<(), Error> {
-    if path.file_name().is_none() {
-        return Err(Error::InvalidInput(format!(
-            "{}: not a file name",
-            path.display()
-        )));
-    }
-    on_interrupt_remove(Litter::File(densa::index::temporary_path(path)));
-    densa::index::write_file_atomically(path, write)
-}
-
-fn write_json_lines(out: &mut impl Write, embeddings: &Embeddings) -> std::io::Result<()> {
+fn write_json_lines(
+    out: &mut (impl Write + ?Sized),
+    embeddings: &Embeddings,
+) -> std::io::Result<()> {
     for row in embeddings.rows() {
         serde_json::to_writer(&mut *out, row)?;
         out.write_all(b"\n")?;
@@ -460,24 +374,23 @@ fn embed(
     let inputs: Vec<Input> = records.iter().map(Record::as_input).collect();
 
     // Work in chunks so the progress bar moves; each chunk is sorted by length inside.
-    let progress = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(inputs.len() as u64).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} texts  {per_sec}  eta {eta}",
-            )
-            .expect("valid template"),
-        )
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let progress = progress_bar("texts");
+    progress.set_length(inputs.len() as u64);
     let chunk = (batch_size * 16).max(1);
     let mut embeddings = Embeddings {
         dim: encoder.dim(),
         data: Vec::with_capacity(inputs.len() * encoder.dim()),
         truncated: 0,
     };
-    for part in inputs.chunks(chunk) {
-        let e = encoder.embed_inputs(part)?;
+    for (c, part) in inputs.chunks(chunk).enumerate() {
+        let e = encoder.embed_inputs(part).map_err(|e| match e {
+            // The library counts inputs within the call: count them within the file.
+            Error::NonFiniteOutput { input, count } => Error::NonFiniteOutput {
+                input: input + c * chunk,
+                count,
+            },
+            other => other,
+        })?;
         embeddings.data.extend_from_slice(&e.data);
         embeddings.truncated += e.truncated;
         progress.inc(part.len() as u64);
@@ -491,24 +404,28 @@ fn embed(
             encoder.tokenizer().max_length()
         );
     }
+    let non_finite = embeddings.data.iter().filter(|v| !v.is_finite()).count();
     let (n, dim) = (embeddings.len(), embeddings.dim);
-    match output {
-        Some(path) if path.extension().is_some_and(|e| e == "npy") => {
-            write_atomically(path, |out| {
-                densa::npy::write_f32_matrix(out, &embeddings.data, n, dim)
-            })
-        }
-        Some(path) => write_atomically(path, |out| write_json_lines(out, &embeddings)),
-        None => {
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            write_json_lines(&mut out, &embeddings)
-                .and_then(|()| out.flush())
-                .map_err(|e| Error::Io {
-                    path: "<stdout>".into(),
-                    source: e,
-                })
-        }
+    let output = output.unwrap_or(Path::new("-"));
+    let npy = has_extension(output, "npy");
+    if non_finite > 0 {
+        // Only reachable with --allow-non-finite (otherwise embedding failed above).
+        eprintln!(
+            "densa: warning: {non_finite} values are NaN or infinite{}",
+            if npy {
+                ""
+            } else {
+                "; JSON has no such numbers, they are written as null"
+            }
+        );
     }
+    write_output(output, |out| {
+        if npy {
+            densa::io::npy::write_f32_matrix(out, &embeddings.data, n, dim)
+        } else {
+            write_json_lines(out, &embeddings)
+        }
+    })
 }
 
 fn tokenize(model: &Path, input: &str, max_length: Option<usize>) -> Result<(), Error> {
@@ -534,8 +451,15 @@ fn tokenize(model: &Path, input: &str, max_length: Option<usize>) -> Result<(), 
     out.flush().map_err(io)
 }
 
-fn quantize(model: &Path, output: &Path) -> Result<(), Error> {
-    let report = densa::quantize::quantize_dir(model, output)?;
+fn quantize(model: &Path, output: &Path, force: bool) -> Result<(), Error> {
+    let report = densa::quantize::quantize_dir(model, output, force).map_err(|e| match e {
+        Error::WouldOverwrite { dir, files } => Error::InvalidInput(format!(
+            "{}: already holds {}; choose another --output, or pass --force to replace them",
+            dir.display(),
+            files.join(", ")
+        )),
+        other => other,
+    })?;
     eprintln!(
         "densa: {} linear weights quantized to int8, {} tensors copied; {} bytes -> {} bytes ({})",
         report.quantized_tensors,
@@ -754,7 +678,6 @@ fn index(
     shard: Option<(usize, usize)>,
 ) -> Result<(), Error> {
     let encoder = open_encoder(&model, Pooling::Auto, false, None, batch_size)?;
-    on_interrupt_remove(Litter::OurTemporaryFilesIn(output.to_owned()));
     let bar = progress_bar("passages");
     let start = Instant::now();
     let options = densa::IndexOptions { chunk_size, shard };
@@ -879,7 +802,7 @@ fn eval(
         .prefix("densa-eval-")
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    on_interrupt_remove(Litter::Folder(scratch.path().to_owned()));
+    let _remove_on_interrupt = Pending::folder(scratch.path());
     let index_dir = match (index_dir, passages, &model_ctx) {
         (Some(dir), _, _) => dir.to_owned(),
         (None, Some(passages), Some(ctx)) => {
@@ -896,64 +819,9 @@ fn eval(
         (None, None, _) => return Err(Error::InvalidInput("give --index or --passages".into())),
     };
     let index = densa::Index::open(&index_dir)?;
-    let rows = index.id_rows()?;
-    // The QA pairs: question and gold passage id.
-    let text = std::fs::read_to_string(qa).map_err(|e| Error::reading(qa, e))?;
-    let mut questions = Vec::new();
-    let mut gold = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let at = |m: String| Error::InvalidInput(format!("{}: line {}: {m}", qa.display(), i + 1));
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| at(format!("not JSON ({e})")))?;
-        let question = v["question"]
-            .as_str()
-            .ok_or_else(|| at("no \"question\" string".into()))?;
-        let id = match &v["passage_id"] {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Number(n) => n.to_string(),
-            _ => return Err(at("no \"passage_id\"".into())),
-        };
-        let row = *rows
-            .get(&id)
-            .ok_or_else(|| at(format!("passage_id {id:?} is not in the collection")))?;
-        questions.push(question.to_string());
-        gold.push(row);
-    }
-    if questions.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "{}: no questions",
-            qa.display()
-        )));
-    }
+    let (questions, gold) = densa::retrieval::read_qa_pairs(qa, &index)?;
     let encoder = open_encoder(&model_q, Pooling::Auto, false, None, 32)?;
-    if encoder.dim() != index.dim() {
-        return Err(Error::InvalidInput(format!(
-            "question vectors have {} values, passage vectors {}",
-            encoder.dim(),
-            index.dim()
-        )));
-    }
-    let start = Instant::now();
-    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
-    let vectors = encoder.embed(&refs)?;
-    let ranks = encoder.install(|| index.gold_ranks(&vectors.data, &gold))?;
-    let seconds = start.elapsed().as_secs_f64();
-    let n = ranks.len() as f64;
-    let mut report = serde_json::Map::new();
-    report.insert("questions".into(), ranks.len().into());
-    report.insert("passages".into(), index.len().into());
-    for &k in cutoffs {
-        let hits = ranks.iter().filter(|&&r| r <= k).count() as f64;
-        report.insert(format!("recall@{k}"), (hits / n).into());
-    }
-    let mrr = ranks.iter().map(|&r| 1.0 / r as f64).sum::<f64>() / n;
-    report.insert("mrr".into(), mrr.into());
-    let average_rank = ranks.iter().sum::<usize>() as f64 / n;
-    report.insert("average_rank".into(), average_rank.into());
-    report.insert("questions_per_s".into(), (n / seconds.max(1e-9)).into());
-    print_stdout(&format!("{}\n", serde_json::Value::Object(report)))
+    let metrics =
+        densa::retrieval::RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, cutoffs)?;
+    print_stdout(&format!("{}\n", metrics.to_json()))
 }

@@ -296,7 +296,7 @@ impl PackedBatch {
     }
 
     pub fn num_sequences(&self) -> usize {
-        self.seq_offsets.len() - 1
+        self.seq_offsets.len().saturating_sub(1)
     }
 
     /// The token range of sequence `s`.
@@ -661,6 +661,18 @@ impl BertModel {
     /// Rejects ids the embedding tables do not have, and sequences longer than the positions.
     fn check_batch(&self, batch: &PackedBatch) -> Result<()> {
         let cfg = &self.config;
+        // The packing itself: offsets from 0 to the token count, every sequence non-empty.
+        let offsets = &batch.seq_offsets;
+        if offsets.first() != Some(&0)
+            || offsets.last() != Some(&batch.input_ids.len())
+            || offsets.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(Error::InvalidInput(format!(
+                "a packed batch's seq_offsets must rise strictly from 0 to its {} tokens (every sequence holds at least one token); found {} offsets",
+                batch.input_ids.len(),
+                offsets.len()
+            )));
+        }
         if let Some(&id) = batch
             .input_ids
             .iter()

@@ -68,11 +68,23 @@ pub fn pool(
     let h = model.config.hidden_size;
     let n = batch.num_sequences();
     let dim = pooling.output_dim(model)?;
-    assert_eq!(
-        out.len(),
-        n * dim,
-        "pool: output buffer does not hold ({n}, {dim})"
-    );
+    if out.len() != n * dim {
+        return Err(Error::InvalidInput(format!(
+            "pool: the output holds {} values, {n} sequences of dimension {dim} need {}",
+            out.len(),
+            n * dim
+        )));
+    }
+    let offsets = &batch.seq_offsets;
+    if offsets.first() != Some(&0)
+        || offsets.windows(2).any(|w| w[0] >= w[1])
+        || offsets.last().is_some_and(|&t| t * h > hidden.len())
+    {
+        return Err(Error::InvalidInput(format!(
+            "pool: the batch's seq_offsets must rise strictly from 0 to at most the {} rows of the hidden state",
+            hidden.len() / h.max(1)
+        )));
+    }
     let token = |t: usize| &hidden[t * h..(t + 1) * h];
     // cls: (n, H), the first token of every sequence (an empty range never occurs: every
     // sequence holds at least [CLS] and [SEP]).

@@ -14,11 +14,10 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
+use crate::io::output::{write_folder, FileContent, FolderFile};
 use crate::model::TRUNK_PREFIXES;
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Metadata key marking a quantized checkpoint.
 pub const METADATA_KEY: &str = "densa_quantization";
@@ -56,9 +55,14 @@ fn is_encoder_linear_weight(name: &str) -> bool {
 
 /// Reads the model folder `src` and writes `dst` with int8 encoder linear layers; every other
 /// file of the folder (config, tokenizer, sentence-transformers modules) is copied.
-pub fn quantize_dir(src: &Path, dst: &Path) -> Result<QuantizeReport> {
+///
+/// `dst` must not be `src` or inside it. A new `dst` is written in a temporary folder renamed
+/// into place whole; an existing one must not hold any file this would write unless
+/// `overwrite` is set (each file is then replaced whole, keeping its permissions).
+pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeReport> {
     BertConfig::from_file(&src.join("config.json"))?;
     let checkpoint = Checkpoint::open_dir(src)?;
+    refuse_output_inside_input(src, dst)?;
     if checkpoint.metadata(METADATA_KEY).is_some() {
         return Err(Error::InvalidInput(format!(
             "{}: already quantized",
@@ -122,64 +126,111 @@ pub fn quantize_dir(src: &Path, dst: &Path) -> Result<QuantizeReport> {
             report.copied_tensors += 1;
         }
     }
-    let views = owned
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::Safetensors {
-                    path: src.to_owned(),
-                    message: format!("{name}: {e}"),
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let metadata: HashMap<String, String> = [
-        ("format".to_string(), "pt".to_string()),
-        (METADATA_KEY.to_string(), METADATA_VALUE.to_string()),
-    ]
-    .into();
-
-    std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
-    copy_folder_files(src, dst)?;
-    let out = dst.join("model.safetensors");
-    let tmp = dst.join(".model.safetensors.densa-tmp");
-    safetensors::serialize_to_file(views, Some(metadata), &tmp).map_err(|e| {
-        Error::Safetensors {
-            path: tmp.clone(),
-            message: e.to_string(),
-        }
-    })?;
-    std::fs::rename(&tmp, &out).map_err(|e| Error::io(&out, e))?;
-    report.bytes_out = std::fs::metadata(&out)
-        .map_err(|e| Error::io(&out, e))?
-        .len() as usize;
+    let weights = safetensors_bytes(owned, &[("format", "pt"), (METADATA_KEY, METADATA_VALUE)]);
+    report.bytes_out = weights.len();
+    // The folder's other files first, the weights last: a folder without model.safetensors
+    // is never mistaken for a model.
+    let mut files = folder_files(src)?;
+    files.push(FolderFile {
+        name: PathBuf::from("model.safetensors"),
+        content: FileContent::Bytes(weights),
+    });
+    write_folder(dst, &files, overwrite)?;
     Ok(report)
 }
 
-/// Copies every file of the model folder (and of its sub-folders, one level: sentence-
-/// transformers' `1_Pooling/`) except the weights, which `quantize_dir` writes itself.
-fn copy_folder_files(src: &Path, dst: &Path) -> Result<()> {
+/// Every file of the model folder (and of its sub-folders, one level: sentence-transformers'
+/// `1_Pooling/`) except the weights, which `quantize_dir` writes itself.
+fn folder_files(src: &Path) -> Result<Vec<FolderFile>> {
     let skip = |name: &str| {
         name == "pytorch_model.bin" || (name.starts_with("model") && name.contains(".safetensors"))
     };
-    for entry in std::fs::read_dir(src).map_err(|e| Error::io(src, e))? {
-        let entry = entry.map_err(|e| Error::io(src, e))?;
-        let name = entry.file_name();
+    let mut files = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(src)
+        .map_err(|e| Error::io(src, e))?
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(src, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = PathBuf::from(entry.file_name());
         let path = entry.path();
         if path.is_dir() {
-            let sub = dst.join(&name);
-            std::fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
-            for inner in std::fs::read_dir(&path).map_err(|e| Error::io(&path, e))? {
-                let inner = inner.map_err(|e| Error::io(&path, e))?.path();
-                if inner.is_file() {
-                    let to = sub.join(inner.file_name().expect("a file has a name"));
-                    std::fs::copy(&inner, &to).map_err(|e| Error::io(&to, e))?;
-                }
+            let mut inner: Vec<_> = std::fs::read_dir(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| Error::io(&path, e))?;
+            inner.sort_by_key(|e| e.file_name());
+            for file in inner.into_iter().map(|e| e.path()).filter(|p| p.is_file()) {
+                files.push(FolderFile {
+                    name: name.join(file.file_name().unwrap_or_default()),
+                    content: FileContent::CopyOf(file),
+                });
             }
-        } else if !skip(&name.to_string_lossy()) {
-            let to = dst.join(&name);
-            std::fs::copy(&path, &to).map_err(|e| Error::io(&to, e))?;
+        } else if path.is_file() && !skip(&name.to_string_lossy()) {
+            files.push(FolderFile {
+                name,
+                content: FileContent::CopyOf(path),
+            });
         }
     }
+    Ok(files)
+}
+
+/// The output folder may not be the model folder or inside it (writing there would replace
+/// the model's own files with copies of themselves being written).
+fn refuse_output_inside_input(src: &Path, dst: &Path) -> Result<()> {
+    let src_real = std::fs::canonicalize(src).map_err(|e| Error::io(src, e))?;
+    let dst_real = crate::io::output::resolve_folder(dst)?;
+    if dst_real.starts_with(&src_real) {
+        return Err(Error::InvalidInput(format!(
+            "{}: the output folder is the model folder {} or inside it; write the quantized copy to another folder",
+            dst.display(),
+            src.display()
+        )));
+    }
     Ok(())
+}
+
+/// A safetensors file holding `tensors` (name, dtype, shape, little-endian bytes) and
+/// `metadata`, laid out deterministically: the same tensors give the same bytes on every run
+/// (safetensors' own writer orders the metadata by a hash map). Tensors are ordered by element
+/// size, largest first, then by name, and the header is padded to 8 bytes, so that every
+/// tensor starts aligned to its element size (loaders map F32 data in place).
+fn safetensors_bytes(
+    mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+    metadata: &[(&str, &str)],
+) -> Vec<u8> {
+    tensors.sort_by(|a, b| {
+        b.1.bitsize()
+            .cmp(&a.1.bitsize())
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    let mut header = serde_json::Map::new();
+    let metadata: serde_json::Map<String, serde_json::Value> = metadata
+        .iter()
+        .map(|&(k, v)| (k.to_string(), v.into()))
+        .collect();
+    header.insert("__metadata__".into(), metadata.into());
+    let mut offset = 0usize;
+    for (name, dtype, shape, bytes) in &tensors {
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": dtype.to_string(),
+                "shape": shape,
+                "data_offsets": [offset, offset + bytes.len()],
+            }),
+        );
+        offset += bytes.len();
+    }
+    // serde_json's map is ordered by key (no "preserve_order" feature): deterministic.
+    let mut header = serde_json::Value::Object(header).to_string().into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    for (_, _, _, bytes) in tensors {
+        out.extend_from_slice(&bytes);
+    }
+    out
 }

@@ -6,7 +6,9 @@
 //! BERT WordPiece pipeline that `transformers` would build from the same files.
 
 use crate::error::{Error, Result};
+use crate::io::read_json_if_present;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::path::Path;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
@@ -50,6 +52,8 @@ pub struct Tokenized {
 /// The tokenizer of a model folder, with densa's truncation.
 pub struct TextTokenizer {
     inner: Tokenizer,
+    /// The same tokenizer without truncation, to count the tokens of a prefix.
+    untruncated: Tokenizer,
     max_length: usize,
     /// sentence-transformers' `do_lower_case`: lowercase text before the tokenizer sees it.
     lowercase_input: bool,
@@ -67,6 +71,19 @@ impl TextTokenizer {
         } else {
             from_vocab(dir)?
         };
+        let specials = inner
+            .get_post_processor()
+            .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, false));
+        if max_length < specials.max(1) {
+            return Err(Error::InvalidInput(format!(
+                "max_length {max_length} must be at least {} (the special tokens every text gets)",
+                specials.max(1)
+            )));
+        }
+        let mut untruncated = inner.clone();
+        untruncated
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         inner
             .with_truncation(Some(TruncationParams {
                 max_length,
@@ -77,6 +94,7 @@ impl TextTokenizer {
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(TextTokenizer {
             inner,
+            untruncated,
             max_length,
             lowercase_input: false,
         })
@@ -107,24 +125,50 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// How many special tokens the tokenizer adds to one text (`pair: false`) or to a pair.
+    pub fn special_tokens(&self, pair: bool) -> usize {
+        self.inner
+            .get_post_processor()
+            .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, pair))
+    }
+
     /// Tokenizes one input: special tokens added, truncated longest-first to `max_length`.
+    ///
+    /// Memory and time are bounded by what the first `max_length` tokens need, not by the
+    /// text: a long text is tokenized by a prefix cut just before a whitespace, grown until
+    /// it provably holds more tokens than truncation keeps (see `bounded_text`), which
+    /// gives the same tokens as the whole text.
     pub fn encode<'a>(&self, input: Input<'a>) -> Result<Tokenized> {
-        // Borrowed as is, or lowercased (sentence-transformers' do_lower_case).
-        let text = |s: &'a str| -> std::borrow::Cow<'a, str> {
-            if self.lowercase_input {
-                s.to_lowercase().into()
-            } else {
-                s.into()
+        let pair = matches!(input, Input::Pair(..));
+        let specials = self.special_tokens(pair);
+        if self.max_length < specials {
+            return Err(Error::InvalidInput(format!(
+                "max_length {} is shorter than the {specials} special tokens {} gets",
+                self.max_length,
+                if pair { "a pair of texts" } else { "a text" }
+            )));
+        }
+        // What truncation keeps of the texts, special tokens aside.
+        let budget = self.max_length - specials;
+        let encoding = match input {
+            Input::Text(a) => {
+                let a = self.bounded_text(a, budget)?;
+                self.encode_texts(&a.text, None)?
+            }
+            Input::Pair(a, b) => {
+                let (mut a, mut b) = (self.bounded_text(a, budget)?, self.bounded_text(b, budget)?);
+                // Both sides cut and both over the budget: longest-first truncation gives the
+                // odd token to the side that is longer in full, so the prefixes must compare
+                // as the whole texts do.
+                if (a.cut || b.cut) && budget % 2 == 1 {
+                    let (ta, tb) = (self.tokens_of(&mut a)?, self.tokens_of(&mut b)?);
+                    if ta > budget && tb > budget {
+                        self.order_prefixes_like_texts(&mut a, &mut b)?;
+                    }
+                }
+                self.encode_texts(&a.text, Some(&b.text))?
             }
         };
-        let encode_input: EncodeInput = match input {
-            Input::Text(a) => text(a).into(),
-            Input::Pair(a, b) => (text(a), text(b)).into(),
-        };
-        let encoding = self
-            .inner
-            .encode(encode_input, true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(Tokenized {
             truncated: !encoding.get_overflowing().is_empty(),
             ids: encoding.get_ids().to_vec(),
@@ -132,6 +176,171 @@ impl TextTokenizer {
             tokens: encoding.get_tokens().to_vec(),
         })
     }
+
+    /// Tokenizes one or two (already lowercased, when asked) texts with special tokens and
+    /// truncation.
+    fn encode_texts(&self, a: &str, b: Option<&str>) -> Result<tokenizers::Encoding> {
+        let input: EncodeInput = match b {
+            None => a.into(),
+            Some(b) => (a, b).into(),
+        };
+        self.inner
+            .encode(input, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// The tokens of `text` alone, without special tokens or truncation.
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        let encoding = self
+            .untruncated
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(encoding.len())
+    }
+
+    /// `text` (lowercased when asked), or, when it is long, a prefix that holds more than
+    /// `budget` tokens: the most truncation can keep of it.
+    ///
+    /// The prefix ends just before a whitespace character, so it ends with a whole word: every
+    /// tokenizer densa loads splits words at whitespace before its model sees them (BERT's
+    /// pre-tokenizer drops the whitespace; byte-level BPE and Metaspace attach it to the next
+    /// word), and its normalizers work character by character, so the prefix's tokens are the
+    /// first tokens of the whole text. The prefix starts at [`PREFIX_BYTES_PER_TOKEN`] bytes
+    /// per token of `max_length` and doubles until it holds more than `budget` tokens; a text
+    /// with no whitespace past that point is tokenized whole.
+    fn bounded_text<'a>(&self, text: &'a str, budget: usize) -> Result<BoundedText<'a>> {
+        let lower = |s: &'a str| -> Cow<'a, str> {
+            if self.lowercase_input {
+                s.to_lowercase().into()
+            } else {
+                s.into()
+            }
+        };
+        let mut bytes = (self.max_length.max(16)) * PREFIX_BYTES_PER_TOKEN;
+        while bytes < text.len() {
+            let Some(cut) = whitespace_at_or_after(text, bytes) else {
+                break;
+            };
+            let prefix = lower(&text[..cut]);
+            let tokens = self.count_tokens(&prefix)?;
+            if tokens > budget {
+                return Ok(BoundedText {
+                    text: prefix,
+                    tokens: Some(tokens),
+                    cut: true,
+                    whole: text,
+                });
+            }
+            bytes = bytes.saturating_mul(2);
+        }
+        Ok(BoundedText {
+            text: lower(text),
+            tokens: None,
+            cut: false,
+            whole: text,
+        })
+    }
+
+    /// Grows the prefix of the side that is longer in full (by tokens, counted piece by piece
+    /// in bounded memory) until the prefixes compare the same way.
+    fn order_prefixes_like_texts<'a>(
+        &self,
+        a: &mut BoundedText<'a>,
+        b: &mut BoundedText<'a>,
+    ) -> Result<()> {
+        let (full_a, full_b) = (self.count_whole(a)?, self.count_whole(b)?);
+        let (ta, tb) = (self.tokens_of(a)?, self.tokens_of(b)?);
+        // tokenizers swaps (gives the first text the odd token) when the first is longer.
+        let (grow, target, strictly) = match (full_a > full_b, ta > tb) {
+            (true, false) => (a, tb, true),
+            (false, true) => (b, ta, false),
+            _ => return Ok(()),
+        };
+        let mut bytes = grow.text.len();
+        loop {
+            bytes = bytes.saturating_mul(2);
+            let cut = whitespace_at_or_after(grow.whole, bytes).unwrap_or(grow.whole.len());
+            let prefix: Cow<'_, str> = if self.lowercase_input {
+                grow.whole[..cut].to_lowercase().into()
+            } else {
+                grow.whole[..cut].to_owned().into()
+            };
+            let tokens = self.count_tokens(&prefix)?;
+            let enough = if strictly {
+                tokens > target
+            } else {
+                tokens >= target
+            };
+            if enough || cut == grow.whole.len() {
+                grow.text = Cow::Owned(prefix.into_owned());
+                grow.tokens = Some(tokens);
+                grow.cut = cut < grow.whole.len();
+                return Ok(());
+            }
+        }
+    }
+
+    /// The tokens of a bounded text, counted once.
+    fn tokens_of(&self, text: &mut BoundedText<'_>) -> Result<usize> {
+        match text.tokens {
+            Some(n) => Ok(n),
+            None => {
+                let n = self.count_tokens(&text.text)?;
+                text.tokens = Some(n);
+                Ok(n)
+            }
+        }
+    }
+
+    /// The token count of a whole text, tokenized piece by piece (cut before whitespace, as
+    /// for prefixes), so that memory stays bounded whatever its length.
+    fn count_whole(&self, text: &BoundedText<'_>) -> Result<usize> {
+        if !text.cut {
+            return text
+                .tokens
+                .map_or_else(|| self.count_tokens(&text.text), Ok);
+        }
+        let piece_bytes = self.max_length.max(16) * PREFIX_BYTES_PER_TOKEN * 4;
+        let (mut start, mut total) = (0, 0);
+        while start < text.whole.len() {
+            let end =
+                whitespace_at_or_after(text.whole, start + piece_bytes).unwrap_or(text.whole.len());
+            let piece = &text.whole[start..end];
+            total += if self.lowercase_input {
+                self.count_tokens(&piece.to_lowercase())?
+            } else {
+                self.count_tokens(piece)?
+            };
+            start = end;
+        }
+        Ok(total)
+    }
+}
+
+/// Bytes of text per token of `max_length` that a first prefix holds: 64 (a 512-token model
+/// reads 32 KiB before it looks further; a token is rarely more than a dozen bytes).
+pub const PREFIX_BYTES_PER_TOKEN: usize = 64;
+
+/// A text as the tokenizer gets it: whole, or a prefix holding more tokens than are kept.
+struct BoundedText<'a> {
+    text: Cow<'a, str>,
+    /// Tokens of `text`, special tokens aside (counted for prefixes only).
+    tokens: Option<usize>,
+    /// Whether `text` is a strict prefix of `whole`.
+    cut: bool,
+    whole: &'a str,
+}
+
+/// The byte index of the first whitespace character at or after byte `from` of `text`.
+fn whitespace_at_or_after(text: &str, from: usize) -> Option<usize> {
+    let mut start = from.min(text.len());
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..]
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace())
+        .map(|(i, _)| start + i)
 }
 
 /// A special token's text from `tokenizer_config.json` or `special_tokens_map.json`, which
@@ -147,19 +356,6 @@ fn special_token(configs: &[Value], key: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-fn read_json(path: &Path) -> Result<Option<Value>> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::Config {
-            path: path.to_owned(),
-            message: format!("not valid JSON: {e}"),
-        })
-}
-
 /// The BERT pipeline `transformers` builds from `vocab.txt` (its `BertConverter`).
 fn from_vocab(dir: &Path) -> Result<Tokenizer> {
     let vocab = dir.join("vocab.txt");
@@ -170,8 +366,8 @@ fn from_vocab(dir: &Path) -> Result<Tokenizer> {
         });
     }
     let configs: Vec<Value> = [
-        read_json(&dir.join("tokenizer_config.json"))?,
-        read_json(&dir.join("special_tokens_map.json"))?,
+        read_json_if_present(&dir.join("tokenizer_config.json"))?,
+        read_json_if_present(&dir.join("special_tokens_map.json"))?,
     ]
     .into_iter()
     .flatten()

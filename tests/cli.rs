@@ -2,32 +2,10 @@
 
 mod common;
 
+use common::cli::{densa, ok};
 use common::{cases, max_abs_diff, model_dir, read_npy, Case, Golden};
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn densa(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_densa"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(pipe);
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "densa failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use std::process::{Command, Stdio};
 
 #[test]
 fn embed_text_lines_to_npy_matches_golden() {

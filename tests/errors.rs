@@ -270,3 +270,139 @@ fn unparsable_tokenizer() {
     let e = load_err(dir.path());
     assert!(e.to_string().contains("vocab.txt"), "{e}");
 }
+
+/// Every value a caller can build and hand to the library gets a typed error, never a panic.
+#[test]
+fn hostile_values_through_the_rust_api() {
+    let encoder = Encoder::from_dir(model_dir("bert-tiny"), opts()).unwrap();
+    let tokenized = |ids: Vec<u32>, type_ids: Vec<u32>| Tokenized {
+        ids,
+        type_ids,
+        tokens: vec![],
+        truncated: false,
+    };
+    // No ids at all, mismatched type ids, a type beyond the model's.
+    for (bad, needle) in [
+        (tokenized(vec![], vec![]), "has no tokens"),
+        (tokenized(vec![4, 5], vec![0]), "2 ids but 1 type ids"),
+        (tokenized(vec![4, 5], vec![0, 9]), "token type 9"),
+    ] {
+        let good = tokenized(vec![4, 5], vec![0, 0]);
+        let e = encoder.embed_tokenized(&[good, bad]).err().unwrap();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+        assert!(e.to_string().contains("tokenized input 1"), "{e}");
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+    // A packed batch built by hand: empty, or with offsets that lie.
+    let model = encoder.model();
+    assert_eq!(densa::model::PackedBatch::default().num_sequences(), 0);
+    let mut workspace = densa::model::Workspace::default();
+    let lying = [
+        densa::model::PackedBatch::default(),
+        densa::model::PackedBatch {
+            input_ids: vec![4, 5],
+            token_type_ids: vec![0, 0],
+            seq_offsets: vec![0, 3],
+        },
+        densa::model::PackedBatch {
+            input_ids: vec![4, 5],
+            token_type_ids: vec![0, 0],
+            seq_offsets: vec![0, 0, 2],
+        },
+    ];
+    for batch in &lying {
+        let e = model.forward(batch, &mut workspace, None).err().unwrap();
+        assert!(e.to_string().contains("seq_offsets"), "{e}");
+    }
+    // pool with an output of the wrong size, or a hidden state shorter than the batch.
+    let mut batch = densa::model::PackedBatch::new();
+    batch.push(&[4, 5], &[0, 0]);
+    let hidden = vec![0.0f32; 2 * model.config.hidden_size];
+    let mut out = vec![0.0f32; 3];
+    let e = densa::pooling::pool(model, Pooling::Cls, &hidden, &batch, false, &mut out)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("output holds 3 values"), "{e}");
+    let mut out = vec![0.0f32; model.config.hidden_size];
+    let e = densa::pooling::pool(model, Pooling::Mean, &hidden[..10], &batch, false, &mut out)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("seq_offsets"), "{e}");
+    // npy with data that is not (rows, cols).
+    let e = densa::io::npy::write_f32_matrix(&mut Vec::new(), &[1.0; 5], 2, 3).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    let e = densa::io::npy::write_f32_matrix(&mut Vec::new(), &[], usize::MAX, 2).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    // Thread counts beyond reason.
+    let e = Encoder::from_dir(
+        model_dir("bert-tiny"),
+        Options {
+            threads: 10_000,
+            ..opts()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("more than 4 per core"), "{e}");
+    // max_length below a text's special tokens.
+    let e = Encoder::from_dir(
+        model_dir("bert-tiny"),
+        Options {
+            max_length: Some(1),
+            ..opts()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.to_string().contains("max_length 1 must be at least 2"),
+        "{e}"
+    );
+    let short = Encoder::from_dir(
+        model_dir("bert-tiny"),
+        Options {
+            max_length: Some(2),
+            ..opts()
+        },
+    )
+    .unwrap();
+    let e = short.embed_pairs(&[("a", "b")]).err().unwrap();
+    assert!(
+        e.to_string()
+            .contains("max_length 2 is shorter than the 3 special tokens a pair of texts gets"),
+        "{e}"
+    );
+    assert_eq!(short.embed(&["un texto largo"]).unwrap().len(), 1);
+}
+
+/// Finite weights that overflow: the embedding holds ±Inf/NaN, which is an error naming the
+/// input unless allow_non_finite is set (then the values come back as they are).
+#[test]
+fn non_finite_embeddings_are_refused_by_default() {
+    let dir = copy_fixture("bert-tiny");
+    rewrite_weights(dir.path(), |tensors| {
+        for (name, dtype, _, bytes) in tensors.iter_mut() {
+            if name.ends_with("output.LayerNorm.weight") && *dtype == Dtype::F32 {
+                for value in bytes.chunks_exact_mut(4) {
+                    value.copy_from_slice(&3.0e38f32.to_le_bytes());
+                }
+            }
+        }
+    });
+    let encoder = Encoder::from_dir(dir.path(), opts()).unwrap();
+    let e = encoder.embed(&["hola", "adiós"]).err().unwrap();
+    assert!(
+        matches!(e, Error::NonFiniteOutput { input: 0, count } if count > 0),
+        "{e}"
+    );
+    let permissive = Encoder::from_dir(
+        dir.path(),
+        Options {
+            allow_non_finite: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let e = permissive.embed(&["hola"]).unwrap();
+    assert!(e.data.iter().any(|v| !v.is_finite()));
+}

@@ -88,3 +88,75 @@ fn empty_and_whitespace_texts_are_cls_sep() {
     }
     assert_eq!(encoder.embed(&texts).unwrap().len(), texts.len());
 }
+
+/// Long texts are tokenized by a bounded prefix: the ids must be those of the `tokenizers`
+/// library given the whole text with the same truncation, for single texts and for pairs,
+/// including pairs whose prefixes rank the two sides the other way round from the whole
+/// texts (longest-first truncation gives the odd token to the longer side).
+#[test]
+fn bounded_prefixes_tokenize_as_the_whole_text() {
+    let dir = model_dir("bert-tiny");
+    let words = "biblioteca pingüino canción ";
+    let letters = "x y z ñ á ";
+    let long_words = words.repeat(2_000); // 56 KB, few tokens per byte
+    let long_letters = letters.repeat(3_000); // 39 KB, many tokens per byte
+                                              // Prefix of `a` is word-dense (few tokens), its rest letter-dense (many tokens).
+    let a = format!("{}{}", words.repeat(200), letters.repeat(3_000));
+    let b = letters.repeat(1_500);
+    let no_space = "ñ".repeat(40_000);
+    let cases: Vec<(String, Option<String>)> = vec![
+        (long_words.clone(), None),
+        (long_letters.clone(), None),
+        (format!("{long_words}。{long_letters}"), None),
+        (no_space.clone(), None),
+        (long_words.clone(), Some(long_letters.clone())),
+        (long_letters.clone(), Some(long_words.clone())),
+        (a.clone(), Some(b.clone())),
+        (b.clone(), Some(a.clone())),
+        ("una pregunta corta".into(), Some(long_words.clone())),
+        (long_letters.clone(), Some("un texto corto".into())),
+        (no_space.clone(), Some(long_words.clone())),
+    ];
+    // 64: a pair keeps 61 tokens (odd: which side is longer matters); 63: 60 (even).
+    for max_length in [64usize, 63, 17] {
+        let encoder = Encoder::from_dir(
+            &dir,
+            Options {
+                threads: 1,
+                max_length: Some(max_length),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let mut reference = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+        reference.with_padding(None);
+        reference
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
+            .unwrap();
+        for (i, (first, second)) in cases.iter().enumerate() {
+            let (input, whole) = match second {
+                None => (Input::Text(first), reference.encode(first.as_str(), true)),
+                Some(second) => (
+                    Input::Pair(first, second),
+                    reference.encode((first.as_str(), second.as_str()), true),
+                ),
+            };
+            let whole = whole.unwrap();
+            let got = &encoder.tokenize(&[input]).unwrap()[0];
+            assert_eq!(
+                got.ids,
+                whole.get_ids(),
+                "max_length {max_length}, case {i}"
+            );
+            assert_eq!(got.type_ids, whole.get_type_ids(), "case {i}");
+            assert_eq!(
+                got.truncated,
+                !whole.get_overflowing().is_empty(),
+                "case {i}"
+            );
+        }
+    }
+}

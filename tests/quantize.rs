@@ -13,7 +13,7 @@ fn quantized_folder_equals_quantizing_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("dpr-question-int8");
     // The source is sharded; the output is one file.
-    let report = quantize_dir(&model_dir("dpr-question-tiny"), &out).unwrap();
+    let report = quantize_dir(&model_dir("dpr-question-tiny"), &out, false).unwrap();
     assert_eq!(
         report.quantized_tensors,
         2 * 6,
@@ -96,6 +96,6 @@ fn quantized_folder_equals_quantizing_at_load() {
         );
     }
 
-    let again = quantize_dir(&out, &dir.path().join("twice")).unwrap_err();
+    let again = quantize_dir(&out, &dir.path().join("twice"), false).unwrap_err();
     assert!(again.to_string().contains("already quantized"), "{again}");
 }

@@ -5,31 +5,12 @@
 
 mod common;
 
+use common::cli::{densa, ok, s};
 use common::{cases, model_dir, read_npy, Case, Golden};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const MODEL: &str = "dpr-ctx-tiny";
-
-fn densa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_densa"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "densa failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The golden cases as a passage collection (texts without a title, pairs with one), ids
 /// `c0`, `c1`, …; and transformers' pooled vector of each.
@@ -67,7 +48,7 @@ fn build(passages: &Path, output: &Path, extra: &[&str]) -> String {
         "2",
     ];
     args.extend_from_slice(extra);
-    let out = densa(&args);
+    let out = densa(&args, None);
     assert!(
         out.status.success(),
         "{}",
@@ -89,7 +70,7 @@ fn build_fails(passages: &Path, output: &Path, extra: &[&str]) -> String {
         s(output),
     ];
     args.extend_from_slice(extra);
-    let out = densa(&args);
+    let out = densa(&args, None);
     assert!(!out.status.success(), "densa index succeeded on bad input");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -148,18 +129,21 @@ fn index_holds_transformers_vectors_and_search_ranks_by_inner_product() {
     )
     .unwrap();
     let model = model_dir(MODEL);
-    let out = ok(densa(&[
-        "search",
-        "--model",
-        s(&model),
-        "--index",
-        s(&index),
-        "--top-k",
-        "5",
-        "--json",
-        "--input",
-        s(&questions),
-    ]));
+    let out = ok(&densa(
+        &[
+            "search",
+            "--model",
+            s(&model),
+            "--index",
+            s(&index),
+            "--top-k",
+            "5",
+            "--json",
+            "--input",
+            s(&questions),
+        ],
+        None,
+    ));
     let results: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -209,17 +193,20 @@ fn index_holds_transformers_vectors_and_search_ranks_by_inner_product() {
             .collect::<String>(),
     )
     .unwrap();
-    let report: serde_json::Value = serde_json::from_str(&ok(densa(&[
-        "eval",
-        "--model-q",
-        s(&model),
-        "--index",
-        s(&index),
-        "--qa",
-        s(&qa),
-        "--top-k",
-        "1,3",
-    ])))
+    let report: serde_json::Value = serde_json::from_str(&ok(&densa(
+        &[
+            "eval",
+            "--model-q",
+            s(&model),
+            "--index",
+            s(&index),
+            "--qa",
+            s(&qa),
+            "--top-k",
+            "1,3",
+        ],
+        None,
+    )))
     .unwrap();
     let ranks: Vec<f64> = pairs
         .iter()
@@ -251,19 +238,22 @@ fn index_holds_transformers_vectors_and_search_ranks_by_inner_product() {
     close("average_rank", ranks.iter().sum::<f64>() / n);
     assert_eq!(report["questions"], 5);
     // The same figures from --passages (encoded on the fly).
-    let again: serde_json::Value = serde_json::from_str(&ok(densa(&[
-        "eval",
-        "--model-q",
-        s(&model),
-        "--model-ctx",
-        s(&model),
-        "--passages",
-        s(&passages),
-        "--qa",
-        s(&qa),
-        "--top-k",
-        "1,3",
-    ])))
+    let again: serde_json::Value = serde_json::from_str(&ok(&densa(
+        &[
+            "eval",
+            "--model-q",
+            s(&model),
+            "--model-ctx",
+            s(&model),
+            "--passages",
+            s(&passages),
+            "--qa",
+            s(&qa),
+            "--top-k",
+            "1,3",
+        ],
+        None,
+    )))
     .unwrap();
     for key in ["recall@1", "recall@3", "mrr", "average_rank"] {
         assert_eq!(again[key], report[key], "{key}");
@@ -426,14 +416,17 @@ fn mismatched_builds_and_models_are_refused() {
     assert!(stderr.contains("chunk_size"), "{stderr}");
     // A question encoder whose vectors do not fit the index (16 vs 32 values).
     let question = model_dir("dpr-question-tiny");
-    let out = densa(&[
-        "search",
-        "--model",
-        s(&question),
-        "--index",
-        s(&index),
-        "hola",
-    ]);
+    let out = densa(
+        &[
+            "search",
+            "--model",
+            s(&question),
+            "--index",
+            s(&index),
+            "hola",
+        ],
+        None,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("wrong model pair"),
@@ -446,17 +439,20 @@ fn mismatched_builds_and_models_are_refused() {
     let e = densa::Index::open(&index).err().unwrap();
     assert!(e.to_string().contains("vectors.npy"), "{e}");
     // A huge --top-k returns every passage, without reserving room for the request.
-    let out = ok(densa(&[
-        "search",
-        "--model",
-        s(&model),
-        "--index",
-        s(&dir.path().join("fresh")),
-        "--json",
-        "--top-k",
-        "1000000000000",
-        "hola",
-    ]));
+    let out = ok(&densa(
+        &[
+            "search",
+            "--model",
+            s(&model),
+            "--index",
+            s(&dir.path().join("fresh")),
+            "--json",
+            "--top-k",
+            "1000000000000",
+            "hola",
+        ],
+        None,
+    ));
     let hits = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["hits"]
         .as_array()
         .unwrap()

@@ -23,6 +23,9 @@ pub struct DensaOptions {
 /// The opaque `densa_encoder`.
 pub struct DensaEncoder {
     encoder: Encoder,
+    /// The process that opened it: an encoder's worker threads do not survive `fork()`, so a
+    /// child's calls are refused instead of waiting forever on threads it does not have.
+    opened_by: u32,
 }
 
 thread_local! {
@@ -163,7 +166,10 @@ pub unsafe extern "C" fn densa_open(
             }
         }
         let encoder = Encoder::from_dir(dir, opts).map_err(|e| e.to_string())?;
-        Ok(Box::into_raw(Box::new(DensaEncoder { encoder })))
+        Ok(Box::into_raw(Box::new(DensaEncoder {
+            encoder,
+            opened_by: std::process::id(),
+        })))
     })
 }
 
@@ -174,47 +180,88 @@ pub unsafe extern "C" fn densa_open(
 #[no_mangle]
 pub unsafe extern "C" fn densa_dim(encoder: *const DensaEncoder) -> usize {
     // SAFETY: NULL or a live encoder (contract).
-    match unsafe { encoder.as_ref() } {
-        Some(e) => e.encoder.dim(),
-        None => 0,
+    match unsafe { live_encoder(encoder) } {
+        Ok(e) => e.encoder.dim(),
+        Err(message) => {
+            set_error(message);
+            0
+        }
     }
 }
 
-/// Shared body of `densa_embed` and `densa_embed_pairs`.
+/// The live encoder behind `encoder`, or why it cannot be used.
 ///
 /// # Safety
-/// `encoder` is NULL or live; `out` is NULL or has `out_len` writable floats.
-unsafe fn embed_into(
-    encoder: *const DensaEncoder,
-    inputs: &[Input<'_>],
-    out: *mut f32,
-    out_len: usize,
-) -> Result<c_int, String> {
+/// `encoder` is NULL or was returned by `densa_open` and not closed.
+unsafe fn live_encoder<'a>(encoder: *const DensaEncoder) -> Result<&'a DensaEncoder, String> {
     // SAFETY: NULL or a live encoder (contract).
     let encoder = unsafe { encoder.as_ref() }.ok_or("encoder is NULL")?;
-    let dim = encoder.encoder.dim();
-    let needed = inputs
-        .len()
-        .checked_mul(dim)
-        .ok_or("count * dim overflows")?;
-    if out_len < needed {
+    if encoder.opened_by != std::process::id() {
         return Err(format!(
-            "out holds {out_len} floats, {} inputs of dimension {dim} need {needed}",
-            inputs.len()
+            "this encoder was opened by process {} before a fork(); its threads do not exist in this process: open the encoder after forking",
+            encoder.opened_by
         ));
     }
+    Ok(encoder)
+}
+
+/// Checks everything about an embed call but the texts, before any text is read: the
+/// encoder, that `out` holds `count` rows, and the pointers. Returns the floats to write.
+///
+/// # Safety
+/// `encoder` is NULL or live.
+unsafe fn check_embed_call<'a>(
+    encoder: *const DensaEncoder,
+    arrays: &[(*const *const c_char, &str)],
+    count: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> Result<(&'a DensaEncoder, usize), String> {
+    // SAFETY: contract of this function.
+    let encoder = unsafe { live_encoder(encoder) }?;
+    let dim = encoder.encoder.dim();
+    let needed = count.checked_mul(dim).ok_or("count * dim overflows")?;
+    if out_len < needed {
+        return Err(format!(
+            "out holds {out_len} floats, {count} inputs of dimension {dim} need {needed}"
+        ));
+    }
+    if count > 0 {
+        if let Some((_, what)) = arrays.iter().find(|(array, _)| array.is_null()) {
+            return Err(format!("{what} is NULL"));
+        }
+        if out.is_null() {
+            return Err("out is NULL".into());
+        }
+    }
+    Ok((encoder, needed))
+}
+
+/// Embeds `inputs` into `out` (checked by [`check_embed_call`]).
+///
+/// # Safety
+/// `out` has at least `needed` writable floats.
+unsafe fn embed_into(
+    encoder: &DensaEncoder,
+    inputs: &[Input<'_>],
+    out: *mut f32,
+    needed: usize,
+) -> Result<c_int, String> {
     if needed == 0 {
         return Ok(0);
-    }
-    if out.is_null() {
-        return Err("out is NULL".into());
     }
     let embeddings = encoder
         .encoder
         .embed_inputs(inputs)
         .map_err(|e| e.to_string())?;
-    // SAFETY: `out` has at least `out_len >= needed` writable floats (contract, checked
-    // above), and `embeddings.data` holds exactly `needed` values.
+    if embeddings.data.len() != needed {
+        return Err(format!(
+            "densa: internal error (please report): {} values for {needed}",
+            embeddings.data.len()
+        ));
+    }
+    // SAFETY: `out` has at least `needed` writable floats (contract, checked by the caller
+    // against `out_len`), and `embeddings.data` holds exactly `needed` values.
     let target = unsafe { std::slice::from_raw_parts_mut(out, needed) };
     target.copy_from_slice(&embeddings.data);
     Ok(0)
@@ -235,10 +282,13 @@ pub unsafe extern "C" fn densa_embed(
 ) -> c_int {
     guarded(-1, || {
         // SAFETY: contract of this function.
+        let (encoder, needed) =
+            unsafe { check_embed_call(encoder, &[(texts, "texts")], count, out, out_len) }?;
+        // SAFETY: contract of this function.
         let texts = unsafe { c_strings(texts, count, "texts") }?;
         let inputs: Vec<Input> = texts.into_iter().map(Input::Text).collect();
-        // SAFETY: contract of this function.
-        unsafe { embed_into(encoder, &inputs, out, out_len) }
+        // SAFETY: `out` holds `out_len >= needed` floats (contract, checked).
+        unsafe { embed_into(encoder, &inputs, out, needed) }
     })
 }
 
@@ -256,6 +306,9 @@ pub unsafe extern "C" fn densa_embed_pairs(
     out_len: usize,
 ) -> c_int {
     guarded(-1, || {
+        let arrays = [(titles, "titles"), (texts, "texts")];
+        // SAFETY: contract of this function.
+        let (encoder, needed) = unsafe { check_embed_call(encoder, &arrays, count, out, out_len) }?;
         // SAFETY: contract of this function.
         let titles = unsafe { c_strings(titles, count, "titles") }?;
         // SAFETY: contract of this function.
@@ -265,8 +318,8 @@ pub unsafe extern "C" fn densa_embed_pairs(
             .zip(texts)
             .map(|(a, b)| Input::Pair(a, b))
             .collect();
-        // SAFETY: contract of this function.
-        unsafe { embed_into(encoder, &inputs, out, out_len) }
+        // SAFETY: `out` holds `out_len >= needed` floats (contract, checked).
+        unsafe { embed_into(encoder, &inputs, out, needed) }
     })
 }
 

@@ -123,6 +123,13 @@ fn c_program_gets_the_rust_vectors() {
         "bad utf8: -1 | texts[1] is not valid UTF-8",
         "bad precision: NULL | densa_options.precision 7",
         "older options: ok",
+        "guard page: -1 | out holds",
+        "guard page pairs: -1 | out holds",
+        "overflow: -1 | count * dim overflows",
+        "null encoder: -1 | encoder is NULL",
+        "max_length 2 pairs: -1 | max_length 2 is shorter than the 3 special tokens a pair of texts gets",
+        "forked child: -1 | this encoder was opened by process",
+        "forked child exit: 0",
         "threads mismatches 0",
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");

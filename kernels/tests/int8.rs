@@ -36,7 +36,7 @@ fn reference(inp: &[f32], weight: &[f32], bias: &[f32], m: usize, kk: usize, n: 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(40))]
+    #![proptest_config(common::proptest_config(40, "tests/int8.proptest-regressions"))]
 
     #[test]
     fn int8_paths_are_exact_and_identical(
@@ -136,7 +136,7 @@ fn every_int8_path_this_cpu_has_is_tested() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(30))]
+    #![proptest_config(common::proptest_config(30, "tests/int8.proptest-regressions"))]
 
     /// LayerNorm that quantizes its output for the next int8 layer gives what the unfused
     /// chain gives: `add_layer_norm` then `linear_int8` (which quantizes by itself).

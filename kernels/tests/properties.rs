@@ -27,8 +27,116 @@ fn check_close(got: &[f32], want: &[f64], tolerance: impl Fn(usize) -> f64, what
     }
 }
 
+/// The error bound of an f32 LayerNorm `y = x̂·w + b`, `x̂ = (x - μ) / √(σ² + eps)`, computed
+/// as the kernels do (two passes, 16 partial sums, so each sum's rounding is within
+/// `K·ε` of its magnitude, `K = cols/16 + 4`):
+/// - μ is off by `K·ε·mean|x|`, which moves `x̂` by that over σ (large when the row is
+///   nearly constant: two almost equal columns);
+/// - σ² and the reciprocal square root add a relative `(K/2 + 3)·ε` to `x̂`;
+/// - scaling by `w` multiplies `x̂`'s error by `|w|`, and the product, the bias and the
+///   result each round once more.
+///
+/// Twice this bound, `2·(|w|·err(x̂) + ε·(|x̂·w| + |b| + |y|))`, held with a margin of 6×
+/// on 200,000 random cases of this file's distribution on every ISA of an AVX-512 machine.
+fn layer_norm_tolerance(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    want: &[f64],
+    cols: usize,
+    eps: f32,
+) -> Vec<f64> {
+    let e = f32::EPSILON as f64;
+    let k = cols as f64 / 16.0 + 4.0;
+    let mut out = Vec::with_capacity(x.len());
+    for (r, row) in x.chunks_exact(cols).enumerate() {
+        let n = cols as f64;
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let mean_abs = row.iter().map(|&v| (v as f64).abs()).sum::<f64>() / n;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let sigma = (var + eps as f64).sqrt();
+        for (j, &v) in row.iter().enumerate() {
+            let x_hat = (v as f64 - mean) / sigma;
+            let x_hat_error = e * (k * mean_abs / sigma + (k / 2.0 + 3.0) * x_hat.abs());
+            let (wj, bj) = (w[j] as f64, b[j] as f64);
+            let y = want[r * cols + j].abs();
+            out.push(
+                2.0 * (wj.abs() * x_hat_error + e * ((x_hat * wj).abs() + bj.abs() + y)) + 1e-30,
+            );
+        }
+    }
+    out
+}
+
+/// The case CI once failed on, kept: the fused add & norm on rows of two almost equal
+/// columns (x + x reversed makes rows symmetric), weights up to ±40. Against the old fixed
+/// tolerance, 1e-5·(1 + |y|), the scalar path was off by up to 143 times it; the derived
+/// bound holds. The values come from this xorshift generator with a fixed seed (found by a
+/// search over 200,000 seeds of it), drawn like `values()` below.
+#[test]
+fn layer_norm_regression_nearly_constant_rows() {
+    struct Xorshift(u64);
+    impl Xorshift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn unit(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        }
+        fn value(&mut self) -> f32 {
+            match self.next() % 7 {
+                0..=3 => self.unit() * 6.0 - 3.0,
+                4 => 0.0,
+                5 => self.unit() * 80.0 - 40.0,
+                _ => ((self.next() % 8) as i32 - 4) as f32,
+            }
+        }
+    }
+    let mut rng = Xorshift(124_438u64.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let rows = 1 + (rng.next() % 39) as usize;
+    let cols = 1 + (rng.next() % 199) as usize;
+    assert_eq!(
+        (rows, cols),
+        (34, 2),
+        "the generator draws the recorded case"
+    );
+    let x: Vec<f32> = (0..rows * cols).map(|_| rng.value()).collect();
+    let w: Vec<f32> = (0..cols).map(|_| rng.value()).collect();
+    let b: Vec<f32> = (0..cols).map(|_| rng.value()).collect();
+    let residual: Vec<f32> = x.iter().rev().copied().collect();
+    let sum: Vec<f32> = x.iter().zip(&residual).map(|(a, r)| a + r).collect();
+    let want = reference::layer_norm(&sum, &w, &b, cols, 1e-12);
+    let tolerance = layer_norm_tolerance(&sum, &w, &b, &want, cols, 1e-12);
+    for &isa in k::Isa::available() {
+        let mut fused = x.clone();
+        k::norm::add_layer_norm_isa(isa, &mut fused, &residual, &w, &b, rows, cols, 1e-12);
+        check_close(&fused, &want, |i| tolerance[i], isa.name());
+    }
+    // The old tolerance fails this case on the scalar path (the case is the right one).
+    let mut scalar = x.clone();
+    k::norm::add_layer_norm_isa(
+        k::Isa::Scalar,
+        &mut scalar,
+        &residual,
+        &w,
+        &b,
+        rows,
+        cols,
+        1e-12,
+    );
+    let worst = scalar
+        .iter()
+        .zip(&want)
+        .map(|(&g, &w)| (g as f64 - w).abs() / (1e-5 * (1.0 + w.abs())))
+        .fold(0.0, f64::max);
+    assert!(worst > 1.0, "old tolerance ratio {worst}");
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(common::proptest_config(48, "tests/properties.proptest-regressions"))]
 
     #[test]
     fn linear_matches_reference(
@@ -89,14 +197,16 @@ proptest! {
         for &isa in k::Isa::available() {
             let mut data = x[..rows * cols].to_vec();
             with_threads(threads, || k::norm::layer_norm_isa(isa, &mut data, &w, &b, rows, cols, 1e-12));
-            check_close(&data, &want, |i| 1e-5 * (1.0 + want[i].abs()), isa.name());
+            let tolerance = layer_norm_tolerance(&x[..rows * cols], &w, &b, &want, cols, 1e-12);
+            check_close(&data, &want, |i| tolerance[i], isa.name());
             // Fused add & norm: LayerNorm(x + residual), the residual being x reversed.
             let residual: Vec<f32> = x[..rows * cols].iter().rev().copied().collect();
             let sum: Vec<f32> = x[..rows * cols].iter().zip(&residual).map(|(a, r)| a + r).collect();
             let want_sum = reference::layer_norm(&sum, &w, &b, cols, 1e-12);
             let mut fused = x[..rows * cols].to_vec();
             with_threads(threads, || k::norm::add_layer_norm_isa(isa, &mut fused, &residual, &w, &b, rows, cols, 1e-12));
-            check_close(&fused, &want_sum, |i| 1e-5 * (1.0 + want_sum[i].abs()), isa.name());
+            let tolerance = layer_norm_tolerance(&sum, &w, &b, &want_sum, cols, 1e-12);
+            check_close(&fused, &want_sum, |i| tolerance[i], isa.name());
         }
     }
 

@@ -15,7 +15,7 @@ fn values(len: usize) -> impl Strategy<Value = Vec<f32>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(40))]
+    #![proptest_config(common::proptest_config(40, "tests/search.proptest-regressions"))]
 
     #[test]
     fn inner_products_match_reference_on_every_isa(

@@ -5,6 +5,7 @@ use densa::Input;
 use safetensors::{Dtype, SafeTensors};
 use std::path::PathBuf;
 
+pub mod cli;
 pub mod prng;
 
 pub fn fixtures() -> PathBuf {

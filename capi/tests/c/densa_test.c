@@ -1,9 +1,16 @@
 /* The C API from C: errors, vectors of texts and pairs (printed for the Rust test to compare
- * with the Rust API), a too-small buffer, and 4 threads sharing one encoder.
+ * with the Rust API), a too-small buffer, hostile arguments (an array shorter than `count`
+ * ending at a guard page, an overflowing count, a fork()ed child), and 4 threads sharing one
+ * encoder.
  * Usage: densa_test MODEL_DIR */
+#define _DEFAULT_SOURCE /* mmap, fork */
 #include "densa.h"
 
 #include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +103,48 @@ int main(int argc, char **argv) {
     wrong.precision = 7;
     densa_encoder *none = densa_open(argv[1], &wrong);
     printf("bad precision: %s | %s\n", none ? "opened" : "NULL", densa_last_error());
+
+    /* One text pointer placed just before a page that cannot be read, with count 2 and an
+     * output for one row: the short output is reported before any text is read (reading
+     * texts[1] would fault). */
+    long page = sysconf(_SC_PAGESIZE);
+    char *pages = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pages == MAP_FAILED || mprotect(pages + page, page, PROT_NONE) != 0) return 1;
+    const char **one_text = (const char **)(pages + page - sizeof(char *));
+    one_text[0] = texts[0];
+    rc = densa_embed(shared, one_text, 2, pairs, dim);
+    printf("guard page: %d | %s\n", rc, densa_last_error());
+    rc = densa_embed_pairs(shared, one_text, one_text, 2, pairs, dim);
+    printf("guard page pairs: %d | %s\n", rc, densa_last_error());
+    munmap(pages, 2 * page);
+
+    /* A count whose product with dim overflows, and a NULL encoder. */
+    rc = densa_embed(shared, texts, SIZE_MAX, pairs, SIZE_MAX);
+    printf("overflow: %d | %s\n", rc, densa_last_error());
+    rc = densa_embed(NULL, texts, 1, pairs, dim);
+    printf("null encoder: %d | %s\n", rc, densa_last_error());
+
+    /* max_length 2 cannot hold a pair's 3 special tokens. */
+    densa_options short_options = options;
+    short_options.max_length = 2;
+    densa_encoder *short_encoder = densa_open(argv[1], &short_options);
+    if (!short_encoder) return 1;
+    rc = densa_embed_pairs(short_encoder, titles, bodies, N_PAIRS, pairs, N_PAIRS * dim);
+    printf("max_length 2 pairs: %d | %s\n", rc, densa_last_error());
+    densa_close(short_encoder);
+
+    /* A child of fork() gets an error, not a hang, from the encoder its parent opened. */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        rc = densa_embed(shared, texts, 1, pairs, dim);
+        printf("forked child: %d | %s\n", rc, densa_last_error());
+        fflush(stdout);
+        _exit(0);
+    }
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) != child) return 1;
+    printf("forked child exit: %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 
     /* A program built against an older, smaller densa_options (only size and threads): the
      * library reads what it has and defaults the rest. */

@@ -8,3 +8,19 @@ pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R 
         .unwrap()
         .install(f)
 }
+
+/// proptest's configuration for these tests: `cases` cases (the `PROPTEST_CASES` variable
+/// overrides it, for a long run), and every failing case found saved in `regressions` (a path
+/// from the crate's folder, committed) and replayed before any new case on every run.
+pub fn proptest_config(cases: u32, regressions: &'static str) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(regressions),
+        )),
+        ..proptest::test_runner::Config::with_cases(cases)
+    }
+}

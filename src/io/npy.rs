@@ -5,16 +5,20 @@ use std::io::Write;
 
 /// Writes `data` as a C-order little-endian float32 array of shape `(rows, cols)`.
 pub fn write_f32_matrix(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     data: &[f32],
     rows: usize,
     cols: usize,
 ) -> std::io::Result<()> {
-    assert_eq!(
-        data.len(),
-        rows * cols,
-        "npy: data does not match ({rows}, {cols})"
-    );
+    if rows.checked_mul(cols) != Some(data.len()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "npy: {} values do not make a ({rows}, {cols}) matrix",
+                data.len()
+            ),
+        ));
+    }
     write_f32_header(out, rows, cols)?;
     for v in data {
         out.write_all(&v.to_le_bytes())?;
@@ -23,7 +27,11 @@ pub fn write_f32_matrix(
 }
 
 /// Writes the header of a `(rows, cols)` float32 array; `rows · cols` values must follow.
-pub fn write_f32_header(out: &mut impl Write, rows: usize, cols: usize) -> std::io::Result<()> {
+pub fn write_f32_header(
+    out: &mut (impl Write + ?Sized),
+    rows: usize,
+    cols: usize,
+) -> std::io::Result<()> {
     let mut header =
         format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.

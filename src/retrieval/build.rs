@@ -1,0 +1,364 @@
+//! Building an index: chunks encoded and written whole, resumed, sharded, then assembled.
+
+use super::passages::{fnv1a, model_fingerprint, read_passages, Passage, FNV_OFFSET};
+use crate::encoder::Encoder;
+use crate::error::{Error, Result};
+use crate::io::output::{is_temporary_of, sync_folder_of, write_output};
+use crate::io::{failpoint, npy, read_json};
+use crate::tokenizer::Input;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// Version of the index layout in `manifest.json`.
+pub const INDEX_FORMAT_VERSION: u64 = 1;
+
+/// The files of a complete index (besides the build's chunks while it runs).
+const FINAL_FILES: [&str; 4] = [
+    "manifest.json",
+    "vectors.npy",
+    "passages.jsonl",
+    "passages.offsets",
+];
+
+/// How to build an index.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    /// Passages per chunk: the unit of resumption and sharding.
+    pub chunk_size: usize,
+    /// `(I, N)`: encode only chunks `k` with `k % N == I`.
+    pub shard: Option<(usize, usize)>,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            chunk_size: 4096,
+            shard: None,
+        }
+    }
+}
+
+/// What a build did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildReport {
+    pub passages: usize,
+    pub chunks: usize,
+    /// Chunks this run encoded (the others existed already or belong to other shards).
+    pub chunks_encoded: usize,
+    /// Passages this run encoded.
+    pub passages_encoded: usize,
+    /// Chunks still missing (other shards' work); 0 once the index is complete.
+    pub chunks_missing: usize,
+}
+
+impl BuildReport {
+    /// Whether the index is complete (assembled and ready to search).
+    pub fn is_complete(&self) -> bool {
+        self.chunks_missing == 0
+    }
+}
+
+/// The chunk files of one build: `chunks/NNNNNN-TAG.{npy,jsonl}`.
+struct ChunkFiles {
+    dir: PathBuf,
+    tag: String,
+    count: usize,
+}
+
+impl ChunkFiles {
+    fn name(&self, k: usize, extension: &str) -> String {
+        format!("{k:06}-{}.{extension}", self.tag)
+    }
+
+    fn path(&self, k: usize, extension: &str) -> PathBuf {
+        self.dir.join(self.name(k, extension))
+    }
+
+    fn done(&self, k: usize) -> bool {
+        self.path(k, "npy").is_file() && self.path(k, "jsonl").is_file()
+    }
+
+    /// Removes this build's chunk files and `chunks/` itself once empty: never a file of
+    /// another build or one the user put there.
+    fn remove(&self) -> Result<()> {
+        for k in 0..self.count {
+            for extension in ["npy", "jsonl"] {
+                match std::fs::remove_file(self.path(k, extension)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(self.path(k, extension), e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Fails (and is meant to) when anything else is in there.
+        let _ = std::fs::remove_dir(&self.dir);
+        sync_folder_of(&self.dir);
+        Ok(())
+    }
+}
+
+/// Removes the temporaries a killed run of this build left (`.NAME.PID.densa-tmp` of the final
+/// files and of this build's chunks). Only called with the folder's lock held, so no other
+/// process is writing them.
+fn remove_orphaned_temporaries(output: &Path, chunks: &ChunkFiles) {
+    let ours_in = |dir: &Path, names: &[String]| {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if names.iter().any(|of| is_temporary_of(&name, of)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    };
+    ours_in(output, &FINAL_FILES.map(String::from));
+    let chunk_names: Vec<String> = (0..chunks.count)
+        .flat_map(|k| [chunks.name(k, "npy"), chunks.name(k, "jsonl")])
+        .collect();
+    ours_in(&chunks.dir, &chunk_names);
+}
+
+/// Takes the folder's advisory lock (`flock` on the folder itself): a second build of the same
+/// folder fails at once instead of encoding every chunk twice. Released when dropped, and by
+/// the kernel when the process dies.
+fn lock_folder(output: &Path) -> Result<std::fs::File> {
+    let folder = std::fs::File::open(output).map_err(|e| Error::io(output, e))?;
+    match folder.try_lock() {
+        Ok(()) => Ok(folder),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InvalidInput(format!(
+            "{}: another densa process is building an index in this folder; wait for it to end (or stop it), then run again",
+            output.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(output, e)),
+    }
+}
+
+/// Builds (or resumes building) the index of the passages in `passages_path` into `output`.
+/// `progress(done, total)` is called after each chunk with passages done so far.
+pub fn build_index(
+    encoder: &Encoder,
+    passages_path: &Path,
+    output: &Path,
+    options: &IndexOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<BuildReport> {
+    if options.chunk_size == 0 {
+        return Err(Error::InvalidInput("chunk_size must be at least 1".into()));
+    }
+    let (shard, shards) = options.shard.unwrap_or((0, 1));
+    if shards == 0 || shard >= shards {
+        return Err(Error::InvalidInput(format!(
+            "shard {shard} of {shards}: the shard must be below the number of shards (shards are numbered from 0)"
+        )));
+    }
+    let (passages, passages_fingerprint) = read_passages(passages_path)?;
+    let total = passages.len();
+    let chunk_count = total.div_ceil(options.chunk_size);
+    let manifest = json!({
+        "format": "densa-index",
+        "version": INDEX_FORMAT_VERSION,
+        "dim": encoder.dim(),
+        "passages": total,
+        "chunk_size": options.chunk_size,
+        "chunks": chunk_count,
+        "passages_fingerprint": format!("{passages_fingerprint:016x}"),
+        "model_fingerprint": format!("{:016x}", model_fingerprint(encoder)),
+        "precision": encoder.model().precision.name(),
+        "pooling": encoder.pooling().name(),
+        "normalized": encoder.normalizes(),
+        "max_length": encoder.tokenizer().max_length(),
+        "complete": false,
+    });
+    // Chunk files are named after the build, so chunks of another build (a shard run with
+    // another model, passages file or chunk size, copied in by mistake) are never mixed in.
+    let tag = format!(
+        "{:08x}",
+        fnv1a(
+            format!(
+                "{}|{}",
+                manifest["model_fingerprint"], manifest["passages_fingerprint"]
+            )
+            .as_bytes(),
+            fnv1a(&options.chunk_size.to_le_bytes(), FNV_OFFSET)
+        ) as u32
+    );
+    std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+    let _lock = lock_folder(output)?;
+    let chunks = ChunkFiles {
+        dir: output.join("chunks"),
+        tag,
+        count: chunk_count,
+    };
+    remove_orphaned_temporaries(output, &chunks);
+    let report = |chunks_encoded, passages_encoded, chunks_missing| BuildReport {
+        passages: total,
+        chunks: chunk_count,
+        chunks_encoded,
+        passages_encoded,
+        chunks_missing,
+    };
+
+    let manifest_path = output.join("manifest.json");
+    if manifest_path.is_file() {
+        let existing = read_json(&manifest_path)?;
+        check_same_build(&manifest_path, &existing, &manifest)?;
+        if existing["complete"] == json!(true) {
+            // A run killed after completing may have left its chunks: they go now.
+            chunks.remove()?;
+            progress(total, total);
+            return Ok(report(0, 0, 0));
+        }
+    } else {
+        write_output(&manifest_path, |out| {
+            out.write_all(serde_json::to_string_pretty(&manifest)?.as_bytes())
+        })?;
+    }
+
+    std::fs::create_dir_all(&chunks.dir).map_err(|e| Error::io(&chunks.dir, e))?;
+    let chunk_range = |k: usize| k * options.chunk_size..((k + 1) * options.chunk_size).min(total);
+    let mut done: usize = (0..chunk_count)
+        .filter(|&k| chunks.done(k))
+        .map(|k| chunk_range(k).len())
+        .sum();
+    progress(done, total);
+    let (mut chunks_encoded, mut passages_encoded) = (0, 0);
+    for k in (shard..chunk_count).step_by(shards) {
+        if chunks.done(k) {
+            continue;
+        }
+        let part = &passages[chunk_range(k)];
+        let inputs: Vec<Input> = part.iter().map(Passage::input).collect();
+        // embed_inputs sorts by length into batches and returns rows in input order.
+        let vectors = encoder.embed_inputs(&inputs)?;
+        // Passages first, vectors last: a chunk counts as done once both exist.
+        write_output(&chunks.path(k, "jsonl"), |out| {
+            for p in part {
+                out.write_all(p.to_json_line().as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        })?;
+        write_output(&chunks.path(k, "npy"), |out| {
+            npy::write_f32_matrix(out, &vectors.data, part.len(), vectors.dim)
+        })?;
+        chunks_encoded += 1;
+        passages_encoded += part.len();
+        done += part.len();
+        progress(done, total);
+    }
+
+    let missing = (0..chunk_count).filter(|&k| !chunks.done(k)).count();
+    if missing == 0 {
+        assemble(output, &chunks, &chunk_range, encoder.dim(), &manifest)?;
+        failpoint("index-complete");
+        chunks.remove()?;
+    }
+    Ok(report(chunks_encoded, passages_encoded, missing))
+}
+
+/// A resumed build must be the same build: same passages, model, options and chunking.
+fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()> {
+    for key in [
+        "format",
+        "version",
+        "dim",
+        "passages",
+        "chunk_size",
+        "passages_fingerprint",
+        "model_fingerprint",
+        "precision",
+        "pooling",
+        "normalized",
+        "max_length",
+    ] {
+        if existing[key] != wanted[key] {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                message: format!(
+                    "this folder holds an index built differently ({key}: {} there, {} now); write to another folder or delete it",
+                    existing[key], wanted[key]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Concatenates the chunks into the final files and marks the manifest complete. Every chunk
+/// is checked first (rows, dimension, lines); each final file is renamed into place whole;
+/// until the manifest says complete, a rerun simply does this again.
+fn assemble(
+    output: &Path,
+    chunks: &ChunkFiles,
+    chunk_range: &dyn Fn(usize) -> std::ops::Range<usize>,
+    dim: usize,
+    manifest: &Value,
+) -> Result<()> {
+    let bad = |path: &Path, message: String| {
+        Error::InvalidInput(format!(
+            "{}: {message}; delete it and rerun to encode it again",
+            path.display()
+        ))
+    };
+    // Check everything before writing anything: (data offset of each vectors chunk).
+    let mut offsets_in_chunks = Vec::with_capacity(chunks.count);
+    for k in 0..chunks.count {
+        let (vectors, passages, rows) = (
+            chunks.path(k, "npy"),
+            chunks.path(k, "jsonl"),
+            chunk_range(k).len(),
+        );
+        let bytes = std::fs::read(&vectors).map_err(|e| Error::io(&vectors, e))?;
+        let (r, c, offset) = npy::parse_f32_header(&bytes).map_err(|e| bad(&vectors, e))?;
+        if (r, c) != (rows, dim) || bytes.len() != offset + rows * dim * 4 {
+            return Err(bad(
+                &vectors,
+                format!(
+                    "holds ({r}, {c}) in {} bytes, expected ({rows}, {dim})",
+                    bytes.len()
+                ),
+            ));
+        }
+        let text = std::fs::read(&passages).map_err(|e| Error::io(&passages, e))?;
+        let lines = text.split_inclusive(|&b| b == b'\n').count();
+        if lines != rows || text.last().is_some_and(|&b| b != b'\n') {
+            return Err(bad(
+                &passages,
+                format!("holds {lines} lines, expected {rows}"),
+            ));
+        }
+        offsets_in_chunks.push(offset);
+    }
+    let total: usize = (0..chunks.count).map(|k| chunk_range(k).len()).sum();
+    write_output(&output.join("vectors.npy"), |out| {
+        npy::write_f32_header(out, total, dim)?;
+        for (k, &offset) in offsets_in_chunks.iter().enumerate() {
+            out.write_all(&std::fs::read(chunks.path(k, "npy"))?[offset..])?;
+            if k == 0 {
+                out.flush()?;
+                failpoint("index-assembly");
+            }
+        }
+        Ok(())
+    })?;
+    let mut offsets: Vec<u64> = vec![0];
+    write_output(&output.join("passages.jsonl"), |out| {
+        for k in 0..chunks.count {
+            let bytes = std::fs::read(chunks.path(k, "jsonl"))?;
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                offsets.push(offsets.last().copied().unwrap_or(0) + line.len() as u64);
+            }
+            out.write_all(&bytes)?;
+        }
+        Ok(())
+    })?;
+    write_output(&output.join("passages.offsets"), |out| {
+        offsets
+            .iter()
+            .try_for_each(|o| out.write_all(&o.to_le_bytes()))
+    })?;
+    let mut complete = manifest.clone();
+    complete["complete"] = json!(true);
+    write_output(&output.join("manifest.json"), |out| {
+        out.write_all(serde_json::to_string_pretty(&complete)?.as_bytes())
+    })
+}

@@ -1,0 +1,220 @@
+//! A complete index, memory-mapped, and exact inner-product search over it.
+
+use super::build::INDEX_FORMAT_VERSION;
+use super::passages::Passage;
+use crate::encoder::Encoder;
+use crate::error::{Error, Result};
+use crate::io::mapped::{map_file, MappedMatrix};
+use memmap2::Mmap;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    /// Row in the index (0-based).
+    pub index: usize,
+    pub score: f32,
+    pub passage: Passage,
+}
+
+/// A complete index, memory-mapped: opening costs no reading of the vectors, and several
+/// processes share their pages.
+pub struct Index {
+    manifest: Value,
+    vectors: MappedMatrix,
+    passages: Arc<Mmap>,
+    /// `(len + 1)` byte offsets of the lines of `passages`.
+    offsets: Vec<u64>,
+    dir: PathBuf,
+}
+
+impl Index {
+    /// Opens a complete index folder written by [`build_index`](super::build_index).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let manifest_path = dir.join("manifest.json");
+        if !manifest_path.is_file() {
+            return Err(Error::MissingFile {
+                path: manifest_path,
+                hint: " (not a densa index folder)".into(),
+            });
+        }
+        let manifest = crate::io::read_json(&manifest_path)?;
+        let bad = |message: String| Error::Config {
+            path: manifest_path.clone(),
+            message,
+        };
+        if manifest["format"] != json!("densa-index") {
+            return Err(bad("not a densa index manifest".into()));
+        }
+        if manifest["version"] != json!(INDEX_FORMAT_VERSION) {
+            return Err(bad(format!(
+                "index format version {} (this densa reads {INDEX_FORMAT_VERSION})",
+                manifest["version"]
+            )));
+        }
+        if manifest["complete"] != json!(true) {
+            return Err(bad(
+                "the index is incomplete (a build was interrupted, or shards are missing): rerun densa index with the same arguments".into(),
+            ));
+        }
+        let vectors = MappedMatrix::open(&dir.join("vectors.npy"))?;
+        let passages = map_file(&dir.join("passages.jsonl"))?;
+        let offsets_path = dir.join("passages.offsets");
+        let offset_bytes = std::fs::read(&offsets_path).map_err(|e| Error::io(&offsets_path, e))?;
+        let offsets: Vec<u64> = offset_bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let (n, dim) = (vectors.rows(), vectors.cols());
+        let consistent = dim > 0
+            && manifest["passages"] == json!(n)
+            && manifest["dim"] == json!(dim)
+            && offset_bytes.len() == 8 * (n + 1)
+            && offsets.windows(2).all(|w| w[0] <= w[1])
+            && offsets.first() == Some(&0)
+            && offsets.last() == Some(&(passages.len() as u64));
+        if !consistent {
+            return Err(bad(format!(
+                "vectors.npy ({n}, {dim}), passages.jsonl and passages.offsets do not match the manifest"
+            )));
+        }
+        Ok(Index {
+            manifest,
+            vectors,
+            passages,
+            offsets,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Number of passages.
+    pub fn len(&self) -> usize {
+        self.vectors.rows()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dimension of the vectors.
+    pub fn dim(&self) -> usize {
+        self.vectors.cols()
+    }
+
+    /// All vectors, row-major `(len, dim)`.
+    pub fn vectors(&self) -> &[f32] {
+        self.vectors.as_slice()
+    }
+
+    /// The manifest (what was encoded with what).
+    pub fn manifest(&self) -> &Value {
+        &self.manifest
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Passage `i` (0-based row).
+    pub fn passage(&self, i: usize) -> Result<Passage> {
+        let (start, end) = match (self.offsets.get(i), self.offsets.get(i + 1)) {
+            (Some(&s), Some(&e)) => (s as usize, e as usize),
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "passage {i} is beyond the index ({} passages)",
+                    self.len()
+                )))
+            }
+        };
+        let line = &self.passages[start..end];
+        let value: Value = serde_json::from_slice(line).map_err(|e| {
+            Error::InvalidInput(format!("{}: passage {i}: {e}", self.dir.display()))
+        })?;
+        let field = |k: &str| value[k].as_str().map(str::to_owned);
+        Ok(Passage {
+            id: field("id").unwrap_or_default(),
+            title: field("title"),
+            text: field("text").unwrap_or_default(),
+        })
+    }
+
+    /// The `k` passages with the largest inner product with each query vector (`queries` is
+    /// `(q, dim)` row-major), best first. Exact search over all vectors, multi-threaded on
+    /// the current rayon pool.
+    pub fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<SearchHit>>> {
+        if !queries.len().is_multiple_of(self.dim()) {
+            return Err(Error::InvalidInput(format!(
+                "query vectors have {} values, not whole rows of the index's dimension {}",
+                queries.len(),
+                self.dim()
+            )));
+        }
+        densa_kernels::top_k_inner_product(queries, self.vectors(), self.dim(), k)
+            .into_iter()
+            .map(|hits| {
+                hits.into_iter()
+                    .map(|h| {
+                        Ok(SearchHit {
+                            index: h.index,
+                            score: h.score,
+                            passage: self.passage(h.index)?,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Encodes the questions with `encoder` (DPR's question encoder) and searches: the top
+    /// `k` passages of each question. The search runs on the encoder's thread pool.
+    pub fn search_questions(
+        &self,
+        encoder: &Encoder,
+        questions: &[&str],
+        k: usize,
+    ) -> Result<Vec<Vec<SearchHit>>> {
+        if encoder.dim() != self.dim() {
+            return Err(Error::InvalidInput(format!(
+                "the question encoder gives {}-dimensional vectors, the index holds {}-dimensional ones (wrong model pair?)",
+                encoder.dim(),
+                self.dim()
+            )));
+        }
+        let queries = encoder.embed(questions)?;
+        encoder.install(|| self.search(&queries.data, k))
+    }
+
+    /// The 1-based rank of passage `gold[j]` for query `j` among all passages (ties: lower
+    /// row first), for evaluation. Runs on the current rayon pool.
+    pub fn gold_ranks(&self, queries: &[f32], gold: &[usize]) -> Result<Vec<usize>> {
+        if queries.len() != gold.len() * self.dim() {
+            return Err(Error::InvalidInput(format!(
+                "{} query values for {} gold passages of dimension {}",
+                queries.len(),
+                gold.len(),
+                self.dim()
+            )));
+        }
+        if let Some(&g) = gold.iter().find(|&&g| g >= self.len()) {
+            return Err(Error::InvalidInput(format!(
+                "gold passage {g} is beyond the index"
+            )));
+        }
+        Ok(densa_kernels::search::ranks_of(
+            queries,
+            self.vectors(),
+            self.dim(),
+            gold,
+        ))
+    }
+
+    /// Rows of every passage id (for evaluation: gold ids to rows).
+    pub fn id_rows(&self) -> Result<std::collections::HashMap<String, usize>> {
+        (0..self.len())
+            .map(|i| Ok((self.passage(i)?.id, i)))
+            .collect()
+    }
+}
