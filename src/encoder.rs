@@ -183,6 +183,7 @@ impl Encoder {
         dir: PathBuf,
         max_length: usize,
     ) -> Result<Self> {
+        densa_kernels::Isa::check_env().map_err(Error::InvalidInput)?;
         let specials = tokenizer.special_tokens(false);
         if max_length < specials.max(1) || max_length > config.max_position_embeddings {
             return Err(Error::InvalidInput(format!(

@@ -256,7 +256,7 @@ fn every_line_is_one_row_in_order() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(rows.len(), 6);
-    // BETO's [CLS] = 4, [SEP] = 5 (../shared/vocab/README.md).
+    // BETO's [CLS] = 4, [SEP] = 5 (tests/fixtures/vocab/README.md).
     for i in [1, 2, 4] {
         assert_eq!(rows[i]["ids"], serde_json::json!([4, 5]), "line {}", i + 1);
     }

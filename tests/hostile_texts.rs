@@ -83,7 +83,7 @@ fn empty_and_whitespace_texts_are_cls_sep() {
     let texts = ["", " ", "\t\n", "\u{3000}"];
     let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
     for t in encoder.tokenize(&inputs).unwrap() {
-        // BETO's special ids: [CLS] = 4, [SEP] = 5 (../shared/vocab/README.md).
+        // BETO's special ids: [CLS] = 4, [SEP] = 5 (tests/fixtures/vocab/README.md).
         assert_eq!(t.ids, vec![4, 5]);
     }
     assert_eq!(encoder.embed(&texts).unwrap().len(), texts.len());
@@ -98,15 +98,18 @@ fn bounded_prefixes_tokenize_as_the_whole_text() {
     let dir = model_dir("bert-tiny");
     let words = "biblioteca pingüino canción ";
     let letters = "x y z ñ á ";
-    let long_words = words.repeat(2_000); // 56 KB, few tokens per byte
-    let long_letters = letters.repeat(3_000); // 39 KB, many tokens per byte
-                                              // Prefix of `a` is word-dense (few tokens), its rest letter-dense (many tokens).
-    let a = format!("{}{}", words.repeat(200), letters.repeat(3_000));
-    let b = letters.repeat(1_500);
+    // Just over the 4 KiB (64 bytes per token of max_length 64) where prefixes start: the
+    // reference tokenizes whole pairs, and its overflowing windows multiply per side.
+    let long_words = words.repeat(300); // 8.4 KB, few tokens per byte
+    let long_letters = letters.repeat(800); // 8 KB, many tokens per byte
+                                            // Prefix of `a` is word-dense (few tokens), its rest letter-dense (many tokens), so its
+                                            // first 4 KiB hold fewer tokens than `b`'s though the whole of `a` holds more.
+    let a = format!("{}{}", words.repeat(160), letters.repeat(600));
+    let b = letters.repeat(500);
     let no_space = "ñ".repeat(40_000);
     let cases: Vec<(String, Option<String>)> = vec![
-        (long_words.clone(), None),
-        (long_letters.clone(), None),
+        (words.repeat(2_000), None),
+        (letters.repeat(3_000), None),
         (format!("{long_words}。{long_letters}"), None),
         (no_space.clone(), None),
         (long_words.clone(), Some(long_letters.clone())),
@@ -118,7 +121,7 @@ fn bounded_prefixes_tokenize_as_the_whole_text() {
         (no_space.clone(), Some(long_words.clone())),
     ];
     // 64: a pair keeps 61 tokens (odd: which side is longer matters); 63: 60 (even).
-    for max_length in [64usize, 63, 17] {
+    for max_length in [64usize, 63] {
         let encoder = Encoder::from_dir(
             &dir,
             Options {

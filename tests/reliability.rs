@@ -504,3 +504,20 @@ fn expected_first_line_of(text: &str) -> String {
         Some(format!("{text}\n").as_bytes()),
     ))
 }
+
+#[test]
+fn an_unknown_kernel_path_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_densa"))
+        .args(["embed", "--model", s(&model())])
+        .env("DENSA_ISA", "avx9000")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = fails(&out);
+    assert!(
+        stderr.contains(
+            "DENSA_ISA=\"avx9000\" is not a kernel path: use one of scalar, avx2, avx512"
+        ),
+        "{stderr}"
+    );
+}

@@ -5,7 +5,7 @@
     python tools/make_bench_model.py /tmp/dpr-bert-base-random
 
 768 hidden, 12 layers, 12 heads, FFN 3072, 512 positions, vocabulary 31002 (the stand-in
-vocabulary in ../shared/vocab), names `ctx_encoder.bert_model.*` as DPRContextEncoder. Weights
+vocabulary in tests/fixtures/vocab), names `ctx_encoder.bert_model.*` as DPRContextEncoder. Weights
 come from tools/prng.py, the same generator the full-shape test uses. For benchmarks only
 (`densa bench`, tools/bench_peers.py): 440 MB, so it is never committed.
 """

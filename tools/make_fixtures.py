@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures"
 MODELS = FIX / "models"
 GOLDEN = FIX / "golden"
-VOCAB = ROOT.parent / "shared" / "vocab" / "es-wordpiece-31002.txt"
+VOCAB = ROOT / "tests" / "fixtures" / "vocab" / "es-wordpiece-31002.txt"
 
 LONG = " ".join(
     ["La Biblioteca Nacional de España, fundada en 1711 por Felipe V, conserva más de treinta millones de "

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes a synthetic passage collection for index and search benchmarks: N passages (default
-100000) of 30 to 80 Spanish words drawn from ../shared/vocab/es-wordpiece-31002.txt, with a
+100000) of 30 to 80 Spanish words drawn from tests/fixtures/vocab/es-wordpiece-31002.txt, with a
 2-word title and an id, as JSON lines. Deterministic (seeded); meaningless text, realistic
 lengths and tokenization.
 
@@ -14,7 +14,7 @@ import random
 import sys
 from pathlib import Path
 
-VOCAB = Path(__file__).resolve().parent.parent.parent / "shared" / "vocab" / "es-wordpiece-31002.txt"
+VOCAB = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "vocab" / "es-wordpiece-31002.txt"
 
 
 def main():

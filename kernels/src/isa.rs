@@ -45,6 +45,26 @@ impl Isa {
         out
     }
 
+    /// The values `DENSA_ISA` may take (`avx512` is the best there is, the default).
+    pub const ENV_VALUES: [&'static str; 3] = ["scalar", "avx2", "avx512"];
+
+    /// Checks `DENSA_ISA`: unset or one of [`Isa::ENV_VALUES`], else an error listing them
+    /// (the library refuses to start with a value it would otherwise ignore).
+    pub fn check_env() -> Result<(), String> {
+        match std::env::var("DENSA_ISA") {
+            Err(std::env::VarError::NotPresent) => Ok(()),
+            Ok(v) if Isa::ENV_VALUES.contains(&v.as_str()) => Ok(()),
+            Ok(v) => Err(format!(
+                "DENSA_ISA={v:?} is not a kernel path: use one of {}",
+                Isa::ENV_VALUES.join(", ")
+            )),
+            Err(std::env::VarError::NotUnicode(v)) => Err(format!(
+                "DENSA_ISA={v:?} is not a kernel path: use one of {}",
+                Isa::ENV_VALUES.join(", ")
+            )),
+        }
+    }
+
     /// The ISA the kernels use: the best available, or `DENSA_ISA` if it asks for less.
     pub fn selected() -> Isa {
         static SELECTED: OnceLock<Isa> = OnceLock::new();
