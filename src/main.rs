@@ -802,7 +802,7 @@ fn eval(
         .prefix("densa-eval-")
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let _remove_on_interrupt = Pending::folder(scratch.path());
+    let _remove_on_interrupt = Pending::new(scratch.path());
     let index_dir = match (index_dir, passages, &model_ctx) {
         (Some(dir), _, _) => dir.to_owned(),
         (None, Some(passages), Some(ctx)) => {

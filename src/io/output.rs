@@ -148,7 +148,7 @@ fn write_file_atomically(
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
     let tmp = temporary_path(path);
-    let _pending = Pending::file(&tmp);
+    let _pending = Pending::new(&tmp);
     // An existing file keeps its permissions; a new one gets 0666 less the umask.
     let keep_permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
     let result = (|| {
@@ -243,7 +243,7 @@ pub fn write_folder(dst: &Path, files: &[FolderFile], overwrite: bool) -> Result
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let staging = temporary_path(dst);
-            let _pending = Pending::folder(&staging);
+            let _pending = Pending::new(&staging);
             if let Some(parent) = dst.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
@@ -308,17 +308,9 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Lists a temporary file (removed by [`remove_pending`] until the guard is dropped).
-    pub fn file(path: &Path) -> Pending {
-        Pending::list(path)
-    }
-
-    /// Lists a scratch folder, removed with everything in it by [`remove_pending`].
-    pub fn folder(path: &Path) -> Pending {
-        Pending::list(path)
-    }
-
-    fn list(path: &Path) -> Pending {
+    /// Lists a temporary file or a scratch folder (a folder goes with everything in it),
+    /// removed by [`remove_pending`] until the guard is dropped.
+    pub fn new(path: &Path) -> Pending {
         PENDING
             .lock()
             .unwrap_or_else(|e| e.into_inner())
