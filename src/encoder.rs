@@ -207,6 +207,16 @@ impl Encoder {
         if options.batch_size == 0 {
             return Err(Error::InvalidInput("batch_size must be at least 1".into()));
         }
+        if checkpoint
+            .metadata(crate::quantize::METADATA_KEY)
+            .as_deref()
+            == Some(crate::quantize::METADATA_VALUE_8BIT)
+        {
+            return Err(Error::InvalidInput(format!(
+                "{}: written by an older densa quantize (8-bit weights); densa's int8 kernels now take 7-bit weights: re-run densa quantize on the original folder",
+                dir.display()
+            )));
+        }
         let precision = match options.precision {
             Precision::Auto if checkpoint.metadata(crate::quantize::METADATA_KEY).is_some() => {
                 Precision::Int8

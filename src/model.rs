@@ -127,24 +127,30 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn new(weight: StoredWeight, bias: Tensor, precision: Precision) -> Self {
+    fn new(name: &str, weight: StoredWeight, bias: Tensor, precision: Precision) -> Result<Self> {
         let (out_features, in_features) = weight.shape();
         let (n, k) = (out_features, in_features);
         let weight = match (weight, precision) {
             (StoredWeight::Int8 { q, scales, .. }, Precision::Int8 | Precision::Auto) => {
-                LinearWeight::Int8(k::QuantizedWeight::from_quantized(&q, &scales, n, k))
+                LinearWeight::Int8(k::QuantizedWeight::from_quantized(&q, &scales, n, k).ok_or_else(
+                    || {
+                        Error::InvalidInput(format!(
+                            "tensor {name}.weight: int8 values outside ±63; densa's int8 kernels take 7-bit weights (re-run densa quantize on the original folder)"
+                        ))
+                    },
+                )?)
             }
             (StoredWeight::F32(w), Precision::Int8) => {
                 LinearWeight::Int8(k::QuantizedWeight::new(w.as_slice(), n, k))
             }
             (stored, _) => LinearWeight::F32(k::PackedWeight::new(&stored.to_f32(), n, k)),
         };
-        Linear {
+        Ok(Linear {
             weight,
             bias,
             in_features,
             out_features,
-        }
+        })
     }
 
     /// `out (rows, out_features) = inp (rows, in_features) · Wᵀ + b`
@@ -224,8 +230,8 @@ fn add_layer_norm_for(
     let hidden = gamma.len();
     match next {
         None => k::add_layer_norm(x, residual, gamma, beta, rows, hidden, eps),
-        Some(isa) => {
-            k::add_layer_norm_quantize(x, residual, gamma, beta, rows, hidden, eps, quantized, isa)
+        Some(_) => {
+            k::add_layer_norm_quantize(x, residual, gamma, beta, rows, hidden, eps, quantized)
         }
     }
 }
@@ -436,7 +442,7 @@ impl WeightLoader<'_> {
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let weight = self.stored_weight(name, in_features, out_features)?;
         let bias = self.tensor(&format!("{name}.bias"), &[out_features])?;
-        Ok(Linear::new(weight, bias, self.precision))
+        Linear::new(name, weight, bias, self.precision)
     }
 
     /// Several linear layers of the same input stacked into one: weights and biases
@@ -457,11 +463,12 @@ impl WeightLoader<'_> {
             );
         }
         let n = names.len() * out_features;
-        Ok(Linear::new(
+        Linear::new(
+            &names.join("+"),
             StoredWeight::stack(weights),
             Tensor::from_vec(vec![n], bias),
             self.precision,
-        ))
+        )
     }
 
     fn layer_norm(&self, name: &str, size: usize) -> Result<LayerNorm> {

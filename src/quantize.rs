@@ -21,8 +21,11 @@ use std::path::{Path, PathBuf};
 
 /// Metadata key marking a quantized checkpoint.
 pub const METADATA_KEY: &str = "densa_quantization";
-/// Its value.
-pub const METADATA_VALUE: &str = "int8-symmetric-per-output-channel";
+/// Its value: 7-bit weights (±63) stored as I8, the int8 kernels' input on every CPU.
+pub const METADATA_VALUE: &str = "int7-symmetric-per-output-channel";
+/// The value written before weights became 7-bit (±127): such folders are refused with a
+/// message to quantize again.
+pub const METADATA_VALUE_8BIT: &str = "int8-symmetric-per-output-channel";
 
 /// What [`quantize_dir`] did.
 #[derive(Debug, Clone)]
@@ -98,7 +101,7 @@ pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeR
                 .chunks_exact(k.max(1))
                 .zip(q.chunks_exact_mut(k.max(1)))
             {
-                scales.push(densa_kernels::int8::quantize_row(row, q_row));
+                scales.push(densa_kernels::int8::quantize_weight_row(row, q_row));
             }
             let scale_name = format!("{}_scale", info.name);
             owned.push((

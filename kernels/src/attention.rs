@@ -18,7 +18,9 @@
 //! Scratch is per thread and reused, so no call allocates once it has seen its longest
 //! sequence.
 
-use crate::gemm::{gemm_block, kernel_shape, pack_rows, pack_transposed, Epilogue, Panels};
+use crate::gemm::{
+    gemm_block, kernel_shape, pack_rows, pack_transposed, Epilogue, F32Sink, Panels,
+};
 use crate::softmax::softmax_rows_isa;
 use crate::{Isa, SendPtr};
 use rayon::prelude::*;
@@ -173,31 +175,31 @@ unsafe fn head_attention(
         let scores = &mut scores[..block * t];
         // SAFETY: scores holds block × t values (row stride t); the query rows i0..i0+block
         // are in `rows` at stride 3W, each with d values from column col.
+        let sink = F32Sink {
+            out: SendPtr(scores.as_mut_ptr()),
+            ldc: t,
+            isa,
+            epilogue: &Epilogue::NONE,
+        };
         unsafe {
             gemm_block(
-                scores.as_mut_ptr(),
-                t,
+                &sink,
                 &rows[i0 * 3 * width + col..],
                 3 * width,
                 key_t,
                 0..block,
                 0..t.div_ceil(nr),
-                &Epilogue::NONE,
             )
         };
         softmax_rows_isa(isa, scores, block, t);
         // SAFETY: context rows i0..i0+block, columns col..col+d: in bounds and ours (caller).
-        unsafe {
-            gemm_block(
-                out.add(i0 * width + col),
-                width,
-                scores,
-                t,
-                value,
-                0..block,
-                0..d.div_ceil(nr),
-                &Epilogue::NONE,
-            )
+        let sink = F32Sink {
+            // SAFETY: row i0, column col of this head's block of `out` (in bounds: caller).
+            out: SendPtr(unsafe { out.add(i0 * width + col) }),
+            ldc: width,
+            isa,
+            epilogue: &Epilogue::NONE,
         };
+        unsafe { gemm_block(&sink, scores, t, value, 0..block, 0..d.div_ceil(nr)) };
     }
 }

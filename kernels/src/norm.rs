@@ -1,6 +1,6 @@
 //! LayerNorm, vectorised, and the residual add that precedes it in every BERT sub-layer.
 
-use crate::int8::{Int8Isa, Int8Scratch};
+use crate::int8::Int8Scratch;
 use crate::multiversion;
 use crate::simd;
 use rayon::prelude::*;
@@ -84,7 +84,7 @@ pub fn add_layer_norm_isa(
 
 /// [`add_layer_norm`] that also quantizes each normalised row for the int8 linear layer that
 /// reads it next, while the row is still in L1 (`quantized` then feeds
-/// [`crate::int8::linear_int8_quantized`]; `int8_isa` is that layer's path).
+/// [`crate::int8::linear_int8_quantized`], on any int8 path).
 #[allow(clippy::too_many_arguments)]
 pub fn add_layer_norm_quantize(
     x: &mut [f32],
@@ -95,10 +95,9 @@ pub fn add_layer_norm_quantize(
     cols: usize,
     eps: f32,
     quantized: &mut Int8Scratch,
-    int8_isa: Int8Isa,
 ) {
-    // The same normalisation as add_layer_norm (bit for bit); int8_isa only shapes the output.
-    let target = Some((quantized, int8_isa));
+    // The same normalisation as add_layer_norm (bit for bit).
+    let target = Some(quantized);
     norm_rows(
         crate::Isa::selected(),
         x,
@@ -124,7 +123,7 @@ fn norm_rows(
     rows: usize,
     cols: usize,
     eps: f32,
-    quantize: Option<(&mut Int8Scratch, Int8Isa)>,
+    quantize: Option<&mut Int8Scratch>,
 ) {
     assert!(
         x.len() >= rows * cols,
@@ -158,8 +157,8 @@ fn norm_rows(
             .enumerate()
             .for_each(|(i, rows_block)| normalize(i, rows_block)),
         None => {}
-        Some((scratch, int8_isa)) => {
-            let (quantized, scales) = scratch.prepare(rows, cols, int8_isa);
+        Some(scratch) => {
+            let (quantized, scales) = scratch.prepare(rows, cols);
             if cols == 0 {
                 return;
             }
@@ -171,7 +170,7 @@ fn norm_rows(
                 .enumerate()
                 .for_each(|(i, ((rows_block, q), s))| {
                     normalize(i, rows_block);
-                    crate::int8::quantize_rows_for(int8_isa, rows_block, q, s, cols);
+                    crate::int8::quantize_rows_for(isa, rows_block, q, s, cols);
                 });
         }
     }

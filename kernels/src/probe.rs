@@ -29,6 +29,15 @@ pub fn fma_peak_gflops(millis: u64) -> (f64, Isa) {
     (flops / start.elapsed().as_secs_f64() / 1e9, isa)
 }
 
+/// [`fma_peak_gflops`] on every thread of the current rayon pool at once, summed: the peak
+/// with all cores busy (and clocked as they are when all are busy), which is what a parallel
+/// GEMM can reach.
+pub fn fma_peak_gflops_all_threads(millis: u64) -> (f64, Isa) {
+    let per_thread = rayon::broadcast(|_| fma_peak_gflops(millis));
+    let isa = per_thread.first().map_or(Isa::selected(), |&(_, isa)| isa);
+    (per_thread.iter().map(|&(g, _)| g).sum(), isa)
+}
+
 /// The single-core int8 multiply-add peak of the int8 kernels' instruction (`vpdpbusd` on AVX-512
 /// VNNI), in G operations/s (a multiply and an add counted apart), for about `millis` ms; `None`
 /// where the CPU has no VNNI.

@@ -56,6 +56,27 @@ pub fn max_abs(x: &[f32]) -> f32 {
         .fold(0.0f32, |m, &v| m.max(v.abs()))
 }
 
+/// `(min, max)` of a slice (vectorisable); `(inf, -inf)` for an empty slice.
+#[inline(always)]
+pub fn min_max(x: &[f32]) -> (f32, f32) {
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            lo[l] = lo[l].min(c[l]);
+            hi[l] = hi[l].max(c[l]);
+        }
+    }
+    let rest = chunks.remainder();
+    (
+        lo.iter().chain(rest).fold(f32::INFINITY, |m, &v| m.min(v)),
+        hi.iter()
+            .chain(rest)
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
+    )
+}
+
 #[macro_export]
 #[doc(hidden)]
 macro_rules! multiversion {

@@ -1,27 +1,32 @@
 //! The AVX2 + FMA micro-kernel: 6 rows × 16 columns, 12 ymm accumulators (of 16 registers:
 //! 12 accumulators, 2 B vectors, 1 broadcast).
 
+use super::driver::micro_kernel;
 use std::arch::x86_64::*;
 
-/// `(MR, NR)`
-pub const SHAPE: (usize, usize) = (6, 16);
-const MR: usize = SHAPE.0;
-const NR: usize = SHAPE.1;
+const MR: usize = 6;
+const NR: usize = 16;
+/// How far ahead (in floats) B is prefetched into L1: 8 k steps.
+const PREFETCH_AHEAD: usize = 8 * NR;
+
+micro_kernel!(Avx2: f32, f32 => f32, MR, NR, "avx2,fma", kernel);
 
 /// `acc[r][j] = Σ_k rows[r][k] · b[k·16 + j]`.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; each of the 6 row pointers has `kc` readable values; `b` holds
+/// The CPU has AVX2 and FMA; each of the 6 row pointers has `kc` readable values; `b` has
 /// `kc × 16`; `acc` holds 6 × 16.
+#[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn kernel(kc: usize, rows: &[*const f32], b: &[f32], acc: &mut [f32]) {
-    assert!(rows.len() == MR && b.len() >= kc * NR && acc.len() >= MR * NR);
+unsafe fn kernel(kc: usize, rows: &[*const f32], b: *const f32, acc: &mut [f32]) {
+    debug_assert!(rows.len() == MR && acc.len() >= MR * NR);
     let r: [*const f32; MR] = rows.try_into().expect("6 rows");
-    let bp = b.as_ptr();
+    let bp = b;
     let mut c = [[_mm256_setzero_ps(); 2]; MR];
     for k in 0..kc {
         // SAFETY: k < kc, so b[k·16 .. k·16 + 16] and rows[i][k] are in bounds (caller).
         unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(k * NR + PREFETCH_AHEAD).cast());
             let b0 = _mm256_loadu_ps(bp.add(k * NR));
             let b1 = _mm256_loadu_ps(bp.add(k * NR + 8));
             for i in 0..MR {

@@ -4,27 +4,33 @@
 //! 512-bit FMA pipes of a Zen 5 core stay busy (16 independent chains cover the 4-cycle
 //! latency) and loads stay under the two-per-cycle limit.
 
+use super::driver::micro_kernel;
 use std::arch::x86_64::*;
 
-/// `(MR, NR)`
-pub const SHAPE: (usize, usize) = (8, 32);
-const MR: usize = SHAPE.0;
-const NR: usize = SHAPE.1;
+const MR: usize = 8;
+const NR: usize = 32;
+/// How far ahead (in floats) B is prefetched into L1.
+const PREFETCH_AHEAD: usize = 8 * NR;
+
+micro_kernel!(Avx512: f32, f32 => f32, MR, NR, "avx512f", kernel);
 
 /// `acc[r][j] = Σ_k rows[r][k] · b[k·32 + j]`.
 ///
 /// # Safety
-/// The CPU has AVX-512F; each of the 8 row pointers has `kc` readable values; `b` holds
+/// The CPU has AVX-512F; each of the 8 row pointers has `kc` readable values; `b` has
 /// `kc × 32`; `acc` holds 8 × 32.
+#[inline]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn kernel(kc: usize, rows: &[*const f32], b: &[f32], acc: &mut [f32]) {
-    assert!(rows.len() == MR && b.len() >= kc * NR && acc.len() >= MR * NR);
+unsafe fn kernel(kc: usize, rows: &[*const f32], b: *const f32, acc: &mut [f32]) {
+    debug_assert!(rows.len() == MR && acc.len() >= MR * NR);
     let r: [*const f32; MR] = rows.try_into().expect("8 rows");
-    let bp = b.as_ptr();
+    let bp = b;
     let mut c = [[_mm512_setzero_ps(); 2]; MR];
     for k in 0..kc {
         // SAFETY: k < kc, so b[k·32 .. k·32 + 32] and rows[i][k] are in bounds (caller).
         unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(k * NR + PREFETCH_AHEAD).cast());
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(k * NR + PREFETCH_AHEAD + 16).cast());
             let b0 = _mm512_loadu_ps(bp.add(k * NR));
             let b1 = _mm512_loadu_ps(bp.add(k * NR + 16));
             for i in 0..MR {

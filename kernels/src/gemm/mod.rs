@@ -8,25 +8,16 @@
 //!   micro-kernel chosen at run time ([`Isa::selected`]) and writes every output element once,
 //!   with the bias, GELU and residual add fused into that write ([`Epilogue`]).
 //!
-//! ## The blocked loop (BLIS's five loops, with B packed ahead of time)
-//!
-//! ```text
-//! tasks (parallel): output tiles of ≤ MC rows × a group of NR-wide column panels
-//!   for pc in 0..K step KC                     ← KC×NR panel chunk of B (96 KiB) stays in L2
-//!     for each column panel p of the tile      ← B streamed once from memory per tile
-//!       for each MR-row block of the tile      ← rows of A read in place (row pointers)
-//!         micro-kernel: acc (MR×NR) = A[rows, pc..pc+KC] · B[p][pc..pc+KC]
-//!         epilogue: C (+)= acc; at the last KC chunk: + bias, GELU, + residual
-//! ```
+//! The blocked loop itself is [`driver`]'s, shared with the int8 layers and attention; this
+//! file holds the f32 parts: the packed weight, the kernels' dispatch and the epilogue.
 //!
 //! Block sizes, for Zen 5 (L1d 48 KiB, L2 1 MiB per core): KC = 768, so BERT-base's 768-wide
 //! inputs take one pass (each output element is written once) and the 3072-wide FFN input
 //! four. A B chunk (768 × 32 × 4 B = 96 KiB) then lives in L2, which feeds the micro-kernel's
 //! 128 bytes per 16 FMAs easily; KC = 256 (B chunk in L1, but three to twelve read-modify-write
-//! passes over C) measured 4–8 % slower end to end. MC = 256 rows, so the A block
-//! (256 × 768 × 4 B = 768 KiB) stays in L2 while the panels of the tile stream past. A is not packed: the micro-kernel reads MR rows through row pointers
-//! (rows past M point at the last row; their results are dropped), which costs nothing on
-//! these shapes and needs no workspace.
+//! passes over C) measured 4–8 % slower end to end. A is not packed: the micro-kernel reads MR
+//! rows through row pointers (rows past M point at the last row; their results are dropped),
+//! which costs nothing on these shapes and needs no workspace.
 //!
 //! Small M (a 16-token question) needs no special case: tiles then span all rows, so each B
 //! chunk is loaded from memory once, in order, and reused from L2 by the second row block,
@@ -37,20 +28,20 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod baseline;
+pub(crate) mod driver;
 mod scalar;
 
 pub use baseline::linear_forward;
+pub use driver::{MC, PANEL_BLOCK_BYTES};
 
 use crate::isa::Isa;
 use crate::{activation, SendPtr};
+use driver::{for_each_task, MicroKernel, Operands, TileSink};
 use rayon::prelude::*;
+use std::ops::Range;
 
-/// K-chunk of the blocked loop.
+/// K-chunk of the f32 blocked loop.
 pub const KC: usize = 768;
-/// Rows per task tile.
-pub const MC: usize = 256;
-/// Largest micro-tile any kernel uses (for the on-stack accumulator).
-const MAX_TILE: usize = 8 * 32;
 
 /// An activation applied in the epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,14 +136,15 @@ impl PackedWeight {
 
 /// `(MR, NR)` of an ISA's micro-kernel.
 pub fn kernel_shape(isa: Isa) -> (usize, usize) {
+    fn shape<K: MicroKernel>() -> (usize, usize) {
+        (K::MR, K::NR)
+    }
     match isa {
-        Isa::Scalar => scalar::SHAPE,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => avx2::SHAPE,
+        Isa::Avx2 => shape::<avx2::Avx2>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512::SHAPE,
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => scalar::SHAPE,
+        Isa::Avx512 => shape::<avx512::Avx512>(),
+        _ => shape::<scalar::Scalar>(),
     }
 }
 
@@ -180,24 +172,16 @@ pub fn linear_packed(
         return;
     }
     let (mr, nr) = kernel_shape(weight.isa);
-    let grid = TaskGrid::new(m, n.div_ceil(nr), mr);
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..grid.tasks()).into_par_iter().for_each(|task| {
-        let (rows, panel_range) = grid.task(task);
+    let sink = F32Sink {
+        out: SendPtr(out.as_mut_ptr()),
+        ldc: n,
+        isa: weight.isa,
+        epilogue: &epilogue,
+    };
+    for_each_task(m, n.div_ceil(nr), mr, |rows, panels| {
         // SAFETY: tasks write disjoint (row tile × column group) blocks of `out`, which holds
-        // m × n values (asserted above) and outlives the parallel loop.
-        unsafe {
-            gemm_block(
-                out_ptr.get(),
-                n,
-                inp,
-                k,
-                weight.panels(),
-                rows,
-                panel_range,
-                &epilogue,
-            )
-        };
+        // m × n values (asserted above) and outlives the parallel loop; inp holds m × k.
+        unsafe { gemm_block(&sink, inp, k, weight.panels(), rows, panels) };
     });
 }
 
@@ -240,56 +224,6 @@ pub(crate) fn check_linear_shapes(
     }
 }
 
-/// How an `(m rows × panels)` output is cut into parallel tasks: about four per thread, for
-/// balance. Column groups first (each streams its share of the weights once); when the panels
-/// run out (many threads, narrow layers), rows are split too, in tiles of whole micro-kernel
-/// rows, at most MC.
-pub(crate) struct TaskGrid {
-    m: usize,
-    panels: usize,
-    row_tile: usize,
-    panels_per_group: usize,
-    row_tiles: usize,
-    col_groups: usize,
-}
-
-impl TaskGrid {
-    pub(crate) fn new(m: usize, panels: usize, mr: usize) -> Self {
-        let threads = rayon::current_num_threads().max(1);
-        let tasks_wanted = if threads == 1 { 1 } else { 4 * threads };
-        let row_tiles_wanted = tasks_wanted.div_ceil(panels).max(m.div_ceil(MC));
-        let row_tile = m
-            .div_ceil(row_tiles_wanted)
-            .next_multiple_of(mr)
-            .clamp(mr, MC);
-        let row_tiles = m.div_ceil(row_tile);
-        let col_groups = tasks_wanted.div_ceil(row_tiles).clamp(1, panels);
-        let panels_per_group = panels.div_ceil(col_groups);
-        let col_groups = panels.div_ceil(panels_per_group);
-        TaskGrid {
-            m,
-            panels,
-            row_tile,
-            panels_per_group,
-            row_tiles,
-            col_groups,
-        }
-    }
-
-    pub(crate) fn tasks(&self) -> usize {
-        self.row_tiles * self.col_groups
-    }
-
-    /// The rows and column panels of task `t`: disjoint from every other task's.
-    pub(crate) fn task(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-        let (tile, group) = (t / self.col_groups, t % self.col_groups);
-        let rows = tile * self.row_tile..((tile + 1) * self.row_tile).min(self.m);
-        let panels =
-            group * self.panels_per_group..((group + 1) * self.panels_per_group).min(self.panels);
-        (rows, panels)
-    }
-}
-
 /// A right-hand matrix `B (k, n)` in the micro-kernel's panel layout: panels of `nr`
 /// columns, each `k × nr` contiguous, zero-padded to whole panels.
 #[derive(Clone, Copy)]
@@ -313,122 +247,70 @@ impl PackedWeight {
     }
 }
 
-/// Rows `rows` × column panels `panels` of `C = epilogue(A · B)`, on the calling thread.
-/// `A` is read in place with row stride `lda`; `C` has row stride `ldc`.
-///
-/// # Safety
-/// `out` must point at a matrix with at least `rows.end` rows of stride `ldc ≥ B.n`, whose
-/// block (rows × panel columns) no other thread touches meanwhile; `a` must hold
-/// `(rows.end - 1) · lda + B.k` values.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_block(
-    out: *mut f32,
-    ldc: usize,
-    a: &[f32],
-    lda: usize,
-    b: Panels<'_>,
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    epilogue: &Epilogue<'_>,
-) {
-    // The whole loop is compiled once per ISA, so that the epilogue's adds inline at the
-    // micro-kernel's vector width.
-    match b.isa {
-        // SAFETY: Panels only carry an ISA this CPU has (PackedWeight::for_isa, attention);
-        // the caller's contract is forwarded unchanged.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { gemm_block_avx512(out, ldc, a, lda, b, rows, panels, epilogue) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { gemm_block_avx2(out, ldc, a, lda, b, rows, panels, epilogue) },
-        // SAFETY: the caller's contract, forwarded.
-        _ => unsafe { gemm_block_generic(out, ldc, a, lda, b, rows, panels, epilogue) },
+/// Where f32 tiles go: `C (rows, ldc)` through the epilogue.
+pub(crate) struct F32Sink<'a> {
+    pub out: SendPtr,
+    pub ldc: usize,
+    pub isa: Isa,
+    pub epilogue: &'a Epilogue<'a>,
+}
+
+impl TileSink<f32> for F32Sink<'_> {
+    #[inline(always)]
+    unsafe fn write(&self, row: usize, col0: usize, acc: &[f32], first: bool, last: bool) {
+        // SAFETY: (row, col0 .. col0 + acc.len()) lies inside C and belongs to the calling
+        // task (the trait's contract).
+        let c = unsafe {
+            std::slice::from_raw_parts_mut(self.out.get().add(row * self.ldc + col0), acc.len())
+        };
+        write_tile(
+            self.isa,
+            c,
+            acc,
+            self.ldc,
+            row,
+            col0,
+            self.epilogue,
+            first,
+            last,
+        );
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_block_avx512(
-    out: *mut f32,
-    ldc: usize,
+/// Rows `rows` × column panels `panels` of `C = epilogue(A · B)`, on the calling thread: the
+/// f32 entry to the blocked loop (linear layers and attention). `A` is read in place with row
+/// stride `lda`. The one place an f32 ISA picks its kernel.
+///
+/// # Safety
+/// `sink` must be writable for these rows and the panels' columns by this caller alone; `a`
+/// must hold `(rows.end - 1) · lda + B.k` values (checked).
+pub(crate) unsafe fn gemm_block(
+    sink: &F32Sink<'_>,
     a: &[f32],
     lda: usize,
     b: Panels<'_>,
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    epilogue: &Epilogue<'_>,
+    rows: Range<usize>,
+    panels: Range<usize>,
 ) {
-    // SAFETY: forwarded contract.
-    unsafe { gemm_block_generic(out, ldc, a, lda, b, rows, panels, epilogue) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_block_avx2(
-    out: *mut f32,
-    ldc: usize,
-    a: &[f32],
-    lda: usize,
-    b: Panels<'_>,
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    epilogue: &Epilogue<'_>,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { gemm_block_generic(out, ldc, a, lda, b, rows, panels, epilogue) }
-}
-
-/// The body of [`gemm_block`], inlined into each ISA's copy.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_block_generic(
-    out: *mut f32,
-    ldc: usize,
-    a: &[f32],
-    lda: usize,
-    b: Panels<'_>,
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    epilogue: &Epilogue<'_>,
-) {
-    let (k, n, nr) = (b.k, b.n, b.nr);
-    let mr = kernel_shape(b.isa).0;
-    assert!(
-        rows.is_empty() || a.len() >= (rows.end - 1) * lda + k,
-        "gemm: A is too short"
-    );
-    assert!(
-        b.data.len() >= n.div_ceil(nr) * k * nr && panels.end <= n.div_ceil(nr),
-        "gemm: B is too short"
-    );
-    let mut acc = [0.0f32; MAX_TILE];
-    let mut row_ptrs = [std::ptr::null::<f32>(); 8];
-    for pc in (0..k).step_by(KC) {
-        let kc = KC.min(k - pc);
-        let (first, last) = (pc == 0, pc + kc == k);
-        for p in panels.clone() {
-            let b_chunk = &b.data[p * k * nr + pc * nr..][..kc * nr];
-            let (col0, width) = (p * nr, nr.min(n - p * nr));
-            for r0 in rows.clone().step_by(mr) {
-                let valid_rows = mr.min(rows.end - r0);
-                for (r, ptr) in row_ptrs[..mr].iter_mut().enumerate() {
-                    // Rows past the block repeat its last row; their results are dropped.
-                    *ptr = a[(r0 + r.min(valid_rows - 1)) * lda + pc..].as_ptr();
-                }
-                micro_kernel(b.isa, kc, &row_ptrs[..mr], b_chunk, &mut acc[..mr * nr]);
-                for r in 0..valid_rows {
-                    let row = r0 + r;
-                    // SAFETY: row < rows.end and col0 + width <= n <= ldc: in bounds of `out`;
-                    // this block belongs to this caller alone (contract above).
-                    let c =
-                        unsafe { std::slice::from_raw_parts_mut(out.add(row * ldc + col0), width) };
-                    let acc_row = &acc[r * nr..r * nr + width];
-                    write_tile(b.isa, c, acc_row, n, row, col0, epilogue, first, last);
-                }
-            }
-        }
+    let ops = Operands {
+        a,
+        lda,
+        b: b.data,
+        panel_len: b.k * b.nr,
+        k: b.k,
+        n: b.n,
+        kc: KC,
+    };
+    match b.isa {
+        // SAFETY: Panels only carry an ISA this CPU has (PackedWeight::for_isa, attention);
+        // the caller's contract is forwarded.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::task(&ops, rows, panels, sink) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::task(&ops, rows, panels, sink) },
+        // SAFETY: the portable kernel needs no features.
+        _ => unsafe { driver::gemm_task::<scalar::Scalar, _>(&ops, rows, panels, sink) },
     }
 }
 
@@ -473,22 +355,6 @@ pub(crate) fn pack_rows(dst: &mut [f32], src: &[f32], ld: usize, k: usize, n: us
             out[..cols].copy_from_slice(&src[kk * ld + p * nr..][..cols]);
             out[cols..].fill(0.0);
         }
-    }
-}
-
-/// Dispatches to the micro-kernel of `isa`: `acc (MR × NR) = Σ_k rows[r][k] · b[k][j]`.
-#[inline]
-fn micro_kernel(isa: Isa, kc: usize, rows: &[*const f32], b: &[f32], acc: &mut [f32]) {
-    match isa {
-        // SAFETY: the ISA was detected on this CPU (Isa::available) before a PackedWeight for
-        // it could exist; every row pointer has kc readable values (they point into `inp` at
-        // column pc, and pc + kc <= K); b holds kc × NR values; acc holds MR × NR.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { avx512::kernel(kc, rows, b, acc) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::kernel(kc, rows, b, acc) },
-        // SAFETY: as above, without ISA requirements.
-        _ => unsafe { scalar::kernel(kc, rows, b, acc) },
     }
 }
 

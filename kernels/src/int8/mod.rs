@@ -1,24 +1,30 @@
-//! int8 linear layers: weights quantized once (symmetric, per output channel), activations
-//! quantized per token on the fly, integer dot products, f32 out.
+//! int8 linear layers: weights quantized once (symmetric, per output channel, 7 bits),
+//! activations quantized per token on the fly (8 bits), integer dot products, f32 out.
 //!
 //! ```text
-//! W (N, K) f32  →  w_q (N, K) i8 = round(W / s_w[n]),  s_w[n] = max|W[n, :]| / 127
-//! x (M, K) f32  →  x_q (M, K) i8 = round(x / s_x[m]),  s_x[m] = max|x[m, :]| / 127
+//! W (N, K) f32  →  w_q (N, K) ∈ [-63, 63] = round(W / s_w[n]),  s_w[n] = max|W[n, :]| / 63
+//! x (M, K) f32  →  x_q (M, K) ∈ [-127, 127] = round(x / s_x[m]),  s_x[m] = max|x[m, :]| / 127
 //! out[m, n]     =  s_x[m] · s_w[n] · Σ_k x_q[m, k] · w_q[n, k]   (+ bias, GELU, residual)
 //! ```
 //!
-//! The integer sum is exact on every path, so every ISA gives bit-identical results:
-//! - **AVX-512 VNNI** (`vpdpbusd`, u8 × s8 → s32, 4 products per lane): the activations are
-//!   shifted to unsigned, `x_q + 128`, and the extra `128 · Σ_k w_q[n, k]` is subtracted with a
-//!   per-channel term computed once at packing.
-//! - **256-bit VNNI** (AVX-VNNI, or AVX-512 VNNI's VL form): the same unsigned shift, 6 × 16.
-//! - **AVX2** (`vpmaddubsw` would saturate u8 × s8 pair sums at 16 bits): the sign trick,
-//!   `x_q · w_q = (sign(w_q) · x_q) · |w_q|`, keeps both factors within 127, so a pair sum is
-//!   at most 2 · 127 · 127 = 32258 and never saturates; `vpmaddwd` with ones widens to s32.
+//! Activations are stored shifted to unsigned, `u = x_q + 128 ∈ [1, 255]`, on every path, and
+//! `Σ_k x_q·w_q = Σ_k u·w_q − 128·Σ_k w_q`: the second sum is a per-channel constant computed
+//! at packing. Every kernel multiplies unsigned activations by signed weights:
+//! - **AVX-512 VNNI** (`vpdpbusd`, 4 products per 32-bit lane, exact).
+//! - **AVX-VNNI** (the same on ymm, CPUs whose widest path is AVX2).
+//! - **AVX2** (`vpmaddubsw` then `vpmaddwd` with ones): `vpmaddubsw` adds two u8 × s8
+//!   products in a saturating int16. The 7-bit weights are what make that exact: a pair sum is
+//!   at most 2 · 255 · 63 = 32130 < 32767, so it never saturates (with 8-bit weights it could,
+//!   and ONNX Runtime's AVX2 path accepts that error). Three instructions per 32 products
+//!   instead of the sign trick's four.
 //! - **scalar**: the plain sum.
 //!
-//! Weights are packed like the f32 GEMM's panels, four k at a time:
-//! `panel[p][k/4][j][k%4]` for NR columns, K padded with zeros to a multiple of 4.
+//! So the integer sums, and with them the vectors, are identical on every CPU. The accuracy cost
+//! of the seventh bit is measured in docs/ACCURACY.md.
+//!
+//! Weights are packed in panels of 16 columns, four k at a time, `panel[p][k/4][j][k%4]`, K
+//! padded with zeros to a multiple of 4 and the panels to an even count: one layout for every
+//! path (the 512-bit kernel takes two panels per tile), so it can be stored once on disk.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -28,24 +34,29 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
+use crate::gemm::driver::{for_each_task, MicroKernel, Operands, TileSink};
 use crate::gemm::Epilogue;
 use crate::isa::Isa;
 use crate::SendPtr;
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::OnceLock;
+
+/// Largest weight magnitude (7 bits): keeps AVX2's int16 pair sums exact.
+pub const WEIGHT_MAX: f32 = 63.0;
+/// Columns per packed panel, on every path.
+pub const PANEL_WIDTH: usize = 16;
+/// K values per packed group.
+pub const K_GROUP: usize = 4;
 
 /// The family of int8 micro-kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Int8Isa {
     Scalar,
-    /// AVX2 with the sign trick.
+    /// AVX2: `vpmaddubsw` + `vpmaddwd`.
     Avx2,
     /// 256-bit VNNI in the AVX-VNNI (VEX) encoding: CPUs whose widest path is AVX2.
     AvxVnni,
-    /// The same 256-bit kernel in the AVX-512 VNNI + VL (EVEX) encoding. Never selected (an
-    /// AVX-512 CPU takes the 512-bit kernel): it runs the 256-bit loop in tests on CPUs that
-    /// lack the `avxvnni` flag (see `avxvnni.rs`).
-    AvxVnniEvex,
     /// AVX-512 VNNI.
     Avx512Vnni,
 }
@@ -62,10 +73,6 @@ impl Int8Isa {
                 if is_x86_feature_detected!("avxvnni") {
                     out.push(Int8Isa::AvxVnni);
                 }
-                #[cfg(target_arch = "x86_64")]
-                if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                    out.push(Int8Isa::AvxVnniEvex);
-                }
             }
             #[cfg(target_arch = "x86_64")]
             if Isa::Avx512.is_available()
@@ -79,9 +86,9 @@ impl Int8Isa {
     }
 
     /// The best available, capped by `DENSA_ISA` as the f32 kernels are: on an AVX-512 CPU,
-    /// `DENSA_ISA=avx2` selects the AVX2 sign-trick path (so that the CI run with it covers
-    /// that path end to end); a CPU whose best f32 path is AVX2 gets AVX-VNNI when it has it,
-    /// with or without `DENSA_ISA=avx2`.
+    /// `DENSA_ISA=avx2` selects the AVX2 path (so that the CI run with it covers that path end
+    /// to end); a CPU whose best f32 path is AVX2 gets AVX-VNNI when it has it, with or without
+    /// `DENSA_ISA=avx2`.
     pub fn selected() -> Int8Isa {
         let best = *Int8Isa::available()
             .last()
@@ -100,16 +107,17 @@ impl Int8Isa {
 
     /// `(MR, NR)` of the micro-kernel.
     pub fn shape(self) -> (usize, usize) {
+        fn shape<K: MicroKernel>() -> (usize, usize) {
+            (K::MR, K::NR)
+        }
         match self {
-            Int8Isa::Scalar => scalar::SHAPE,
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx2 => avx2::SHAPE,
+            Int8Isa::Avx2 => shape::<avx2::Avx2Int8>(),
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::AvxVnni | Int8Isa::AvxVnniEvex => avxvnni::SHAPE,
+            Int8Isa::AvxVnni => shape::<avxvnni::AvxVnni>(),
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx512Vnni => vnni::SHAPE,
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => scalar::SHAPE,
+            Int8Isa::Avx512Vnni => shape::<vnni::Avx512Vnni>(),
+            _ => shape::<scalar::ScalarInt8>(),
         }
     }
 
@@ -117,18 +125,9 @@ impl Int8Isa {
     pub fn f32_isa(self) -> Isa {
         match self {
             Int8Isa::Scalar => Isa::Scalar,
-            Int8Isa::Avx2 | Int8Isa::AvxVnni | Int8Isa::AvxVnniEvex => Isa::Avx2,
+            Int8Isa::Avx2 | Int8Isa::AvxVnni => Isa::Avx2,
             Int8Isa::Avx512Vnni => Isa::Avx512,
         }
-    }
-
-    /// Whether the kernel multiplies unsigned activations (`vpdpbusd`): they are stored as
-    /// `q + 128` and the weights carry the compensation `128 · Σ_k w`.
-    pub fn shifts_activations(self) -> bool {
-        matches!(
-            self,
-            Int8Isa::AvxVnni | Int8Isa::AvxVnniEvex | Int8Isa::Avx512Vnni
-        )
     }
 
     pub fn name(self) -> &'static str {
@@ -136,55 +135,98 @@ impl Int8Isa {
             Int8Isa::Scalar => "scalar",
             Int8Isa::Avx2 => "avx2",
             Int8Isa::AvxVnni => "avxvnni",
-            Int8Isa::AvxVnniEvex => "avx512vnni-ymm",
             Int8Isa::Avx512Vnni => "avx512vnni",
         }
     }
 }
 
-/// Symmetric int8 quantization of a row: `(q, scale)` with `q = round(x / scale)`,
-/// `scale = max|x| / 127` (1 for an all-zero row). `q` is padded with zeros to its length.
-pub fn quantize_row(x: &[f32], q: &mut [i8]) -> f32 {
-    quantize_row_body(x, q)
+/// How one row of activations was quantized: `x ≈ (u − zero_point) · scale`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RowQuantization {
+    pub scale: f32,
+    pub zero_point: i32,
 }
 
-/// The body of [`quantize_row`], written to vectorise: lane maxima, rounding to nearest
-/// (ties to even) by adding and subtracting 1.5·2²³, the integer read from the float's bits.
-#[inline(always)]
-fn quantize_row_body(x: &[f32], q: &mut [i8]) -> f32 {
-    let amax = crate::simd::max_abs(x);
-    let scale = if amax > 0.0 && amax.is_finite() {
-        amax / 127.0
-    } else {
-        1.0
-    };
-    let inv = 1.0 / scale;
-    const ROUND: f32 = 12_582_912.0;
-    for (q, &v) in q.iter_mut().zip(x) {
-        let shifted = (v * inv).clamp(-127.0, 127.0) + ROUND;
-        *q = (shifted.to_bits() as i32 - 0x4B40_0000) as i8;
+/// Asymmetric quantization of an activation row to `u ∈ [0, 255]`: the range `[lo, hi]`
+/// (widened to hold 0, so that zero is exact) maps onto 0..=255, `scale = (hi − lo) / 255`
+/// and `zero_point = round(−lo · (1 / scale))` (scale 1 and zero point 0 for an all-zero or
+/// non-finite row), `u = round(clamp(x · (1 / scale) + zero_point, 0, 255))`, rounding to
+/// nearest, ties to even; `q` is padded with the zero point to its length.
+pub fn quantize_activation_row(x: &[f32], q: &mut [u8]) -> RowQuantization {
+    let mut row = RowQuantization::default();
+    quantize_rows_body(x, q, std::slice::from_mut(&mut row), x.len());
+    row
+}
+
+/// Symmetric quantization of a weight row to `[-63, 63]`: returns the scale, `max|w| / 63`
+/// (1 for an all-zero or non-finite row), with `q = round(w / scale)` (ties to even); `q` is
+/// padded with zeros to its length.
+pub fn quantize_weight_row(w: &[f32], q: &mut [i8]) -> f32 {
+    let (scale, inv) = symmetric_scale(w, WEIGHT_MAX);
+    for (q, &v) in q.iter_mut().zip(w) {
+        *q = round_to_int(v * inv, WEIGHT_MAX) as i8;
     }
-    q[x.len()..].fill(0);
+    q[w.len()..].fill(0);
     scale
 }
 
-crate::multiversion! {
-    /// `q ^= 0x80` bytewise: `q + 128` as unsigned (padding zeros become 128, multiplied by the
-    /// zero-padded weights).
-    fn flip_sign_bits / flip_sign_bits_isa(q: &mut [i8]) {
-        for v in q.iter_mut() {
-            *v ^= i8::MIN;
+/// `(scale, 1 / scale)` mapping `max|x|` to `levels`.
+#[inline(always)]
+fn symmetric_scale(x: &[f32], levels: f32) -> (f32, f32) {
+    let amax = crate::simd::max_abs(x);
+    let scale = if amax > 0.0 && amax.is_finite() {
+        amax / levels
+    } else {
+        1.0
+    };
+    (scale, 1.0 / scale)
+}
+
+/// `round(v)` to nearest, ties to even, clamped to `±limit`: adding and subtracting 1.5·2²³
+/// (branch-free, vectorises), the integer read from the float's bits.
+#[inline(always)]
+fn round_to_int(v: f32, limit: f32) -> i32 {
+    const ROUND: f32 = 12_582_912.0;
+    let shifted = v.clamp(-limit, limit) + ROUND;
+    shifted.to_bits() as i32 - 0x4B40_0000
+}
+
+/// [`quantize_activation_row`] for every row of `x` (rows of `k` values into rows of `k_pad`),
+/// written to vectorise.
+#[inline(always)]
+fn quantize_rows_body(x: &[f32], q: &mut [u8], rows: &mut [RowQuantization], k: usize) {
+    let k_pad = q.len() / rows.len().max(1);
+    for ((row, q_row), quant) in x
+        .chunks_exact(k.max(1))
+        .zip(q.chunks_exact_mut(k_pad.max(1)))
+        .zip(rows.iter_mut())
+    {
+        let (lo, hi) = crate::simd::min_max(row);
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        let range = hi - lo;
+        let (scale, zero_point) = if range > 0.0 && range.is_finite() {
+            let scale = range / 255.0;
+            (
+                scale,
+                round_to_int(-lo * (1.0 / scale), 255.0).clamp(0, 255),
+            )
+        } else {
+            (1.0, 0)
+        };
+        let inv = 1.0 / scale;
+        *quant = RowQuantization { scale, zero_point };
+        let z = zero_point as f32;
+        for (q, &v) in q_row.iter_mut().zip(row) {
+            *q = round_to_int((v * inv + z).clamp(0.0, 255.0), 255.0) as u8;
         }
+        q_row[row.len()..].fill(zero_point as u8);
     }
 }
 
 crate::multiversion! {
-    /// [`quantize_row`] for every row of `x` (rows of `k` values into rows of `k_pad`).
-    fn quantize_rows / quantize_rows_isa(x: &[f32], q: &mut [i8], scales: &mut [f32], k: usize) {
-        let k_pad = q.len() / scales.len().max(1);
-        for ((row, q_row), s) in x.chunks_exact(k.max(1)).zip(q.chunks_exact_mut(k_pad.max(1))).zip(scales.iter_mut()) {
-            *s = quantize_row_body(row, q_row);
-        }
+    /// [`quantize_activation_row`] for every row of `x`, at the ISA's vector width.
+    fn quantize_rows / quantize_rows_isa(x: &[f32], q: &mut [u8], rows: &mut [RowQuantization], k: usize) {
+        quantize_rows_body(x, q, rows, k)
     }
 }
 
@@ -195,13 +237,12 @@ pub struct QuantizedWeight {
     /// K rounded up to a multiple of 4.
     k_pad: usize,
     n: usize,
-    nr: usize,
-    /// `panel[p][k/4][j][k%4]`, zero-padded.
+    /// `panel[p][k/4][j][k%4]` in panels of 16 columns, zero-padded to an even count.
     data: Vec<i8>,
     /// `(N)`: dequantization scale of each output channel.
     scales: Vec<f32>,
-    /// `(N)`: `128 · Σ_k w_q[n, k]`, the VNNI path's unsigned-shift compensation.
-    shift_compensation: Vec<i32>,
+    /// `(N)`: `Σ_k w_q[n, k]`, for the activations' zero points.
+    channel_sums: Vec<i32>,
 }
 
 impl QuantizedWeight {
@@ -218,61 +259,69 @@ impl QuantizedWeight {
             weight.len(),
             n * k
         );
-        let isa = if isa.is_available() {
-            isa
-        } else {
-            Int8Isa::Scalar
-        };
-        let k_pad = k.next_multiple_of(4);
+        let k_pad = k.next_multiple_of(K_GROUP);
         let mut rows = vec![0i8; n * k_pad];
         let mut scales = vec![0.0f32; n];
         rows.par_chunks_mut(k_pad.max(1))
             .zip(scales.par_iter_mut())
             .enumerate()
             .for_each(|(j, (q, s))| {
-                *s = quantize_row(&weight[j * k..(j + 1) * k], q);
+                *s = quantize_weight_row(&weight[j * k..(j + 1) * k], q);
             });
-        Self::pack(rows, scales, n, k, isa)
+        Self::pack(&rows, scales, n, k, isa)
     }
 
-    /// Packs weights that are already quantized: `q (n, k)` with per-channel `scales (n)`,
-    /// `W ≈ scales[:, None] · q` (a checkpoint written by `densa quantize`).
-    pub fn from_quantized(q: &[i8], scales: &[f32], n: usize, k: usize) -> Self {
+    /// Packs weights that are already quantized: `q (n, k)` within ±63 with per-channel
+    /// `scales (n)`, `W ≈ scales[:, None] · q` (a checkpoint written by `densa quantize`).
+    /// `None` if a value is out of range.
+    pub fn from_quantized(q: &[i8], scales: &[f32], n: usize, k: usize) -> Option<Self> {
         assert!(
             q.len() >= n * k && scales.len() >= n,
             "from_quantized: ({n}, {k}) needs {} values and {n} scales",
             n * k
         );
-        let isa = Int8Isa::selected();
-        let k_pad = k.next_multiple_of(4);
+        if q[..n * k].iter().any(|&v| (v as f32).abs() > WEIGHT_MAX) {
+            return None;
+        }
+        let k_pad = k.next_multiple_of(K_GROUP);
         let mut rows = vec![0i8; n * k_pad];
         for j in 0..n {
             rows[j * k_pad..j * k_pad + k].copy_from_slice(&q[j * k..(j + 1) * k]);
         }
-        Self::pack(rows, scales[..n].to_vec(), n, k, isa)
+        Some(Self::pack(
+            &rows,
+            scales[..n].to_vec(),
+            n,
+            k,
+            Int8Isa::selected(),
+        ))
     }
 
-    /// Packs quantized rows `(n, k_pad)` (zero-padded) into the micro-kernel's panels.
-    fn pack(rows: Vec<i8>, scales: Vec<f32>, n: usize, k: usize, isa: Int8Isa) -> Self {
-        let nr = isa.shape().1;
-        let k_pad = k.next_multiple_of(4);
-        let shift_compensation = (0..n)
-            .map(|j| {
-                128 * rows[j * k_pad..(j + 1) * k_pad]
-                    .iter()
-                    .map(|&v| v as i32)
-                    .sum::<i32>()
-            })
+    /// Packs quantized rows `(n, k_pad)` (zero-padded) into panels.
+    fn pack(rows: &[i8], scales: Vec<f32>, n: usize, k: usize, isa: Int8Isa) -> Self {
+        let isa = if isa.is_available() {
+            isa
+        } else {
+            Int8Isa::Scalar
+        };
+        let k_pad = k.next_multiple_of(K_GROUP);
+        let channel_sums = rows
+            .chunks_exact(k_pad.max(1))
+            .take(n)
+            .map(|row| row.iter().map(|&v| v as i32).sum::<i32>())
             .collect();
-        let panels = n.div_ceil(nr);
-        let mut data = vec![0i8; panels * k_pad * nr];
-        data.par_chunks_mut((k_pad * nr).max(1))
+        let panel_len = k_pad * PANEL_WIDTH;
+        let panels = n.div_ceil(2 * PANEL_WIDTH) * 2;
+        let mut data = vec![0i8; panels * panel_len];
+        data.par_chunks_mut(panel_len.max(1))
             .enumerate()
             .for_each(|(p, panel)| {
-                for j in 0..nr.min(n - p * nr) {
-                    let row = &rows[(p * nr + j) * k_pad..][..k_pad];
+                for j in 0..PANEL_WIDTH.min(n.saturating_sub(p * PANEL_WIDTH)) {
+                    let row = &rows[(p * PANEL_WIDTH + j) * k_pad..][..k_pad];
                     for (kk, &v) in row.iter().enumerate() {
-                        panel[(kk / 4) * nr * 4 + j * 4 + kk % 4] = v;
+                        panel
+                            [(kk / K_GROUP) * PANEL_WIDTH * K_GROUP + j * K_GROUP + kk % K_GROUP] =
+                            v;
                     }
                 }
             });
@@ -281,10 +330,9 @@ impl QuantizedWeight {
             k,
             k_pad,
             n,
-            nr,
             data,
             scales,
-            shift_compensation,
+            channel_sums,
         }
     }
 
@@ -293,23 +341,21 @@ impl QuantizedWeight {
     }
 }
 
-/// Activations quantized per token for one int8 path: `(rows, k_pad)` int8 (stored as `q + 128`
-/// where the path multiplies unsigned values) and one scale per row. Reused across calls (no
-/// allocation once grown). Filled by [`Int8Scratch::quantize`], or by the LayerNorm that
-/// produces the activations ([`crate::add_layer_norm_quantize`]).
+/// Activations quantized per token: `(rows, k_pad)` as `q + 128` and one scale per row, the
+/// same on every path. Reused across calls (no allocation once grown). Filled by
+/// [`Int8Scratch::quantize`], or by the LayerNorm that produces the activations
+/// ([`crate::add_layer_norm_quantize`]).
 #[derive(Default)]
 pub struct Int8Scratch {
-    quantized: Vec<i8>,
-    scales: Vec<f32>,
+    quantized: Vec<u8>,
+    row_quantization: Vec<RowQuantization>,
     rows: usize,
     k: usize,
-    /// Whether `quantized` holds `q + 128`.
-    shifted: bool,
 }
 
 impl Int8Scratch {
-    /// Quantizes `inp (m, k)` per row for `isa`'s kernels.
-    pub fn quantize(&mut self, inp: &[f32], m: usize, k: usize, isa: Int8Isa) {
+    /// Quantizes `inp (m, k)` per row.
+    pub fn quantize(&mut self, inp: &[f32], m: usize, k: usize) {
         assert!(
             inp.len() >= m * k,
             "quantize: input has {} values, ({m}, {k}) needs {}",
@@ -317,44 +363,41 @@ impl Int8Scratch {
             m * k
         );
         let rows_per_task = 16;
-        let (quantized, scales) = self.prepare(m, k, isa);
-        let k_pad = k.next_multiple_of(4);
+        let (quantized, row_quantization) = self.prepare(m, k);
+        let k_pad = k.next_multiple_of(K_GROUP);
         quantized
             .par_chunks_mut((k_pad * rows_per_task).max(1))
-            .zip(scales.par_chunks_mut(rows_per_task))
+            .zip(row_quantization.par_chunks_mut(rows_per_task))
             .enumerate()
             .for_each(|(t, (q, s))| {
                 let first = t * rows_per_task;
-                quantize_rows_for(isa, &inp[first * k..(first + s.len()) * k], q, s, k);
+                quantize_rows(&inp[first * k..(first + s.len()) * k], q, s, k);
             });
     }
 
-    /// Sizes the buffers for `(m, k)` on `isa` and returns them to be filled: `(m, k_pad)`
-    /// quantized values and `m` scales.
-    pub(crate) fn prepare(&mut self, m: usize, k: usize, isa: Int8Isa) -> (&mut [i8], &mut [f32]) {
-        let k_pad = k.next_multiple_of(4);
+    /// Sizes the buffers for `(m, k)` and returns them to be filled: `(m, k_pad)` quantized
+    /// values and `m` scales.
+    pub(crate) fn prepare(&mut self, m: usize, k: usize) -> (&mut [u8], &mut [RowQuantization]) {
+        let k_pad = k.next_multiple_of(K_GROUP);
         self.quantized.resize(m * k_pad, 0);
-        self.scales.resize(m, 0.0);
-        (self.rows, self.k, self.shifted) = (m, k, isa.shifts_activations());
-        (&mut self.quantized[..m * k_pad], &mut self.scales[..m])
+        self.row_quantization.resize(m, RowQuantization::default());
+        (self.rows, self.k) = (m, k);
+        (
+            &mut self.quantized[..m * k_pad],
+            &mut self.row_quantization[..m],
+        )
     }
 }
 
-/// Quantizes rows of `k` values of `x` into rows of `k_pad` of `q` (one scale each) in the
-/// form `isa`'s kernels read.
+/// Quantizes rows of `k` values of `x` into rows of `k_pad` of `q` (one scale each).
 pub(crate) fn quantize_rows_for(
-    isa: Int8Isa,
+    isa: Isa,
     x: &[f32],
-    q: &mut [i8],
-    scales: &mut [f32],
+    q: &mut [u8],
+    rows: &mut [RowQuantization],
     k: usize,
 ) {
-    let f32_isa = isa.f32_isa();
-    quantize_rows_isa(f32_isa, x, q, scales, k);
-    if isa.shifts_activations() {
-        // VNNI multiplies unsigned activations: store q + 128 (the sign bit flipped).
-        flip_sign_bits_isa(f32_isa, q);
-    }
+    quantize_rows_isa(isa, x, q, rows, k);
 }
 
 /// `out (m, N) = epilogue(inp (m, K) · Wᵀ)` with int8 weights and per-token int8 activations.
@@ -367,12 +410,12 @@ pub fn linear_int8(
     scratch: &mut Int8Scratch,
 ) {
     // Each step checks its own slices: the input here, the output, bias and residual there.
-    scratch.quantize(inp, m, weight.k, weight.isa);
+    scratch.quantize(inp, m, weight.k);
     linear_int8_quantized(out, weight, m, epilogue, scratch);
 }
 
 /// [`linear_int8`] on activations already quantized (by [`Int8Scratch::quantize`] or a fused
-/// LayerNorm) for this weight's path.
+/// LayerNorm).
 pub fn linear_int8_quantized(
     out: &mut [f32],
     weight: &QuantizedWeight,
@@ -380,200 +423,112 @@ pub fn linear_int8_quantized(
     epilogue: Epilogue<'_>,
     activations: &Int8Scratch,
 ) {
-    let (k, k_pad, n, nr) = (weight.k, weight.k_pad, weight.n, weight.nr);
+    let (k, k_pad, n) = (weight.k, weight.k_pad, weight.n);
     assert!(
         activations.rows == m && activations.k == k,
         "linear_int8: activations quantized as ({}, {}), the layer needs ({m}, {k})",
         activations.rows,
         activations.k
     );
-    assert!(
-        activations.shifted == weight.isa.shifts_activations(),
-        "linear_int8: activations quantized for another int8 path than {}",
-        weight.isa.name()
-    );
     // The output, bias and residual (the input was checked when it was quantized).
     crate::gemm::check_linear_shapes("linear_int8", out, &[], m, 0, n, &epilogue);
     if m == 0 || n == 0 {
         return;
     }
-    let (quantized, scales) = (
-        &activations.quantized[..m * k_pad],
-        &activations.scales[..m],
-    );
-
-    let grid = crate::gemm::TaskGrid::new(m, n.div_ceil(nr), weight.isa.shape().0);
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..grid.tasks()).into_par_iter().for_each(|task| {
-        let (rows, panel_range) = grid.task(task);
-        // SAFETY: tasks write disjoint (row tile × column group) blocks of `out` (m × n
-        // values, asserted above); the int8 path was detected on this CPU.
-        unsafe {
-            int8_task(
-                out_ptr.get(),
-                weight,
-                quantized,
-                scales,
-                rows,
-                panel_range,
-                &epilogue,
-            )
-        };
+    let (mr, nr) = weight.isa.shape();
+    let ops = Operands {
+        a: &activations.quantized[..m * k_pad],
+        lda: k_pad,
+        b: &weight.data,
+        // Panels of nr columns: one or two 16-column panels of the stored layout.
+        panel_len: k_pad * nr,
+        k: k_pad,
+        n,
+        // One pass over K: exact i32 sums, and the 512-bit kernel finds its second 16-column
+        // panel kc · 16 bytes after the first.
+        kc: usize::MAX,
+    };
+    let sink = Int8Sink {
+        out: SendPtr(out.as_mut_ptr()),
+        n,
+        rows: &activations.row_quantization[..m],
+        channel_scales: &weight.scales,
+        channel_sums: &weight.channel_sums,
+        isa: weight.isa.f32_isa(),
+        epilogue: &epilogue,
+    };
+    for_each_task(m, n.div_ceil(nr), mr, |rows, panels| {
+        // SAFETY: tasks write disjoint (row tile × column group) blocks of `out` (m × n values,
+        // asserted above); the path was detected on this CPU (QuantizedWeight::pack).
+        unsafe { int8_block(weight.isa, &ops, rows, panels, &sink) };
     });
 }
 
-/// One task of [`linear_int8`], compiled once per path so the dequantization and the epilogue
-/// run at the micro-kernel's vector width.
+/// The one place an int8 path picks its kernel.
 ///
 /// # Safety
-/// `out` points at `m × n` values of which this task alone writes rows `rows` × the columns of
-/// `panels`.
-unsafe fn int8_task(
-    out: *mut f32,
-    weight: &QuantizedWeight,
-    quantized: &[i8],
-    scales: &[f32],
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    epilogue: &Epilogue<'_>,
+/// `isa` is available; the sink may be written for these rows and panels by this caller alone.
+unsafe fn int8_block(
+    isa: Int8Isa,
+    ops: &Operands<'_, u8, i8>,
+    rows: Range<usize>,
+    panels: Range<usize>,
+    sink: &Int8Sink<'_>,
 ) {
-    match weight.isa {
-        // SAFETY: forwarded contract; the path exists on this CPU (QuantizedWeight::for_isa).
-        #[cfg(target_arch = "x86_64")]
-        Int8Isa::Avx512Vnni => unsafe {
-            int8_task_vnni(out, weight, quantized, scales, rows, panels, epilogue)
-        },
-        // SAFETY: as above (AVX-VNNI implies AVX2: Int8Isa::available).
-        #[cfg(target_arch = "x86_64")]
-        Int8Isa::Avx2 | Int8Isa::AvxVnni | Int8Isa::AvxVnniEvex => unsafe {
-            int8_task_avx2(out, weight, quantized, scales, rows, panels, epilogue)
-        },
-        // SAFETY: forwarded contract.
-        _ => unsafe { int8_task_generic(out, weight, quantized, scales, rows, panels, epilogue) },
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn int8_task_vnni(
-    out: *mut f32,
-    w: &QuantizedWeight,
-    q: &[i8],
-    s: &[f32],
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    e: &Epilogue<'_>,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { int8_task_generic(out, w, q, s, rows, panels, e) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn int8_task_avx2(
-    out: *mut f32,
-    w: &QuantizedWeight,
-    q: &[i8],
-    s: &[f32],
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    e: &Epilogue<'_>,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { int8_task_generic(out, w, q, s, rows, panels, e) }
-}
-
-/// The body of [`int8_task`].
-#[inline(always)]
-unsafe fn int8_task_generic(
-    out: *mut f32,
-    weight: &QuantizedWeight,
-    quantized: &[i8],
-    scales: &[f32],
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    epilogue: &Epilogue<'_>,
-) {
-    let (k_pad, n, nr) = (weight.k_pad, weight.n, weight.nr);
-    let mr = weight.isa.shape().0;
-    let f32_isa = weight.isa.f32_isa();
-    let shifted = weight.isa.shifts_activations();
-    let mut acc_i32 = [0i32; 8 * 32];
-    let mut acc_f32 = [0.0f32; 8 * 32];
-    let mut row_ptrs = [std::ptr::null::<i8>(); 8];
-    // Panels go in blocks of about 256 KiB of weights (they stay in L2), each block swept by
-    // every row tile of the task: a row's outputs for the block are then written as one
-    // contiguous run, not 32 columns at a time down all the rows (which missed the cache and
-    // the TLB on nearly every store).
-    let panels_per_block = (256 * 1024 / (k_pad * nr).max(1)).max(1);
-    let mut block_start = panels.start;
-    while block_start < panels.end {
-        let block = block_start..(block_start + panels_per_block).min(panels.end);
-        block_start = block.end;
-        for r0 in rows.clone().step_by(mr) {
-            let valid = mr.min(rows.end - r0);
-            for (r, ptr) in row_ptrs[..mr].iter_mut().enumerate() {
-                // Rows past the tile repeat its last row; their results are dropped.
-                *ptr = quantized[(r0 + r.min(valid - 1)) * k_pad..].as_ptr();
-            }
-            for p in block.clone() {
-                let b = &weight.data[p * k_pad * nr..][..k_pad * nr];
-                let (col0, width) = (p * nr, nr.min(n - p * nr));
-                let (channel_scales, compensation) = (
-                    &weight.scales[col0..col0 + width],
-                    &weight.shift_compensation[col0..col0 + width],
-                );
-                micro_kernel(
-                    weight.isa,
-                    k_pad,
-                    &row_ptrs[..mr],
-                    b,
-                    &mut acc_i32[..mr * nr],
-                );
-                for r in 0..valid {
-                    let row = r0 + r;
-                    let sx = scales[row];
-                    let (dots, values) = (
-                        &acc_i32[r * nr..r * nr + width],
-                        &mut acc_f32[r * nr..r * nr + width],
-                    );
-                    for j in 0..width {
-                        let dot = if shifted {
-                            dots[j] - compensation[j]
-                        } else {
-                            dots[j]
-                        };
-                        values[j] = dot as f32 * (sx * channel_scales[j]);
-                    }
-                    // SAFETY: row < m and col0 + width <= n: in bounds; this block is ours
-                    // (contract).
-                    let c =
-                        unsafe { std::slice::from_raw_parts_mut(out.add(row * n + col0), width) };
-                    crate::gemm::write_tile_with(f32_isa, c, values, n, row, col0, epilogue);
-                }
-            }
-        }
-    }
-}
-
-/// `acc (MR × NR) i32 = Σ_k rows[r][k] · b[k/4][j][k%4]` on the given path.
-#[inline]
-fn micro_kernel(isa: Int8Isa, k_pad: usize, rows: &[*const i8], b: &[i8], acc: &mut [i32]) {
     match isa {
-        // SAFETY: the path was detected on this CPU (QuantizedWeight::for_isa); every row
-        // pointer has k_pad readable values; b holds k_pad × NR; acc holds MR × NR.
+        // SAFETY: forwarded contract.
         #[cfg(target_arch = "x86_64")]
-        Int8Isa::Avx512Vnni => unsafe { vnni::kernel(k_pad, rows, b, acc) },
+        Int8Isa::Avx512Vnni => unsafe { vnni::task(ops, rows, panels, sink) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Int8Isa::Avx2 => unsafe { avx2::kernel(k_pad, rows, b, acc) },
+        Int8Isa::AvxVnni => unsafe { avxvnni::task(ops, rows, panels, sink) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Int8Isa::AvxVnni => unsafe { avxvnni::kernel_vex(k_pad, rows, b, acc) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Int8Isa::AvxVnniEvex => unsafe { avxvnni::kernel_evex(k_pad, rows, b, acc) },
-        // SAFETY: as above.
-        _ => unsafe { scalar::kernel(k_pad, rows, b, acc) },
+        Int8Isa::Avx2 => unsafe { avx2::task(ops, rows, panels, sink) },
+        // SAFETY: the portable kernel needs no features.
+        _ => unsafe {
+            crate::gemm::driver::gemm_task::<scalar::ScalarInt8, _>(ops, rows, panels, sink)
+        },
+    }
+}
+
+/// Dequantizes int8 tiles, `(Σ u·w − 128·Σ w) · s_x[row] · s_w[col]`, then the epilogue.
+pub(crate) struct Int8Sink<'a> {
+    out: SendPtr,
+    n: usize,
+    rows: &'a [RowQuantization],
+    channel_scales: &'a [f32],
+    channel_sums: &'a [i32],
+    isa: Isa,
+    epilogue: &'a Epilogue<'a>,
+}
+
+impl TileSink<i32> for Int8Sink<'_> {
+    #[inline(always)]
+    unsafe fn write(&self, row: usize, col0: usize, acc: &[i32], _first: bool, _last: bool) {
+        let width = acc.len();
+        let mut values = [0.0f32; 32];
+        let RowQuantization { scale, zero_point } = self.rows[row];
+        let (scales, sums) = (
+            &self.channel_scales[col0..col0 + width],
+            &self.channel_sums[col0..col0 + width],
+        );
+        for j in 0..width {
+            values[j] = (acc[j] - zero_point * sums[j]) as f32 * (scale * scales[j]);
+        }
+        // SAFETY: (row, col0 .. col0 + width) is inside `out` (m × n) and this task's (the
+        // trait's contract).
+        let c = unsafe {
+            std::slice::from_raw_parts_mut(self.out.get().add(row * self.n + col0), width)
+        };
+        crate::gemm::write_tile_with(
+            self.isa,
+            c,
+            &values[..width],
+            self.n,
+            row,
+            col0,
+            self.epilogue,
+        );
     }
 }
