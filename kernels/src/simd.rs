@@ -64,8 +64,10 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for l in 0..LANES {
-            lo[l] = lo[l].min(c[l]);
-            hi[l] = hi[l].max(c[l]);
+            // Compare-and-select (what vminps / vmaxps compute): `f32::min`'s NaN rule would
+            // keep the loop scalar. A NaN is skipped here; the output check reports it.
+            lo[l] = if c[l] < lo[l] { c[l] } else { lo[l] };
+            hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
         }
     }
     let rest = chunks.remainder();
