@@ -4,7 +4,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{BertConfig, ModelType};
 use crate::error::{Error, Result};
 use crate::io::read_json;
-use crate::model::{BertModel, PackedBatch, Precision, Workspace};
+use crate::model::{BertModel, OutputRows, PackedBatch, Precision, Workspace};
 use crate::pooling::{pool, Pooling};
 use crate::tokenizer::{Input, TextTokenizer, Tokenized};
 use rayon::prelude::*;
@@ -319,7 +319,8 @@ impl Encoder {
                 for &i in batch_indices {
                     batch.push(&tokenized[i].ids, &tokenized[i].type_ids);
                 }
-                let hidden = self.model.forward(&batch, &mut workspace, None)?;
+                let rows = self.pooling.output_rows();
+                let hidden = self.model.forward(&batch, &mut workspace, None, rows)?;
                 pooled.resize(batch_indices.len() * dim, 0.0);
                 pool(
                     &self.model,
@@ -362,7 +363,7 @@ impl Encoder {
         let mut workspace = Workspace::default();
         self.pool.install(|| {
             self.model
-                .forward(&batch, &mut workspace, Some(&mut states))
+                .forward(&batch, &mut workspace, Some(&mut states), OutputRows::All)
         })?;
         Ok((tokenized, states))
     }

@@ -319,13 +319,15 @@ pub struct Workspace {
     context: Vec<f32>,      // (T, H)
     sublayer_out: Vec<f32>, // (T, H)
     intermediate: Vec<f32>, // (T, F)
+    first_rows: Vec<f32>,   // (S, H): the last layer's rows when only first tokens are needed
     int8: k::Int8Scratch,   // quantized activations (int8 precision only)
 }
 
 impl Workspace {
     /// Sizes every buffer for `t` tokens (never shrinking capacity).
-    fn resize(&mut self, t: usize, h: usize, f: usize) {
+    fn resize(&mut self, t: usize, s: usize, h: usize, f: usize) {
         for (buffer, len) in [
+            (&mut self.first_rows, s * h),
             (&mut self.hidden, t * h),
             (&mut self.qkv, 3 * t * h),
             (&mut self.context, t * h),
@@ -335,6 +337,18 @@ impl Workspace {
             buffer.resize(len, 0.0);
         }
     }
+}
+
+/// Which rows of the last hidden state a forward pass must compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputRows {
+    /// Every token's (mean pooling, hidden states).
+    All,
+    /// Each sequence's first token only (`[CLS]` pooling, the pooler, DPR): the last layer runs
+    /// its attention output, feed-forward and LayerNorms on those rows alone (keys and values
+    /// still over every token). The other rows of the returned state are then not the last
+    /// layer's. Bit for bit the same first rows as [`OutputRows::All`].
+    FirstTokens,
 }
 
 /// The prefixes under which checkpoints store the BERT trunk, tried in order.
@@ -576,38 +590,38 @@ impl BertModel {
     /// Runs the encoder over a packed batch and returns the last hidden state
     /// `(total_tokens, hidden)`, which lives in `workspace`. When `all_hidden_states` is given,
     /// it receives the embedding output and every layer's output (as `transformers`'
-    /// `output_hidden_states=True`). Once `workspace` has seen a batch this large, the pass
-    /// allocates nothing.
+    /// `output_hidden_states=True`; every row is then computed). `rows` says which rows of the
+    /// last layer are needed. Once `workspace` has seen a batch this large, the pass allocates
+    /// nothing.
     pub fn forward<'w>(
         &self,
         batch: &PackedBatch,
         workspace: &'w mut Workspace,
         mut all_hidden_states: Option<&mut Vec<Vec<f32>>>,
+        rows: OutputRows,
     ) -> Result<&'w [f32]> {
         let cfg = &self.config;
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let t = batch.total_tokens(); // T: real tokens of all sequences together
+        let s = batch.num_sequences(); // S: sequences
         self.check_batch(batch)?;
-        workspace.resize(t, h, f);
+        workspace.resize(t, s, h, f);
+        let first_tokens_only = rows == OutputRows::FirstTokens && all_hidden_states.is_none();
         let Workspace {
             hidden,
             qkv,
             context,
             sublayer_out,
             intermediate,
+            first_rows,
             int8,
         } = workspace;
-        let activation = match cfg.hidden_act {
-            Activation::GeluErf => k::Activation::GeluErf,
-            Activation::GeluTanh => k::Activation::GeluTanh,
-        };
 
         // hidden: (T, H) = LayerNorm(word + position + token_type embeddings)
         self.embeddings_forward(hidden, batch);
         if let Some(states) = all_hidden_states.as_deref_mut() {
             states.push(hidden.clone());
         }
-        let eps = cfg.layer_norm_eps;
         for (i, layer) in self.layers.iter().enumerate() {
             // Self-attention: qkv (T, 3H) = hidden · [Wq; Wk; Wv]ᵀ + b; attend within each sequence.
             // From layer 1 on, the int8 path's input was quantized by the LayerNorm before.
@@ -617,6 +631,27 @@ impl BertModel {
                 let qkv_layer = &layer.query_key_value;
                 qkv_layer.forward_fused_prequantized(qkv, hidden, t, k::Activation::None, int8);
             }
+            if first_tokens_only && i + 1 == self.layers.len() {
+                // Only [CLS] is pooled: the rest of the last layer runs on S rows.
+                k::attention_forward_first_query(
+                    context,
+                    qkv,
+                    &batch.seq_offsets,
+                    cfg.num_attention_heads,
+                    cfg.head_dim(),
+                );
+                self.last_layer_first_tokens(
+                    layer,
+                    batch,
+                    hidden,
+                    context,
+                    sublayer_out,
+                    intermediate,
+                    first_rows,
+                    int8,
+                );
+                break;
+            }
             k::attention_forward(
                 context,
                 qkv,
@@ -624,45 +659,116 @@ impl BertModel {
                 cfg.num_attention_heads,
                 cfg.head_dim(),
             );
-            // attention.output: dense + bias, then LayerNorm(· + residual) in one pass
-            layer
-                .attention_output
-                .forward(sublayer_out, context, t, int8);
-            let next = layer.intermediate.int8_isa();
-            add_layer_norm_for(
+            let next = self.layers.get(i + 1);
+            let next = next.and_then(|l| l.query_key_value.int8_isa());
+            self.after_attention(
+                layer,
                 next,
-                &layer.attention_layer_norm,
-                sublayer_out,
                 hidden,
+                context,
+                sublayer_out,
+                intermediate,
                 t,
-                eps,
                 int8,
             );
-            std::mem::swap(hidden, sublayer_out);
-            // Feed-forward: intermediate (T, F) = GELU(hidden · Wiᵀ + b) (fused epilogue),
-            // output.dense + bias, then LayerNorm(· + residual) in one pass
-            let ffn_in = &layer.intermediate;
-            ffn_in.forward_fused_prequantized(intermediate, hidden, t, activation, int8);
-            layer.output.forward(sublayer_out, intermediate, t, int8);
-            let next = self
-                .layers
-                .get(i + 1)
-                .and_then(|l| l.query_key_value.int8_isa());
-            add_layer_norm_for(
-                next,
-                &layer.output_layer_norm,
-                sublayer_out,
-                hidden,
-                t,
-                eps,
-                int8,
-            );
-            std::mem::swap(hidden, sublayer_out);
+            std::mem::swap(hidden, context);
             if let Some(states) = all_hidden_states.as_deref_mut() {
                 states.push(hidden.clone());
             }
         }
         Ok(&workspace.hidden[..t * h])
+    }
+
+    /// A layer after its attention, on `rows` rows: `hidden (rows, H)` is the layer's input,
+    /// `context (rows, H)` its attention context, which is replaced by the layer's output:
+    /// ```text
+    /// normed  = LayerNorm(context · Woᵀ + b + hidden)      attention.output (+ LayerNorm)
+    /// context = LayerNorm(GELU(normed · Wiᵀ + b) · Wᵀ + b + normed)   intermediate, output
+    /// ```
+    /// `next` is the int8 path of the layer that reads the result (its input is quantized by
+    /// the last LayerNorm), if any.
+    #[allow(clippy::too_many_arguments)]
+    fn after_attention(
+        &self,
+        layer: &EncoderLayer,
+        next: Option<k::Int8Isa>,
+        hidden: &[f32],
+        context: &mut [f32],
+        normed: &mut [f32],
+        intermediate: &mut [f32],
+        rows: usize,
+        int8: &mut k::Int8Scratch,
+    ) {
+        let cfg = &self.config;
+        let eps = cfg.layer_norm_eps;
+        let activation = match cfg.hidden_act {
+            Activation::GeluErf => k::Activation::GeluErf,
+            Activation::GeluTanh => k::Activation::GeluTanh,
+        };
+        // attention.output: dense + bias, then LayerNorm(· + residual) in one pass
+        let ffn_isa = layer.intermediate.int8_isa();
+        layer.attention_output.forward(normed, context, rows, int8);
+        add_layer_norm_for(
+            ffn_isa,
+            &layer.attention_layer_norm,
+            normed,
+            hidden,
+            rows,
+            eps,
+            int8,
+        );
+        // Feed-forward: intermediate (rows, F) = GELU(normed · Wiᵀ + b) (fused epilogue),
+        // output.dense + bias, then LayerNorm(· + residual) in one pass
+        let ffn_in = &layer.intermediate;
+        ffn_in.forward_fused_prequantized(intermediate, normed, rows, activation, int8);
+        layer.output.forward(context, intermediate, rows, int8);
+        add_layer_norm_for(
+            next,
+            &layer.output_layer_norm,
+            context,
+            normed,
+            rows,
+            eps,
+            int8,
+        );
+    }
+
+    /// The last layer after attention for each sequence's first token only: `context (S, H)`
+    /// holds their attention context; their rows of `hidden (T, H)` are replaced by the
+    /// layer's output.
+    #[allow(clippy::too_many_arguments)]
+    fn last_layer_first_tokens(
+        &self,
+        layer: &EncoderLayer,
+        batch: &PackedBatch,
+        hidden: &mut [f32],
+        context: &mut [f32],
+        normed: &mut [f32],
+        intermediate: &mut [f32],
+        first_rows: &mut [f32],
+        int8: &mut k::Int8Scratch,
+    ) {
+        let (h, s) = (self.config.hidden_size, batch.num_sequences());
+        // first_rows (S, H): the layer's input at each sequence's first token
+        for (seq, row) in first_rows[..s * h].chunks_exact_mut(h).enumerate() {
+            let t0 = batch.seq_offsets[seq];
+            row.copy_from_slice(&hidden[t0 * h..(t0 + 1) * h]);
+        }
+        let first_rows = &first_rows[..s * h];
+        self.after_attention(
+            layer,
+            None,
+            first_rows,
+            context,
+            normed,
+            intermediate,
+            s,
+            int8,
+        );
+        for (seq, row) in context[..s * h].chunks_exact(h).enumerate() {
+            let t0 = batch.seq_offsets[seq];
+            hidden[t0 * h..(t0 + 1) * h].copy_from_slice(row);
+        }
     }
 
     /// Rejects ids the embedding tables do not have, and sequences longer than the positions.

@@ -1,7 +1,7 @@
 //! Pooling: from the last hidden state `(T, H)` of a packed batch to one vector per sequence.
 
 use crate::error::{Error, Result};
-use crate::model::{BertModel, PackedBatch};
+use crate::model::{BertModel, OutputRows, PackedBatch};
 use densa_kernels as k;
 
 /// How a sequence's token vectors become its embedding.
@@ -36,6 +36,15 @@ impl Pooling {
             Pooling::MeanSqrtLen => "mean_sqrt_len",
             Pooling::Pooler => "pooler",
             Pooling::Dpr => "dpr",
+        }
+    }
+
+    /// The rows of the last hidden state this pooling reads: the first token's alone for
+    /// `[CLS]`, the pooler and DPR, so the last layer can skip the others.
+    pub fn output_rows(self) -> OutputRows {
+        match self {
+            Pooling::Cls | Pooling::Pooler | Pooling::Dpr => OutputRows::FirstTokens,
+            Pooling::Auto | Pooling::Mean | Pooling::Max | Pooling::MeanSqrtLen => OutputRows::All,
         }
     }
 

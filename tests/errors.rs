@@ -311,7 +311,10 @@ fn hostile_values_through_the_rust_api() {
         },
     ];
     for batch in &lying {
-        let e = model.forward(batch, &mut workspace, None).err().unwrap();
+        let e = model
+            .forward(batch, &mut workspace, None, densa::OutputRows::All)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("seq_offsets"), "{e}");
     }
     // pool with an output of the wrong size, or a hidden state shorter than the batch.

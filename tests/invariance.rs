@@ -117,3 +117,40 @@ fn int8_batch_and_thread_invariance_bitwise() {
         );
     }
 }
+
+#[test]
+fn first_token_last_layer_equals_the_full_pass_bitwise() {
+    // Pooling that reads [CLS] alone runs the last layer on each sequence's first row: those
+    // rows must be exactly what the full pass computes (f32 and int8, several batch shapes).
+    for precision in [Precision::F32, Precision::Int8] {
+        for name in ["bert-tiny", "dpr-ctx-tiny"] {
+            let encoder = encoder_at(name, 2, 64, precision);
+            let cases = cases();
+            let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+            let tokenized = encoder.tokenize(&inputs).unwrap();
+            let mut batch = densa::model::PackedBatch::new();
+            for t in &tokenized {
+                batch.push(&t.ids, &t.type_ids);
+            }
+            let h = encoder.model().config.hidden_size;
+            let (full, first) = encoder.install(|| {
+                let mut workspace = densa::model::Workspace::default();
+                let all = densa::OutputRows::All;
+                let full = encoder.model().forward(&batch, &mut workspace, None, all);
+                let full = full.unwrap().to_vec();
+                let first_only = densa::OutputRows::FirstTokens;
+                let first = encoder
+                    .model()
+                    .forward(&batch, &mut workspace, None, first_only);
+                (full, first.unwrap().to_vec())
+            });
+            for s in 0..batch.num_sequences() {
+                let t0 = batch.range(s).start;
+                assert!(
+                    full[t0 * h..(t0 + 1) * h] == first[t0 * h..(t0 + 1) * h],
+                    "{name} {precision:?}: sequence {s}'s first row differs"
+                );
+            }
+        }
+    }
+}

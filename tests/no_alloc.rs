@@ -63,16 +63,26 @@ fn check(precision: Precision) {
     let mut workspace = Workspace::default();
     let (first, allocations) = encoder.install(|| {
         let start = ALLOCATIONS.load(Ordering::SeqCst);
-        model.forward(&big, &mut workspace, None).unwrap();
+        model
+            .forward(&big, &mut workspace, None, densa::OutputRows::FirstTokens)
+            .unwrap();
         let first = ALLOCATIONS.load(Ordering::SeqCst) - start;
         for _ in 0..3 {
-            model.forward(&big, &mut workspace, None).unwrap();
-            model.forward(&small, &mut workspace, None).unwrap();
+            model
+                .forward(&big, &mut workspace, None, densa::OutputRows::FirstTokens)
+                .unwrap();
+            model
+                .forward(&small, &mut workspace, None, densa::OutputRows::All)
+                .unwrap();
         }
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         for _ in 0..20 {
-            model.forward(&small, &mut workspace, None).unwrap();
-            model.forward(&big, &mut workspace, None).unwrap();
+            model
+                .forward(&small, &mut workspace, None, densa::OutputRows::All)
+                .unwrap();
+            model
+                .forward(&big, &mut workspace, None, densa::OutputRows::FirstTokens)
+                .unwrap();
         }
         (first, ALLOCATIONS.load(Ordering::SeqCst) - before)
     });

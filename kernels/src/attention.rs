@@ -48,6 +48,7 @@ pub fn attention_forward(
 ) {
     attention_forward_isa(
         crate::Isa::selected(),
+        Queries::All,
         context,
         qkv,
         seq_offsets,
@@ -56,9 +57,41 @@ pub fn attention_forward(
     )
 }
 
-/// [`attention_forward`] on a given ISA (tests).
+/// Which query rows attention computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queries {
+    /// Every token's: `context` is `(total_tokens, H · d)`.
+    All,
+    /// Each sequence's first token only (keys and values still over every token):
+    /// `context` is `(num_sequences, H · d)`, row `s` for sequence `s`. Bit for bit the first
+    /// rows of [`Queries::All`] (each query row is computed on its own).
+    FirstOfEachSequence,
+}
+
+/// [`attention_forward`] for each sequence's first token only ([`Queries::FirstOfEachSequence`]):
+/// what the last layer needs when pooling reads `[CLS]` alone.
+pub fn attention_forward_first_query(
+    context: &mut [f32],
+    qkv: &[f32],
+    seq_offsets: &[usize],
+    num_heads: usize,
+    head_dim: usize,
+) {
+    attention_forward_isa(
+        crate::Isa::selected(),
+        Queries::FirstOfEachSequence,
+        context,
+        qkv,
+        seq_offsets,
+        num_heads,
+        head_dim,
+    )
+}
+
+/// [`attention_forward`] on a given ISA and query set (tests).
 pub fn attention_forward_isa(
     isa: crate::Isa,
+    queries: Queries,
     context: &mut [f32],
     qkv: &[f32],
     seq_offsets: &[usize],
@@ -84,14 +117,18 @@ pub fn attention_forward_isa(
         3 * width,
         total_tokens * 3 * width
     );
+    let num_seqs = seq_offsets.len().saturating_sub(1);
+    let context_rows = match queries {
+        Queries::All => total_tokens,
+        Queries::FirstOfEachSequence => num_seqs,
+    };
     assert!(
-        context.len() >= total_tokens * width,
-        "attention: context has {} values, ({total_tokens}, {width}) needs {}",
+        context.len() >= context_rows * width,
+        "attention: context has {} values, ({context_rows}, {width}) needs {}",
         context.len(),
-        total_tokens * width
+        context_rows * width
     );
     let context_ptr = SendPtr(context.as_mut_ptr());
-    let num_seqs = seq_offsets.len().saturating_sub(1);
     (0..num_seqs * num_heads).into_par_iter().for_each(|task| {
         let (seq, head) = (task / num_heads, task % num_heads);
         let (start, end) = (seq_offsets[seq], seq_offsets[seq + 1]);
@@ -99,14 +136,20 @@ pub fn attention_forward_isa(
             return;
         }
         let rows = &qkv[start * 3 * width..end * 3 * width];
+        let (out_row, query_rows) = match queries {
+            Queries::All => (start, end - start),
+            Queries::FirstOfEachSequence => (seq, 1),
+        };
         let out = context_ptr.get();
         SCRATCH.with_borrow_mut(|scratch| {
-            // SAFETY: this task alone writes rows start..end, columns head·d..(head+1)·d of
-            // `context` (tasks differ in sequence or head); the block is in bounds (asserted).
+            // SAFETY: this task alone writes its sequence's query rows (out_row, query_rows),
+            // columns head·d..(head+1)·d of `context` (tasks differ in sequence or head); the
+            // block is in bounds (asserted).
             unsafe {
                 head_attention(
                     isa,
-                    out.add(start * width),
+                    out.add(out_row * width),
+                    query_rows,
                     rows,
                     scratch,
                     width,
@@ -119,14 +162,16 @@ pub fn attention_forward_isa(
 }
 
 /// One head of one sequence. `rows`: its (T, 3W) qkv rows; `out`: its first context row
-/// (stride W), of which columns col..col+d are written.
+/// (stride W), of which columns col..col+d are written for the first `query_rows` queries.
 ///
 /// # Safety
-/// `out` must point at T rows of stride `width` that no other thread writes in columns
-/// col..col+d.
+/// `out` must point at `query_rows` rows of stride `width` that no other thread writes in
+/// columns col..col+d.
+#[allow(clippy::too_many_arguments)]
 unsafe fn head_attention(
     isa: Isa,
     out: *mut f32,
+    query_rows: usize,
     rows: &[f32],
     scratch: &mut Vec<f32>,
     width: usize,
@@ -170,8 +215,8 @@ unsafe fn head_attention(
         nr,
         isa,
     };
-    for i0 in (0..t).step_by(QUERY_BLOCK) {
-        let block = QUERY_BLOCK.min(t - i0);
+    for i0 in (0..query_rows).step_by(QUERY_BLOCK) {
+        let block = QUERY_BLOCK.min(query_rows - i0);
         let scores = &mut scores[..block * t];
         // SAFETY: scores holds block × t values (row stride t); the query rows i0..i0+block
         // are in `rows` at stride 3W, each with d values from column col.

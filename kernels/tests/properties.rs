@@ -1,6 +1,7 @@
 //! Every kernel against its naive f64 twin in `densa_kernels::reference`, on random shapes
 //! (odd sizes included) and edge values, at several thread counts.
 
+use densa_kernels::attention::Queries;
 use densa_kernels::{self as k, reference};
 mod common;
 
@@ -269,8 +270,17 @@ proptest! {
         let vmax = kv.iter().map(|v| v.abs() as f64).fold(0.0, f64::max);
         for &isa in k::Isa::available() {
             let mut context = vec![f32::NAN; total * width];
-            with_threads(threads, || k::attention::attention_forward_isa(isa, &mut context, &qkv, &offsets, heads, head_dim));
+            with_threads(threads, || k::attention::attention_forward_isa(isa, Queries::All, &mut context, &qkv, &offsets, heads, head_dim));
             check_close(&context, &want, |_| 1e-5 * (1.0 + vmax), isa.name());
+            // Each sequence's first query alone: the reference's first rows, and bit for bit
+            // the full pass's (what the pooling-aware last layer relies on).
+            let mut first = vec![f32::NAN; lens.len() * width];
+            with_threads(threads, || k::attention::attention_forward_isa(isa, Queries::FirstOfEachSequence, &mut first, &qkv, &offsets, heads, head_dim));
+            for (s, row) in first.chunks_exact(width).enumerate() {
+                let t0 = offsets[s];
+                check_close(row, &want[t0 * width..(t0 + 1) * width], |_| 1e-5 * (1.0 + vmax), isa.name());
+                prop_assert!(row == &context[t0 * width..(t0 + 1) * width], "{}: first query of sequence {s} differs from the full pass", isa.name());
+            }
         }
     }
 }
