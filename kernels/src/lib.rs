@@ -21,6 +21,7 @@ pub mod gemm;
 pub mod int8;
 pub mod isa;
 pub mod math;
+pub mod memory;
 pub mod norm;
 pub mod probe;
 pub mod reference;

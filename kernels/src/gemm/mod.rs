@@ -101,7 +101,7 @@ impl PackedWeight {
         let panels = n.div_ceil(nr);
         let len = panels * k * nr;
         // Over-allocate by 16 floats to start the panels on a 64-byte boundary.
-        let mut storage = vec![0.0f32; len + 16];
+        let mut storage = crate::memory::zeroed_vec::<f32>(len + 16);
         let offset = storage.as_ptr().align_offset(64).min(16);
         let packed = &mut storage[offset..offset + len];
         packed

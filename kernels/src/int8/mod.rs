@@ -312,7 +312,7 @@ impl QuantizedWeight {
             .collect();
         let panel_len = k_pad * PANEL_WIDTH;
         let panels = n.div_ceil(2 * PANEL_WIDTH) * 2;
-        let mut data = vec![0i8; panels * panel_len];
+        let mut data = crate::memory::zeroed_vec::<i8>(panels * panel_len);
         data.par_chunks_mut(panel_len.max(1))
             .enumerate()
             .for_each(|(p, panel)| {

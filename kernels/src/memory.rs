@@ -1,0 +1,29 @@
+//! Large, long-lived buffers (packed weights): zeroed, and backed by 2 MiB pages where the
+//! system allows it. A BERT-base's packed weights in 4 KiB pages take ~110,000 page faults to
+//! fill at load and a TLB miss per 4 KiB when streamed on every forward pass; in huge pages,
+//! ~220 and one per 2 MiB.
+
+/// `len` zeroed values, asking Linux for transparent huge pages (`MADV_HUGEPAGE`, honoured
+/// when `/sys/kernel/mm/transparent_hugepage/enabled` is `always` or `madvise`) before any
+/// page is touched. Elsewhere, or if refused, a plain zeroed `Vec`.
+pub fn zeroed_vec<T: Copy + Default>(len: usize) -> Vec<T> {
+    // A zeroed allocation this large comes straight from mmap, untouched: the advice applies
+    // before the first fault. (T is a plain number type, so all-zero bytes are T's zero.)
+    let values = vec![T::default(); len];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = len * std::mem::size_of::<T>();
+        let start = values.as_ptr() as usize;
+        let aligned = start.next_multiple_of(HUGE);
+        let end = (start + bytes) / HUGE * HUGE;
+        if end > aligned {
+            // SAFETY: madvise with MADV_HUGEPAGE only changes how the kernel backs the pages
+            // of this range, which lies inside our allocation; their contents (zeros) stay.
+            unsafe {
+                libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    values
+}
