@@ -224,19 +224,6 @@ impl Encoder {
             Precision::Auto => Precision::F32,
             chosen => chosen,
         };
-        let model = BertModel::load(&checkpoint, &config, precision, options.allow_non_finite)?;
-        // The linear weights now live in packed form: give back the pages packing read.
-        checkpoint.release_resident_pages();
-        let pooling = match options.pooling {
-            Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
-            Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() {
-                Pooling::Pooler
-            } else {
-                Pooling::Cls
-            }),
-            other => other,
-        };
-        pooling.output_dim(&model)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = match options.threads {
             0 => cores,
@@ -252,6 +239,22 @@ impl Encoder {
             .thread_name(|i| format!("densa-{i}"))
             .build()
             .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))?;
+        // Packing runs on the encoder's own threads, as every later call does.
+        let allow_non_finite = options.allow_non_finite;
+        let model =
+            pool.install(|| BertModel::load(&checkpoint, &config, precision, allow_non_finite))?;
+        // The linear weights now live in packed form: give back the pages packing read.
+        checkpoint.release_resident_pages();
+        let pooling = match options.pooling {
+            Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
+            Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() {
+                Pooling::Pooler
+            } else {
+                Pooling::Cls
+            }),
+            other => other,
+        };
+        pooling.output_dim(&model)?;
         Ok(Encoder {
             model,
             tokenizer,

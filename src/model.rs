@@ -12,6 +12,7 @@ use crate::checkpoint::{Checkpoint, Tensor};
 use crate::config::{Activation, BertConfig, ModelType};
 use crate::error::{Error, Result};
 use densa_kernels as k;
+use rayon::prelude::*;
 
 /// Arithmetic precision of the encoder's linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,8 +48,9 @@ pub enum LinearWeight {
 
 /// A linear layer's weight as the checkpoint stores it.
 pub enum StoredWeight {
-    /// `(out, in)` f32 (converted from F16/BF16 if need be).
-    F32(Tensor),
+    /// `(out, in)` f32 (converted from F16/BF16 if need be), as one or more row blocks stacked
+    /// along the output dimension (Q, K and V kept apart: packing reads them in place).
+    F32(Vec<Tensor>),
     /// `(out, in)` int8 with per-output-channel scales: `W ≈ scales[:, None] · q`.
     Int8 {
         q: Vec<i8>,
@@ -62,30 +64,15 @@ impl StoredWeight {
     /// `(out_features, in_features)`
     fn shape(&self) -> (usize, usize) {
         match self {
-            StoredWeight::F32(t) => (t.shape()[0], t.shape()[1]),
+            StoredWeight::F32(parts) => (
+                parts.iter().map(|t| t.shape()[0]).sum(),
+                parts[0].shape()[1],
+            ),
             StoredWeight::Int8 {
                 out_features,
                 in_features,
                 ..
             } => (*out_features, *in_features),
-        }
-    }
-
-    /// The f32 values (dequantized if stored as int8).
-    fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
-        match self {
-            StoredWeight::F32(t) => t.as_slice().into(),
-            StoredWeight::Int8 {
-                q,
-                scales,
-                in_features,
-                ..
-            } => q
-                .chunks_exact(*in_features)
-                .zip(scales)
-                .flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s))
-                .collect::<Vec<f32>>()
-                .into(),
         }
     }
 
@@ -110,9 +97,37 @@ impl StoredWeight {
                 out_features,
                 in_features,
             }
+        } else if parts.iter().all(|p| matches!(p, StoredWeight::F32(_))) {
+            let blocks = parts.into_iter().flat_map(|p| match p {
+                StoredWeight::F32(blocks) => blocks,
+                StoredWeight::Int8 { .. } => Vec::new(),
+            });
+            StoredWeight::F32(blocks.collect())
         } else {
-            let values: Vec<f32> = parts.iter().flat_map(|p| p.to_f32().into_owned()).collect();
-            StoredWeight::F32(Tensor::from_vec(vec![out_features, in_features], values))
+            let values = parts.iter().flat_map(|p| p.dequantized()).collect();
+            StoredWeight::F32(vec![Tensor::from_vec(
+                vec![out_features, in_features],
+                values,
+            )])
+        }
+    }
+
+    /// The f32 values, row by row (dequantized if stored as int8).
+    fn dequantized(&self) -> Vec<f32> {
+        match self {
+            StoredWeight::F32(blocks) => {
+                blocks.iter().flat_map(|t| t.as_slice().to_vec()).collect()
+            }
+            StoredWeight::Int8 {
+                q,
+                scales,
+                in_features,
+                ..
+            } => q
+                .chunks_exact((*in_features).max(1))
+                .zip(scales)
+                .flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s))
+                .collect(),
         }
     }
 }
@@ -140,10 +155,18 @@ impl Linear {
                     },
                 )?)
             }
-            (StoredWeight::F32(w), Precision::Int8) => {
-                LinearWeight::Int8(k::QuantizedWeight::new(w.as_slice(), n, k))
+            (StoredWeight::F32(parts), precision) => {
+                let blocks: Vec<&[f32]> = parts.iter().map(Tensor::as_slice).collect();
+                if precision == Precision::Int8 {
+                    let isa = k::Int8Isa::selected();
+                    LinearWeight::Int8(k::QuantizedWeight::from_row_blocks(&blocks, k, isa))
+                } else {
+                    let isa = k::Isa::selected();
+                    LinearWeight::F32(k::PackedWeight::from_row_blocks(&blocks, k, isa))
+                }
             }
-            (stored, _) => LinearWeight::F32(k::PackedWeight::new(&stored.to_f32(), n, k)),
+            // int8 in the folder, f32 asked for: the dequantized values.
+            (stored, _) => LinearWeight::F32(k::PackedWeight::new(&stored.dequantized(), n, k)),
         };
         Ok(Linear {
             weight,
@@ -389,7 +412,11 @@ impl WeightLoader<'_> {
         if self.allow_non_finite {
             return Ok(());
         }
-        let count = values.iter().filter(|v| !v.is_finite()).count();
+        // In parallel (on the encoder's threads): this pass is the first to touch each page.
+        let count: usize = values
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().filter(|v| !v.is_finite()).count())
+            .sum();
         if count == 0 {
             return Ok(());
         }
@@ -414,10 +441,10 @@ impl WeightLoader<'_> {
             .checkpoint
             .contains(&format!("{}{scale_name}", self.prefix))
         {
-            return Ok(StoredWeight::F32(self.tensor(
+            return Ok(StoredWeight::F32(vec![self.tensor(
                 &format!("{name}.weight"),
                 &[out_features, in_features],
-            )?));
+            )?]));
         }
         let full = format!("{}{name}.weight", self.prefix);
         let (dtype, shape, bytes) =
@@ -456,7 +483,9 @@ impl WeightLoader<'_> {
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let weight = self.stored_weight(name, in_features, out_features)?;
         let bias = self.tensor(&format!("{name}.bias"), &[out_features])?;
-        Linear::new(name, weight, bias, self.precision)
+        let linear = Linear::new(name, weight, bias, self.precision)?;
+        self.release(name);
+        Ok(linear)
     }
 
     /// Several linear layers of the same input stacked into one: weights and biases
@@ -477,12 +506,23 @@ impl WeightLoader<'_> {
             );
         }
         let n = names.len() * out_features;
-        Linear::new(
+        let linear = Linear::new(
             &names.join("+"),
             StoredWeight::stack(weights),
             Tensor::from_vec(vec![n], bias),
             self.precision,
-        )
+        )?;
+        names.iter().for_each(|name| self.release(name));
+        Ok(linear)
+    }
+
+    /// Gives back the mapped pages of a linear layer's weight once it is packed.
+    fn release(&self, name: &str) {
+        let prefix = self.prefix;
+        self.checkpoint
+            .release_tensor_pages(&format!("{prefix}{name}.weight"));
+        self.checkpoint
+            .release_tensor_pages(&format!("{prefix}{name}.weight_scale"));
     }
 
     fn layer_norm(&self, name: &str, size: usize) -> Result<LayerNorm> {

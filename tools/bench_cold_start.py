@@ -64,18 +64,25 @@ def run_ort(path, threads):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+EXPORT_CHILD = r"""
+import sys, torch, transformers
+from onnxruntime.quantization import QuantType, quantize_dynamic
+model_dir, path, qpath = sys.argv[1:4]
+model = transformers.DPRContextEncoder.from_pretrained(model_dir).eval()
+x = torch.randint(100, 31002, (1, 16))
+batch_dim, seq_dim = torch.export.Dim("batch"), torch.export.Dim("seq", max=512)
+torch.onnx.export(model, (x,), path, dynamo=True, input_names=["input_ids"], output_names=["pooled"],
+                  dynamic_shapes={"input_ids": {0: batch_dim, 1: seq_dim}})
+quantize_dynamic(path, qpath, per_channel=True, weight_type=QuantType.QInt8)
+"""
+
+
 def export_onnx(model_dir, tmp):
-    import torch
-    import transformers
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    model = transformers.DPRContextEncoder.from_pretrained(model_dir).eval()
-    path = os.path.join(tmp, "model.onnx")
-    x = torch.randint(100, 31002, (1, 16))
-    batch_dim, seq_dim = torch.export.Dim("batch"), torch.export.Dim("seq", max=512)
-    torch.onnx.export(model, (x,), path, dynamo=True, input_names=["input_ids"], output_names=["pooled"],
-                      dynamic_shapes={"input_ids": {0: batch_dim, 1: seq_dim}})
-    qpath = os.path.join(tmp, "model-int8.onnx")
-    quantize_dynamic(path, qpath, per_channel=True, weight_type=QuantType.QInt8)
+    # In a child process: a forked child starts with its parent's peak RSS (Linux keeps
+    # ru_maxrss across fork and exec), so this process must never hold torch.
+    path, qpath = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model-int8.onnx")
+    subprocess.run([sys.executable, "-c", EXPORT_CHILD, str(model_dir), path, qpath], check=True,
+                   capture_output=True)
     return path, qpath
 
 

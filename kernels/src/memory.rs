@@ -21,7 +21,11 @@ pub fn zeroed_vec<T: Copy + Default>(len: usize) -> Vec<T> {
             // SAFETY: madvise with MADV_HUGEPAGE only changes how the kernel backs the pages
             // of this range, which lies inside our allocation; their contents (zeros) stay.
             unsafe {
-                libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
+                libc::madvise(
+                    aligned as *mut libc::c_void,
+                    end - aligned,
+                    libc::MADV_HUGEPAGE,
+                );
             }
         }
     }

@@ -90,13 +90,25 @@ impl PackedWeight {
     /// Packs `weight (n, k)` for a given ISA (tests run every ISA the CPU has).
     /// An ISA the CPU lacks falls back to scalar: the micro-kernels rely on this.
     pub fn for_isa(weight: &[f32], n: usize, k: usize, isa: Isa) -> Self {
-        let isa = if isa.is_available() { isa } else { Isa::Scalar };
         assert!(
             weight.len() >= n * k,
             "pack: weight has {} values, ({n}, {k}) needs {}",
             weight.len(),
             n * k
         );
+        Self::pack(&RowBlocks::new(&[&weight[..n * k]], k), n, k, isa)
+    }
+
+    /// Packs the weight made of `blocks` stacked along the output dimension (each `(rows, k)`,
+    /// row-major; BERT's Q, K and V as one layer), without first copying them together.
+    pub fn from_row_blocks(blocks: &[&[f32]], k: usize, isa: Isa) -> Self {
+        let rows = RowBlocks::new(blocks, k);
+        Self::pack(&rows, rows.len(), k, isa)
+    }
+
+    /// Packs the `n` rows of `rows` (`n` given: with k = 0 the blocks cannot say).
+    fn pack(rows: &RowBlocks<'_>, n: usize, k: usize, isa: Isa) -> Self {
+        let isa = if isa.is_available() { isa } else { Isa::Scalar };
         let nr = kernel_shape(isa).1;
         let panels = n.div_ceil(nr);
         let len = panels * k * nr;
@@ -105,12 +117,11 @@ impl PackedWeight {
         let offset = storage.as_ptr().align_offset(64).min(16);
         let packed = &mut storage[offset..offset + len];
         packed
-            .par_chunks_mut(k * nr)
+            .par_chunks_mut((k * nr).max(1))
             .enumerate()
             .for_each(|(p, panel)| {
                 for j in 0..nr.min(n - p * nr) {
-                    let row = &weight[(p * nr + j) * k..][..k];
-                    for (kk, &w) in row.iter().enumerate() {
+                    for (kk, &w) in rows.row(p * nr + j).iter().enumerate() {
                         panel[kk * nr + j] = w;
                     }
                 }
@@ -131,6 +142,48 @@ impl PackedWeight {
 
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+}
+
+/// Rows of `k` values spread over blocks stacked one after the other.
+pub struct RowBlocks<'a> {
+    blocks: &'a [&'a [f32]],
+    k: usize,
+}
+
+impl<'a> RowBlocks<'a> {
+    /// Panics if a block is not a whole number of rows.
+    pub fn new(blocks: &'a [&'a [f32]], k: usize) -> Self {
+        assert!(
+            blocks
+                .iter()
+                .all(|b| k > 0 && b.len().is_multiple_of(k) || b.is_empty()),
+            "row blocks must hold whole rows of {k} values"
+        );
+        RowBlocks { blocks, k }
+    }
+
+    pub fn len(&self) -> usize {
+        self.blocks.iter().map(|b| b.len() / self.k.max(1)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `i` of the stack (empty when k = 0).
+    pub fn row(&self, mut i: usize) -> &'a [f32] {
+        if self.k == 0 {
+            return &[];
+        }
+        for block in self.blocks {
+            let rows = block.len() / self.k;
+            if i < rows {
+                return &block[i * self.k..(i + 1) * self.k];
+            }
+            i -= rows;
+        }
+        panic!("row {i} past the stacked blocks");
     }
 }
 

@@ -259,6 +259,23 @@ impl QuantizedWeight {
             weight.len(),
             n * k
         );
+        Self::quantize(
+            &crate::gemm::RowBlocks::new(&[&weight[..n * k]], k),
+            n,
+            k,
+            isa,
+        )
+    }
+
+    /// Quantizes and packs the weight made of `blocks` stacked along the output dimension
+    /// (each `(rows, k)`), without first copying them together.
+    pub fn from_row_blocks(blocks: &[&[f32]], k: usize, isa: Int8Isa) -> Self {
+        let rows = crate::gemm::RowBlocks::new(blocks, k);
+        Self::quantize(&rows, rows.len(), k, isa)
+    }
+
+    /// Quantizes the `n` rows of `weight` and packs them.
+    fn quantize(weight: &crate::gemm::RowBlocks<'_>, n: usize, k: usize, isa: Int8Isa) -> Self {
         let k_pad = k.next_multiple_of(K_GROUP);
         let mut rows = vec![0i8; n * k_pad];
         let mut scales = vec![0.0f32; n];
@@ -266,7 +283,7 @@ impl QuantizedWeight {
             .zip(scales.par_iter_mut())
             .enumerate()
             .for_each(|(j, (q, s))| {
-                *s = quantize_weight_row(&weight[j * k..(j + 1) * k], q);
+                *s = quantize_weight_row(weight.row(j), q);
             });
         Self::pack(&rows, scales, n, k, isa)
     }
