@@ -315,6 +315,13 @@ impl Checkpoint {
         }
     }
 
+    /// Raw tensor bytes (from [`Checkpoint::raw`]) viewed as the I8 values they hold.
+    pub fn as_i8(bytes: &[u8]) -> &[i8] {
+        // SAFETY: u8 and i8 have the same size and alignment and every bit pattern is valid
+        // for both; the view borrows `bytes` for its lifetime.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
+    }
+
     /// How many values of tensor `name` are NaN or ±Inf (0 for integer tensors).
     pub fn non_finite_count(&self, name: &str) -> Result<usize> {
         let (shape, source) = self.entries.get(name).ok_or_else(|| Error::MissingTensor {

@@ -47,20 +47,21 @@ pub enum LinearWeight {
 }
 
 /// A linear layer's weight as the checkpoint stores it.
-pub enum StoredWeight {
+pub enum StoredWeight<'a> {
     /// `(out, in)` f32 (converted from F16/BF16 if need be), as one or more row blocks stacked
     /// along the output dimension (Q, K and V kept apart: packing reads them in place).
     F32(Vec<Tensor>),
-    /// `(out, in)` int8 with per-output-channel scales: `W ≈ scales[:, None] · q`.
+    /// `(out, in)` int8 with per-output-channel scales, `W ≈ scales[:, None] · q`, as row
+    /// blocks read in place from the mapped file.
     Int8 {
-        q: Vec<i8>,
+        q: Vec<&'a [i8]>,
         scales: Vec<f32>,
         out_features: usize,
         in_features: usize,
     },
 }
 
-impl StoredWeight {
+impl<'a> StoredWeight<'a> {
     /// `(out_features, in_features)`
     fn shape(&self) -> (usize, usize) {
         match self {
@@ -77,7 +78,7 @@ impl StoredWeight {
     }
 
     /// Several weights of the same input stacked along the output dimension.
-    fn stack(parts: Vec<StoredWeight>) -> StoredWeight {
+    fn stack(parts: Vec<StoredWeight<'a>>) -> StoredWeight<'a> {
         let in_features = parts[0].shape().1;
         let out_features = parts.iter().map(|p| p.shape().0).sum();
         if parts.iter().all(|p| matches!(p, StoredWeight::Int8 { .. })) {
@@ -124,7 +125,8 @@ impl StoredWeight {
                 in_features,
                 ..
             } => q
-                .chunks_exact((*in_features).max(1))
+                .iter()
+                .flat_map(|block| block.chunks_exact((*in_features).max(1)))
                 .zip(scales)
                 .flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s))
                 .collect(),
@@ -142,12 +144,17 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn new(name: &str, weight: StoredWeight, bias: Tensor, precision: Precision) -> Result<Self> {
+    fn new(
+        name: &str,
+        weight: StoredWeight<'_>,
+        bias: Tensor,
+        precision: Precision,
+    ) -> Result<Self> {
         let (out_features, in_features) = weight.shape();
         let (n, k) = (out_features, in_features);
         let weight = match (weight, precision) {
             (StoredWeight::Int8 { q, scales, .. }, Precision::Int8 | Precision::Auto) => {
-                LinearWeight::Int8(k::QuantizedWeight::from_quantized(&q, &scales, n, k).ok_or_else(
+                LinearWeight::Int8(k::QuantizedWeight::from_quantized_blocks(&q, &scales, n, k).ok_or_else(
                     || {
                         Error::InvalidInput(format!(
                             "tensor {name}.weight: int8 values outside ±63; densa's int8 kernels take 7-bit weights (re-run densa quantize on the original folder)"
@@ -435,7 +442,7 @@ impl WeightLoader<'_> {
         name: &str,
         in_features: usize,
         out_features: usize,
-    ) -> Result<StoredWeight> {
+    ) -> Result<StoredWeight<'_>> {
         let scale_name = format!("{name}.weight_scale");
         if !self
             .checkpoint
@@ -467,7 +474,7 @@ impl WeightLoader<'_> {
                 dtype: format!("{dtype:?} (a tensor with a weight_scale must be I8)"),
             });
         }
-        let q = bytes.iter().map(|&b| b as i8).collect();
+        let q = vec![Checkpoint::as_i8(bytes)];
         let scales = self
             .tensor(&scale_name, &[out_features])?
             .as_slice()

@@ -40,6 +40,11 @@ fn main() {
         s
     };
     let threads = rayon::current_num_threads();
+    // The memory limit of shapes whose weights stream from memory (M = 16 in the model).
+    let stream = k::probe::read_bandwidth_gbs(1 << 30, 1000);
+    println!(
+        "{{\"read_bandwidth_gbs\": {stream:.1}, \"threads\": {threads}, \"buffer_mb\": 1024}}"
+    );
     for round in 1..=rounds {
         for &(m, kk, n) in &shapes {
             let inp: Vec<f32> = (0..m * kk)

@@ -38,6 +38,24 @@ pub fn fma_peak_gflops_all_threads(millis: u64) -> (f64, Isa) {
     (per_thread.iter().map(|&(g, _)| g).sum(), isa)
 }
 
+/// Read bandwidth from memory with every thread of the current rayon pool streaming its share
+/// of a buffer of `bytes` (make it several times the last-level cache), in GB/s, best of a few
+/// passes over about `millis` ms: the limit of a GEMM whose weights do not stay in cache (a
+/// 16-token question through BERT-base streams its 340 MB of f32 weights once per pass).
+pub fn read_bandwidth_gbs(bytes: usize, millis: u64) -> f64 {
+    use rayon::prelude::*;
+    let data = vec![1.0f32; bytes / 4];
+    let start = Instant::now();
+    let mut best = 0.0f64;
+    while start.elapsed().as_millis() < millis as u128 || best == 0.0 {
+        let pass = Instant::now();
+        let sum: f32 = data.par_chunks(1 << 20).map(crate::simd::sum).sum();
+        std::hint::black_box(sum);
+        best = best.max(bytes as f64 / pass.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
 /// The single-core int8 multiply-add peak of the int8 kernels' instruction (`vpdpbusd` on AVX-512
 /// VNNI), in G operations/s (a multiply and an add counted apart), for about `millis` ms; `None`
 /// where the CPU has no VNNI.

@@ -146,14 +146,14 @@ impl PackedWeight {
 }
 
 /// Rows of `k` values spread over blocks stacked one after the other.
-pub struct RowBlocks<'a> {
-    blocks: &'a [&'a [f32]],
+pub struct RowBlocks<'a, T = f32> {
+    blocks: &'a [&'a [T]],
     k: usize,
 }
 
-impl<'a> RowBlocks<'a> {
+impl<'a, T> RowBlocks<'a, T> {
     /// Panics if a block is not a whole number of rows.
-    pub fn new(blocks: &'a [&'a [f32]], k: usize) -> Self {
+    pub fn new(blocks: &'a [&'a [T]], k: usize) -> Self {
         assert!(
             blocks
                 .iter()
@@ -172,7 +172,7 @@ impl<'a> RowBlocks<'a> {
     }
 
     /// Row `i` of the stack (empty when k = 0).
-    pub fn row(&self, mut i: usize) -> &'a [f32] {
+    pub fn row(&self, mut i: usize) -> &'a [T] {
         if self.k == 0 {
             return &[];
         }

@@ -35,7 +35,7 @@ mod scalar;
 mod vnni;
 
 use crate::gemm::driver::{for_each_task, MicroKernel, Operands, TileSink};
-use crate::gemm::Epilogue;
+use crate::gemm::{Epilogue, RowBlocks};
 use crate::isa::Isa;
 use crate::SendPtr;
 use rayon::prelude::*;
@@ -270,22 +270,24 @@ impl QuantizedWeight {
     /// Quantizes and packs the weight made of `blocks` stacked along the output dimension
     /// (each `(rows, k)`), without first copying them together.
     pub fn from_row_blocks(blocks: &[&[f32]], k: usize, isa: Int8Isa) -> Self {
-        let rows = crate::gemm::RowBlocks::new(blocks, k);
+        let rows = RowBlocks::new(blocks, k);
         Self::quantize(&rows, rows.len(), k, isa)
     }
 
     /// Quantizes the `n` rows of `weight` and packs them.
-    fn quantize(weight: &crate::gemm::RowBlocks<'_>, n: usize, k: usize, isa: Int8Isa) -> Self {
-        let k_pad = k.next_multiple_of(K_GROUP);
-        let mut rows = vec![0i8; n * k_pad];
+    fn quantize(weight: &RowBlocks<'_>, n: usize, k: usize, isa: Int8Isa) -> Self {
+        let mut rows = vec![0i8; n * k];
         let mut scales = vec![0.0f32; n];
-        rows.par_chunks_mut(k_pad.max(1))
+        rows.par_chunks_mut(k.max(1))
             .zip(scales.par_iter_mut())
             .enumerate()
             .for_each(|(j, (q, s))| {
                 *s = quantize_weight_row(weight.row(j), q);
             });
-        Self::pack(&rows, scales, n, k, isa)
+        let blocks = [rows.as_slice()];
+        let rows = RowBlocks::new(&blocks, k);
+        let sums = channel_sums(&rows, n).expect("quantize_weight_row stays within ±63");
+        Self::pack(&rows, scales, sums, n, k, isa)
     }
 
     /// Packs weights that are already quantized: `q (n, k)` within ±63 with per-channel
@@ -297,36 +299,50 @@ impl QuantizedWeight {
             "from_quantized: ({n}, {k}) needs {} values and {n} scales",
             n * k
         );
-        if q[..n * k].iter().any(|&v| (v as f32).abs() > WEIGHT_MAX) {
-            return None;
-        }
-        let k_pad = k.next_multiple_of(K_GROUP);
-        let mut rows = vec![0i8; n * k_pad];
-        for j in 0..n {
-            rows[j * k_pad..j * k_pad + k].copy_from_slice(&q[j * k..(j + 1) * k]);
-        }
+        Self::from_quantized_blocks(&[&q[..n * k]], &scales[..n], n, k)
+    }
+
+    /// [`QuantizedWeight::from_quantized`] on a weight made of `blocks` stacked along the
+    /// output dimension (each `(rows, k)`; Q, K and V read in place from the checkpoint).
+    pub fn from_quantized_blocks(
+        blocks: &[&[i8]],
+        scales: &[f32],
+        n: usize,
+        k: usize,
+    ) -> Option<Self> {
+        let rows = RowBlocks::new(blocks, k);
+        assert!(
+            (k == 0 || rows.len() == n) && scales.len() == n,
+            "from_quantized: {} rows and {} scales for ({n}, {k})",
+            rows.len(),
+            scales.len()
+        );
+        let sums = channel_sums(&rows, n)?;
         Some(Self::pack(
             &rows,
-            scales[..n].to_vec(),
+            scales.to_vec(),
+            sums,
             n,
             k,
             Int8Isa::selected(),
         ))
     }
 
-    /// Packs quantized rows `(n, k_pad)` (zero-padded) into panels.
-    fn pack(rows: &[i8], scales: Vec<f32>, n: usize, k: usize, isa: Int8Isa) -> Self {
+    /// Packs quantized rows `(n, k)` into panels (K padded with zeros).
+    fn pack(
+        rows: &RowBlocks<'_, i8>,
+        scales: Vec<f32>,
+        channel_sums: Vec<i32>,
+        n: usize,
+        k: usize,
+        isa: Int8Isa,
+    ) -> Self {
         let isa = if isa.is_available() {
             isa
         } else {
             Int8Isa::Scalar
         };
         let k_pad = k.next_multiple_of(K_GROUP);
-        let channel_sums = rows
-            .chunks_exact(k_pad.max(1))
-            .take(n)
-            .map(|row| row.iter().map(|&v| v as i32).sum::<i32>())
-            .collect();
         let panel_len = k_pad * PANEL_WIDTH;
         let panels = n.div_ceil(2 * PANEL_WIDTH) * 2;
         let mut data = crate::memory::zeroed_vec::<i8>(panels * panel_len);
@@ -334,11 +350,11 @@ impl QuantizedWeight {
             .enumerate()
             .for_each(|(p, panel)| {
                 for j in 0..PANEL_WIDTH.min(n.saturating_sub(p * PANEL_WIDTH)) {
-                    let row = &rows[(p * PANEL_WIDTH + j) * k_pad..][..k_pad];
-                    for (kk, &v) in row.iter().enumerate() {
-                        panel
-                            [(kk / K_GROUP) * PANEL_WIDTH * K_GROUP + j * K_GROUP + kk % K_GROUP] =
-                            v;
+                    // Four k at a time: each group of a row is one 4-byte run of the panel.
+                    let row = rows.row(p * PANEL_WIDTH + j);
+                    for (group, values) in row.chunks(K_GROUP).enumerate() {
+                        let at = group * PANEL_WIDTH * K_GROUP + j * K_GROUP;
+                        panel[at..at + values.len()].copy_from_slice(values);
                     }
                 }
             });
@@ -356,6 +372,22 @@ impl QuantizedWeight {
     pub fn isa(&self) -> Int8Isa {
         self.isa
     }
+}
+
+/// `Σ_k w[n, k]` of each of the `n` rows, or `None` if a value lies outside ±63 (one pass,
+/// written to vectorise: the range check rides along with the sum).
+fn channel_sums(rows: &RowBlocks<'_, i8>, n: usize) -> Option<Vec<i32>> {
+    let per_row: Vec<(i32, u8)> = (0..n)
+        .into_par_iter()
+        .map(|j| {
+            let row = rows.row(j);
+            let sum = row.iter().map(|&v| v as i32).sum::<i32>();
+            let max_abs = row.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+            (sum, max_abs)
+        })
+        .collect();
+    let in_range = per_row.iter().all(|&(_, m)| m as f32 <= WEIGHT_MAX);
+    in_range.then(|| per_row.into_iter().map(|(s, _)| s).collect())
 }
 
 /// Activations quantized per token: `(rows, k_pad)` as `q + 128` and one scale per row, the
