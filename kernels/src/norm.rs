@@ -162,7 +162,7 @@ fn norm_rows(
             if cols == 0 {
                 return;
             }
-            let k_pad = cols.next_multiple_of(4);
+            let k_pad = crate::int8::padded_k(cols);
             x[..rows * cols]
                 .par_chunks_mut(block)
                 .zip(quantized.par_chunks_mut(k_pad * ROWS_PER_TASK))

@@ -56,27 +56,26 @@ pub fn max_abs(x: &[f32]) -> f32 {
         .fold(0.0f32, |m, &v| m.max(v.abs()))
 }
 
-/// `(min, max)` of a slice (vectorisable); `(inf, -inf)` for an empty slice.
+/// Minimum of a slice (vectorisable); `inf` for an empty slice.
 #[inline(always)]
-pub fn min_max(x: &[f32]) -> (f32, f32) {
-    let mut lo = [f32::INFINITY; LANES];
-    let mut hi = [f32::NEG_INFINITY; LANES];
+pub fn min(x: &[f32]) -> f32 {
+    let mut acc = [f32::INFINITY; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for l in 0..LANES {
-            // Compare-and-select (what vminps / vmaxps compute): `f32::min`'s NaN rule would
-            // keep the loop scalar. A NaN is skipped here; the output check reports it.
-            lo[l] = if c[l] < lo[l] { c[l] } else { lo[l] };
-            hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
+            acc[l] = acc[l].min(c[l]);
         }
     }
-    let rest = chunks.remainder();
-    (
-        lo.iter().chain(rest).fold(f32::INFINITY, |m, &v| m.min(v)),
-        hi.iter()
-            .chain(rest)
-            .fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
-    )
+    acc.iter()
+        .chain(chunks.remainder())
+        .fold(f32::INFINITY, |m, &v| m.min(v))
+}
+
+/// `(min, max)` of a slice: two passes of one accumulator each (vectorise cleanly; one loop
+/// with both measured 3× slower, its selects turned into permutes). A NaN is skipped.
+#[inline(always)]
+pub fn min_max(x: &[f32]) -> (f32, f32) {
+    (min(x), max(x))
 }
 
 #[macro_export]

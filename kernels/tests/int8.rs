@@ -177,6 +177,10 @@ fn every_int8_path_this_cpu_has_is_tested() {
             && is_x86_feature_detected!("avx512vnni")
             && is_x86_feature_detected!("avx512bw");
         assert_eq!(available.contains(&Int8Isa::Avx512Vnni), vnni512);
+        // AMX-INT8 from CPUID leaf 7 (EDX bit 25); on Linux the OS grants its use.
+        let amx = std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 25) != 0;
+        let linux = cfg!(target_os = "linux");
+        assert_eq!(available.contains(&Int8Isa::Amx), vnni512 && amx && linux);
     }
 }
 

@@ -28,8 +28,8 @@ pub const MC: usize = 128;
 /// the smallest L2 seen, 512 KiB of AMD Zen 3).
 pub const PANEL_BLOCK_BYTES: usize = 256 * 1024;
 /// The largest MR and MR × NR of any kernel (on-stack row pointers and accumulators).
-pub const MAX_MR: usize = 8;
-pub const MAX_TILE: usize = 8 * 32;
+pub const MAX_MR: usize = 32;
+pub const MAX_TILE: usize = 32 * 32;
 
 /// One ISA's micro-kernel for one element type.
 pub(crate) trait MicroKernel {

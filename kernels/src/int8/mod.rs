@@ -27,6 +27,8 @@
 //! path (the 512-bit kernel takes two panels per tile), so it can be stored once on disk.
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avxvnni;
@@ -48,6 +50,16 @@ pub const WEIGHT_MAX: f32 = 63.0;
 pub const PANEL_WIDTH: usize = 16;
 /// K values per packed group.
 pub const K_GROUP: usize = 4;
+/// K is padded with zeros to a multiple of this (a whole AMX tile of 64 k, on every path so
+/// that there is one layout).
+pub const K_PAD: usize = 64;
+/// Activation buffers hold whole blocks of this many rows (AMX reads 32-row tiles).
+pub const ROW_BLOCK: usize = 32;
+
+/// K as the int8 kernels see it: padded with zeros to a multiple of [`K_PAD`].
+pub fn padded_k(k: usize) -> usize {
+    k.next_multiple_of(K_PAD)
+}
 
 /// The family of int8 micro-kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,6 +71,8 @@ pub enum Int8Isa {
     AvxVnni,
     /// AVX-512 VNNI.
     Avx512Vnni,
+    /// AMX-INT8 tiles (Sapphire Rapids and later Xeons), with AVX-512 for the rest.
+    Amx,
 }
 
 impl Int8Isa {
@@ -80,6 +94,9 @@ impl Int8Isa {
                 && is_x86_feature_detected!("avx512bw")
             {
                 out.push(Int8Isa::Avx512Vnni);
+                if amx::available() {
+                    out.push(Int8Isa::Amx);
+                }
             }
             out
         })
@@ -117,6 +134,8 @@ impl Int8Isa {
             Int8Isa::AvxVnni => shape::<avxvnni::AvxVnni>(),
             #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx512Vnni => shape::<vnni::Avx512Vnni>(),
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Amx => shape::<amx::Amx>(),
             _ => shape::<scalar::ScalarInt8>(),
         }
     }
@@ -126,7 +145,7 @@ impl Int8Isa {
         match self {
             Int8Isa::Scalar => Isa::Scalar,
             Int8Isa::Avx2 | Int8Isa::AvxVnni => Isa::Avx2,
-            Int8Isa::Avx512Vnni => Isa::Avx512,
+            Int8Isa::Avx512Vnni | Int8Isa::Amx => Isa::Avx512,
         }
     }
 
@@ -136,6 +155,7 @@ impl Int8Isa {
             Int8Isa::Avx2 => "avx2",
             Int8Isa::AvxVnni => "avxvnni",
             Int8Isa::Avx512Vnni => "avx512vnni",
+            Int8Isa::Amx => "amx",
         }
     }
 }
@@ -342,7 +362,7 @@ impl QuantizedWeight {
         } else {
             Int8Isa::Scalar
         };
-        let k_pad = k.next_multiple_of(K_GROUP);
+        let k_pad = padded_k(k);
         let panel_len = k_pad * PANEL_WIDTH;
         let panels = n.div_ceil(2 * PANEL_WIDTH) * 2;
         let mut data = crate::memory::zeroed_vec::<i8>(panels * panel_len);
@@ -413,7 +433,7 @@ impl Int8Scratch {
         );
         let rows_per_task = 16;
         let (quantized, row_quantization) = self.prepare(m, k);
-        let k_pad = k.next_multiple_of(K_GROUP);
+        let k_pad = padded_k(k);
         quantized
             .par_chunks_mut((k_pad * rows_per_task).max(1))
             .zip(row_quantization.par_chunks_mut(rows_per_task))
@@ -427,8 +447,10 @@ impl Int8Scratch {
     /// Sizes the buffers for `(m, k)` and returns them to be filled: `(m, k_pad)` quantized
     /// values and `m` scales.
     pub(crate) fn prepare(&mut self, m: usize, k: usize) -> (&mut [u8], &mut [RowQuantization]) {
-        let k_pad = k.next_multiple_of(K_GROUP);
-        self.quantized.resize(m * k_pad, 0);
+        let k_pad = padded_k(k);
+        // Whole row blocks: rows past m are read by 32-row tile loads (results dropped).
+        self.quantized
+            .resize(m.next_multiple_of(ROW_BLOCK) * k_pad, 0);
         self.row_quantization.resize(m, RowQuantization::default());
         (self.rows, self.k) = (m, k);
         (
@@ -486,7 +508,7 @@ pub fn linear_int8_quantized(
     }
     let (mr, nr) = weight.isa.shape();
     let ops = Operands {
-        a: &activations.quantized[..m * k_pad],
+        a: &activations.quantized[..m.next_multiple_of(ROW_BLOCK) * k_pad],
         lda: k_pad,
         b: &weight.data,
         // Panels of nr columns: one or two 16-column panels of the stored layout.
@@ -528,6 +550,9 @@ unsafe fn int8_block(
         // SAFETY: forwarded contract.
         #[cfg(target_arch = "x86_64")]
         Int8Isa::Avx512Vnni => unsafe { vnni::task(ops, rows, panels, sink) },
+        // SAFETY: as above (AMX is only listed where the OS granted it: amx::available).
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::Amx => unsafe { amx::task(ops, rows, panels, sink) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Int8Isa::AvxVnni => unsafe { avxvnni::task(ops, rows, panels, sink) },
