@@ -8,7 +8,7 @@
 //!   micro-kernel chosen at run time ([`Isa::selected`]) and writes every output element once,
 //!   with the bias, GELU and residual add fused into that write ([`Epilogue`]).
 //!
-//! The blocked loop itself is [`driver`]'s, shared with the int8 layers and attention; this
+//! The blocked loop itself is in `driver.rs`, shared with the int8 layers and attention; this
 //! file holds the f32 parts: the packed weight, the kernels' dispatch and the epilogue.
 //!
 //! Block sizes, for Zen 5 (L1d 48 KiB, L2 1 MiB per core): KC = 768, so BERT-base's 768-wide
