@@ -1,7 +1,7 @@
 //! Pooling: from the last hidden state `(T, H)` of a packed batch to one vector per sequence.
 
 use crate::error::{Error, Result};
-use crate::model::{BertModel, OutputRows, PackedBatch};
+use crate::model::{BertModel, LinearInput, OutputRows, PackedBatch};
 use densa_kernels as k;
 
 /// How a sequence's token vectors become its embedding.
@@ -106,11 +106,18 @@ pub fn pool(
         Pooling::Cls => out.copy_from_slice(&cls()),
         Pooling::Pooler => {
             let dense = model.pooler.as_ref().expect("checked by output_dim");
-            dense.forward(out, &cls(), n, &mut Default::default());
+            // f32 (loaded so at every precision): the scratch stays empty.
+            let (rows, mut unused) = (cls(), k::Int8Scratch::default());
+            let input = LinearInput::Rows(&rows, &mut unused);
+            dense.forward(out, input, n, k::Activation::None);
             k::tanh(out);
         }
         Pooling::Dpr => match &model.projection {
-            Some(proj) => proj.forward(out, &cls(), n, &mut Default::default()),
+            Some(proj) => {
+                let (rows, mut unused) = (cls(), k::Int8Scratch::default());
+                let input = LinearInput::Rows(&rows, &mut unused);
+                proj.forward(out, input, n, k::Activation::None)
+            }
             None => out.copy_from_slice(&cls()),
         },
         Pooling::Mean | Pooling::Max | Pooling::MeanSqrtLen => {

@@ -82,13 +82,13 @@ pub fn add_layer_norm_isa(
     norm_rows(isa, x, Some(residual), weight, bias, rows, cols, eps, None)
 }
 
-/// [`add_layer_norm`] that also quantizes each normalised row for the int8 linear layer that
-/// reads it next, while the row is still in L1 (`quantized` then feeds
+/// [`add_layer_norm`] (or, without a residual, [`layer_norm`]) that also quantizes each
+/// normalised row for the int8 linear layer that reads it next, while the row is still in L1 (`quantized` then feeds
 /// [`crate::int8::linear_int8_quantized`], on any int8 path).
 #[allow(clippy::too_many_arguments)]
 pub fn add_layer_norm_quantize(
     x: &mut [f32],
-    residual: &[f32],
+    residual: Option<&[f32]>,
     weight: &[f32],
     bias: &[f32],
     rows: usize,
@@ -101,7 +101,7 @@ pub fn add_layer_norm_quantize(
     norm_rows(
         crate::Isa::selected(),
         x,
-        Some(residual),
+        residual,
         weight,
         bias,
         rows,
