@@ -10,7 +10,7 @@ use densa::checkpoint::{Checkpoint, Tensor};
 use densa::config::ModelType;
 use densa::model::parameter_shapes;
 use densa::tokenizer::TextTokenizer;
-use densa::{BertConfig, Encoder, Options, Tokenized};
+use densa::{BertConfig, Encoder, Options};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -48,30 +48,6 @@ fn bert_base_encoder(threads: usize) -> Encoder {
     .unwrap()
 }
 
-fn synthetic(batch: usize, seq: usize) -> Vec<Tokenized> {
-    (0..batch)
-        .map(|b| {
-            let ids: Vec<u32> = (0..seq)
-                .map(|i| {
-                    if i == 0 {
-                        4
-                    } else if i == seq - 1 {
-                        5
-                    } else {
-                        100 + ((i * 7919 + b * 104729) % 30000) as u32
-                    }
-                })
-                .collect();
-            Tokenized {
-                type_ids: vec![0; seq],
-                tokens: Vec::new(),
-                ids,
-                truncated: false,
-            }
-        })
-        .collect()
-}
-
 fn end_to_end(c: &mut Criterion) {
     let threads = std::env::var("DENSA_BENCH_THREADS")
         .ok()
@@ -81,7 +57,8 @@ fn end_to_end(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("bert_base_f32_{threads}threads"));
     group.sample_size(10);
     for &(batch, seq) in &[(1usize, 16usize), (1, 128), (1, 512), (8, 128), (32, 128)] {
-        let inputs = synthetic(batch, seq);
+        // [CLS] = 4 and [SEP] = 5 in the BETO-style vocabulary.
+        let inputs = densa::bench::synthetic_inputs(batch, seq, 31002, 4, 5);
         group.throughput(Throughput::Elements((batch * seq) as u64));
         group.bench_with_input(
             BenchmarkId::from_parameter(format!("{batch}x{seq}")),

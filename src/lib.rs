@@ -15,6 +15,7 @@
 //! The forward pass reads top to bottom in [`model`]; the numeric kernels live in the
 //! `densa-kernels` crate.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod encoder;

@@ -26,6 +26,22 @@ pub enum Pooling {
 }
 
 impl Pooling {
+    /// Every mode, in the order the CLI lists them.
+    pub const ALL: [Pooling; 7] = [
+        Pooling::Auto,
+        Pooling::Cls,
+        Pooling::Mean,
+        Pooling::Max,
+        Pooling::MeanSqrtLen,
+        Pooling::Pooler,
+        Pooling::Dpr,
+    ];
+
+    /// The mode a name (as [`Pooling::name`] spells it) stands for.
+    pub fn from_name(name: &str) -> Option<Pooling> {
+        Pooling::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// Its name, as the CLI spells it.
     pub fn name(self) -> &'static str {
         match self {

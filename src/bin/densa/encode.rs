@@ -1,0 +1,111 @@
+//! `densa embed` and `densa tokenize`.
+
+use crate::{open_encoder, progress_bar, ModelArgs};
+use densa::io::output::write_output;
+use densa::io::records::{has_extension, read_records, Record};
+use densa::{Embeddings, Encoder, Error, Input, Options, Pooling};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+pub(crate) fn write_json_lines(
+    out: &mut (impl Write + ?Sized),
+    embeddings: &Embeddings,
+) -> std::io::Result<()> {
+    for row in embeddings.rows() {
+        serde_json::to_writer(&mut *out, row)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn embed(
+    model: ModelArgs,
+    input: &str,
+    output: Option<&Path>,
+    pooling: Pooling,
+    normalize: bool,
+    max_length: Option<usize>,
+    batch_size: usize,
+) -> Result<(), Error> {
+    let encoder = open_encoder(&model, pooling, normalize, max_length, batch_size)?;
+    let records = read_records(input)?;
+    let inputs: Vec<Input> = records.iter().map(Record::as_input).collect();
+
+    // Work in chunks so the progress bar moves; each chunk is sorted by length inside.
+    let progress = progress_bar("texts");
+    progress.set_length(inputs.len() as u64);
+    let chunk = (batch_size * 16).max(1);
+    let mut embeddings = Embeddings {
+        dim: encoder.dim(),
+        data: Vec::with_capacity(inputs.len() * encoder.dim()),
+        truncated: 0,
+    };
+    for (c, part) in inputs.chunks(chunk).enumerate() {
+        let e = encoder.embed_inputs(part).map_err(|e| match e {
+            // The library counts inputs within the call: count them within the file.
+            Error::NonFiniteOutput { input, count } => Error::NonFiniteOutput {
+                input: input + c * chunk,
+                count,
+            },
+            other => other,
+        })?;
+        embeddings.data.extend_from_slice(&e.data);
+        embeddings.truncated += e.truncated;
+        progress.inc(part.len() as u64);
+    }
+    progress.finish_and_clear();
+    if embeddings.truncated > 0 {
+        eprintln!(
+            "densa: {} of {} inputs were truncated to {} tokens",
+            embeddings.truncated,
+            inputs.len(),
+            encoder.tokenizer().max_length()
+        );
+    }
+    let non_finite = embeddings.data.iter().filter(|v| !v.is_finite()).count();
+    let (n, dim) = (embeddings.len(), embeddings.dim);
+    let output = output.unwrap_or(Path::new("-"));
+    let npy = has_extension(output, "npy");
+    if non_finite > 0 {
+        // Only reachable with --allow-non-finite (otherwise embedding failed above).
+        eprintln!(
+            "densa: warning: {non_finite} values are NaN or infinite{}",
+            if npy {
+                ""
+            } else {
+                "; JSON has no such numbers, they are written as null"
+            }
+        );
+    }
+    write_output(output, |out| {
+        if npy {
+            densa::io::npy::write_f32_matrix(out, &embeddings.data, n, dim)
+        } else {
+            write_json_lines(out, &embeddings)
+        }
+    })
+}
+
+pub(crate) fn tokenize(model: &Path, input: &str, max_length: Option<usize>) -> Result<(), Error> {
+    let encoder = Encoder::from_dir(
+        model,
+        Options {
+            threads: 1,
+            max_length,
+            ..Options::default()
+        },
+    )?;
+    let records = read_records(input)?;
+    let inputs: Vec<Input> = records.iter().map(Record::as_input).collect();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let io = |e| Error::Io {
+        path: "<stdout>".into(),
+        source: e,
+    };
+    for t in encoder.tokenize(&inputs)? {
+        let line = serde_json::json!({ "ids": t.ids, "tokens": t.tokens, "type_ids": t.type_ids, "truncated": t.truncated });
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    out.flush().map_err(io)
+}

@@ -1,0 +1,388 @@
+//! The `densa` command line: it parses arguments, calls the library and prints. One module per
+//! family of subcommands: `encode` (embed, tokenize), `model` (quantize, inspect, bench),
+//! `retrieval` (index, search, eval).
+
+mod encode;
+mod model;
+mod retrieval;
+
+use encode::{embed, tokenize};
+use model::{bench, inspect, quantize};
+use retrieval::{eval, index, search};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use densa::{Encoder, Error, Options, Pooling, Precision};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "densa",
+    version,
+    about = "BERT / DPR text encoders on the CPU, with the vectors of Hugging Face transformers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// `--pooling NAME`: one of the library's names (`Pooling::name`; `-` for `_` too, as in
+/// `mean-sqrt-len`).
+fn parse_pooling(name: &str) -> Result<Pooling, String> {
+    Pooling::from_name(&name.replace('-', "_")).ok_or_else(|| {
+        let names: Vec<&str> = Pooling::ALL.iter().map(|p| p.name()).collect();
+        format!("{name:?} is not a pooling: use one of {}", names.join(", "))
+    })
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    /// int8 for a folder written by `densa quantize`, f32 otherwise.
+    Auto,
+    F32,
+    /// Quantize the encoder's linear layers at load (per-channel weights, per-token activations).
+    Int8,
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer files).
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// How a model runs: the flags every subcommand that loads one shares (`eval`'s two models
+/// too).
+#[derive(clap::Args, Clone, Copy)]
+struct RunArgs {
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: PrecisionArg,
+    /// Most tokens in one forward pass (bounds activation memory; larger batches are split;
+    /// 0 = no limit).
+    #[arg(long, default_value_t = densa::DEFAULT_MAX_BATCH_TOKENS)]
+    max_batch_tokens: usize,
+    /// Load weights that hold NaN or infinite values instead of refusing them.
+    #[arg(long)]
+    allow_non_finite: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embed texts: one per input line, or JSON lines with "text" and optional "title".
+    Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Input file, or - for standard input. A name ending in .jsonl holds JSON objects.
+        #[arg(long, default_value = "-")]
+        input: String,
+        /// Output file: .npy for a float32 [n, dim] array, anything else for JSON lines.
+        /// Default: JSON lines on standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Pooling: auto, cls, mean, max, mean_sqrt_len, pooler or dpr (auto: what the folder
+        /// implies).
+        #[arg(long, value_parser = parse_pooling, default_value = "auto")]
+        pooling: Pooling,
+        /// L2-normalise every vector.
+        #[arg(long)]
+        normalize: bool,
+        /// Truncate inputs to this many tokens (default: a sentence-transformers folder's
+        /// max_seq_length, else min(512, max_position_embeddings)).
+        #[arg(long)]
+        max_length: Option<usize>,
+        /// Texts per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Print token ids and tokens of every input as JSON lines.
+    Tokenize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "-")]
+        input: String,
+        #[arg(long)]
+        max_length: Option<usize>,
+    },
+    /// Write a copy of a model folder with int8 encoder linear layers (per-channel scales).
+    Quantize {
+        /// f32 (or F16/BF16) model folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// Folder to write (created if missing; never the model folder or inside it).
+        #[arg(long)]
+        output: PathBuf,
+        /// Replace files an existing output folder already holds.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Describe a model folder: architecture, tensors, parameters, mapped bytes, pooling.
+    Inspect {
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Encode a passage collection into a searchable index (resumable, shardable).
+    Index {
+        /// The context (passage) encoder.
+        #[command(flatten)]
+        model: ModelArgs,
+        /// JSON lines with "text" and optional "id" and "title"; passages are encoded as the
+        /// pair (title, text).
+        #[arg(long)]
+        passages: PathBuf,
+        /// Index folder (created; an interrupted build there is resumed).
+        #[arg(long)]
+        output: PathBuf,
+        /// Passages per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Passages per chunk: the unit written at once, resumed and sharded.
+        #[arg(long, default_value_t = 4096)]
+        chunk_size: usize,
+        /// Encode only every N-th chunk, starting at I (I/N, I from 0): for N processes on N
+        /// machines; copy all shards' chunks/ into one folder and rerun to assemble.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
+    },
+    /// Answer questions from an index: encode them and print the top-k passages.
+    Search {
+        /// The question encoder (its vectors must match the index's).
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Index folder written by densa index.
+        #[arg(long)]
+        index: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Questions, one per line (- for standard input).
+        #[arg(long)]
+        input: Option<String>,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A question (instead of --input).
+        question: Option<String>,
+    },
+    /// Measure retrieval: recall@k, MRR and average rank of the gold passage of each question.
+    Eval {
+        /// The question encoder.
+        #[arg(long)]
+        model_q: PathBuf,
+        /// The context encoder (to encode --passages; not needed with --index).
+        #[arg(long)]
+        model_ctx: Option<PathBuf>,
+        /// JSON lines {"question": ..., "passage_id": ...}.
+        #[arg(long)]
+        qa: PathBuf,
+        /// Passages to rank (JSON lines, as for densa index), encoded now with --model-ctx.
+        #[arg(long, conflicts_with = "index")]
+        passages: Option<PathBuf>,
+        /// An index built with the context encoder, instead of --passages.
+        #[arg(long)]
+        index: Option<PathBuf>,
+        /// Cut-offs for recall@k.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1, 5, 20])]
+        top_k: Vec<usize>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Time the forward pass on synthetic inputs of a fixed shape; prints one JSON line.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Sequences per forward pass.
+        #[arg(long)]
+        batch: usize,
+        /// Tokens per sequence, [CLS] and [SEP] included.
+        #[arg(long)]
+        seq: usize,
+        /// Timed iterations (after two untimed warm-up runs).
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    remove_temporary_files_on_interrupt();
+    let result = match cli.command {
+        Command::Embed {
+            model,
+            input,
+            output,
+            pooling,
+            normalize,
+            max_length,
+            batch_size,
+        } => embed(
+            model,
+            &input,
+            output.as_deref(),
+            pooling,
+            normalize,
+            max_length,
+            batch_size,
+        ),
+        Command::Tokenize {
+            model,
+            input,
+            max_length,
+        } => tokenize(&model, &input, max_length),
+        Command::Quantize {
+            model,
+            output,
+            force,
+        } => quantize(&model, &output, force),
+        Command::Inspect { model } => inspect(&model),
+        Command::Bench {
+            model,
+            batch,
+            seq,
+            iters,
+        } => bench(model, batch, seq, iters),
+        Command::Index {
+            model,
+            passages,
+            output,
+            batch_size,
+            chunk_size,
+            shard,
+        } => index(model, &passages, &output, batch_size, chunk_size, shard),
+        Command::Search {
+            model,
+            index,
+            top_k,
+            input,
+            json,
+            question,
+        } => search(model, &index, top_k, input.as_deref(), question, json),
+        Command::Eval {
+            model_q,
+            model_ctx,
+            qa,
+            passages,
+            index,
+            top_k,
+            run,
+        } => {
+            let model = |dir: PathBuf| ModelArgs { model: dir, run };
+            eval(
+                model(model_q),
+                model_ctx.map(model),
+                &qa,
+                passages.as_deref(),
+                index.as_deref(),
+                &top_k,
+            )
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("densa: error: {e}");
+            if let Some(hint) = flag_hint(&e) {
+                eprintln!("  hint: {hint}");
+            }
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn open_encoder(
+    model: &ModelArgs,
+    pooling: Pooling,
+    normalize: bool,
+    max_length: Option<usize>,
+    batch_size: usize,
+) -> Result<Encoder, Error> {
+    let run = &model.run;
+    let precision = match run.precision {
+        PrecisionArg::Auto => Precision::Auto,
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::Int8 => Precision::Int8,
+    };
+    let options = Options {
+        threads: run.threads,
+        pooling,
+        normalize,
+        max_length,
+        batch_size,
+        precision,
+        allow_non_finite: run.allow_non_finite,
+        max_batch_tokens: run.max_batch_tokens,
+    };
+    Encoder::from_dir(&model.model, options)
+}
+
+/// The command-line flag that acts on an error the library reports in its own terms.
+pub(crate) fn flag_hint(error: &Error) -> Option<&'static str> {
+    match error {
+        Error::NonFinite { .. } => Some("pass --allow-non-finite to load such weights anyway"),
+        Error::NonFiniteOutput { .. } => {
+            Some("pass --allow-non-finite to write such values anyway (as null in JSON)")
+        }
+        _ => None,
+    }
+}
+
+fn remove_temporary_files_on_interrupt() {
+    // An error here (a handler already installed) only loses the clean-up; output files are
+    // never partial either way (they are renamed into place whole).
+    let _ = ctrlc::set_handler(|| {
+        densa::io::output::remove_pending();
+        eprintln!("densa: interrupted; no partial output written");
+        std::process::exit(130);
+    });
+}
+
+/// Prints to standard output; a closed pipe (`densa inspect | head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            path: "<stdout>".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `I/N` with `I < N`.
+pub(crate) fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?}: expected I/N, e.g. 0/4"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: I is not a number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: N is not a number"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("{text:?}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+/// A progress bar on a terminal (passages, rate, ETA), nothing otherwise.
+pub(crate) fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what}  {{per_sec}}  eta {{eta}}");
+    indicatif::ProgressBar::new(0)
+        .with_style(indicatif::ProgressStyle::with_template(&template).expect("valid template"))
+}

@@ -1,0 +1,150 @@
+//! `densa quantize`, `densa inspect` and `densa bench`.
+
+use crate::{open_encoder, print_stdout, ModelArgs};
+use densa::{Encoder, Error, Options, Pooling};
+use std::path::Path;
+
+pub(crate) fn quantize(model: &Path, output: &Path, force: bool) -> Result<(), Error> {
+    let report = densa::quantize::quantize_dir(model, output, force).map_err(|e| match e {
+        Error::WouldOverwrite { dir, files } => Error::InvalidInput(format!(
+            "{}: already holds {}; choose another --output, or pass --force to replace them",
+            dir.display(),
+            files.join(", ")
+        )),
+        other => other,
+    })?;
+    eprintln!(
+        "densa: {} linear weights quantized to int8, {} tensors copied; {} bytes -> {} bytes ({})",
+        report.quantized_tensors,
+        report.copied_tensors,
+        report.bytes_in,
+        report.bytes_out,
+        output.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
+    // Load even a model with NaN or Inf weights, to report where they are.
+    let encoder = Encoder::from_dir(
+        model_dir,
+        Options {
+            threads: 1,
+            allow_non_finite: true,
+            ..Options::default()
+        },
+    )?;
+    let mut report = String::new();
+    let model = encoder.model();
+    let c = &model.config;
+    report += &format!("model:        {}\n", model_dir.display());
+    report += &format!("architecture: {:?}, {} layers, hidden {}, {} heads (head dim {}), FFN {}, activation {:?}\n", c.model_type, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim(), c.intermediate_size, c.hidden_act);
+    report += &format!(
+        "vocabulary:   {} tokens, {} positions, {} token types, LayerNorm eps {:e}\n",
+        c.vocab_size, c.max_position_embeddings, c.type_vocab_size, c.layer_norm_eps
+    );
+    report += &format!(
+        "heads:        pooler {}, projection {}\n",
+        if model.pooler.is_some() { "yes" } else { "no" },
+        model
+            .projection
+            .as_ref()
+            .map_or("no".to_string(), |p| format!(
+                "{} -> {}",
+                p.in_features, p.out_features
+            ))
+    );
+    report += &format!(
+        "pooling:      {} (default){}\n",
+        encoder.pooling().name(),
+        if encoder.normalizes() {
+            ", L2-normalised"
+        } else {
+            ""
+        }
+    );
+    report += &format!("output dim:   {}\n", encoder.dim());
+    report += &format!(
+        "precision:    {} (default)\n",
+        encoder.model().precision.name()
+    );
+    report += &format!(
+        "max length:   {} tokens\n",
+        encoder.tokenizer().max_length()
+    );
+    report += &format!(
+        "parameters:   {} used by the model\n",
+        model.parameter_count()
+    );
+    report += &format!("mapped bytes: {}\n", encoder.checkpoint().mapped_bytes());
+    let infos = encoder.checkpoint().tensor_infos();
+    report += &format!("tensors:      {} stored\n", infos.len());
+    let mut poisoned = Vec::new();
+    for t in infos {
+        let non_finite = encoder.checkpoint().non_finite_count(&t.name)?;
+        let warning = if non_finite > 0 {
+            poisoned.push(t.name.clone());
+            format!("  {non_finite} NaN/Inf values")
+        } else {
+            String::new()
+        };
+        report += &format!("  {:<60} {:<5} {:?}{warning}\n", t.name, t.dtype, t.shape);
+    }
+    report += &match poisoned.len() {
+        0 => "finite:       every weight is finite\n".to_string(),
+        n => format!(
+            "finite:       NO: {n} tensors hold NaN or Inf ({}); embed refuses this model unless --allow-non-finite\n",
+            poisoned.join(", ")
+        ),
+    };
+    print_stdout(&report)
+}
+
+pub(crate) fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(), Error> {
+    let encoder = open_encoder(&model, Pooling::Auto, false, None, batch.max(1))?;
+    let max = encoder.tokenizer().max_length();
+    if batch == 0 || seq < 2 || seq > max || iters == 0 {
+        return Err(Error::InvalidInput(format!(
+            "bench needs --batch >= 1, 2 <= --seq <= {max}, --iters >= 1"
+        )));
+    }
+    // Synthetic sequences: [CLS] + seq-2 ordinary tokens + [SEP].
+    let vocab = encoder.model().config.vocab_size as u32;
+    let cls = encoder.tokenizer().token_to_id("[CLS]").unwrap_or(0);
+    let sep = encoder.tokenizer().token_to_id("[SEP]").unwrap_or(0);
+    let tokenized = densa::bench::synthetic_inputs(batch, seq, vocab, cls, sep);
+    let timings =
+        densa::bench::time_runs(2, iters, || encoder.embed_tokenized(&tokenized).map(|_| ()))?;
+    let median = timings.median_ms;
+    let flops = encoder.model().flops(&vec![seq; batch]);
+    let gflops = flops / (median / 1e3) / 1e9;
+    // The machine's peak for this precision: the probe's single-core rate times the threads
+    // used (f32 FMAs, or int8 vpdpbusd where the int8 path uses it).
+    let (core_peak, isa) = densa_kernels::probe::fma_peak_gflops(300);
+    let int8_peak = match encoder.model().precision {
+        densa::Precision::Int8 => densa_kernels::probe::vnni_peak_gops(300),
+        _ => None,
+    };
+    let (peak, peak_kind) = match int8_peak {
+        // AMX's tiles are faster than the VNNI peak this probe measures: the fraction can
+        // then exceed 1, and the kind says so.
+        Some(gops) if densa_kernels::Int8Isa::selected() == densa_kernels::Int8Isa::Amx => (
+            gops * encoder.threads() as f64,
+            "vnni int8 (amx path, can exceed it)",
+        ),
+        Some(gops) => (gops * encoder.threads() as f64, "vnni int8"),
+        None => (core_peak * encoder.threads() as f64, "fma f32"),
+    };
+    let line = serde_json::json!({
+        "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": encoder.model().precision.name(),
+        "isa": isa.name(),
+        "median_ms": median, "min_ms": timings.min_ms, "max_ms": timings.max_ms,
+        "tokens_per_s": (batch * seq) as f64 / (median / 1e3),
+        "gflops": gflops,
+        "peak_gflops": peak,
+        "peak_kind": peak_kind,
+        "fraction_of_peak": gflops / peak,
+        "rss_mb": densa::bench::resident_megabytes(),
+    });
+    print_stdout(&format!("{line}\n"))
+}

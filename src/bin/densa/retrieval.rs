@@ -1,0 +1,165 @@
+//! `densa index`, `densa search` and `densa eval`.
+
+use crate::{open_encoder, print_stdout, progress_bar, ModelArgs};
+use densa::io::output::Pending;
+use densa::io::records::{read_records, Record};
+use densa::{Error, Pooling};
+use std::path::Path;
+use std::time::Instant;
+
+pub(crate) fn index(
+    model: ModelArgs,
+    passages: &Path,
+    output: &Path,
+    batch_size: usize,
+    chunk_size: usize,
+    shard: Option<(usize, usize)>,
+) -> Result<(), Error> {
+    let encoder = open_encoder(&model, Pooling::Auto, false, None, batch_size)?;
+    let bar = progress_bar("passages");
+    let start = Instant::now();
+    let options = densa::IndexOptions { chunk_size, shard };
+    let report = densa::build_index(&encoder, passages, output, &options, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "densa: encoded {} of {} passages in {seconds:.1} s ({:.1} passages/s), {} of {} chunks this run",
+        report.passages_encoded,
+        report.passages,
+        report.passages_encoded as f64 / seconds.max(1e-9),
+        report.chunks_encoded,
+        report.chunks
+    );
+    if report.is_complete() {
+        eprintln!("densa: index complete: {}", output.display());
+    } else {
+        eprintln!(
+            "densa: {} chunks belong to other shards; copy their {}/chunks/ files here and rerun this command to assemble",
+            report.chunks_missing,
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+/// Lines of `input` (a file or - for standard input; `.jsonl`: `"text"` of each object),
+/// blank lines dropped.
+pub(crate) fn read_questions(input: &str) -> Result<Vec<String>, Error> {
+    let mut questions = Vec::new();
+    for record in read_records(input)? {
+        match record {
+            Record::Text(t) if t.trim().is_empty() => {}
+            Record::Text(t) => questions.push(t),
+            Record::Pair(..) => {
+                return Err(Error::InvalidInput(format!(
+                    "{input}: a question has a \"title\"; questions are single texts"
+                )))
+            }
+        }
+    }
+    Ok(questions)
+}
+
+/// At most `max` characters of `text`, with an ellipsis when cut.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+pub(crate) fn search(
+    model: ModelArgs,
+    index_dir: &Path,
+    top_k: usize,
+    input: Option<&str>,
+    question: Option<String>,
+    json: bool,
+) -> Result<(), Error> {
+    let questions = match (question, input) {
+        (Some(q), None) => vec![q],
+        (None, Some(input)) => read_questions(input)?,
+        (None, None) => read_questions("-")?,
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidInput(
+                "give a question or --input, not both".into(),
+            ))
+        }
+    };
+    let index = densa::Index::open(index_dir)?;
+    let encoder = open_encoder(&model, Pooling::Auto, false, None, 32)?;
+    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+    let results = index.search_questions(&encoder, &refs, top_k)?;
+    let mut out = String::new();
+    for (question, hits) in questions.iter().zip(&results) {
+        if json {
+            let hits: Vec<serde_json::Value> = hits
+                .iter()
+                .enumerate()
+                .map(|(rank, h)| {
+                    serde_json::json!({
+                        "rank": rank + 1, "id": h.passage.id, "score": h.score,
+                        "title": h.passage.title, "text": h.passage.text,
+                    })
+                })
+                .collect();
+            out += &serde_json::json!({ "question": question, "hits": hits }).to_string();
+            out.push('\n');
+        } else {
+            out += &format!("{question}\n");
+            for (rank, h) in hits.iter().enumerate() {
+                let title = h.passage.title.as_deref().unwrap_or("");
+                out += &format!(
+                    "  {:>2}. {:8.4}  [{}] {}: {}\n",
+                    rank + 1,
+                    h.score,
+                    h.passage.id,
+                    title,
+                    shorten(&h.passage.text, 110)
+                );
+            }
+            out.push('\n');
+        }
+    }
+    print_stdout(&out)
+}
+
+pub(crate) fn eval(
+    model_q: ModelArgs,
+    model_ctx: Option<ModelArgs>,
+    qa: &Path,
+    passages: Option<&Path>,
+    index_dir: Option<&Path>,
+    cutoffs: &[usize],
+) -> Result<(), Error> {
+    // The collection: an existing index, or the passages encoded now into a temporary one.
+    let scratch = tempfile::Builder::new()
+        .prefix("densa-eval-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let _remove_on_interrupt = Pending::new(scratch.path());
+    let index_dir = match (index_dir, passages, &model_ctx) {
+        (Some(dir), _, _) => dir.to_owned(),
+        (None, Some(passages), Some(ctx)) => {
+            let encoder = open_encoder(ctx, Pooling::Auto, false, None, 32)?;
+            let options = densa::IndexOptions::default();
+            densa::build_index(&encoder, passages, scratch.path(), &options, &mut |_, _| {})?;
+            scratch.path().to_owned()
+        }
+        (None, Some(_), None) => {
+            return Err(Error::InvalidInput(
+                "--passages needs --model-ctx to encode them".into(),
+            ))
+        }
+        (None, None, _) => return Err(Error::InvalidInput("give --index or --passages".into())),
+    };
+    let index = densa::Index::open(&index_dir)?;
+    let (questions, gold) = densa::retrieval::read_qa_pairs(qa, &index)?;
+    let encoder = open_encoder(&model_q, Pooling::Auto, false, None, 32)?;
+    let metrics =
+        densa::retrieval::RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, cutoffs)?;
+    print_stdout(&format!("{}\n", metrics.to_json()))
+}
