@@ -35,7 +35,6 @@ pub struct BertConfig {
     pub hidden_act: Activation,
     /// DPR only: the size of `encode_proj`, 0 when the encoder has no projection.
     pub projection_dim: usize,
-    pub pad_token_id: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -52,7 +51,6 @@ struct RawConfig {
     hidden_act: Option<String>,
     position_embedding_type: Option<String>,
     projection_dim: Option<usize>,
-    pad_token_id: Option<u32>,
 }
 
 /// Upper bounds that no real BERT reaches; they turn a corrupt config into an error instead
@@ -160,7 +158,6 @@ impl BertConfig {
             layer_norm_eps: layer_norm_eps as f32,
             hidden_act,
             projection_dim,
-            pad_token_id: raw.pad_token_id,
         })
     }
 
@@ -183,7 +180,6 @@ impl BertConfig {
             layer_norm_eps: 1e-12,
             hidden_act: Activation::GeluErf,
             projection_dim: 0,
-            pad_token_id: Some(1),
         }
     }
 }

@@ -35,8 +35,9 @@ pub use pooling::Pooling;
 pub use retrieval::{build_index, BuildReport, Index, IndexOptions, Passage, SearchHit};
 pub use tokenizer::{Input, Tokenized};
 
-#[allow(dead_code)]
-fn assert_send_sync() {
-    fn check<T: Send + Sync>() {}
-    check::<Encoder>();
-}
+// An `Encoder` is shared between request threads: this fails to compile if it stops being
+// `Send + Sync`.
+const _: () = {
+    const fn check<T: Send + Sync>() {}
+    check::<Encoder>()
+};

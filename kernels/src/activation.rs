@@ -3,7 +3,7 @@
 //! Error against the exact function (f64 reference, `tests/properties.rs`): GELU within
 //! 2e-7·(1 + |x|), tanh within 3e-7 (see [`crate::math`]).
 
-use crate::multiversion;
+use crate::simd::multiversion;
 use rayon::prelude::*;
 
 /// Elements per parallel task.
@@ -11,7 +11,7 @@ const CHUNK: usize = 16 * 1024;
 
 multiversion! {
     /// Exact GELU in place, on one chunk.
-    pub(crate) fn gelu_erf_chunk / gelu_erf_chunk_isa(x: &mut [f32]) {
+    pub(crate) fn gelu_erf_chunk_isa(x: &mut [f32]) {
         for v in x.iter_mut() {
             *v = crate::math::gelu_erf(*v);
         }
@@ -20,7 +20,7 @@ multiversion! {
 
 multiversion! {
     /// Tanh-form GELU in place, on one chunk.
-    pub(crate) fn gelu_tanh_chunk / gelu_tanh_chunk_isa(x: &mut [f32]) {
+    pub(crate) fn gelu_tanh_chunk_isa(x: &mut [f32]) {
         for v in x.iter_mut() {
             *v = crate::math::gelu_tanh(*v);
         }

@@ -129,6 +129,26 @@ pub fn attention_forward_isa(
         context_rows * width
     );
     let context_ptr = SendPtr(context.as_mut_ptr());
+    // Every thread of the pool is grown at once to what the batch's longest sequence needs,
+    // the first time a batch needs more than the calling thread has: which thread runs which
+    // task (work stealing) must not decide whether a later call allocates.
+    let longest = seq_offsets
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(0);
+    let scratch_len = scratch_len(isa, longest, head_dim);
+    let grow = || {
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.len() < scratch_len {
+                scratch.resize(scratch_len, 0.0);
+            }
+        })
+    };
+    if SCRATCH.with_borrow(|scratch| scratch.len() < scratch_len) {
+        rayon::broadcast(|_| grow());
+        grow();
+    }
     (0..num_seqs * num_heads).into_par_iter().for_each(|task| {
         let (seq, head) = (task / num_heads, task % num_heads);
         let (start, end) = (seq_offsets[seq], seq_offsets[seq + 1]);
@@ -161,6 +181,13 @@ pub fn attention_forward_isa(
     });
 }
 
+/// Scratch floats for one head of a `t`-token sequence: packed Kᵀ, packed V, one block of
+/// scores.
+fn scratch_len(isa: Isa, t: usize, d: usize) -> usize {
+    let nr = kernel_shape(isa).1;
+    t.div_ceil(nr) * d * nr + d.div_ceil(nr) * t * nr + QUERY_BLOCK.min(t) * t
+}
+
 /// One head of one sequence. `rows`: its (T, 3W) qkv rows; `out`: its first context row
 /// (stride W), of which columns col..col+d are written for the first `query_rows` queries.
 ///
@@ -180,13 +207,9 @@ unsafe fn head_attention(
 ) {
     let t = rows.len() / (3 * width);
     let nr = kernel_shape(isa).1;
-    let (key_len, value_len, score_len) = (
-        t.div_ceil(nr) * d * nr,
-        d.div_ceil(nr) * t * nr,
-        QUERY_BLOCK.min(t) * t,
-    );
-    if scratch.len() < key_len + value_len + score_len {
-        scratch.resize(key_len + value_len + score_len, 0.0);
+    let (key_len, value_len) = (t.div_ceil(nr) * d * nr, d.div_ceil(nr) * t * nr);
+    if scratch.len() < scratch_len(isa, t, d) {
+        scratch.resize(scratch_len(isa, t, d), 0.0);
     }
     let (key_t, rest) = scratch.split_at_mut(key_len);
     let (value, scores) = rest.split_at_mut(value_len);

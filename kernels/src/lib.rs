@@ -4,10 +4,11 @@
 //! bias), LayerNorm, GELU, tanh, a row-wise softmax and multi-head scaled dot-product
 //! attention over packed variable-length sequences.
 //!
-//! Every kernel here is the *interface* the model calls. The implementations are plain and
-//! correct (matrixmultiply's `sgemm`, rayon over rows and heads); faster ones can replace them
-//! behind the same signatures without the model noticing. Each kernel has a naive twin in
-//! [`mod@reference`] (computed in `f64`) that the property tests compare it with.
+//! Every kernel here is the *interface* the model calls; behind it, per-ISA implementations are
+//! chosen at run time (a blocked GEMM over AVX-512, AVX2 and portable micro-kernels, int8 on
+//! AMX, VNNI, AVX2 or portable code, multiversioned elementwise loops), rayon over rows and
+//! heads. Each kernel has a naive twin in `reference` (computed in `f64`, built with the
+//! `reference` feature) that the property tests compare it with.
 //!
 //! Conventions, as in PyTorch: matrices are row-major; a linear layer's weight is
 //! `(out_features, in_features)` and computes `y = x · Wᵀ + b`.
@@ -24,6 +25,7 @@ pub mod math;
 pub mod memory;
 pub mod norm;
 pub mod probe;
+#[cfg(any(test, feature = "reference"))]
 pub mod reference;
 pub mod search;
 pub mod simd;

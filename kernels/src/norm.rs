@@ -1,8 +1,8 @@
 //! LayerNorm, vectorised, and the residual add that precedes it in every BERT sub-layer.
 
 use crate::int8::Int8Scratch;
-use crate::multiversion;
 use crate::simd;
+use crate::simd::multiversion;
 use rayon::prelude::*;
 
 /// Rows per parallel task: LayerNorm is memory-bound, so small tasks only add overhead.
@@ -178,7 +178,7 @@ fn norm_rows(
 
 multiversion! {
     /// `block += residual` (one task's rows; still in L1 for the LayerNorm that follows).
-    fn add_block / add_block_isa(block: &mut [f32], residual: &[f32]) {
+    fn add_block_isa(block: &mut [f32], residual: &[f32]) {
         for (x, r) in block.iter_mut().zip(residual) {
             *x += *r;
         }
@@ -187,7 +187,7 @@ multiversion! {
 
 multiversion! {
     /// LayerNorm of every row of `block` (rows of `weight.len()` values).
-    fn layer_norm_block / layer_norm_block_isa(block: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    fn layer_norm_block_isa(block: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
         let cols = weight.len();
         for row in block.chunks_exact_mut(cols) {
             let mean = simd::sum(row) / cols as f32;

@@ -2,7 +2,7 @@
 //! the best `k` of them per query, kept in a bounded heap, multi-threaded over blocks of the
 //! matrix. Memory-bound: each block of vectors is read once for all queries.
 
-use crate::multiversion;
+use crate::simd::multiversion;
 use crate::simd::LANES;
 use rayon::prelude::*;
 use std::cmp::Ordering;
@@ -111,7 +111,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 multiversion! {
     /// The body of [`inner_products`], without the shape checks.
-    fn inner_products_body / inner_products_body_isa(queries: &[f32], vectors: &[f32], scores: &mut [f32], dim: usize) {
+    fn inner_products_body_isa(queries: &[f32], vectors: &[f32], scores: &mut [f32], dim: usize) {
         let q = queries.len() / dim;
         for (row, out) in vectors.chunks_exact(dim).zip(scores.chunks_exact_mut(q)) {
             for (query, s) in queries.chunks_exact(dim).zip(out.iter_mut()) {

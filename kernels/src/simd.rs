@@ -1,6 +1,6 @@
 //! Runtime multiversioning for the elementwise kernels.
 //!
-//! [`multiversion!`](crate::multiversion) takes one plain Rust function body and compiles it three times: as is
+//! `multiversion!` takes one plain Rust function body and compiles it three times: as is
 //! (the scalar path, any CPU), inside `#[target_feature(enable = "avx2,fma")]` and inside
 //! `#[target_feature(enable = "avx512f")]`, where the compiler vectorises its loops to 8 or 16
 //! lanes. The body is written for that: fixed-width lane arrays instead of float reductions
@@ -78,18 +78,21 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
     (min(x), max(x))
 }
 
-#[macro_export]
-#[doc(hidden)]
 macro_rules! multiversion {
+    // `fn name / name_isa`: the kernel on a given ISA, and `name` on the ISA chosen at startup.
     ($(#[$meta:meta])* $vis:vis fn $name:ident / $name_isa:ident ($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
-        #[allow(dead_code)]
         $vis fn $name($($arg: $ty),*) {
             $name_isa($crate::isa::Isa::selected(), $($arg),*)
         }
 
-        /// The same kernel on a given ISA (falls back to scalar if the CPU lacks it).
-        #[allow(dead_code)]
+        $crate::simd::multiversion! { $(#[$meta])* $vis fn $name_isa($($arg: $ty),*) $body }
+    };
+    // `fn name_isa`: the kernel on a given ISA only (falls back to scalar if the CPU lacks it).
+    ($(#[$meta:meta])* $vis:vis fn $name_isa:ident ($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        ///
+        /// On a given ISA (falls back to scalar if the CPU lacks it).
         $vis fn $name_isa(isa: $crate::isa::Isa, $($arg: $ty),*) {
             #[inline(always)]
             fn generic($($arg: $ty),*) $body
@@ -113,3 +116,4 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;

@@ -1,7 +1,7 @@
 //! Row-wise softmax, vectorised (exp from [`crate::math::exp`], ≤ 4 ulp).
 
-use crate::multiversion;
 use crate::simd;
+use crate::simd::multiversion;
 
 multiversion! {
     /// In-place softmax over each row of `x` `(rows, cols)`, stable (the row maximum is

@@ -88,9 +88,9 @@ fn quantize_rows_body(x: &[f32], q: &mut [u8], rows: &mut [RowQuantization], k: 
     }
 }
 
-crate::multiversion! {
+crate::simd::multiversion! {
     /// [`quantize_activation_row`] for every row of `x`, at the ISA's vector width.
-    fn quantize_rows / quantize_rows_isa(x: &[f32], q: &mut [u8], rows: &mut [RowQuantization], k: usize) {
+    fn quantize_rows_isa(x: &[f32], q: &mut [u8], rows: &mut [RowQuantization], k: usize) {
         quantize_rows_body(x, q, rows, k)
     }
 }
@@ -125,7 +125,13 @@ impl Int8Scratch {
             .enumerate()
             .for_each(|(t, (q, s))| {
                 let first = t * rows_per_task;
-                quantize_rows(&inp[first * k..(first + s.len()) * k], q, s, k);
+                quantize_rows_isa(
+                    Isa::selected(),
+                    &inp[first * k..(first + s.len()) * k],
+                    q,
+                    s,
+                    k,
+                );
             });
     }
 
