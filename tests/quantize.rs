@@ -99,3 +99,42 @@ fn quantized_folder_equals_quantizing_at_load() {
     let again = quantize_dir(&out, &dir.path().join("twice"), false).unwrap_err();
     assert!(again.to_string().contains("already quantized"), "{again}");
 }
+
+#[test]
+fn stored_int8_weights_follow_the_definition() {
+    // Every quantized tensor of the folder against the rule written out here from
+    // docs/QUANTIZATION.md, not with densa's code: scale = max|w| / 63 per output row,
+    // q = round_ties_even(w · (1 / scale)) clamped to ±63.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q");
+    let src = model_dir("dpr-question-tiny");
+    quantize_dir(&src, &out, false).unwrap();
+    let (original, quantized) = (
+        Checkpoint::open_dir(&src).unwrap(),
+        Checkpoint::open_dir(&out).unwrap(),
+    );
+    let mut checked = 0;
+    for info in quantized.tensor_infos() {
+        if info.dtype != "I8" {
+            continue;
+        }
+        let (n, k) = (info.shape[0], info.shape[1]);
+        let weight = original.tensor(&info.name, &[n, k]).unwrap();
+        let (_, _, q_bytes) = quantized.raw(&info.name).unwrap();
+        let scales = quantized
+            .tensor(&format!("{}_scale", info.name), &[n])
+            .unwrap();
+        for (j, row) in weight.as_slice().chunks_exact(k).enumerate() {
+            let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let scale = if amax > 0.0 { amax / 63.0 } else { 1.0 };
+            assert_eq!(scales.as_slice()[j], scale, "{} row {j}: scale", info.name);
+            let inv = 1.0 / scale;
+            for (kk, &w) in row.iter().enumerate() {
+                let want = (w * inv).round_ties_even().clamp(-63.0, 63.0) as i8;
+                assert_eq!(q_bytes[j * k + kk] as i8, want, "{} [{j}, {kk}]", info.name);
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 12, "2 layers × 6 linear weights");
+}

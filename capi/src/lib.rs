@@ -323,7 +323,9 @@ pub unsafe extern "C" fn densa_embed_pairs(
     })
 }
 
-/// `densa_last_error`: this thread's last message, valid until its next densa call.
+/// `densa_last_error`: the message of this thread's last failed call ("" if none has failed),
+/// valid until this thread's next failed call (a successful call keeps it, as `include/densa.h`
+/// says).
 #[no_mangle]
 pub extern "C" fn densa_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
