@@ -4,15 +4,8 @@
 use densa_kernels::{self as k, int8, Epilogue, Int8Isa, QuantizedWeight};
 mod common;
 
-use common::with_threads;
+use common::{values, with_threads};
 use proptest::prelude::*;
-
-fn values(len: usize) -> impl Strategy<Value = Vec<f32>> {
-    prop::collection::vec(
-        prop_oneof![6 => -3.0f32..3.0, 1 => Just(0.0f32), 1 => -50.0f32..50.0],
-        len,
-    )
-}
 
 /// Weight quantization written from the definition (docs/QUANTIZATION.md), not with the
 /// kernels' code: `scale = max|w| / 63` (1 if that is 0), `q = round_ties_even(w · (1 / scale))`

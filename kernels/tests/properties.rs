@@ -5,16 +5,8 @@ use densa_kernels::attention::Queries;
 use densa_kernels::{self as k, reference};
 mod common;
 
-use common::with_threads;
+use common::{values, with_threads};
 use proptest::prelude::*;
-
-/// Values of mixed magnitude, with zeros and exact small integers among them.
-fn values(len: usize) -> impl Strategy<Value = Vec<f32>> {
-    prop::collection::vec(
-        prop_oneof![4 => -3.0f32..3.0, 1 => Just(0.0f32), 1 => -40.0f32..40.0, 1 => (-4i8..4).prop_map(|v| v as f32)],
-        len,
-    )
-}
 
 fn check_close(got: &[f32], want: &[f64], tolerance: impl Fn(usize) -> f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");

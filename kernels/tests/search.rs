@@ -4,15 +4,8 @@
 use densa_kernels::{self as k, reference, search};
 mod common;
 
-use common::with_threads;
+use common::{values, with_threads};
 use proptest::prelude::*;
-
-fn values(len: usize) -> impl Strategy<Value = Vec<f32>> {
-    prop::collection::vec(
-        prop_oneof![6 => -2.0f32..2.0, 1 => Just(0.0f32), 1 => -40.0f32..40.0],
-        len,
-    )
-}
 
 proptest! {
     #![proptest_config(common::proptest_config(40, "tests/search.proptest-regressions"))]

@@ -24,3 +24,13 @@ pub fn proptest_config(cases: u32, regressions: &'static str) -> proptest::test_
         ..proptest::test_runner::Config::with_cases(cases)
     }
 }
+
+/// Values of mixed magnitude for the property tests: mostly small, with zeros, large values
+/// and exact small integers among them.
+pub fn values(len: usize) -> impl proptest::strategy::Strategy<Value = Vec<f32>> {
+    use proptest::prelude::*;
+    prop::collection::vec(
+        prop_oneof![4 => -3.0f32..3.0, 1 => Just(0.0f32), 1 => -40.0f32..40.0, 1 => (-4i8..4).prop_map(|v| v as f32)],
+        len,
+    )
+}
