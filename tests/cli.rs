@@ -5,6 +5,7 @@ mod common;
 use common::cli::{densa, ok};
 use common::{cases, max_abs_diff, model_dir, read_npy, Case, Golden};
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[test]
@@ -193,18 +194,7 @@ fn bad_input_fails_cleanly_and_writes_nothing() {
     let input = dir.path().join("bad.txt");
     std::fs::write(&input, b"hola\nmal \xff\xfe texto\n").unwrap();
     let output = dir.path().join("out.npy");
-    let out = densa(
-        &[
-            "embed",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = embed_file(&model, &input, &output);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -278,18 +268,7 @@ fn every_line_is_one_row_in_order() {
     let jsonl = dir.path().join("in.jsonl");
     std::fs::write(&jsonl, "{\"text\": \"hola\"}\n{\"text\": \"roto\"\n").unwrap();
     let output = dir.path().join("out.jsonl");
-    let out = densa(
-        &[
-            "embed",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            jsonl.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = embed_file(&model, &jsonl, &output);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("line 2: not a JSON object"),
@@ -335,4 +314,14 @@ fn interrupt_leaves_no_output() {
         0,
         "nothing written"
     );
+}
+
+/// `densa embed --model MODEL --input INPUT --output OUTPUT`, no standard input.
+fn embed_file(model: &Path, input: &Path, output: &Path) -> std::process::Output {
+    let arg = |p: &Path| p.to_str().unwrap().to_owned();
+    let (model, input, output) = (arg(model), arg(input), arg(output));
+    let args = [
+        "embed", "--model", &model, "--input", &input, "--output", &output,
+    ];
+    densa(&args, None)
 }
