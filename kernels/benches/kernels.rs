@@ -110,7 +110,16 @@ fn attention(c: &mut Criterion) {
         let mut ctx = vec![0.0f32; t * width];
         group.throughput(Throughput::Elements((4 * t * t * width) as u64));
         group.bench_with_input(BenchmarkId::new("bert_base_heads", t), &t, |b, _| {
-            b.iter(|| k::attention_forward(black_box(&mut ctx), &qkv, &[0, t], heads, head_dim))
+            b.iter(|| {
+                k::attention_forward(
+                    k::Queries::All,
+                    black_box(&mut ctx),
+                    &qkv,
+                    &[0, t],
+                    heads,
+                    head_dim,
+                )
+            })
         });
     }
     group.finish();

@@ -34,29 +34,6 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `context (T, H·d) = softmax(Q_h · K_hᵀ / √d) · V_h` for every head `h` and sequence.
-///
-/// `qkv` is `(total_tokens, 3 · H · d)`: each row holds the token's query, key and value, each
-/// with head `h` in columns `h·d .. (h+1)·d` (BERT's Q, K, V projections side by side).
-/// `context` is `(total_tokens, H · d)`.
-pub fn attention_forward(
-    context: &mut [f32],
-    qkv: &[f32],
-    seq_offsets: &[usize],
-    num_heads: usize,
-    head_dim: usize,
-) {
-    attention_forward_isa(
-        crate::Isa::selected(),
-        Queries::All,
-        context,
-        qkv,
-        seq_offsets,
-        num_heads,
-        head_dim,
-    )
-}
-
 /// Which query rows attention computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queries {
@@ -68,24 +45,23 @@ pub enum Queries {
     FirstOfEachSequence,
 }
 
-/// [`attention_forward`] for each sequence's first token only ([`Queries::FirstOfEachSequence`]):
-/// what the last layer needs when pooling reads `[CLS]` alone.
-pub fn attention_forward_first_query(
+/// `context (T, H·d) = softmax(Q_h · K_hᵀ / √d) · V_h` for every head `h` and sequence.
+///
+/// `qkv` is `(total_tokens, 3 · H · d)`: each row holds the token's query, key and value, each
+/// with head `h` in columns `h·d .. (h+1)·d` (BERT's Q, K, V projections side by side).
+/// `context` is `(total_tokens, H · d)`, or `(num_sequences, H · d)` for
+/// [`Queries::FirstOfEachSequence`] (what the last layer needs when pooling reads `[CLS]`
+/// alone).
+pub fn attention_forward(
+    queries: Queries,
     context: &mut [f32],
     qkv: &[f32],
     seq_offsets: &[usize],
     num_heads: usize,
     head_dim: usize,
 ) {
-    attention_forward_isa(
-        crate::Isa::selected(),
-        Queries::FirstOfEachSequence,
-        context,
-        qkv,
-        seq_offsets,
-        num_heads,
-        head_dim,
-    )
+    let isa = crate::Isa::selected();
+    attention_forward_isa(isa, queries, context, qkv, seq_offsets, num_heads, head_dim)
 }
 
 /// [`attention_forward`] on a given ISA and query set (tests).

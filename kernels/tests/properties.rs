@@ -411,14 +411,14 @@ fn kernel_entry_points_reject_wrong_shapes() {
             "qkv has",
             message_of(|| {
                 let mut context = vec![0.0; 2 * 8];
-                k::attention_forward(&mut context, &[0.0; 40], &[0, 2], 2, 4);
+                k::attention_forward(Queries::All, &mut context, &[0.0; 40], &[0, 2], 2, 4);
             }),
         ),
         (
             "offsets must not decrease",
             message_of(|| {
                 let mut context = vec![0.0; 2 * 8];
-                k::attention_forward(&mut context, &[0.0; 48], &[0, 2, 1], 2, 4);
+                k::attention_forward(Queries::All, &mut context, &[0.0; 48], &[0, 2, 1], 2, 4);
             }),
         ),
         (

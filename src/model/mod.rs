@@ -138,7 +138,8 @@ impl BertModel {
                 // Only [CLS] is pooled: the last layer's rest runs on S rows.
                 // context (S, H) = softmax(q Kᵀ/√d) V for each sequence's first query
                 let offsets = &batch.seq_offsets;
-                k::attention_forward_first_query(context, qkv, offsets, heads, head_dim);
+                let first = k::Queries::FirstOfEachSequence;
+                k::attention_forward(first, context, qkv, offsets, heads, head_dim);
                 // first_rows (S, H) = the layer's input at each sequence's first token
                 gather_first_rows(first_rows, hidden, batch, h);
                 let (inputs, context) = (&first_rows[..s * h], &mut context[..s * h]);
@@ -147,7 +148,8 @@ impl BertModel {
                 break;
             }
             // context (T, H) = softmax(Q Kᵀ/√d) V within each sequence, head by head
-            k::attention_forward(context, qkv, &batch.seq_offsets, heads, head_dim);
+            let all = k::Queries::All;
+            k::attention_forward(all, context, qkv, &batch.seq_offsets, heads, head_dim);
             // attention.output, intermediate, output: hidden (T, H) = the layer's output
             self.after_attention(
                 layer,

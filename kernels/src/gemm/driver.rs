@@ -49,11 +49,12 @@ pub(crate) trait MicroKernel {
 }
 
 /// Declares an ISA's micro-kernel: the type `$name` implementing [`MicroKernel`] with the body
-/// `$body` (an `unsafe fn(kc, rows, b, acc)` with the kernel's `target_feature`s), and `task`,
-/// the blocked loop compiled with those features (so that the sink's epilogue inlines at the
-/// kernel's width).
+/// `$body` (an `unsafe fn(kc, rows, b, acc)`), and, given the kernel's `target_feature`s,
+/// `task`: the blocked loop compiled with those features (so that the sink's epilogue inlines
+/// at the kernel's width).
 macro_rules! micro_kernel {
-    ($name:ident: $a:ty, $b:ty => $acc:ty, $mr:expr, $nr:expr, $features:literal, $body:ident) => {
+    // Only the type: for kernels that need no features (scalar) or run the loop themselves (AMX).
+    ($name:ident: $a:ty, $b:ty => $acc:ty, $mr:expr, $nr:expr, $body:ident) => {
         pub(crate) struct $name;
 
         impl $crate::gemm::driver::MicroKernel for $name {
@@ -69,6 +70,10 @@ macro_rules! micro_kernel {
                 unsafe { $body(kc, rows, b, acc) }
             }
         }
+    };
+    // The type and `task`, the loop compiled with the kernel's features.
+    ($name:ident: $a:ty, $b:ty => $acc:ty, $mr:expr, $nr:expr, $features:literal, $body:ident) => {
+        $crate::gemm::driver::micro_kernel!($name: $a, $b => $acc, $mr, $nr, $body);
 
         /// One task of the blocked loop with this kernel's features enabled.
         ///

@@ -15,29 +15,15 @@
 //! 64 (`padded_k`), and the activation buffer holds whole 32-row blocks (rows past the last
 //! real one are read and their results dropped).
 
-use crate::gemm::driver::{gemm_task, MicroKernel, Operands, TileSink};
+use crate::gemm::driver::{gemm_task, micro_kernel, Operands, TileSink};
 use std::arch::asm;
 use std::ops::Range;
-
-/// The AMX kernel.
-pub(crate) struct Amx;
 
 const MR: usize = 32;
 const NR: usize = 32;
 
-impl MicroKernel for Amx {
-    type A = u8;
-    type B = i8;
-    type Acc = i32;
-    const MR: usize = MR;
-    const NR: usize = NR;
-
-    #[inline(always)]
-    unsafe fn tile(kc: usize, rows: &[*const u8], b: *const i8, acc: &mut [i32]) {
-        // SAFETY: the trait's contract, plus the tile configuration loaded by `task`.
-        unsafe { kernel(kc, rows, b, acc) }
-    }
-}
+// The type only: `task` below loads the tile configuration around the loop.
+micro_kernel!(Amx: u8, i8 => i32, MR, NR, kernel);
 
 /// Whether this CPU has AMX-INT8 and the OS lets this process use the tile registers (Linux
 /// asks for that permission once per process: `arch_prctl(ARCH_REQ_XCOMP_PERM)`).
@@ -113,7 +99,8 @@ pub(crate) unsafe fn task<S: TileSink<i32>>(
 /// `b`, 16..32 from the next one, `kc · 16` bytes on (the whole of K is one chunk).
 ///
 /// # Safety
-/// The tiles are configured by [`task`]; `kc` is a multiple of 64; `rows[0]` and `rows[16]`
+/// The tiles are configured by [`task`] (the only caller of the loop for this kernel); `kc` is a
+/// multiple of 64; `rows[0]` and `rows[16]`
 /// start runs of 16 rows at the stride `rows[1] − rows[0]` (0 when all rows are one), each of
 /// `kc` readable bytes; `b` has two panels of `kc × 16`; `acc` holds 32 × 32.
 #[inline]
