@@ -17,20 +17,8 @@ fn embed_text_lines_to_npy_matches_golden() {
     std::fs::write(&input, texts.join("\n") + "\n").unwrap();
     let output = dir.path().join("vectors.npy");
     let model = model_dir("dpr-ctx-tiny");
-    let out = densa(
-        &[
-            "embed",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--batch-size",
-            "4",
-        ],
-        None,
-    );
+    let flags = ["--output", output.to_str().unwrap(), "--batch-size", "4"];
+    let out = embed_input(&model, &input, &flags);
     ok(&out);
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -71,18 +59,7 @@ fn embed_jsonl_pairs_to_stdout_matches_golden() {
     let input = dir.path().join("passages.jsonl");
     std::fs::write(&input, jsonl).unwrap();
     let model = model_dir("dpr-question-tiny");
-    let stdout = ok(&densa(
-        &[
-            "embed",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--threads",
-            "1",
-        ],
-        None,
-    ));
+    let stdout = ok(&embed_input(&model, &input, &["--threads", "1"]));
     let golden = Golden::load("dpr-question-tiny");
     let rows: Vec<Vec<f32>> = stdout
         .lines()
@@ -210,16 +187,7 @@ fn bad_input_fails_cleanly_and_writes_nothing() {
 
     let jsonl = dir.path().join("bad.jsonl");
     std::fs::write(&jsonl, "{\"text\": \"hola\"}\n{\"title\": \"sin texto\"}\n").unwrap();
-    let out = densa(
-        &[
-            "embed",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            jsonl.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = embed_input(&model, &jsonl, &[]);
     assert!(
         !out.status.success()
             && String::from_utf8_lossy(&out.stderr).contains("line 2: no \"text\"")
@@ -316,12 +284,16 @@ fn interrupt_leaves_no_output() {
     );
 }
 
+/// `densa embed --model MODEL --input INPUT` and `flags`, no standard input.
+fn embed_input(model: &Path, input: &Path, flags: &[&str]) -> std::process::Output {
+    let arg = |p: &Path| p.to_str().unwrap().to_owned();
+    let (model, input) = (arg(model), arg(input));
+    let mut args = vec!["embed", "--model", &model, "--input", &input];
+    args.extend_from_slice(flags);
+    densa(&args, None)
+}
+
 /// `densa embed --model MODEL --input INPUT --output OUTPUT`, no standard input.
 fn embed_file(model: &Path, input: &Path, output: &Path) -> std::process::Output {
-    let arg = |p: &Path| p.to_str().unwrap().to_owned();
-    let (model, input, output) = (arg(model), arg(input), arg(output));
-    let args = [
-        "embed", "--model", &model, "--input", &input, "--output", &output,
-    ];
-    densa(&args, None)
+    embed_input(model, input, &["--output", output.to_str().unwrap()])
 }

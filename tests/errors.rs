@@ -8,6 +8,18 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 
+/// Opening `model` (a fixture) with [`opts`] edited by `edit` fails: the error.
+fn open_fails(model: &str, edit: impl FnOnce(&mut Options)) -> Error {
+    let mut options = opts();
+    edit(&mut options);
+    Encoder::from_dir(model_dir(model), options).err().unwrap()
+}
+
+/// Asserts that `e` is of the expected kind (`kind_matches`) and its message names `needle`.
+fn expect_error(e: &Error, kind_matches: bool, needle: &str) {
+    assert!(kind_matches && e.to_string().contains(needle), "{e}");
+}
+
 fn opts() -> Options {
     Options {
         threads: 1,
@@ -78,10 +90,7 @@ fn missing_config() {
     let dir = copy_fixture("bert-tiny");
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     let e = load_err(dir.path());
-    assert!(
-        matches!(e, Error::MissingFile { .. }) && e.to_string().contains("config.json"),
-        "{e}"
-    );
+    expect_error(&e, matches!(e, Error::MissingFile { .. }), "config.json");
 }
 
 #[test]
@@ -136,10 +145,7 @@ fn unsupported_dtype() {
         entry.1 = Dtype::I32;
     });
     let e = load_err(dir.path());
-    assert!(
-        matches!(e, Error::Dtype { .. }) && e.to_string().contains("I32"),
-        "{e}"
-    );
+    expect_error(&e, matches!(e, Error::Dtype { .. }), "I32");
 }
 
 #[test]
@@ -209,35 +215,11 @@ fn bad_configs() {
 
 #[test]
 fn bad_options_and_inputs() {
-    let e = Encoder::from_dir(
-        model_dir("dpr-ctx-tiny"),
-        Options {
-            pooling: Pooling::Pooler,
-            ..opts()
-        },
-    )
-    .err()
-    .unwrap();
+    let e = open_fails("dpr-ctx-tiny", |o| o.pooling = Pooling::Pooler);
     assert!(e.to_string().contains("no pooler"), "{e}");
-    let e = Encoder::from_dir(
-        model_dir("bert-tiny"),
-        Options {
-            max_length: Some(65),
-            ..opts()
-        },
-    )
-    .err()
-    .unwrap();
+    let e = open_fails("bert-tiny", |o| o.max_length = Some(65));
     assert!(e.to_string().contains("max_position_embeddings"), "{e}");
-    let e = Encoder::from_dir(
-        model_dir("bert-tiny"),
-        Options {
-            batch_size: 0,
-            ..opts()
-        },
-    )
-    .err()
-    .unwrap();
+    let e = open_fails("bert-tiny", |o| o.batch_size = 0);
     assert!(matches!(e, Error::InvalidInput(_)), "{e}");
 
     let encoder = Encoder::from_dir(model_dir("bert-tiny"), opts()).unwrap();
@@ -337,26 +319,10 @@ fn hostile_values_through_the_rust_api() {
     let e = densa::io::npy::write_f32_matrix(&mut Vec::new(), &[], usize::MAX, 2).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     // Thread counts beyond reason.
-    let e = Encoder::from_dir(
-        model_dir("bert-tiny"),
-        Options {
-            threads: 10_000,
-            ..opts()
-        },
-    )
-    .err()
-    .unwrap();
+    let e = open_fails("bert-tiny", |o| o.threads = 10_000);
     assert!(e.to_string().contains("more than 4 per core"), "{e}");
     // max_length below a text's special tokens.
-    let e = Encoder::from_dir(
-        model_dir("bert-tiny"),
-        Options {
-            max_length: Some(1),
-            ..opts()
-        },
-    )
-    .err()
-    .unwrap();
+    let e = open_fails("bert-tiny", |o| o.max_length = Some(1));
     assert!(
         e.to_string().contains("max_length 1 must be at least 2"),
         "{e}"

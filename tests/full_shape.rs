@@ -71,16 +71,7 @@ fn bert_base_shape_matches_transformers() {
     let (mut worst_layer6, mut worst_last, mut worst_pooled) = (0.0f32, 0.0f32, 0.0f32);
     for (i, case) in cases.iter().enumerate() {
         let (tokens, states) = encoder.hidden_states(case.input()).unwrap();
-        assert_eq!(
-            tokens.ids,
-            golden.ids(&format!("case{i}.input_ids")),
-            "case {i}: ids"
-        );
-        assert_eq!(
-            tokens.type_ids,
-            golden.ids(&format!("case{i}.token_type_ids")),
-            "case {i}: token types"
-        );
+        golden.assert_tokens(i, &tokens, "BERT-base");
         let d6 = max_rel_diff(&states[6], &golden.f32(&format!("case{i}.layer6")).1);
         let dl = max_rel_diff(
             &states[12],

@@ -19,12 +19,18 @@ fn golden() -> (Vec<String>, Vec<Vec<f32>>) {
     (texts, embeddings)
 }
 
+/// The model's folder with [`golden`], or None (the test skips) where the model is absent.
+fn model_and_golden() -> Option<(std::path::PathBuf, Vec<String>, Vec<Vec<f32>>)> {
+    let dir = common::minilm_dir_or_skip()?;
+    let (texts, expected) = golden();
+    Some((dir, texts, expected))
+}
+
 #[test]
 fn all_minilm_l6_v2_matches_sentence_transformers() {
-    let Some(dir) = common::minilm_dir_or_skip() else {
+    let Some((dir, texts, expected)) = model_and_golden() else {
         return;
     };
-    let (texts, expected) = golden();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
 
     let encoder = Encoder::from_dir(
@@ -68,10 +74,9 @@ fn all_minilm_l6_v2_matches_sentence_transformers() {
 /// (The full accuracy study, ≥ 200 Spanish texts and retrieval agreement, is docs/ACCURACY.md's.)
 #[test]
 fn all_minilm_l6_v2_int8_stays_close() {
-    let Some(dir) = common::minilm_dir_or_skip() else {
+    let Some((dir, texts, expected)) = model_and_golden() else {
         return;
     };
-    let (texts, expected) = golden();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let options = Options {
         threads: 2,

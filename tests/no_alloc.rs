@@ -62,27 +62,21 @@ fn check(precision: Precision) {
     let model = encoder.model();
     let mut workspace = Workspace::default();
     let (first, allocations) = encoder.install(|| {
+        let (all, first_tokens) = (densa::OutputRows::All, densa::OutputRows::FirstTokens);
+        let mut forward = |batch: &PackedBatch, rows| {
+            model.forward(batch, &mut workspace, None, rows).unwrap();
+        };
         let start = ALLOCATIONS.load(Ordering::SeqCst);
-        model
-            .forward(&big, &mut workspace, None, densa::OutputRows::FirstTokens)
-            .unwrap();
+        forward(&big, first_tokens);
         let first = ALLOCATIONS.load(Ordering::SeqCst) - start;
         for _ in 0..3 {
-            model
-                .forward(&big, &mut workspace, None, densa::OutputRows::FirstTokens)
-                .unwrap();
-            model
-                .forward(&small, &mut workspace, None, densa::OutputRows::All)
-                .unwrap();
+            forward(&big, first_tokens);
+            forward(&small, all);
         }
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         for _ in 0..20 {
-            model
-                .forward(&small, &mut workspace, None, densa::OutputRows::All)
-                .unwrap();
-            model
-                .forward(&big, &mut workspace, None, densa::OutputRows::FirstTokens)
-                .unwrap();
+            forward(&small, all);
+            forward(&big, first_tokens);
         }
         (first, ALLOCATIONS.load(Ordering::SeqCst) - before)
     });

@@ -27,16 +27,7 @@ fn check_fixture(name: &str) {
     let mut pooled_all = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let (tokens, states) = encoder.hidden_states(case.input()).unwrap();
-        assert_eq!(
-            tokens.ids,
-            golden.ids(&format!("case{i}.input_ids")),
-            "{name} case {i}: token ids differ for {case:?}"
-        );
-        assert_eq!(
-            tokens.type_ids,
-            golden.ids(&format!("case{i}.token_type_ids")),
-            "{name} case {i}: token types differ"
-        );
+        golden.assert_tokens(i, &tokens, name);
         let (shape, expected) = golden.f32(&format!("case{i}.hidden_states"));
         assert_eq!(shape[0], states.len(), "{name}: number of hidden states");
         let per_layer = shape[1] * shape[2];

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::cli::{densa, fails, names, ok, s, tree};
+use common::cli::{densa, fails, names, ok, s, tree, Tree};
 use common::{model_dir, read_npy};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -317,6 +317,14 @@ fn build_until(passages: &Path, output: &Path, failpoint: &str) -> Child {
     child
 }
 
+/// A collection in `dir` and the files of its uninterrupted index (built in `dir/reference`).
+fn collection_and_reference_build(dir: &Path) -> (PathBuf, Tree) {
+    let passages = collection(dir);
+    let reference_dir = dir.join("reference");
+    build(&passages, &reference_dir);
+    (passages, tree(&reference_dir))
+}
+
 /// SIGKILL: no clean-up of any kind.
 fn kill_9(mut child: Child) {
     child.kill().unwrap();
@@ -326,10 +334,7 @@ fn kill_9(mut child: Child) {
 #[test]
 fn index_removes_only_its_own_files() {
     let dir = tempfile::tempdir().unwrap();
-    let passages = collection(dir.path());
-    let reference_dir = dir.path().join("reference");
-    build(&passages, &reference_dir);
-    let reference = tree(&reference_dir);
+    let (passages, reference) = collection_and_reference_build(dir.path());
     assert_eq!(
         names(&reference),
         [
@@ -360,10 +365,7 @@ fn index_removes_only_its_own_files() {
 #[test]
 fn index_killed_during_assembly_or_after_completion_resumes_to_an_uninterrupted_build() {
     let dir = tempfile::tempdir().unwrap();
-    let passages = collection(dir.path());
-    let reference_dir = dir.path().join("reference");
-    build(&passages, &reference_dir);
-    let reference = tree(&reference_dir);
+    let (passages, reference) = collection_and_reference_build(dir.path());
 
     for failpoint in ["index-assembly", "index-complete"] {
         let index = dir.path().join(failpoint);
@@ -396,9 +398,7 @@ fn index_killed_during_assembly_or_after_completion_resumes_to_an_uninterrupted_
 #[test]
 fn a_second_concurrent_index_build_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let passages = collection(dir.path());
-    let reference_dir = dir.path().join("reference");
-    build(&passages, &reference_dir);
+    let (passages, reference) = collection_and_reference_build(dir.path());
     let index = dir.path().join("index");
     // The first build holds the folder (stopped at its assembly).
     let first = build_until(&passages, &index, "index-assembly");
@@ -415,7 +415,7 @@ fn a_second_concurrent_index_build_fails_at_once() {
     kill_9(first);
     // The lock dies with its process: the next run completes the build.
     build(&passages, &index);
-    assert!(tree(&index) == tree(&reference_dir));
+    assert!(tree(&index) == reference);
 }
 
 #[test]
@@ -455,22 +455,24 @@ fn max_length_below_what_an_input_needs_is_an_error() {
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 1 inputs were truncated to 3"));
     // Single texts need 2; 1 is refused when the encoder opens.
-    let stderr = fails(&densa(
-        &["embed", "--model", s(&model()), "--max-length", "1"],
-        Some(b"hola\n"),
-    ));
+    let stderr = embed_hola_fails(&["--max-length", "1"]);
     assert!(
         stderr.contains("max_length 1 must be at least 2"),
         "{stderr}"
     );
 }
 
+/// `densa embed` of "hola" with `flags` that must fail: its standard error.
+fn embed_hola_fails(flags: &[&str]) -> String {
+    let model = model();
+    let mut args = vec!["embed", "--model", s(&model)];
+    args.extend_from_slice(flags);
+    fails(&densa(&args, Some(b"hola\n")))
+}
+
 #[test]
 fn threads_are_bounded() {
-    let stderr = fails(&densa(
-        &["embed", "--model", s(&model()), "--threads", "10000"],
-        Some(b"hola\n"),
-    ));
+    let stderr = embed_hola_fails(&["--threads", "10000"]);
     assert!(
         stderr.contains("10000 threads is more than 4 per core"),
         "{stderr}"

@@ -34,7 +34,8 @@ fn golden_collection(dir: &Path) -> (PathBuf, Vec<Vec<f32>>) {
     (path, vectors)
 }
 
-fn build(passages: &Path, output: &Path, extra: &[&str]) -> String {
+/// Runs `densa index` on `passages` into `output` with the test model: its output.
+fn run_index(passages: &Path, output: &Path, extra: &[&str]) -> std::process::Output {
     let model = model_dir(MODEL);
     let mut args = vec![
         "index",
@@ -44,11 +45,16 @@ fn build(passages: &Path, output: &Path, extra: &[&str]) -> String {
         s(passages),
         "--output",
         s(output),
-        "--threads",
-        "2",
     ];
     args.extend_from_slice(extra);
-    let out = densa(&args, None);
+    densa(&args, None)
+}
+
+/// `densa index` on two threads that must succeed: its standard error.
+fn build(passages: &Path, output: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["--threads", "2"];
+    args.extend_from_slice(extra);
+    let out = run_index(passages, output, &args);
     assert!(
         out.status.success(),
         "{}",
@@ -59,18 +65,7 @@ fn build(passages: &Path, output: &Path, extra: &[&str]) -> String {
 
 /// `densa index` that must fail: its standard error.
 fn build_fails(passages: &Path, output: &Path, extra: &[&str]) -> String {
-    let model = model_dir(MODEL);
-    let mut args = vec![
-        "index",
-        "--model",
-        s(&model),
-        "--passages",
-        s(passages),
-        "--output",
-        s(output),
-    ];
-    args.extend_from_slice(extra);
-    let out = densa(&args, None);
+    let out = run_index(passages, output, extra);
     assert!(!out.status.success(), "densa index succeeded on bad input");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -193,21 +188,14 @@ fn index_holds_transformers_vectors_and_search_ranks_by_inner_product() {
             .collect::<String>(),
     )
     .unwrap();
-    let report: serde_json::Value = serde_json::from_str(&ok(&densa(
-        &[
-            "eval",
-            "--model-q",
-            s(&model),
-            "--index",
-            s(&index),
-            "--qa",
-            s(&qa),
-            "--top-k",
-            "1,3",
-        ],
-        None,
-    )))
-    .unwrap();
+    // `densa eval` with the test model for questions, top-k 1 and 3, over `passages`.
+    let eval = |passages: &[&str]| -> serde_json::Value {
+        let mut args = vec!["eval", "--model-q", s(&model), "--qa", s(&qa)];
+        args.extend_from_slice(&["--top-k", "1,3"]);
+        args.extend_from_slice(passages);
+        serde_json::from_str(&ok(&densa(&args, None))).unwrap()
+    };
+    let report = eval(&["--index", s(&index)]);
     let ranks: Vec<f64> = pairs
         .iter()
         .map(|&(q, g)| {
@@ -238,23 +226,7 @@ fn index_holds_transformers_vectors_and_search_ranks_by_inner_product() {
     close("average_rank", ranks.iter().sum::<f64>() / n);
     assert_eq!(report["questions"], 5);
     // The same figures from --passages (encoded on the fly).
-    let again: serde_json::Value = serde_json::from_str(&ok(&densa(
-        &[
-            "eval",
-            "--model-q",
-            s(&model),
-            "--model-ctx",
-            s(&model),
-            "--passages",
-            s(&passages),
-            "--qa",
-            s(&qa),
-            "--top-k",
-            "1,3",
-        ],
-        None,
-    )))
-    .unwrap();
+    let again = eval(&["--model-ctx", s(&model), "--passages", s(&passages)]);
     for key in ["recall@1", "recall@3", "mrr", "average_rank"] {
         assert_eq!(again[key], report[key], "{key}");
     }

@@ -152,10 +152,16 @@ def golden(name, model_dir: Path, bert, pooled_fn, max_length):
     print(f"{name}: {len(cases())} cases")
 
 
-def make_bert_tiny():
-    folder = MODELS / "bert-tiny"
+def fresh_folder(name):
+    """An empty tests/fixtures/models/NAME (its old content removed)."""
+    folder = MODELS / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    return folder
+
+
+def make_bert_tiny():
+    folder = fresh_folder("bert-tiny")
     cfg = tiny_config(transformers.BertConfig, max_position_embeddings=64, num_labels=3)
     model = transformers.BertForSequenceClassification(cfg).eval()
     redraw(model, 1)
@@ -165,9 +171,7 @@ def make_bert_tiny():
 
 
 def make_bert_tiny_f16():
-    folder = MODELS / "bert-tiny-f16"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder = fresh_folder("bert-tiny-f16")
     cfg = tiny_config(transformers.BertConfig, num_hidden_layers=3)
     model = transformers.BertModel(cfg).eval()
     redraw(model, 2)
@@ -178,9 +182,7 @@ def make_bert_tiny_f16():
 
 
 def make_dpr_ctx_tiny():
-    folder = MODELS / "dpr-ctx-tiny"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder = fresh_folder("dpr-ctx-tiny")
     cfg = tiny_config(transformers.DPRConfig, projection_dim=0)
     model = transformers.DPRContextEncoder(cfg).eval()
     redraw(model, 3)
@@ -197,9 +199,7 @@ def make_dpr_ctx_tiny():
 
 
 def make_dpr_question_tiny():
-    folder = MODELS / "dpr-question-tiny"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder = fresh_folder("dpr-question-tiny")
     cfg = tiny_config(transformers.DPRConfig, projection_dim=16, hidden_act="gelu_new")
     model = transformers.DPRQuestionEncoder(cfg).eval()
     redraw(model, 4)

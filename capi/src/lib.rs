@@ -267,6 +267,40 @@ unsafe fn embed_into(
     Ok(0)
 }
 
+/// One embed call: checks it, reads the strings of each array (one array: texts; two:
+/// (title, text) pairs) and embeds them into `out`, reporting a failure through `guarded`.
+///
+/// # Safety
+/// `encoder` is NULL or live; each array points at `count` NUL-terminated strings (checked
+/// for NULL); `out` has `out_len` writable floats.
+unsafe fn embed_call(
+    encoder: *mut DensaEncoder,
+    arrays: &[(*const *const c_char, &str)],
+    count: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> c_int {
+    guarded(-1, || {
+        // SAFETY: contract of this function.
+        let (encoder, needed) = unsafe { check_embed_call(encoder, arrays, count, out, out_len) }?;
+        let mut strings = Vec::with_capacity(arrays.len());
+        for &(array, what) in arrays {
+            // SAFETY: contract of this function; `array` is not NULL when `count > 0`.
+            strings.push(unsafe { c_strings(array, count, what) }?);
+        }
+        let inputs: Vec<Input> = match strings.as_slice() {
+            [titles, texts] => titles
+                .iter()
+                .zip(texts)
+                .map(|(&a, &b)| Input::Pair(a, b))
+                .collect(),
+            texts => texts.iter().flatten().map(|&t| Input::Text(t)).collect(),
+        };
+        // SAFETY: `out` holds `out_len >= needed` floats (contract, checked).
+        unsafe { embed_into(encoder, &inputs, out, needed) }
+    })
+}
+
 /// `densa_embed`
 ///
 /// # Safety
@@ -280,16 +314,8 @@ pub unsafe extern "C" fn densa_embed(
     out: *mut f32,
     out_len: usize,
 ) -> c_int {
-    guarded(-1, || {
-        // SAFETY: contract of this function.
-        let (encoder, needed) =
-            unsafe { check_embed_call(encoder, &[(texts, "texts")], count, out, out_len) }?;
-        // SAFETY: contract of this function.
-        let texts = unsafe { c_strings(texts, count, "texts") }?;
-        let inputs: Vec<Input> = texts.into_iter().map(Input::Text).collect();
-        // SAFETY: `out` holds `out_len >= needed` floats (contract, checked).
-        unsafe { embed_into(encoder, &inputs, out, needed) }
-    })
+    // SAFETY: this function's contract is `embed_call`'s for one array.
+    unsafe { embed_call(encoder, &[(texts, "texts")], count, out, out_len) }
 }
 
 /// `densa_embed_pairs`
@@ -305,22 +331,9 @@ pub unsafe extern "C" fn densa_embed_pairs(
     out: *mut f32,
     out_len: usize,
 ) -> c_int {
-    guarded(-1, || {
-        let arrays = [(titles, "titles"), (texts, "texts")];
-        // SAFETY: contract of this function.
-        let (encoder, needed) = unsafe { check_embed_call(encoder, &arrays, count, out, out_len) }?;
-        // SAFETY: contract of this function.
-        let titles = unsafe { c_strings(titles, count, "titles") }?;
-        // SAFETY: contract of this function.
-        let texts = unsafe { c_strings(texts, count, "texts") }?;
-        let inputs: Vec<Input> = titles
-            .into_iter()
-            .zip(texts)
-            .map(|(a, b)| Input::Pair(a, b))
-            .collect();
-        // SAFETY: `out` holds `out_len >= needed` floats (contract, checked).
-        unsafe { embed_into(encoder, &inputs, out, needed) }
-    })
+    let arrays = [(titles, "titles"), (texts, "texts")];
+    // SAFETY: this function's contract is `embed_call`'s for two arrays.
+    unsafe { embed_call(encoder, &arrays, count, out, out_len) }
 }
 
 /// `densa_last_error`: the message of this thread's last failed call ("" if none has failed),

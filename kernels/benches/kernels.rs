@@ -112,6 +112,7 @@ fn attention(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("bert_base_heads", t), &t, |b, _| {
             b.iter(|| {
                 k::attention_forward(
+                    k::Isa::selected(),
                     k::Queries::All,
                     black_box(&mut ctx),
                     &qkv,

@@ -38,9 +38,7 @@ multiversion! {
 
 /// Exact GELU, in place: `x · Φ(x) = 0.5 · x · (1 + erf(x / √2))` (`hidden_act = "gelu"`).
 pub fn gelu_erf(x: &mut [f32]) {
-    let isa = crate::Isa::selected();
-    x.par_chunks_mut(CHUNK)
-        .for_each(|c| gelu_erf_chunk_isa(isa, c));
+    gelu_erf_isa(crate::Isa::selected(), x)
 }
 
 /// Exact GELU on a given ISA (tests).
@@ -51,9 +49,7 @@ pub fn gelu_erf_isa(isa: crate::Isa, x: &mut [f32]) {
 
 /// Tanh-approximated GELU, in place (`hidden_act = "gelu_new"` / `"gelu_pytorch_tanh"`).
 pub fn gelu_tanh(x: &mut [f32]) {
-    let isa = crate::Isa::selected();
-    x.par_chunks_mut(CHUNK)
-        .for_each(|c| gelu_tanh_chunk_isa(isa, c));
+    gelu_tanh_isa(crate::Isa::selected(), x)
 }
 
 /// Tanh-form GELU on a given ISA (tests).

@@ -51,21 +51,9 @@ pub enum Queries {
 /// with head `h` in columns `h·d .. (h+1)·d` (BERT's Q, K, V projections side by side).
 /// `context` is `(total_tokens, H · d)`, or `(num_sequences, H · d)` for
 /// [`Queries::FirstOfEachSequence`] (what the last layer needs when pooling reads `[CLS]`
-/// alone).
+/// alone). `isa` is the instruction set to run on (normally [`crate::Isa::selected`]); one
+/// this CPU lacks falls back to scalar.
 pub fn attention_forward(
-    queries: Queries,
-    context: &mut [f32],
-    qkv: &[f32],
-    seq_offsets: &[usize],
-    num_heads: usize,
-    head_dim: usize,
-) {
-    let isa = crate::Isa::selected();
-    attention_forward_isa(isa, queries, context, qkv, seq_offsets, num_heads, head_dim)
-}
-
-/// [`attention_forward`] on a given ISA and query set (tests).
-pub fn attention_forward_isa(
     isa: crate::Isa,
     queries: Queries,
     context: &mut [f32],
@@ -86,24 +74,13 @@ pub fn attention_forward_isa(
         seq_offsets.first().copied().unwrap_or(0) == 0,
         "attention: offsets must start at 0"
     );
-    assert!(
-        qkv.len() >= total_tokens * 3 * width,
-        "attention: qkv has {} values, ({total_tokens}, {}) needs {}",
-        qkv.len(),
-        3 * width,
-        total_tokens * 3 * width
-    );
+    crate::check_shape("attention", "qkv", qkv.len(), total_tokens, 3 * width);
     let num_seqs = seq_offsets.len().saturating_sub(1);
     let context_rows = match queries {
         Queries::All => total_tokens,
         Queries::FirstOfEachSequence => num_seqs,
     };
-    assert!(
-        context.len() >= context_rows * width,
-        "attention: context has {} values, ({context_rows}, {width}) needs {}",
-        context.len(),
-        context_rows * width
-    );
+    crate::check_shape("attention", "context", context.len(), context_rows, width);
     let context_ptr = SendPtr(context.as_mut_ptr());
     // Every thread of the pool is grown at once to what the batch's longest sequence needs,
     // the first time a batch needs more than the calling thread has: which thread runs which

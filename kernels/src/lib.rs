@@ -36,7 +36,7 @@ pub use attention::{attention_forward, Queries};
 pub use gemm::{linear_forward, linear_packed, Activation, Epilogue, PackedWeight, RowBlocks};
 pub use int8::{linear_int8, linear_int8_quantized, Int8Isa, Int8Scratch, QuantizedWeight};
 pub use isa::Isa;
-pub use norm::{add_layer_norm, add_layer_norm_quantize, layer_norm};
+pub use norm::{add_layer_norm, layer_norm};
 pub use search::{inner_products, top_k_inner_product, Hit};
 pub use softmax::softmax_rows;
 
@@ -55,4 +55,17 @@ impl SendPtr {
     pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
+}
+
+/// Panics with a message naming the kernel and the buffer if a buffer of `len` values is
+/// shorter than its shape `(rows, cols)` says: a caller's bug, said plainly rather than as an
+/// index out of bounds deep in a micro-kernel.
+#[inline]
+#[track_caller]
+pub(crate) fn check_shape(kernel: &str, buffer: &str, len: usize, rows: usize, cols: usize) {
+    assert!(
+        len >= rows * cols,
+        "{kernel}: {buffer} has {len} values, ({rows}, {cols}) needs {}",
+        rows * cols
+    );
 }

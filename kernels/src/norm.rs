@@ -16,7 +16,7 @@ const ROWS_PER_TASK: usize = 16;
 /// `ε·(K·mean|x| / σ + (K/2 + 3)·|x̂|)` and `K = cols/16 + 4`: nearly constant rows (σ small
 /// against |x|) are ill-conditioned (property-tested, `kernels/tests/properties.rs`).
 pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], rows: usize, cols: usize, eps: f32) {
-    norm_rows(
+    add_layer_norm(
         crate::Isa::selected(),
         x,
         None,
@@ -29,92 +29,16 @@ pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], rows: usize, cols
     )
 }
 
-/// [`layer_norm`] on a given ISA (tests).
-pub fn layer_norm_isa(
-    isa: crate::Isa,
-    x: &mut [f32],
-    weight: &[f32],
-    bias: &[f32],
-    rows: usize,
-    cols: usize,
-    eps: f32,
-) {
-    norm_rows(isa, x, None, weight, bias, rows, cols, eps, None)
-}
-
-/// `x = LayerNorm(x + residual)` over each row: BERT's "add & norm", fused so each row is
-/// read and written once (the residual streams in alongside instead of being added by the
-/// GEMM's epilogue in scattered tiles).
+/// `x = LayerNorm(x + residual)` over each row (without a residual, [`layer_norm`]): BERT's
+/// "add & norm", fused so each row is read and written once (the residual streams in
+/// alongside instead of being added by the GEMM's epilogue in scattered tiles).
+///
+/// With `quantized`, each normalised row is also quantized for the int8 linear layer that
+/// reads it next, while the row is still in L1 (`quantized` then feeds
+/// [`crate::int8::linear_int8_quantized`], on any int8 path); the normalisation is the same
+/// bit for bit. `isa` is normally [`crate::Isa::selected`] (tests pass each one).
+#[allow(clippy::too_many_arguments)]
 pub fn add_layer_norm(
-    x: &mut [f32],
-    residual: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    rows: usize,
-    cols: usize,
-    eps: f32,
-) {
-    norm_rows(
-        crate::Isa::selected(),
-        x,
-        Some(residual),
-        weight,
-        bias,
-        rows,
-        cols,
-        eps,
-        None,
-    )
-}
-
-/// [`add_layer_norm`] on a given ISA (tests).
-#[allow(clippy::too_many_arguments)]
-pub fn add_layer_norm_isa(
-    isa: crate::Isa,
-    x: &mut [f32],
-    residual: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    rows: usize,
-    cols: usize,
-    eps: f32,
-) {
-    norm_rows(isa, x, Some(residual), weight, bias, rows, cols, eps, None)
-}
-
-/// [`add_layer_norm`] (or, without a residual, [`layer_norm`]) that also quantizes each
-/// normalised row for the int8 linear layer that reads it next, while the row is still in L1 (`quantized` then feeds
-/// [`crate::int8::linear_int8_quantized`], on any int8 path).
-#[allow(clippy::too_many_arguments)]
-pub fn add_layer_norm_quantize(
-    x: &mut [f32],
-    residual: Option<&[f32]>,
-    weight: &[f32],
-    bias: &[f32],
-    rows: usize,
-    cols: usize,
-    eps: f32,
-    quantized: &mut Int8Scratch,
-) {
-    // The same normalisation as add_layer_norm (bit for bit).
-    let target = Some(quantized);
-    norm_rows(
-        crate::Isa::selected(),
-        x,
-        residual,
-        weight,
-        bias,
-        rows,
-        cols,
-        eps,
-        target,
-    )
-}
-
-/// The shared body: checks the shapes, then (add and) normalise (and quantize) blocks of rows
-/// in parallel.
-#[allow(clippy::too_many_arguments)]
-fn norm_rows(
     isa: crate::Isa,
     x: &mut [f32],
     residual: Option<&[f32]>,
@@ -123,21 +47,12 @@ fn norm_rows(
     rows: usize,
     cols: usize,
     eps: f32,
-    quantize: Option<&mut Int8Scratch>,
+    quantized: Option<&mut Int8Scratch>,
 ) {
-    assert!(
-        x.len() >= rows * cols,
-        "layer_norm: buffer has {} values, shape ({rows}, {cols}) needs {}",
-        x.len(),
-        rows * cols
-    );
+    let quantize = quantized;
+    crate::check_shape("layer_norm", "buffer", x.len(), rows, cols);
     if let Some(r) = residual {
-        assert!(
-            r.len() >= rows * cols,
-            "layer_norm: residual has {} values, shape ({rows}, {cols}) needs {}",
-            r.len(),
-            rows * cols
-        );
+        crate::check_shape("layer_norm", "residual", r.len(), rows, cols);
     }
     assert!(
         weight.len() >= cols && bias.len() >= cols,

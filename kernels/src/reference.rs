@@ -6,10 +6,9 @@ pub fn linear(
     inp: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
-    m: usize,
-    k: usize,
-    n: usize,
+    shape: (usize, usize, usize),
 ) -> Vec<f64> {
+    let (m, k, n) = shape;
     let mut out = vec![0.0; m * n];
     for i in 0..m {
         for j in 0..n {

@@ -136,12 +136,7 @@ pub fn inner_products_isa(
     dim: usize,
 ) {
     let (q, n) = check_shapes(queries, vectors, dim);
-    assert!(
-        scores.len() >= n * q,
-        "inner_products: scores has {} values, ({n}, {q}) needs {}",
-        scores.len(),
-        n * q
-    );
+    crate::check_shape("inner_products", "scores", scores.len(), n, q);
     if q == 0 || n == 0 {
         return;
     }

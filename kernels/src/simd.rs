@@ -26,49 +26,39 @@ pub fn sum(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-/// Maximum of a slice (vectorisable); `-inf` for an empty slice.
+/// Folds a slice into `LANES` independent accumulators (so the loop vectorises), then folds
+/// those and the remainder. `fold(m, v)` is max-like: order-free, and folding an accumulator
+/// in again changes nothing.
 #[inline(always)]
-pub fn max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
+fn fold_lanes(x: &[f32], init: f32, fold: impl Fn(f32, f32) -> f32 + Copy) -> f32 {
+    let mut acc = [init; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for l in 0..LANES {
-            acc[l] = acc[l].max(c[l]);
+            acc[l] = fold(acc[l], c[l]);
         }
     }
     acc.iter()
         .chain(chunks.remainder())
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+        .fold(init, |m, &v| fold(m, v))
+}
+
+/// Maximum of a slice (vectorisable); `-inf` for an empty slice.
+#[inline(always)]
+pub fn max(x: &[f32]) -> f32 {
+    fold_lanes(x, f32::NEG_INFINITY, f32::max)
 }
 
 /// Largest |x| of a slice (vectorisable); 0 for an empty slice.
 #[inline(always)]
 pub fn max_abs(x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            acc[l] = acc[l].max(c[l].abs());
-        }
-    }
-    acc.iter()
-        .chain(chunks.remainder())
-        .fold(0.0f32, |m, &v| m.max(v.abs()))
+    fold_lanes(x, 0.0, |m, v| m.max(v.abs()))
 }
 
 /// Minimum of a slice (vectorisable); `inf` for an empty slice.
 #[inline(always)]
 pub fn min(x: &[f32]) -> f32 {
-    let mut acc = [f32::INFINITY; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            acc[l] = acc[l].min(c[l]);
-        }
-    }
-    acc.iter()
-        .chain(chunks.remainder())
-        .fold(f32::INFINITY, |m, &v| m.min(v))
+    fold_lanes(x, f32::INFINITY, f32::min)
 }
 
 /// `(min, max)` of a slice: two passes of one accumulator each (vectorise cleanly; one loop

@@ -7,7 +7,7 @@ multiversion! {
     /// In-place softmax over each row of `x` `(rows, cols)`, stable (the row maximum is
     /// subtracted first). Callers never pass rows of `-inf` only (attention sees real tokens).
     pub fn softmax_rows / softmax_rows_isa(x: &mut [f32], rows: usize, cols: usize) {
-        assert!(x.len() >= rows * cols, "softmax: buffer has {} values, shape ({rows}, {cols}) needs {}", x.len(), rows * cols);
+        crate::check_shape("softmax", "buffer", x.len(), rows, cols);
         if cols == 0 {
             return;
         }

@@ -4,7 +4,7 @@
 use densa_kernels::{self as k, int8, Epilogue, Int8Isa, QuantizedWeight};
 mod common;
 
-use common::{values, with_threads};
+use common::{linear_case, values, with_threads};
 use proptest::prelude::*;
 
 /// Weight quantization written from the definition (docs/QUANTIZATION.md), not with the
@@ -58,10 +58,10 @@ fn reference(inp: &[f32], weight: &[f32], bias: &[f32], m: usize, kk: usize, n: 
 proptest! {
     #![proptest_config(common::proptest_config(40, "tests/int8.proptest-regressions"))]
 
+    /// Every int8 path gives the exact-integer twin's values, and the same bits as each other.
     #[test]
     fn int8_paths_are_exact_and_identical(
-        (m, kk, n, inp, weight, bias) in (1usize..40, 1usize..300, 1usize..80)
-            .prop_flat_map(|(m, k, n)| (Just(m), Just(k), Just(n), values(m * k), values(n * k), values(n))),
+        (m, kk, n, inp, weight, bias) in linear_case(1usize..40, 1usize..300, 1usize..80),
         threads in 1usize..4,
     ) {
         let want = reference(&inp, &weight, &bias, m, kk, n);
@@ -189,18 +189,20 @@ proptest! {
     ) {
         let beta = vec![0.25f32; kk];
         let bias = vec![0.5f32; n];
+        // The normalisation's own ISA, as the engine runs it (each is property-tested alone).
+        let isa_f32 = k::Isa::selected();
         for &isa in Int8Isa::available() {
             let packed = QuantizedWeight::for_isa(&weight, n, kk, isa);
             let epilogue = Epilogue { bias: Some(&bias), ..Epilogue::NONE };
             // Unfused: normalise, then the linear layer quantizes its input.
             let mut normed = x.clone();
-            k::add_layer_norm(&mut normed, &residual, &gamma, &beta, m, kk, 1e-5);
+            k::add_layer_norm(isa_f32, &mut normed, Some(&residual), &gamma, &beta, m, kk, 1e-5, None);
             let mut want = vec![0.0; m * n];
             k::linear_int8(&mut want, &normed, &packed, m, epilogue, &mut k::Int8Scratch::default());
             // Fused.
             let mut fused = x.clone();
             let mut quantized = k::Int8Scratch::default();
-            k::add_layer_norm_quantize(&mut fused, Some(&residual), &gamma, &beta, m, kk, 1e-5, &mut quantized);
+            k::add_layer_norm(isa_f32, &mut fused, Some(&residual), &gamma, &beta, m, kk, 1e-5, Some(&mut quantized));
             prop_assert!(fused == normed, "{}: the normalised rows differ", isa.name());
             let mut got = vec![f32::NAN; m * n];
             k::linear_int8_quantized(&mut got, &packed, m, epilogue, &quantized);
@@ -210,7 +212,7 @@ proptest! {
             k::layer_norm(&mut normed, &gamma, &beta, m, kk, 1e-5);
             k::linear_int8(&mut want, &normed, &packed, m, epilogue, &mut k::Int8Scratch::default());
             let mut fused = x.clone();
-            k::add_layer_norm_quantize(&mut fused, None, &gamma, &beta, m, kk, 1e-5, &mut quantized);
+            k::add_layer_norm(isa_f32, &mut fused, None, &gamma, &beta, m, kk, 1e-5, Some(&mut quantized));
             prop_assert!(fused == normed, "{}: the normalised rows differ (no residual)", isa.name());
             k::linear_int8_quantized(&mut got, &packed, m, epilogue, &quantized);
             prop_assert!(got == want, "{}: fused quantization differs (no residual)", isa.name());

@@ -5,7 +5,7 @@ use densa_kernels::attention::Queries;
 use densa_kernels::{self as k, reference};
 mod common;
 
-use common::{values, with_threads};
+use common::{linear_case, values, with_threads};
 use proptest::prelude::*;
 
 fn check_close(got: &[f32], want: &[f64], tolerance: impl Fn(usize) -> f64, what: &str) {
@@ -103,23 +103,26 @@ fn layer_norm_regression_nearly_constant_rows() {
     let sum: Vec<f32> = x.iter().zip(&residual).map(|(a, r)| a + r).collect();
     let want = reference::layer_norm(&sum, &w, &b, cols, 1e-12);
     let tolerance = layer_norm_tolerance(&sum, &w, &b, &want, cols, 1e-12);
+    let normalise = |isa| {
+        let mut y = x.clone();
+        k::add_layer_norm(
+            isa,
+            &mut y,
+            Some(&residual),
+            &w,
+            &b,
+            rows,
+            cols,
+            1e-12,
+            None,
+        );
+        y
+    };
     for &isa in k::Isa::available() {
-        let mut fused = x.clone();
-        k::norm::add_layer_norm_isa(isa, &mut fused, &residual, &w, &b, rows, cols, 1e-12);
-        check_close(&fused, &want, |i| tolerance[i], isa.name());
+        check_close(&normalise(isa), &want, |i| tolerance[i], isa.name());
     }
     // The old tolerance fails this case on the scalar path (the case is the right one).
-    let mut scalar = x.clone();
-    k::norm::add_layer_norm_isa(
-        k::Isa::Scalar,
-        &mut scalar,
-        &residual,
-        &w,
-        &b,
-        rows,
-        cols,
-        1e-12,
-    );
+    let scalar = normalise(k::Isa::Scalar);
     let worst = scalar
         .iter()
         .zip(&want)
@@ -133,15 +136,14 @@ proptest! {
 
     #[test]
     fn linear_matches_reference(
-        (m, kk, n, inp, weight, bias) in (1usize..70, 1usize..90, 1usize..150)
-            .prop_flat_map(|(m, k, n)| (Just(m), Just(k), Just(n), values(m * k), values(n * k), values(n))),
-        threads in 1usize..4,
         with_bias in any::<bool>(),
+        (m, kk, n, inp, weight, bias) in linear_case(1usize..70, 1usize..90, 1usize..150),
+        threads in 1usize..4,
     ) {
         let bias = with_bias.then_some(&bias[..]);
         let mut out = vec![f32::NAN; m * n];
         with_threads(threads, || k::linear_forward(&mut out, &inp, &weight, bias, m, kk, n));
-        let want = reference::linear(&inp, &weight, bias, m, kk, n);
+        let want = reference::linear(&inp, &weight, bias, (m, kk, n));
         // f32 accumulation: error bounded by K · ε · Σ|a·b| (+ the bias' rounding).
         let magnitude: Vec<f64> = (0..m * n).map(|idx| {
             let (i, j) = (idx / n, idx % n);
@@ -161,7 +163,7 @@ proptest! {
     ) {
         let bias = with_bias.then_some(&bias[..]);
         let residual = with_residual.then_some(&residual[..]);
-        let product = reference::linear(&inp, &weight, bias, m, kk, n);
+        let product = reference::linear(&inp, &weight, bias, (m, kk, n));
         let magnitude: Vec<f64> = (0..m * n).map(|idx| {
             let (i, j) = (idx / n, idx % n);
             (0..kk).map(|p| (inp[i * kk + p] as f64 * weight[j * kk + p] as f64).abs()).sum::<f64>() + bias.map_or(0.0, |b| b[j].abs() as f64)
@@ -189,7 +191,7 @@ proptest! {
         let want = reference::layer_norm(&x[..rows * cols], &w, &b, cols, 1e-12);
         for &isa in k::Isa::available() {
             let mut data = x[..rows * cols].to_vec();
-            with_threads(threads, || k::norm::layer_norm_isa(isa, &mut data, &w, &b, rows, cols, 1e-12));
+            with_threads(threads, || k::add_layer_norm(isa, &mut data, None, &w, &b, rows, cols, 1e-12, None));
             let tolerance = layer_norm_tolerance(&x[..rows * cols], &w, &b, &want, cols, 1e-12);
             check_close(&data, &want, |i| tolerance[i], isa.name());
             // Fused add & norm: LayerNorm(x + residual), the residual being x reversed.
@@ -197,7 +199,7 @@ proptest! {
             let sum: Vec<f32> = x[..rows * cols].iter().zip(&residual).map(|(a, r)| a + r).collect();
             let want_sum = reference::layer_norm(&sum, &w, &b, cols, 1e-12);
             let mut fused = x[..rows * cols].to_vec();
-            with_threads(threads, || k::norm::add_layer_norm_isa(isa, &mut fused, &residual, &w, &b, rows, cols, 1e-12));
+            with_threads(threads, || k::add_layer_norm(isa, &mut fused, Some(&residual), &w, &b, rows, cols, 1e-12, None));
             let tolerance = layer_norm_tolerance(&sum, &w, &b, &want_sum, cols, 1e-12);
             check_close(&fused, &want_sum, |i| tolerance[i], isa.name());
         }
@@ -262,12 +264,12 @@ proptest! {
         let vmax = kv.iter().map(|v| v.abs() as f64).fold(0.0, f64::max);
         for &isa in k::Isa::available() {
             let mut context = vec![f32::NAN; total * width];
-            with_threads(threads, || k::attention::attention_forward_isa(isa, Queries::All, &mut context, &qkv, &offsets, heads, head_dim));
+            with_threads(threads, || k::attention_forward(isa, Queries::All, &mut context, &qkv, &offsets, heads, head_dim));
             check_close(&context, &want, |_| 1e-5 * (1.0 + vmax), isa.name());
             // Each sequence's first query alone: the reference's first rows, and bit for bit
             // the full pass's (what the pooling-aware last layer relies on).
             let mut first = vec![f32::NAN; lens.len() * width];
-            with_threads(threads, || k::attention::attention_forward_isa(isa, Queries::FirstOfEachSequence, &mut first, &qkv, &offsets, heads, head_dim));
+            with_threads(threads, || k::attention_forward(isa, Queries::FirstOfEachSequence, &mut first, &qkv, &offsets, heads, head_dim));
             for (s, row) in first.chunks_exact(width).enumerate() {
                 let t0 = offsets[s];
                 check_close(row, &want[t0 * width..(t0 + 1) * width], |_| 1e-5 * (1.0 + vmax), isa.name());
@@ -380,6 +382,12 @@ fn kernel_entry_points_reject_wrong_shapes() {
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default()
     }
+    // Two heads of 4 over a context of two tokens.
+    fn attend(qkv: &[f32], offsets: &[usize]) {
+        let mut context = vec![0.0; 2 * 8];
+        let all = Queries::All;
+        k::attention_forward(k::Isa::selected(), all, &mut context, qkv, offsets, 2, 4);
+    }
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let cases: Vec<(&str, String)> = vec![
@@ -407,25 +415,26 @@ fn kernel_entry_points_reject_wrong_shapes() {
                 k::linear_int8(&mut out, &[1.0; 6], &w, 2, k::Epilogue::NONE, &mut s);
             }),
         ),
-        (
-            "qkv has",
-            message_of(|| {
-                let mut context = vec![0.0; 2 * 8];
-                k::attention_forward(Queries::All, &mut context, &[0.0; 40], &[0, 2], 2, 4);
-            }),
-        ),
+        ("qkv has", message_of(|| attend(&[0.0; 40], &[0, 2]))),
         (
             "offsets must not decrease",
-            message_of(|| {
-                let mut context = vec![0.0; 2 * 8];
-                k::attention_forward(Queries::All, &mut context, &[0.0; 48], &[0, 2, 1], 2, 4);
-            }),
+            message_of(|| attend(&[0.0; 48], &[0, 2, 1])),
         ),
         (
             "residual has",
             message_of(|| {
                 let mut x = vec![0.0; 8];
-                k::add_layer_norm(&mut x, &[0.0; 7], &[1.0; 4], &[0.0; 4], 2, 4, 1e-5);
+                k::add_layer_norm(
+                    k::Isa::selected(),
+                    &mut x,
+                    Some(&[0.0; 7]),
+                    &[1.0; 4],
+                    &[0.0; 4],
+                    2,
+                    4,
+                    1e-5,
+                    None,
+                );
             }),
         ),
         (

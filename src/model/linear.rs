@@ -231,12 +231,8 @@ impl LayerNorm {
         let (gamma, beta) = (self.weight.as_slice(), self.bias.as_slice());
         let hidden = gamma.len();
         let int8_next = quantize_for.is_some_and(|l| matches!(l.weight, LinearWeight::Int8(_)));
-        match residual {
-            _ if int8_next => {
-                k::add_layer_norm_quantize(x, residual, gamma, beta, rows, hidden, eps, quantized)
-            }
-            Some(r) => k::add_layer_norm(x, r, gamma, beta, rows, hidden, eps),
-            None => k::layer_norm(x, gamma, beta, rows, hidden, eps),
-        }
+        let quantized = int8_next.then_some(quantized);
+        let isa = k::Isa::selected();
+        k::add_layer_norm(isa, x, residual, gamma, beta, rows, hidden, eps, quantized);
     }
 }

@@ -93,6 +93,7 @@ impl BertModel {
         let cfg = &self.config;
         let (h, f, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
         let (heads, head_dim) = (cfg.num_attention_heads, cfg.head_dim());
+        let isa = k::Isa::selected(); // the f32 kernels' instruction set (DENSA_ISA or the best)
         let t = batch.total_tokens(); // T: real tokens of all sequences together
         let s = batch.num_sequences(); // S: sequences
         self.check_batch(batch)?;
@@ -137,9 +138,8 @@ impl BertModel {
             if first_tokens_only && next_qkv.is_none() {
                 // Only [CLS] is pooled: the last layer's rest runs on S rows.
                 // context (S, H) = softmax(q Kᵀ/√d) V for each sequence's first query
-                let offsets = &batch.seq_offsets;
-                let first = k::Queries::FirstOfEachSequence;
-                k::attention_forward(first, context, qkv, offsets, heads, head_dim);
+                let (first, offsets) = (k::Queries::FirstOfEachSequence, &batch.seq_offsets);
+                k::attention_forward(isa, first, context, qkv, offsets, heads, head_dim);
                 // first_rows (S, H) = the layer's input at each sequence's first token
                 gather_first_rows(first_rows, hidden, batch, h);
                 let (inputs, context) = (&first_rows[..s * h], &mut context[..s * h]);
@@ -148,8 +148,8 @@ impl BertModel {
                 break;
             }
             // context (T, H) = softmax(Q Kᵀ/√d) V within each sequence, head by head
-            let all = k::Queries::All;
-            k::attention_forward(all, context, qkv, &batch.seq_offsets, heads, head_dim);
+            let (all, offsets) = (k::Queries::All, &batch.seq_offsets);
+            k::attention_forward(isa, all, context, qkv, offsets, heads, head_dim);
             // attention.output, intermediate, output: hidden (T, H) = the layer's output
             self.after_attention(
                 layer,
@@ -228,21 +228,17 @@ impl BertModel {
                 offsets.len()
             )));
         }
-        if let Some(&id) = batch
-            .input_ids
-            .iter()
-            .find(|&&id| id as usize >= cfg.vocab_size)
-        {
+        // The first value of `values` at or past `limit`, if any.
+        fn beyond(values: &[u32], limit: usize) -> Option<u32> {
+            values.iter().copied().find(|&v| v as usize >= limit)
+        }
+        if let Some(id) = beyond(&batch.input_ids, cfg.vocab_size) {
             return Err(Error::InvalidInput(format!(
                 "token id {id} is beyond the embedding table ({} rows)",
                 cfg.vocab_size
             )));
         }
-        if let Some(&tt) = batch
-            .token_type_ids
-            .iter()
-            .find(|&&tt| tt as usize >= cfg.type_vocab_size)
-        {
+        if let Some(tt) = beyond(&batch.token_type_ids, cfg.type_vocab_size) {
             return Err(Error::InvalidInput(format!(
                 "token type {tt} is beyond type_vocab_size {}",
                 cfg.type_vocab_size

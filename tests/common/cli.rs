@@ -48,10 +48,13 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A folder's entries, sorted: each path (from the folder) with its bytes (None for a folder).
+pub type Tree = Vec<(PathBuf, Option<Vec<u8>>)>;
+
 /// Every entry under `dir` (hidden ones and folders included), by relative path, with each
 /// file's bytes: what "the folder holds exactly these files" compares.
-pub fn tree(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Option<Vec<u8>>)>) {
+pub fn tree(dir: &Path) -> Tree {
+    fn walk(root: &Path, dir: &Path, out: &mut Tree) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.strip_prefix(root).unwrap().to_owned();

@@ -119,6 +119,17 @@ impl Golden {
             .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
             .collect()
     }
+
+    /// Asserts that densa's tokens for case `i` are transformers' (ids and token types).
+    pub fn assert_tokens(&self, i: usize, tokens: &densa::Tokenized, what: &str) {
+        let ids = self.ids(&format!("case{i}.input_ids"));
+        assert_eq!(tokens.ids, ids, "{what} case {i}: token ids differ");
+        let type_ids = self.ids(&format!("case{i}.token_type_ids"));
+        assert_eq!(
+            tokens.type_ids, type_ids,
+            "{what} case {i}: token types differ"
+        );
+    }
 }
 
 /// The real all-MiniLM-L6-v2 folder: `DENSA_MINILM_DIR`, or where `python3` finds the PyPI

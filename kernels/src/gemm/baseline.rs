@@ -26,24 +26,9 @@ pub fn linear_forward(
     k: usize,
     n: usize,
 ) {
-    assert!(
-        inp.len() >= m * k,
-        "linear: input has {} values, shape ({m}, {k}) needs {}",
-        inp.len(),
-        m * k
-    );
-    assert!(
-        weight.len() >= n * k,
-        "linear: weight has {} values, shape ({n}, {k}) needs {}",
-        weight.len(),
-        n * k
-    );
-    assert!(
-        out.len() >= m * n,
-        "linear: output has {} values, shape ({m}, {n}) needs {}",
-        out.len(),
-        m * n
-    );
+    crate::check_shape("linear", "input", inp.len(), m, k);
+    crate::check_shape("linear", "weight", weight.len(), n, k);
+    crate::check_shape("linear", "output", out.len(), m, n);
     if let Some(b) = bias {
         assert!(
             b.len() >= n,

@@ -31,6 +31,11 @@ pub const PANEL_BLOCK_BYTES: usize = 256 * 1024;
 pub const MAX_MR: usize = 32;
 pub const MAX_TILE: usize = 32 * 32;
 
+/// `(MR, NR)` of a micro-kernel.
+pub(crate) fn tile_shape<K: MicroKernel>() -> (usize, usize) {
+    (K::MR, K::NR)
+}
+
 /// One ISA's micro-kernel for one element type.
 pub(crate) trait MicroKernel {
     /// Elements of A (activations) and B (packed weights).

@@ -36,7 +36,7 @@ pub use driver::{MC, PANEL_BLOCK_BYTES};
 
 use crate::isa::Isa;
 use crate::{activation, SendPtr};
-use driver::{for_each_task, MicroKernel, Operands, TileSink};
+use driver::{for_each_task, Operands, TileSink};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -90,12 +90,7 @@ impl PackedWeight {
     /// Packs `weight (n, k)` for a given ISA (tests run every ISA the CPU has).
     /// An ISA the CPU lacks falls back to scalar: the micro-kernels rely on this.
     pub fn for_isa(weight: &[f32], n: usize, k: usize, isa: Isa) -> Self {
-        assert!(
-            weight.len() >= n * k,
-            "pack: weight has {} values, ({n}, {k}) needs {}",
-            weight.len(),
-            n * k
-        );
+        crate::check_shape("pack", "weight", weight.len(), n, k);
         Self::pack(&RowBlocks::new(&[&weight[..n * k]], k), n, k, isa)
     }
 
@@ -189,15 +184,12 @@ impl<'a, T> RowBlocks<'a, T> {
 
 /// `(MR, NR)` of an ISA's micro-kernel.
 pub fn kernel_shape(isa: Isa) -> (usize, usize) {
-    fn shape<K: MicroKernel>() -> (usize, usize) {
-        (K::MR, K::NR)
-    }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => shape::<avx2::Avx2>(),
+        Isa::Avx2 => driver::tile_shape::<avx2::Avx2>(),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => shape::<avx512::Avx512>(),
-        _ => shape::<scalar::Scalar>(),
+        Isa::Avx512 => driver::tile_shape::<avx512::Avx512>(),
+        _ => driver::tile_shape::<scalar::Scalar>(),
     }
 }
 
@@ -248,18 +240,8 @@ pub(crate) fn check_linear_shapes(
     n: usize,
     e: &Epilogue<'_>,
 ) {
-    assert!(
-        inp.len() >= m * k,
-        "{what}: input has {} values, ({m}, {k}) needs {}",
-        inp.len(),
-        m * k
-    );
-    assert!(
-        out.len() >= m * n,
-        "{what}: output has {} values, ({m}, {n}) needs {}",
-        out.len(),
-        m * n
-    );
+    crate::check_shape(what, "input", inp.len(), m, k);
+    crate::check_shape(what, "output", out.len(), m, n);
     if let Some(b) = e.bias {
         assert!(
             b.len() >= n,
@@ -411,25 +393,12 @@ pub(crate) fn pack_rows(dst: &mut [f32], src: &[f32], ld: usize, k: usize, n: us
     }
 }
 
-/// Writes one row of finished results (the int8 path's dequantized tile) through the epilogue.
-#[inline(always)]
-pub(crate) fn write_tile_with(
-    isa: Isa,
-    c: &mut [f32],
-    acc: &[f32],
-    n: usize,
-    row: usize,
-    col0: usize,
-    e: &Epilogue<'_>,
-) {
-    write_tile(isa, c, acc, n, row, col0, e, true, true);
-}
-
 /// Merges one row of a micro-tile into the output: on the first K chunk `c = acc`, later
 /// `c += acc`; on the last chunk add the bias, apply the activation, add the residual.
+/// (The int8 path writes its dequantized tile with `first` and `last` both true.)
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn write_tile(
+pub(crate) fn write_tile(
     isa: Isa,
     c: &mut [f32],
     acc: &[f32],

@@ -40,7 +40,7 @@ mod vnni;
 pub(crate) use quantize::quantize_rows_for;
 pub use quantize::{quantize_activation_row, quantize_weight_row, Int8Scratch, RowQuantization};
 
-use crate::gemm::driver::{for_each_task, MicroKernel, Operands, TileSink};
+use crate::gemm::driver::{for_each_task, tile_shape, Operands, TileSink};
 use crate::gemm::{Epilogue, RowBlocks};
 use crate::isa::Isa;
 use crate::SendPtr;
@@ -128,19 +128,16 @@ impl Int8Isa {
 
     /// `(MR, NR)` of the micro-kernel.
     pub fn shape(self) -> (usize, usize) {
-        fn shape<K: MicroKernel>() -> (usize, usize) {
-            (K::MR, K::NR)
-        }
         match self {
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx2 => shape::<avx2::Avx2Int8>(),
+            Int8Isa::Avx2 => tile_shape::<avx2::Avx2Int8>(),
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::AvxVnni => shape::<avxvnni::AvxVnni>(),
+            Int8Isa::AvxVnni => tile_shape::<avxvnni::AvxVnni>(),
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::Avx512Vnni => shape::<vnni::Avx512Vnni>(),
+            Int8Isa::Avx512Vnni => tile_shape::<vnni::Avx512Vnni>(),
             #[cfg(target_arch = "x86_64")]
-            Int8Isa::Amx => shape::<amx::Amx>(),
-            _ => shape::<scalar::ScalarInt8>(),
+            Int8Isa::Amx => tile_shape::<amx::Amx>(),
+            _ => tile_shape::<scalar::ScalarInt8>(),
         }
     }
 
@@ -187,12 +184,7 @@ impl QuantizedWeight {
 
     /// Quantizes and packs for a given path (scalar if the CPU lacks it).
     pub fn for_isa(weight: &[f32], n: usize, k: usize, isa: Int8Isa) -> Self {
-        assert!(
-            weight.len() >= n * k,
-            "quantize: weight has {} values, ({n}, {k}) needs {}",
-            weight.len(),
-            n * k
-        );
+        crate::check_shape("quantize", "weight", weight.len(), n, k);
         Self::quantize(
             &crate::gemm::RowBlocks::new(&[&weight[..n * k]], k),
             n,
@@ -448,7 +440,8 @@ impl TileSink<i32> for Int8Sink<'_> {
         let c = unsafe {
             std::slice::from_raw_parts_mut(self.out.get().add(row * self.n + col0), width)
         };
-        crate::gemm::write_tile_with(
+        let (first, last) = (true, true);
+        crate::gemm::write_tile(
             self.isa,
             c,
             &values[..width],
@@ -456,6 +449,8 @@ impl TileSink<i32> for Int8Sink<'_> {
             row,
             col0,
             self.epilogue,
+            first,
+            last,
         );
     }
 }

@@ -98,7 +98,7 @@ crate::simd::multiversion! {
 /// Activations quantized per token: `(rows, k_pad)` u8 values and one scale and zero point per
 /// row, the same on every path. Reused across calls (no allocation once grown). Filled by
 /// [`Int8Scratch::quantize`], or by the LayerNorm that produces the activations
-/// ([`crate::add_layer_norm_quantize`]).
+/// ([`crate::add_layer_norm`] with `quantized`).
 #[derive(Default)]
 pub struct Int8Scratch {
     pub(crate) quantized: Vec<u8>,
@@ -110,12 +110,7 @@ pub struct Int8Scratch {
 impl Int8Scratch {
     /// Quantizes `inp (m, k)` per row.
     pub fn quantize(&mut self, inp: &[f32], m: usize, k: usize) {
-        assert!(
-            inp.len() >= m * k,
-            "quantize: input has {} values, ({m}, {k}) needs {}",
-            inp.len(),
-            m * k
-        );
+        crate::check_shape("quantize", "input", inp.len(), m, k);
         let rows_per_task = 16;
         let (quantized, row_quantization) = self.prepare(m, k);
         let k_pad = padded_k(k);

@@ -34,3 +34,25 @@ pub fn values(len: usize) -> impl proptest::strategy::Strategy<Value = Vec<f32>>
         len,
     )
 }
+
+/// A linear layer's case: `(m, k, n, input (m, k), weight (n, k), bias (n))`, each size drawn
+/// from its range.
+#[allow(dead_code)]
+pub fn linear_case(
+    m: std::ops::Range<usize>,
+    k: std::ops::Range<usize>,
+    n: std::ops::Range<usize>,
+) -> impl proptest::strategy::Strategy<Value = (usize, usize, usize, Vec<f32>, Vec<f32>, Vec<f32>)>
+{
+    use proptest::prelude::*;
+    (m, k, n).prop_flat_map(|(m, k, n)| {
+        (
+            Just(m),
+            Just(k),
+            Just(n),
+            values(m * k),
+            values(n * k),
+            values(n),
+        )
+    })
+}
