@@ -1,4 +1,6 @@
-//! `config.json`: the architecture of a BERT or DPR checkpoint.
+//! `config.json`: the architecture of a BERT-family checkpoint (BERT, DPR, RoBERTa / XLM-R /
+//! CamemBERT, DistilBERT). What differs between them is data here (the position offset, token
+//! types, sinusoidal positions) and in the loader's tensor names, not a second forward pass.
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -18,6 +20,23 @@ pub enum Activation {
 pub enum ModelType {
     Bert,
     Dpr,
+    /// `roberta`, `xlm-roberta`, `camembert`: BERT's layers; positions start at
+    /// `pad_token_id + 1`, one token type.
+    Roberta,
+    /// `distilbert`: `transformer.layer.N` with its own names, no token types.
+    DistilBert,
+}
+
+impl ModelType {
+    /// The name `densa inspect` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelType::Bert => "BERT",
+            ModelType::Dpr => "DPR (BERT)",
+            ModelType::Roberta => "RoBERTa / XLM-RoBERTa",
+            ModelType::DistilBert => "DistilBERT",
+        }
+    }
 }
 
 /// The parts of `config.json` that describe the network.
@@ -35,6 +54,14 @@ pub struct BertConfig {
     pub hidden_act: Activation,
     /// DPR only: the size of `encode_proj`, 0 when the encoder has no projection.
     pub projection_dim: usize,
+    /// `pad_token_id` (RoBERTa's positions start after it).
+    pub pad_token_id: usize,
+    /// The position id of every sequence's first token: 0, or `pad_token_id + 1` for RoBERTa
+    /// and XLM-R (so `max_position_embeddings` 514 holds 512 usable positions).
+    pub position_offset: usize,
+    /// DistilBERT's `sinusoidal_pos_embds`: fixed sine/cosine position embeddings (computed
+    /// when a checkpoint does not store them).
+    pub sinusoidal_positions: bool,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +78,14 @@ struct RawConfig {
     hidden_act: Option<String>,
     position_embedding_type: Option<String>,
     projection_dim: Option<usize>,
+    pad_token_id: Option<usize>,
+    // DistilBERT's names for the same things.
+    dim: Option<usize>,
+    n_layers: Option<usize>,
+    n_heads: Option<usize>,
+    hidden_dim: Option<usize>,
+    activation: Option<String>,
+    sinusoidal_pos_embds: Option<bool>,
 }
 
 /// Upper bounds that no real BERT reaches; they turn a corrupt config into an error instead
@@ -92,12 +127,24 @@ impl BertConfig {
         let model_type = match raw.model_type.as_deref() {
             Some("bert") | None => ModelType::Bert,
             Some("dpr") => ModelType::Dpr,
+            Some("roberta" | "xlm-roberta" | "camembert") => ModelType::Roberta,
+            Some("distilbert") => ModelType::DistilBert,
             Some(other) => {
                 return Err(format!(
-                    "model_type {other:?} is not supported (bert or dpr)"
+                    "model_type {other:?} is not supported (bert, dpr, roberta, xlm-roberta, camembert, distilbert)"
                 ))
             }
         };
+        let mut raw = raw;
+        if model_type == ModelType::DistilBert {
+            // DistilBERT spells the shape its own way and has no token types.
+            raw.hidden_size = raw.dim;
+            raw.num_hidden_layers = raw.n_layers;
+            raw.num_attention_heads = raw.n_heads;
+            raw.intermediate_size = raw.hidden_dim;
+            raw.hidden_act = raw.activation.clone();
+            raw.layer_norm_eps = Some(1e-12);
+        }
         let need =
             |value: Option<usize>, name: &str, max: usize| -> std::result::Result<usize, String> {
                 let v = value.ok_or_else(|| format!("missing field {name}"))?;
@@ -134,6 +181,30 @@ impl BertConfig {
                 "layer_norm_eps = {layer_norm_eps} must be a positive number"
             ));
         }
+        let pad_token_id = raw.pad_token_id.unwrap_or(match model_type {
+            ModelType::Roberta => 1,
+            _ => 0,
+        });
+        let position_offset = match model_type {
+            ModelType::Roberta => pad_token_id + 1,
+            _ => 0,
+        };
+        let max_position_embeddings = need(
+            raw.max_position_embeddings,
+            "max_position_embeddings",
+            MAX_POSITIONS,
+        )?;
+        if position_offset >= max_position_embeddings {
+            return Err(format!("pad_token_id {pad_token_id} leaves no position: RoBERTa's positions start at pad_token_id + 1 and max_position_embeddings is {max_position_embeddings}"));
+        }
+        let type_vocab_size = match model_type {
+            ModelType::DistilBert => 0,
+            _ => need(
+                Some(raw.type_vocab_size.unwrap_or(2)),
+                "type_vocab_size",
+                1024,
+            )?,
+        };
         let projection_dim = raw.projection_dim.unwrap_or(0);
         if projection_dim > MAX_DIM {
             return Err(format!("projection_dim = {projection_dim} is out of range"));
@@ -145,20 +216,28 @@ impl BertConfig {
             num_hidden_layers: need(raw.num_hidden_layers, "num_hidden_layers", MAX_LAYERS)?,
             num_attention_heads,
             intermediate_size: need(raw.intermediate_size, "intermediate_size", MAX_DIM * 4)?,
-            max_position_embeddings: need(
-                raw.max_position_embeddings,
-                "max_position_embeddings",
-                MAX_POSITIONS,
-            )?,
-            type_vocab_size: need(
-                Some(raw.type_vocab_size.unwrap_or(2)),
-                "type_vocab_size",
-                1024,
-            )?,
+            max_position_embeddings,
+            type_vocab_size,
             layer_norm_eps: layer_norm_eps as f32,
             hidden_act,
             projection_dim,
+            pad_token_id,
+            position_offset,
+            sinusoidal_positions: model_type == ModelType::DistilBert
+                && raw.sinusoidal_pos_embds.unwrap_or(false),
         })
+    }
+
+    /// The longest sequence the position embeddings hold (`max_position_embeddings` less
+    /// RoBERTa's offset).
+    pub fn max_positions(&self) -> usize {
+        self.max_position_embeddings - self.position_offset
+    }
+
+    /// Whether the model reads token types (DistilBERT has none; RoBERTa's one type is
+    /// always 0, whatever a tokenizer's template says).
+    pub fn uses_token_types(&self) -> bool {
+        self.type_vocab_size > 1
     }
 
     /// Width of one attention head.
@@ -180,6 +259,9 @@ impl BertConfig {
             layer_norm_eps: 1e-12,
             hidden_act: Activation::GeluErf,
             projection_dim: 0,
+            pad_token_id: 0,
+            position_offset: 0,
+            sinusoidal_positions: false,
         }
     }
 }

@@ -3,12 +3,11 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::{BertConfig, ModelType};
 use crate::error::{Error, Result};
-use crate::io::read_json;
 use crate::model::{BertModel, OutputRows, PackedBatch, Precision, Workspace};
-use crate::pooling::{pool, Pooling};
+use crate::pooling::{l2_normalize, pool, Pooling};
+use crate::sentence_transformers::SentenceTransformers;
 use crate::tokenizer::{Input, TextTokenizer, Tokenized};
 use rayon::prelude::*;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -19,8 +18,17 @@ pub struct Options {
     pub threads: usize,
     /// How token vectors become one vector; [`Pooling::Auto`] follows the checkpoint.
     pub pooling: Pooling,
-    /// L2-normalise every embedding (on top of what the checkpoint asks for).
+    /// L2-normalise every embedding (on top of what the checkpoint asks for), after
+    /// `truncate_dim`.
     pub normalize: bool,
+    /// A literal prefix put before every text (`"query: "`); wins over `prompt_name`.
+    pub prompt: Option<String>,
+    /// A prompt of the folder's `config_sentence_transformers.json` by name. Neither set:
+    /// its `default_prompt_name`, if any.
+    pub prompt_name: Option<String>,
+    /// Keep the first N values of every embedding (Matryoshka), after the folder's own
+    /// modules and before `normalize`, as sentence-transformers' `truncate_dim`.
+    pub truncate_dim: Option<usize>,
     /// Truncation length in tokens, special tokens included. `None`: sentence-transformers'
     /// `max_seq_length` if the folder has one, else the smaller of 512 and
     /// `max_position_embeddings`.
@@ -44,6 +52,9 @@ impl Default for Options {
             threads: 0,
             pooling: Pooling::Auto,
             normalize: false,
+            prompt: None,
+            prompt_name: None,
+            truncate_dim: None,
             max_length: None,
             batch_size: 32,
             precision: Precision::Auto,
@@ -101,6 +112,14 @@ pub struct Encoder {
     tokenizer: TextTokenizer,
     checkpoint: Checkpoint,
     pooling: Pooling,
+    /// The folder's sentence-transformers modules (Dense, Normalize) and prompts.
+    st: SentenceTransformers,
+    /// The prompt put before every text, and how many leading tokens pooling leaves out
+    /// (the prompt's, under `include_prompt: false`; else 0).
+    prompt: Option<String>,
+    prompt_tokens: usize,
+    /// `Options::truncate_dim` and `Options::normalize`.
+    truncate_dim: Option<usize>,
     normalize: bool,
     batch_size: usize,
     max_batch_tokens: usize,
@@ -111,15 +130,6 @@ pub struct Encoder {
     /// Idle forward-pass workspaces: a call takes one (or makes one) and puts it back, so
     /// steady-state calls allocate no activation memory, and concurrent calls never share.
     workspaces: Mutex<Vec<Workspace>>,
-}
-
-/// What a sentence-transformers folder says about pooling and input handling.
-#[derive(Default)]
-struct SentenceTransformersConfig {
-    pooling: Option<Pooling>,
-    normalize: bool,
-    max_seq_length: Option<usize>,
-    do_lower_case: bool,
 }
 
 impl Encoder {
@@ -135,13 +145,13 @@ impl Encoder {
         }
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let checkpoint = Checkpoint::open_dir(dir)?;
-        let st = read_sentence_transformers(dir)?;
+        let st = SentenceTransformers::read(dir)?;
         let max_length = options
             .max_length
             .or(st.max_seq_length)
-            .unwrap_or(config.max_position_embeddings.min(512));
+            .unwrap_or(config.max_positions().min(512));
         let mut tokenizer =
-            TextTokenizer::from_dir(dir, max_length.min(config.max_position_embeddings).max(1))?;
+            TextTokenizer::from_dir(dir, max_length.min(config.max_positions()).max(1))?;
         tokenizer.set_lowercase_input(st.do_lower_case);
         Self::build(
             config,
@@ -167,7 +177,10 @@ impl Encoder {
             config,
             checkpoint,
             tokenizer,
-            SentenceTransformersConfig::default(),
+            SentenceTransformers {
+                include_prompt: true,
+                ..Default::default()
+            },
             options,
             PathBuf::new(),
             max_length,
@@ -178,17 +191,18 @@ impl Encoder {
         config: BertConfig,
         checkpoint: Checkpoint,
         tokenizer: TextTokenizer,
-        st: SentenceTransformersConfig,
+        st: SentenceTransformers,
         options: Options,
         dir: PathBuf,
         max_length: usize,
     ) -> Result<Self> {
         densa_kernels::Isa::check_env().map_err(Error::InvalidInput)?;
         let specials = tokenizer.special_tokens(false);
-        if max_length < specials.max(1) || max_length > config.max_position_embeddings {
+        if max_length < specials.max(1) || max_length > config.max_positions() {
             return Err(Error::InvalidInput(format!(
-                "max_length {max_length} must be at least {} (the special tokens every text gets) and at most max_position_embeddings ({})",
+                "max_length {max_length} must be at least {} (the special tokens every text gets) and at most the {} positions of max_position_embeddings ({})",
                 specials.max(1),
+                config.max_positions(),
                 config.max_position_embeddings
             )));
         }
@@ -247,20 +261,67 @@ impl Encoder {
         checkpoint.release_resident_pages();
         let pooling = match options.pooling {
             Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
-            Pooling::Auto => st.pooling.unwrap_or(if model.pooler.is_some() {
-                Pooling::Pooler
-            } else {
-                Pooling::Cls
-            }),
+            Pooling::Auto => {
+                st.pooling
+                    .as_ref()
+                    .map(|p| p.0)
+                    .unwrap_or(if model.pooler.is_some() {
+                        Pooling::Pooler
+                    } else {
+                        Pooling::Cls
+                    })
+            }
             other => other,
         };
-        pooling.output_dim(&model)?;
+        let pooled_dim = pooling.output_dim(&model)?;
+        // The folder's Dense modules must chain from the pooled width.
+        let mut width = pooled_dim;
+        for (i, dense) in st.dense.iter().enumerate() {
+            if dense.in_features != width {
+                return Err(Error::InvalidInput(format!(
+                    "Dense module {i} takes {} values but receives {width} (pooling {})",
+                    dense.in_features,
+                    pooling.name()
+                )));
+            }
+            width = dense.out_features;
+        }
+        if let Some(n) = options.truncate_dim {
+            if n == 0 || n > width {
+                return Err(Error::InvalidInput(format!(
+                    "truncate_dim {n} must be between 1 and the embedding's {width} values"
+                )));
+            }
+        }
+        let prompt = match (
+            &options.prompt,
+            &options.prompt_name,
+            &st.default_prompt_name,
+        ) {
+            (Some(text), _, _) => Some(text.clone()),
+            (None, Some(name), _) | (None, None, Some(name)) => Some(st.prompt(name)?.to_owned()),
+            (None, None, None) => None,
+        };
+        // sentence-transformers' prompt length: the prompt tokenized alone, less its trailing
+        // special token.
+        let prompt_tokens = match &prompt {
+            Some(text) if !st.include_prompt => {
+                let alone = tokenizer.encode(crate::tokenizer::Input::Text(text))?;
+                let trailing = usize::from(tokenizer.special_tokens(false) >= 2);
+                alone.ids.len() - trailing.min(alone.ids.len())
+            }
+            _ => 0,
+        };
         Ok(Encoder {
             model,
             tokenizer,
             checkpoint,
             pooling,
-            normalize: options.normalize || st.normalize,
+            st,
+            prompt,
+            prompt_tokens,
+            truncate_dim: options.truncate_dim,
+            normalize: options.normalize,
             batch_size: options.batch_size,
             max_batch_tokens: options.max_batch_tokens,
             allow_non_finite: options.allow_non_finite,
@@ -289,11 +350,30 @@ impl Encoder {
     }
 
     /// Tokenizes inputs as the model will see them.
+    /// The prompt, if any, goes before each text (before the title of a pair); a model
+    /// without token types (RoBERTa, XLM-R, DistilBERT) gets type 0 throughout.
     pub fn tokenize(&self, inputs: &[Input<'_>]) -> Result<Vec<Tokenized>> {
+        let uses_types = self.model.config.uses_token_types();
         self.pool.install(|| {
             inputs
                 .par_iter()
-                .map(|&input| self.tokenizer.encode(input))
+                .map(|&input| {
+                    let mut tokens = match &self.prompt {
+                        None => self.tokenizer.encode(input)?,
+                        Some(prompt) => match input {
+                            Input::Text(t) => self
+                                .tokenizer
+                                .encode(Input::Text(&format!("{prompt}{t}")))?,
+                            Input::Pair(a, b) => self
+                                .tokenizer
+                                .encode(Input::Pair(&format!("{prompt}{a}"), b))?,
+                        },
+                    };
+                    if !uses_types {
+                        tokens.type_ids.iter_mut().for_each(|t| *t = 0);
+                    }
+                    Ok(tokens)
+                })
                 .collect()
         })
     }
@@ -322,18 +402,24 @@ impl Encoder {
                 for &i in batch_indices {
                     batch.push(&tokenized[i].ids, &tokenized[i].type_ids);
                 }
-                let rows = self.pooling.output_rows();
+                // Leaving the prompt out moves cls off the first token: every row is needed.
+                let rows = match self.prompt_tokens {
+                    0 => self.pooling.output_rows(),
+                    _ => OutputRows::All,
+                };
                 let hidden = self.model.forward(&batch, &mut workspace, None, rows)?;
-                pooled.resize(batch_indices.len() * dim, 0.0);
+                let n = batch_indices.len();
+                pooled.resize(n * self.pooled_dim(), 0.0);
                 pool(
                     &self.model,
                     self.pooling,
                     hidden,
                     &batch,
-                    self.normalize,
+                    self.prompt_tokens,
                     &mut pooled,
                 )?;
-                for (row, &i) in pooled.chunks_exact(dim).zip(batch_indices) {
+                let vectors = self.after_pooling(&pooled, n);
+                for (row, &i) in vectors.chunks_exact(dim).zip(batch_indices) {
                     data[i * dim..(i + 1) * dim].copy_from_slice(row);
                 }
             }
@@ -354,6 +440,32 @@ impl Encoder {
             data,
             truncated: tokenized.iter().filter(|t| t.truncated).count(),
         })
+    }
+
+    /// What follows pooling, in sentence-transformers' order: the folder's Dense modules and
+    /// Normalize, then `truncate_dim`, then the asked-for normalisation. `(n, dim)` out.
+    fn after_pooling(&self, pooled: &[f32], n: usize) -> Vec<f32> {
+        let mut vectors = pooled[..n * self.pooled_dim()].to_vec();
+        for dense in &self.st.dense {
+            vectors = dense.forward(&vectors, n);
+        }
+        let width = vectors.len() / n.max(1);
+        if self.st.normalize {
+            vectors
+                .chunks_exact_mut(width.max(1))
+                .for_each(l2_normalize);
+        }
+        let dim = self.dim();
+        if dim < width {
+            vectors = vectors
+                .chunks_exact(width)
+                .flat_map(|row| row[..dim].iter().copied())
+                .collect();
+        }
+        if self.normalize {
+            vectors.chunks_exact_mut(dim.max(1)).for_each(l2_normalize);
+        }
+        vectors
     }
 
     /// The embedding output and every layer's output for one input, each `(T, hidden)`
@@ -379,11 +491,11 @@ impl Encoder {
                 "has no tokens (even an empty text has its special tokens)".to_string()
             } else if t.type_ids.len() != t.ids.len() {
                 format!("has {} ids but {} type ids", t.ids.len(), t.type_ids.len())
-            } else if t.ids.len() > cfg.max_position_embeddings {
+            } else if t.ids.len() > cfg.max_positions() {
                 format!(
                     "has {} tokens, more than the model's {} positions",
                     t.ids.len(),
-                    cfg.max_position_embeddings
+                    cfg.max_positions()
                 )
             } else if let Some(id) = t.ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
                 format!(
@@ -393,7 +505,7 @@ impl Encoder {
             } else if let Some(tt) = t
                 .type_ids
                 .iter()
-                .find(|&&tt| tt as usize >= cfg.type_vocab_size)
+                .find(|&&tt| tt as usize >= cfg.type_vocab_size.max(1))
             {
                 format!(
                     "holds token type {tt}, beyond the {} token types",
@@ -428,9 +540,15 @@ impl Encoder {
 
     /// Width of the embeddings this encoder returns.
     pub fn dim(&self) -> usize {
-        self.pooling
-            .output_dim(&self.model)
-            .expect("checked at load")
+        let pooled = self.pooled_dim();
+        let width = self.st.dense.last().map_or(pooled, |d| d.out_features);
+        self.truncate_dim.unwrap_or(width)
+    }
+
+    /// Width of the pooled vector, before the folder's Dense modules.
+    fn pooled_dim(&self) -> usize {
+        // Checked at load: the pooling can produce this model's vectors.
+        self.pooling.output_dim(&self.model).unwrap_or(0)
     }
 
     /// The pooling in use (never [`Pooling::Auto`]).
@@ -438,9 +556,24 @@ impl Encoder {
         self.pooling
     }
 
-    /// Whether embeddings are L2-normalised.
+    /// Whether embeddings are L2-normalised (by the folder's Normalize module, or asked for).
     pub fn normalizes(&self) -> bool {
-        self.normalize
+        self.normalize || (self.st.normalize && self.truncate_dim.is_none())
+    }
+
+    /// The prompt put before every text, if any.
+    pub fn prompt(&self) -> Option<&str> {
+        self.prompt.as_deref()
+    }
+
+    /// How many leading tokens (the prompt's) pooling leaves out.
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt_tokens
+    }
+
+    /// The folder's sentence-transformers settings.
+    pub fn sentence_transformers(&self) -> &SentenceTransformers {
+        &self.st
     }
 
     /// The loaded network.
@@ -504,71 +637,6 @@ fn batch_ranges(
         start = end;
         Some(range)
     })
-}
-
-/// Reads `modules.json`, the `Pooling` module's config and `sentence_bert_config.json`.
-fn read_sentence_transformers(dir: &Path) -> Result<SentenceTransformersConfig> {
-    let mut st = SentenceTransformersConfig::default();
-    let modules_path = dir.join("modules.json");
-    if !modules_path.is_file() {
-        return Ok(st);
-    }
-    let modules = read_json(&modules_path)?;
-    let modules = modules.as_array().ok_or_else(|| Error::Config {
-        path: modules_path.clone(),
-        message: "expected a list of modules".into(),
-    })?;
-    for module in modules {
-        let kind = module.get("type").and_then(Value::as_str).unwrap_or("");
-        let sub = module.get("path").and_then(Value::as_str).unwrap_or("");
-        if kind.ends_with(".Normalize") {
-            st.normalize = true;
-        } else if kind.ends_with(".Pooling") {
-            let path = dir.join(sub).join("config.json");
-            let cfg = read_json(&path)?;
-            let on = |key: &str| cfg.get(key).and_then(Value::as_bool).unwrap_or(false);
-            let modes: Vec<Pooling> = [
-                ("pooling_mode_cls_token", Pooling::Cls),
-                ("pooling_mode_mean_tokens", Pooling::Mean),
-                ("pooling_mode_max_tokens", Pooling::Max),
-                ("pooling_mode_mean_sqrt_len_tokens", Pooling::MeanSqrtLen),
-            ]
-            .into_iter()
-            .filter(|(key, _)| on(key))
-            .map(|(_, p)| p)
-            .collect();
-            match modes[..] {
-                [single] => st.pooling = Some(single),
-                _ => {
-                    return Err(Error::Config {
-                        path,
-                        message: format!(
-                            "densa supports exactly one pooling mode; this config enables {}",
-                            modes.len()
-                        ),
-                    })
-                }
-            }
-        } else if !kind.ends_with(".Transformer") {
-            return Err(Error::Config {
-                path: modules_path.clone(),
-                message: format!("module type {kind:?} is not supported"),
-            });
-        }
-    }
-    let sbert = dir.join("sentence_bert_config.json");
-    if sbert.is_file() {
-        let cfg = read_json(&sbert)?;
-        st.max_seq_length = cfg
-            .get("max_seq_length")
-            .and_then(Value::as_u64)
-            .map(|v| v as usize);
-        st.do_lower_case = cfg
-            .get("do_lower_case")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-    }
-    Ok(st)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod model;
 pub mod pooling;
 pub mod quantize;
 pub mod retrieval;
+pub mod sentence_transformers;
 pub mod tokenizer;
 
 pub use config::BertConfig;

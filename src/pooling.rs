@@ -19,6 +19,10 @@ pub enum Pooling {
     Max,
     /// The sum over real tokens divided by √length (sentence-transformers' `mean_sqrt_len_tokens`).
     MeanSqrtLen,
+    /// The mean weighted by position, 1 for the first token (sentence-transformers' `weightedmean`).
+    WeightedMean,
+    /// The last token's vector (sentence-transformers' `lasttoken`).
+    LastToken,
     /// BERT's pooler: `tanh(pooler.dense([CLS]))`.
     Pooler,
     /// DPR's pooled output: `[CLS]`, then `encode_proj` when the encoder has one.
@@ -27,12 +31,14 @@ pub enum Pooling {
 
 impl Pooling {
     /// Every mode, in the order the CLI lists them.
-    pub const ALL: [Pooling; 7] = [
+    pub const ALL: [Pooling; 9] = [
         Pooling::Auto,
         Pooling::Cls,
         Pooling::Mean,
         Pooling::Max,
         Pooling::MeanSqrtLen,
+        Pooling::WeightedMean,
+        Pooling::LastToken,
         Pooling::Pooler,
         Pooling::Dpr,
     ];
@@ -50,6 +56,8 @@ impl Pooling {
             Pooling::Mean => "mean",
             Pooling::Max => "max",
             Pooling::MeanSqrtLen => "mean_sqrt_len",
+            Pooling::WeightedMean => "weighted_mean",
+            Pooling::LastToken => "last_token",
             Pooling::Pooler => "pooler",
             Pooling::Dpr => "dpr",
         }
@@ -60,7 +68,12 @@ impl Pooling {
     pub fn output_rows(self) -> OutputRows {
         match self {
             Pooling::Cls | Pooling::Pooler | Pooling::Dpr => OutputRows::FirstTokens,
-            Pooling::Auto | Pooling::Mean | Pooling::Max | Pooling::MeanSqrtLen => OutputRows::All,
+            Pooling::Auto
+            | Pooling::Mean
+            | Pooling::Max
+            | Pooling::MeanSqrtLen
+            | Pooling::WeightedMean
+            | Pooling::LastToken => OutputRows::All,
         }
     }
 
@@ -72,7 +85,7 @@ impl Pooling {
                 "pooling must be resolved before use".into(),
             )),
             Pooling::Pooler if model.pooler.is_none() => Err(Error::InvalidInput(
-                "--pooling pooler: this checkpoint has no pooler.dense weights".into(),
+                "pooling pooler: this checkpoint has no pooler.dense weights".into(),
             )),
             Pooling::Dpr => Ok(model.projection.as_ref().map_or(h, |p| p.out_features)),
             _ => Ok(h),
@@ -80,14 +93,17 @@ impl Pooling {
     }
 }
 
-/// Pools `hidden (T, H)` into `out (num_sequences, dim)`, then L2-normalises each row when
-/// `normalize` is set.
+/// Pools `hidden (T, H)` into `out (num_sequences, dim)`. The first `skip` tokens of every
+/// sequence are left out of cls, mean, max, mean_sqrt_len and weighted_mean (a prompt's tokens
+/// under sentence-transformers' `include_prompt: false`, which also moves cls to the first
+/// token after them); a sequence no longer than `skip` pools as sentence-transformers' masked
+/// sums do (zeros, or -inf for max).
 pub fn pool(
     model: &BertModel,
     pooling: Pooling,
     hidden: &[f32],
     batch: &PackedBatch,
-    normalize: bool,
+    skip: usize,
     out: &mut [f32],
 ) -> Result<()> {
     let h = model.config.hidden_size;
@@ -119,7 +135,7 @@ pub fn pool(
             .collect()
     };
     match pooling {
-        Pooling::Cls => out.copy_from_slice(&cls()),
+        Pooling::Cls if skip == 0 => out.copy_from_slice(&cls()),
         Pooling::Pooler => {
             let dense = model.pooler.as_ref().expect("checked by output_dim");
             // f32 (loaded so at every precision): the scratch stays empty.
@@ -136,41 +152,60 @@ pub fn pool(
             }
             None => out.copy_from_slice(&cls()),
         },
-        Pooling::Mean | Pooling::Max | Pooling::MeanSqrtLen => {
+        Pooling::Cls
+        | Pooling::Mean
+        | Pooling::Max
+        | Pooling::MeanSqrtLen
+        | Pooling::WeightedMean
+        | Pooling::LastToken => {
             for (s, row) in out.chunks_exact_mut(dim).enumerate() {
                 let range = batch.range(s);
-                let len = range.len().max(1) as f64;
-                if pooling == Pooling::Max {
-                    row.fill(f32::NEG_INFINITY);
-                    for t in range {
+                let first = range.start;
+                let pooled = (range.start + skip).min(range.end)..range.end;
+                match pooling {
+                    Pooling::Cls => match pooled.clone().next() {
+                        Some(t) => row.copy_from_slice(token(t)),
+                        // Nothing after the prompt: the masked argmax picks position 0.
+                        None => row.copy_from_slice(token(first)),
+                    },
+                    Pooling::LastToken => row.copy_from_slice(token(range.end - 1)),
+                    Pooling::Max => {
+                        row.fill(f32::NEG_INFINITY);
+                        for t in pooled {
+                            row.iter_mut()
+                                .zip(token(t))
+                                .for_each(|(m, &v)| *m = m.max(v));
+                        }
+                    }
+                    _ => {
+                        // weighted_mean weighs token i (from the sequence's start) by i + 1.
+                        let weight = |t: usize| match pooling {
+                            Pooling::WeightedMean => (t - first + 1) as f64,
+                            _ => 1.0,
+                        };
+                        let mut sum = vec![0.0f64; h];
+                        let mut total = 0.0f64;
+                        for t in pooled {
+                            let w = weight(t);
+                            total += w;
+                            sum.iter_mut()
+                                .zip(token(t))
+                                .for_each(|(a, &v)| *a += w * v as f64);
+                        }
+                        // sentence-transformers clamps the denominator at 1e-9.
+                        let total = total.max(1e-9);
+                        let div = match pooling {
+                            Pooling::MeanSqrtLen => total.sqrt(),
+                            _ => total,
+                        };
                         row.iter_mut()
-                            .zip(token(t))
-                            .for_each(|(m, &v)| *m = m.max(v));
+                            .zip(&sum)
+                            .for_each(|(o, &a)| *o = (a / div) as f32);
                     }
-                } else {
-                    let mut sum = vec![0.0f64; h];
-                    for t in range {
-                        sum.iter_mut()
-                            .zip(token(t))
-                            .for_each(|(a, &v)| *a += v as f64);
-                    }
-                    let div = if pooling == Pooling::Mean {
-                        len
-                    } else {
-                        len.sqrt()
-                    };
-                    row.iter_mut()
-                        .zip(&sum)
-                        .for_each(|(o, &a)| *o = (a / div) as f32);
                 }
             }
         }
         Pooling::Auto => unreachable!("rejected by output_dim"),
-    }
-    if normalize {
-        for row in out.chunks_exact_mut(dim) {
-            l2_normalize(row);
-        }
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! Layout (also in docs/QUANTIZATION.md): for every encoder linear layer
 //! (`encoder.layer.N.attention.self.{query,key,value}`, `attention.output.dense`,
-//! `intermediate.dense`, `output.dense`, under the checkpoint's own prefix):
+//! `intermediate.dense`, `output.dense`, or DistilBERT's `transformer.layer.N.attention.q_lin`
+//! … `ffn.lin2`, under the checkpoint's own prefix):
 //! - `<layer>.weight`: I8 `(out, in)`, symmetric, per output channel;
 //! - `<layer>.weight_scale`: F32 `(out)`, so that `W ≈ weight_scale[:, None] · weight`.
 //!
@@ -15,7 +16,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::io::output::{write_folder, FileContent, FolderFile};
-use crate::model::TRUNK_PREFIXES;
+use crate::model::TensorNames;
 use safetensors::Dtype;
 use std::path::{Path, PathBuf};
 
@@ -36,24 +37,30 @@ pub struct QuantizeReport {
     pub bytes_out: usize,
 }
 
-/// Whether `name` (without the trunk prefix) is an encoder linear layer's weight.
-fn is_encoder_linear_weight(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix("encoder.layer.") else {
+/// Whether `name` (without the trunk prefix) is an encoder linear layer's weight, under the
+/// architecture's names.
+fn is_encoder_linear_weight(names: &TensorNames, name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(names.layer)
+        .and_then(|r| r.strip_prefix('.'))
+    else {
         return false;
     };
     let Some((index, layer)) = rest.split_once('.') else {
         return false;
     };
+    let linear = [
+        names.query,
+        names.key,
+        names.value,
+        names.attention_output,
+        names.intermediate,
+        names.output,
+    ];
     index.parse::<usize>().is_ok()
-        && matches!(
-            layer,
-            "attention.self.query.weight"
-                | "attention.self.key.weight"
-                | "attention.self.value.weight"
-                | "attention.output.dense.weight"
-                | "intermediate.dense.weight"
-                | "output.dense.weight"
-        )
+        && layer
+            .strip_suffix(".weight")
+            .is_some_and(|l| linear.contains(&l))
 }
 
 /// Reads the model folder `src` and writes `dst` with int8 encoder linear layers; every other
@@ -63,7 +70,7 @@ fn is_encoder_linear_weight(name: &str) -> bool {
 /// into place whole; an existing one must not hold any file this would write unless
 /// `overwrite` is set (each file is then replaced whole, keeping its permissions).
 pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeReport> {
-    BertConfig::from_file(&src.join("config.json"))?;
+    let config = BertConfig::from_file(&src.join("config.json"))?;
     let checkpoint = Checkpoint::open_dir(src)?;
     refuse_output_inside_input(src, dst)?;
     if checkpoint.metadata(METADATA_KEY).is_some() {
@@ -72,13 +79,8 @@ pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeR
             src.display()
         )));
     }
-    let prefix = TRUNK_PREFIXES
-        .into_iter()
-        .find(|p| checkpoint.contains(&format!("{p}embeddings.word_embeddings.weight")))
-        .ok_or_else(|| Error::MissingTensor {
-            name: "embeddings.word_embeddings.weight".into(),
-            prefixes: String::new(),
-        })?;
+    let names = TensorNames::of(config.model_type);
+    let prefix = names.find_prefix(&checkpoint)?;
 
     // Owned bytes of every tensor to write: int8 weights and scales, and the rest as stored.
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -90,7 +92,9 @@ pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeR
     };
     for info in checkpoint.tensor_infos() {
         let short = info.name.strip_prefix(prefix).unwrap_or(&info.name);
-        if info.name.starts_with(prefix) && is_encoder_linear_weight(short) && info.shape.len() == 2
+        if info.name.starts_with(prefix)
+            && is_encoder_linear_weight(&names, short)
+            && info.shape.len() == 2
         {
             let (n, k) = (info.shape[0], info.shape[1]);
             let weight = checkpoint.tensor(&info.name, &info.shape)?;

@@ -176,8 +176,13 @@ fn bad_configs() {
         ),
         (
             "\"model_type\": \"bert\"",
-            "\"model_type\": \"roberta\"",
-            "roberta",
+            "\"model_type\": \"modernbert\"",
+            "model_type \"modernbert\" is not supported",
+        ),
+        (
+            "\"model_type\": \"bert\"",
+            "\"model_type\": \"mpnet\"",
+            "model_type \"mpnet\" is not supported",
         ),
         (
             "\"hidden_act\": \"gelu\"",
@@ -304,12 +309,12 @@ fn hostile_values_through_the_rust_api() {
     batch.push(&[4, 5], &[0, 0]);
     let hidden = vec![0.0f32; 2 * model.config.hidden_size];
     let mut out = vec![0.0f32; 3];
-    let e = densa::pooling::pool(model, Pooling::Cls, &hidden, &batch, false, &mut out)
+    let e = densa::pooling::pool(model, Pooling::Cls, &hidden, &batch, 0, &mut out)
         .err()
         .unwrap();
     assert!(e.to_string().contains("output holds 3 values"), "{e}");
     let mut out = vec![0.0f32; model.config.hidden_size];
-    let e = densa::pooling::pool(model, Pooling::Mean, &hidden[..10], &batch, false, &mut out)
+    let e = densa::pooling::pool(model, Pooling::Mean, &hidden[..10], &batch, 0, &mut out)
         .err()
         .unwrap();
     assert!(e.to_string().contains("seq_offsets"), "{e}");

@@ -1,6 +1,10 @@
-//! Loading: finding the BERT trunk in a checkpoint (plain, `bert.`, DPR roots), checking
-//! every tensor's shape against the config, stacking Q/K/V, packing or quantizing the linear
-//! layers.
+//! Loading: finding the encoder trunk in a checkpoint (plain, `bert.`, `roberta.`,
+//! `distilbert.`, DPR roots), checking every tensor's shape against the config, stacking
+//! Q/K/V, packing or quantizing the linear layers.
+//!
+//! The architectures differ here only by their tensor names ([`TensorNames`]): BERT, DPR and
+//! RoBERTa / XLM-R share BERT's; DistilBERT calls the same layers `q_lin`, `sa_layer_norm`,
+//! `ffn.lin1`, ….
 
 use super::linear::{Linear, Precision, StoredWeight};
 use super::{BertAttention, BertLayer, BertModel, DenseLayerNorm, Embeddings, LayerNorm};
@@ -9,13 +13,96 @@ use crate::config::{BertConfig, ModelType};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// The prefixes under which checkpoints store the BERT trunk, tried in order.
-pub const TRUNK_PREFIXES: [&str; 4] = [
-    "",
-    "bert.",
-    "ctx_encoder.bert_model.",
-    "question_encoder.bert_model.",
-];
+/// Where one architecture keeps its tensors: the prefixes of the trunk (tried in order) and
+/// each layer's names relative to `{layer}.{N}.`.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorNames {
+    pub prefixes: &'static [&'static str],
+    pub layer: &'static str,
+    pub query: &'static str,
+    pub key: &'static str,
+    pub value: &'static str,
+    pub attention_output: &'static str,
+    pub attention_layer_norm: &'static str,
+    pub intermediate: &'static str,
+    pub output: &'static str,
+    pub output_layer_norm: &'static str,
+}
+
+const BERT_LAYER: TensorNames = TensorNames {
+    prefixes: &[
+        "",
+        "bert.",
+        "ctx_encoder.bert_model.",
+        "question_encoder.bert_model.",
+    ],
+    layer: "encoder.layer",
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attention_output: "attention.output.dense",
+    attention_layer_norm: "attention.output.LayerNorm",
+    intermediate: "intermediate.dense",
+    output: "output.dense",
+    output_layer_norm: "output.LayerNorm",
+};
+
+impl TensorNames {
+    /// The names `model_type` uses.
+    pub fn of(model_type: ModelType) -> TensorNames {
+        match model_type {
+            ModelType::Bert | ModelType::Dpr => BERT_LAYER,
+            ModelType::Roberta => TensorNames {
+                prefixes: &["", "roberta."],
+                ..BERT_LAYER
+            },
+            ModelType::DistilBert => TensorNames {
+                prefixes: &["", "distilbert."],
+                layer: "transformer.layer",
+                query: "attention.q_lin",
+                key: "attention.k_lin",
+                value: "attention.v_lin",
+                attention_output: "attention.out_lin",
+                attention_layer_norm: "sa_layer_norm",
+                intermediate: "ffn.lin1",
+                output: "ffn.lin2",
+                output_layer_norm: "output_layer_norm",
+            },
+        }
+    }
+
+    /// The six linear layers of layer `i` with their `(out, in)` shapes: Q, K, V, attention
+    /// output, intermediate, output.
+    pub fn linear_layers(&self, i: usize, h: usize, f: usize) -> [(String, usize, usize); 6] {
+        let l = |name: &str| format!("{}.{i}.{name}", self.layer);
+        [
+            (l(self.query), h, h),
+            (l(self.key), h, h),
+            (l(self.value), h, h),
+            (l(self.attention_output), h, h),
+            (l(self.intermediate), f, h),
+            (l(self.output), h, f),
+        ]
+    }
+
+    /// The prefix under which `checkpoint` stores this trunk.
+    pub fn find_prefix(&self, checkpoint: &Checkpoint) -> Result<&'static str> {
+        let embeddings = "embeddings.word_embeddings.weight";
+        self.prefixes
+            .iter()
+            .copied()
+            .find(|p| checkpoint.contains(&format!("{p}{embeddings}")))
+            .ok_or_else(|| Error::MissingTensor {
+                name: embeddings.into(),
+                prefixes: self
+                    .prefixes
+                    .iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
 
 /// Finds the tensors of one model inside a checkpoint, whatever prefix it uses.
 struct WeightLoader<'a> {
@@ -28,6 +115,11 @@ struct WeightLoader<'a> {
 }
 
 impl WeightLoader<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.checkpoint
+            .contains(&format!("{}{}", self.prefix, name))
+    }
+
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let full = format!("{}{}", self.prefix, name);
         if !self.checkpoint.contains(&full) {
@@ -180,13 +272,8 @@ impl BertModel {
         precision: Precision,
         allow_non_finite: bool,
     ) -> Result<Self> {
-        let prefix = TRUNK_PREFIXES
-            .into_iter()
-            .find(|p| checkpoint.contains(&format!("{p}embeddings.word_embeddings.weight")))
-            .ok_or_else(|| Error::MissingTensor {
-                name: "embeddings.word_embeddings.weight".into(),
-                prefixes: TRUNK_PREFIXES.map(|p| format!("{p:?}")).join(", "),
-            })?;
+        let names = TensorNames::of(config.model_type);
+        let prefix = names.find_prefix(checkpoint)?;
         let w = WeightLoader {
             checkpoint,
             prefix,
@@ -198,49 +285,41 @@ impl BertModel {
             ..w
         };
         let (h, f) = (config.hidden_size, config.intermediate_size);
+        let position_shape = [config.max_position_embeddings, h];
         let embeddings = Embeddings {
             word_embeddings: w
                 .tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position_embeddings: w.tensor(
-                "embeddings.position_embeddings.weight",
-                &[config.max_position_embeddings, h],
-            )?,
-            token_type_embeddings: w.tensor(
-                "embeddings.token_type_embeddings.weight",
-                &[config.type_vocab_size, h],
-            )?,
+            position_embeddings: match config.sinusoidal_positions {
+                // DistilBERT's fixed positions, when the checkpoint leaves them out.
+                true if !w.contains("embeddings.position_embeddings.weight") => {
+                    sinusoidal_positions(config.max_position_embeddings, h)
+                }
+                _ => w.tensor("embeddings.position_embeddings.weight", &position_shape)?,
+            },
+            token_type_embeddings: match config.type_vocab_size {
+                0 => None,
+                types => Some(w.tensor("embeddings.token_type_embeddings.weight", &[types, h])?),
+            },
             layer_norm: w.layer_norm("embeddings.LayerNorm", h)?,
         };
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
-                let p = format!("encoder.layer.{i}");
-                let dense_norm = |dense: String, norm: String, k_in, n_out| -> Result<_> {
-                    Ok(DenseLayerNorm {
-                        dense: w.linear(&dense, k_in, n_out)?,
-                        layer_norm: w.layer_norm(&norm, h)?,
-                    })
-                };
+                let [q, k, v, attention_output, intermediate, output] =
+                    names.linear_layers(i, h, f);
+                let norm = |name: &str| w.layer_norm(&format!("{}.{i}.{name}", names.layer), h);
                 Ok(BertLayer {
                     attention: BertAttention {
-                        self_query_key_value: w.stacked_linear(
-                            &["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}")),
-                            h,
-                            h,
-                        )?,
-                        output: dense_norm(
-                            format!("{p}.attention.output.dense"),
-                            format!("{p}.attention.output.LayerNorm"),
-                            h,
-                            h,
-                        )?,
+                        self_query_key_value: w.stacked_linear(&[q.0, k.0, v.0], h, h)?,
+                        output: DenseLayerNorm {
+                            dense: w.linear(&attention_output.0, h, h)?,
+                            layer_norm: norm(names.attention_layer_norm)?,
+                        },
                     },
-                    intermediate: w.linear(&format!("{p}.intermediate.dense"), h, f)?,
-                    output: dense_norm(
-                        format!("{p}.output.dense"),
-                        format!("{p}.output.LayerNorm"),
-                        f,
-                        h,
-                    )?,
+                    intermediate: w.linear(&intermediate.0, h, f)?,
+                    output: DenseLayerNorm {
+                        dense: w.linear(&output.0, f, h)?,
+                        layer_norm: norm(names.output_layer_norm)?,
+                    },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -278,10 +357,11 @@ impl BertModel {
     }
 }
 
-/// Every tensor a BERT trunk of this configuration needs (no pooler, no projection), with its
+/// Every tensor a trunk of this configuration needs (no pooler, no projection), with its
 /// name relative to the trunk prefix and its PyTorch shape, in `named_parameters()` order.
 pub fn parameter_shapes(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
     let (h, f) = (config.hidden_size, config.intermediate_size);
+    let names = TensorNames::of(config.model_type);
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
         (
             "embeddings.word_embeddings.weight".into(),
@@ -291,32 +371,54 @@ pub fn parameter_shapes(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
             "embeddings.position_embeddings.weight".into(),
             vec![config.max_position_embeddings, h],
         ),
-        (
+    ];
+    if config.type_vocab_size > 0 {
+        shapes.push((
             "embeddings.token_type_embeddings.weight".into(),
             vec![config.type_vocab_size, h],
-        ),
-        ("embeddings.LayerNorm.weight".into(), vec![h]),
-        ("embeddings.LayerNorm.bias".into(), vec![h]),
-    ];
+        ));
+    }
+    shapes.push(("embeddings.LayerNorm.weight".into(), vec![h]));
+    shapes.push(("embeddings.LayerNorm.bias".into(), vec![h]));
     for i in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{i}");
-        for (name, out, inp) in [
-            ("attention.self.query", h, h),
-            ("attention.self.key", h, h),
-            ("attention.self.value", h, h),
-            ("attention.output.dense", h, h),
-            ("intermediate.dense", f, h),
-            ("output.dense", h, f),
-        ] {
-            shapes.push((format!("{p}.{name}.weight"), vec![out, inp]));
-            shapes.push((format!("{p}.{name}.bias"), vec![out]));
-        }
-        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            shapes.push((format!("{p}.{ln}.weight"), vec![h]));
-            shapes.push((format!("{p}.{ln}.bias"), vec![h]));
-        }
+        let [q, k, v, attention_output, intermediate, output] = names.linear_layers(i, h, f);
+        let norm = |name: &str| format!("{}.{i}.{name}", names.layer);
+        let linear = |(name, out, inp): (String, usize, usize)| {
+            [
+                (format!("{name}.weight"), vec![out, inp]),
+                (format!("{name}.bias"), vec![out]),
+            ]
+        };
+        let layer_norm = |name: &str| {
+            let name = norm(name);
+            [
+                (format!("{name}.weight"), vec![h]),
+                (format!("{name}.bias"), vec![h]),
+            ]
+        };
+        // named_parameters() order: Q, K, V, attention output, its LayerNorm, FFN, LayerNorm.
+        [q, k, v, attention_output]
+            .into_iter()
+            .for_each(|l| shapes.extend(linear(l)));
+        shapes.extend(layer_norm(names.attention_layer_norm));
+        shapes.extend(linear(intermediate));
+        shapes.extend(linear(output));
+        shapes.extend(layer_norm(names.output_layer_norm));
     }
     shapes
+}
+
+/// DistilBERT's fixed position embeddings `(positions, dim)`: `sin(pos / 10000^(2j/dim))` in
+/// the even columns and `cos` of the same angle in the odd ones (`create_sinusoidal_embeddings`).
+fn sinusoidal_positions(positions: usize, dim: usize) -> Tensor {
+    let mut table = vec![0.0f32; positions * dim];
+    for pos in 0..positions {
+        for j in 0..dim {
+            let angle = pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / dim as f64);
+            table[pos * dim + j] = if j % 2 == 0 { angle.sin() } else { angle.cos() } as f32;
+        }
+    }
+    Tensor::from_vec(vec![positions, dim], table)
 }
 
 /// `ctx_encoder.` for `ctx_encoder.bert_model.`: the DPR encoder root holding `encode_proj`.

@@ -17,19 +17,19 @@ mod load;
 
 pub use batch::{OutputRows, PackedBatch, Workspace};
 pub use linear::{Linear, LinearInput, LinearWeight, Precision};
-pub use load::{parameter_shapes, TRUNK_PREFIXES};
+pub use load::{parameter_shapes, TensorNames};
 
 use crate::checkpoint::Tensor;
 use crate::config::{Activation, BertConfig};
 use crate::error::{Error, Result};
 use densa_kernels as k;
 
-/// `embeddings.*`: word + position + token type, then LayerNorm.
+/// `embeddings.*`: word + position (+ token type), then LayerNorm.
 pub struct Embeddings {
-    pub word_embeddings: Tensor,       // (vocab, H)
-    pub position_embeddings: Tensor,   // (max_positions, H)
-    pub token_type_embeddings: Tensor, // (type_vocab, H)
-    pub layer_norm: LayerNorm,         // LayerNorm
+    pub word_embeddings: Tensor,               // (vocab, H)
+    pub position_embeddings: Tensor,           // (max_positions, H)
+    pub token_type_embeddings: Option<Tensor>, // (type_vocab, H); DistilBERT has none
+    pub layer_norm: LayerNorm,                 // LayerNorm
 }
 
 /// `encoder.layer.N.*` (`BertLayer`).
@@ -238,7 +238,8 @@ impl BertModel {
                 cfg.vocab_size
             )));
         }
-        if let Some(tt) = beyond(&batch.token_type_ids, cfg.type_vocab_size) {
+        let types = cfg.type_vocab_size;
+        if let Some(tt) = beyond(&batch.token_type_ids, types).filter(|_| types > 0) {
             return Err(Error::InvalidInput(format!(
                 "token type {tt} is beyond type_vocab_size {}",
                 cfg.type_vocab_size
@@ -246,11 +247,11 @@ impl BertModel {
         }
         if let Some(len) = (0..batch.num_sequences())
             .map(|s| batch.range(s).len())
-            .find(|&l| l > cfg.max_position_embeddings)
+            .find(|&l| l > cfg.max_positions())
         {
             return Err(Error::InvalidInput(format!(
-                "a sequence of {len} tokens exceeds max_position_embeddings {}",
-                cfg.max_position_embeddings
+                "a sequence of {len} tokens exceeds the {} positions of the position embeddings",
+                cfg.max_positions()
             )));
         }
         if batch.token_type_ids.len() != batch.input_ids.len() {
@@ -265,27 +266,33 @@ impl BertModel {
     fn embeddings_sum(&self, out: &mut [f32], batch: &PackedBatch) {
         let h = self.config.hidden_size;
         let emb = &self.embeddings;
-        let (words, positions, types) = (
+        let (words, positions) = (
             emb.word_embeddings.as_slice(),
             emb.position_embeddings.as_slice(),
-            emb.token_type_embeddings.as_slice(),
         );
+        let types = emb.token_type_embeddings.as_ref().map(|t| t.as_slice());
+        // Every sequence's positions start at the same id: 0, or RoBERTa's pad_token_id + 1.
+        let first_position = self.config.position_offset;
         for s in 0..batch.num_sequences() {
             let range = batch.range(s);
-            // Positions restart at 0 for every sequence (absolute position embeddings).
-            for (position, token) in range.clone().enumerate() {
-                let (id, tt) = (
-                    batch.input_ids[token] as usize,
-                    batch.token_type_ids[token] as usize,
-                );
+            for (position, token) in (first_position..).zip(range) {
+                let id = batch.input_ids[token] as usize;
                 let row = &mut out[token * h..(token + 1) * h];
-                let (w, p, ty) = (
-                    &words[id * h..][..h],
-                    &positions[position * h..][..h],
-                    &types[tt * h..][..h],
-                );
-                for j in 0..h {
-                    row[j] = w[j] + ty[j] + p[j];
+                let (w, p) = (&words[id * h..][..h], &positions[position * h..][..h]);
+                match types {
+                    // As transformers adds them: (word + token type) + position.
+                    Some(types) => {
+                        let tt = batch.token_type_ids[token] as usize;
+                        let ty = &types[tt * h..][..h];
+                        for j in 0..h {
+                            row[j] = w[j] + ty[j] + p[j];
+                        }
+                    }
+                    None => {
+                        for j in 0..h {
+                            row[j] = w[j] + p[j];
+                        }
+                    }
                 }
             }
         }
@@ -297,7 +304,9 @@ impl BertModel {
         let e = &self.embeddings;
         let mut n = e.word_embeddings.as_slice().len()
             + e.position_embeddings.as_slice().len()
-            + e.token_type_embeddings.as_slice().len()
+            + e.token_type_embeddings
+                .as_ref()
+                .map_or(0, |t| t.as_slice().len())
             + 2 * self.config.hidden_size;
         for l in &self.layers {
             n += lin(&l.attention.self_query_key_value)

@@ -27,6 +27,9 @@ pub struct IndexOptions {
     pub chunk_size: usize,
     /// `(I, N)`: encode only chunks `k` with `k % N == I`.
     pub shard: Option<(usize, usize)>,
+    /// One text per passage from this template (`"{title}. {text}"`; a passage without a
+    /// title gives its text alone) instead of the (title, text) pair.
+    pub passage_template: Option<String>,
 }
 
 impl Default for IndexOptions {
@@ -34,6 +37,7 @@ impl Default for IndexOptions {
         IndexOptions {
             chunk_size: 4096,
             shard: None,
+            passage_template: None,
         }
     }
 }
@@ -166,6 +170,8 @@ pub fn build_index(
         "pooling": encoder.pooling().name(),
         "normalized": encoder.normalizes(),
         "max_length": encoder.tokenizer().max_length(),
+        "prompt": encoder.prompt(),
+        "passage_template": options.passage_template,
         "complete": false,
     });
     // Chunk files are named after the build, so chunks of another build (a shard run with
@@ -226,7 +232,14 @@ pub fn build_index(
             continue;
         }
         let part = &passages[chunk_range(k)];
-        let inputs: Vec<Input> = part.iter().map(Passage::input).collect();
+        let texts: Vec<String> = match &options.passage_template {
+            Some(template) => part.iter().map(|p| p.templated(template)).collect(),
+            None => Vec::new(),
+        };
+        let inputs: Vec<Input> = match &options.passage_template {
+            Some(_) => texts.iter().map(|t| Input::Text(t)).collect(),
+            None => part.iter().map(Passage::input).collect(),
+        };
         // embed_inputs sorts by length into batches and returns rows in input order.
         let vectors = encoder.embed_inputs(&inputs)?;
         // Passages first, vectors last: a chunk counts as done once both exist.
@@ -269,6 +282,8 @@ fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()>
         "pooling",
         "normalized",
         "max_length",
+        "prompt",
+        "passage_template",
     ] {
         if existing[key] != wanted[key] {
             return Err(Error::Config {

@@ -26,6 +26,17 @@ impl Passage {
         }
     }
 
+    /// The passage as one text through `template`: `{title}` and `{text}` replaced; a
+    /// passage without a title is its text alone (no dangling separator).
+    pub fn templated(&self, template: &str) -> String {
+        match &self.title {
+            Some(title) if !title.is_empty() => template
+                .replace("{title}", title)
+                .replace("{text}", &self.text),
+            _ => self.text.clone(),
+        }
+    }
+
     /// The passage as one line of `passages.jsonl` (no newline).
     pub(crate) fn to_json_line(&self) -> String {
         json!({ "id": self.id, "title": self.title, "text": self.text }).to_string()

@@ -187,6 +187,42 @@ impl Index {
         encoder.install(|| self.search(&queries.data, k))
     }
 
+    /// Ways the question encoder looks inconsistent with how the passages were encoded
+    /// (one side normalised and not the other, another pooling, a prompt on one side
+    /// only), one sentence each; empty when nothing looks off.
+    pub fn encoding_mismatches(&self, encoder: &Encoder) -> Vec<String> {
+        let manifest = self.manifest();
+        let mut found = Vec::new();
+        if let Some(normalized) = manifest["normalized"].as_bool() {
+            if normalized != encoder.normalizes() {
+                found.push(format!(
+                    "the passages were {}normalised, the questions are {}",
+                    if normalized { "" } else { "not " },
+                    if encoder.normalizes() { "" } else { "not" }
+                ));
+            }
+        }
+        if let Some(pooling) = manifest["pooling"].as_str() {
+            if pooling != encoder.pooling().name() {
+                found.push(format!(
+                    "the passages were pooled by {pooling}, the questions by {}",
+                    encoder.pooling().name()
+                ));
+            }
+        }
+        let passage_prompt = manifest["prompt"].as_str();
+        if passage_prompt.is_some() != encoder.prompt().is_some() {
+            found.push(format!(
+                "the passages were encoded with {}, the questions with {}",
+                passage_prompt.map_or("no prompt".into(), |p| format!("prompt {p:?}")),
+                encoder
+                    .prompt()
+                    .map_or("no prompt".into(), |p| format!("prompt {p:?}"))
+            ));
+        }
+        found
+    }
+
     /// The 1-based rank of passage `gold[j]` for query `j` among all passages (ties: lower
     /// row first), for evaluation. Runs on the current rayon pool.
     pub fn gold_ranks(&self, queries: &[f32], gold: &[usize]) -> Result<Vec<usize>> {

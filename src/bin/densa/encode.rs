@@ -1,9 +1,9 @@
 //! `densa embed` and `densa tokenize`.
 
-use crate::{open_encoder, progress_bar, ModelArgs};
+use crate::{open_encoder, progress_bar, EncodeArgs, ModelArgs, Side};
 use densa::io::output::write_output;
 use densa::io::records::{has_extension, read_records, Record};
-use densa::{Embeddings, Encoder, Error, Input, Options, Pooling};
+use densa::{Embeddings, Encoder, Error, Input, Options};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -18,17 +18,15 @@ pub(crate) fn write_json_lines(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn embed(
     model: ModelArgs,
     input: &str,
     output: Option<&Path>,
-    pooling: Pooling,
-    normalize: bool,
+    encode: &EncodeArgs,
     max_length: Option<usize>,
     batch_size: usize,
 ) -> Result<(), Error> {
-    let encoder = open_encoder(&model, pooling, normalize, max_length, batch_size)?;
+    let encoder = open_encoder(&model, encode, Side::Any, max_length, batch_size)?;
     let records = read_records(input)?;
     let inputs: Vec<Input> = records.iter().map(Record::as_input).collect();
 

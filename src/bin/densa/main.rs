@@ -73,6 +73,28 @@ struct RunArgs {
     allow_non_finite: bool,
 }
 
+/// How texts become vectors: pooling, prompts, truncation and normalisation. Each defaults
+/// to what the model folder says (sentence-transformers' modules and prompts included).
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct EncodeArgs {
+    /// Pooling: auto, cls, mean, max, mean_sqrt_len, weighted_mean, last_token, pooler or
+    /// dpr (auto: what the folder implies).
+    #[arg(long, value_parser = parse_pooling, default_value = "auto")]
+    pooling: Pooling,
+    /// L2-normalise every vector (after --truncate-dim).
+    #[arg(long)]
+    normalize: bool,
+    /// A literal prefix for every text, e.g. "query: " (wins over --prompt-name).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// A prompt of the folder's config_sentence_transformers.json, by name.
+    #[arg(long)]
+    prompt_name: Option<String>,
+    /// Keep the first N values of every vector (Matryoshka), before --normalize.
+    #[arg(long)]
+    truncate_dim: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Embed texts: one per input line, or JSON lines with "text" and optional "title".
@@ -86,13 +108,8 @@ enum Command {
         /// Default: JSON lines on standard output.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Pooling: auto, cls, mean, max, mean_sqrt_len, pooler or dpr (auto: what the folder
-        /// implies).
-        #[arg(long, value_parser = parse_pooling, default_value = "auto")]
-        pooling: Pooling,
-        /// L2-normalise every vector.
-        #[arg(long)]
-        normalize: bool,
+        #[command(flatten)]
+        encode: EncodeArgs,
         /// Truncate inputs to this many tokens (default: a sentence-transformers folder's
         /// max_seq_length, else min(512, max_position_embeddings)).
         #[arg(long)]
@@ -139,6 +156,13 @@ enum Command {
         /// Index folder (created; an interrupted build there is resumed).
         #[arg(long)]
         output: PathBuf,
+        /// How passages are encoded (default prompt: the folder's "passage" or "document").
+        #[command(flatten)]
+        encode: EncodeArgs,
+        /// One text per passage made from this template ("{title}. {text}"), instead of the
+        /// (title, text) pair.
+        #[arg(long)]
+        passage_template: Option<String>,
         /// Passages per forward pass.
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
@@ -158,6 +182,9 @@ enum Command {
         /// Index folder written by densa index.
         #[arg(long)]
         index: PathBuf,
+        /// How questions are encoded (default prompt: the folder's "query").
+        #[command(flatten)]
+        encode: EncodeArgs,
         #[arg(long, default_value_t = 10)]
         top_k: usize,
         /// Questions, one per line (- for standard input).
@@ -189,6 +216,16 @@ enum Command {
         /// Cut-offs for recall@k.
         #[arg(long, value_delimiter = ',', default_values_t = vec![1, 5, 20])]
         top_k: Vec<usize>,
+        /// How questions are encoded (default prompt: the folder's "query").
+        #[command(flatten)]
+        encode: EncodeArgs,
+        /// How --passages are encoded: their prompt (default: the folder's "passage" or
+        /// "document").
+        #[arg(long)]
+        passage_prompt: Option<String>,
+        /// As --passage-template of densa index, for --passages.
+        #[arg(long)]
+        passage_template: Option<String>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -216,16 +253,14 @@ fn main() -> ExitCode {
             model,
             input,
             output,
-            pooling,
-            normalize,
+            encode,
             max_length,
             batch_size,
         } => embed(
             model,
             &input,
             output.as_deref(),
-            pooling,
-            normalize,
+            &encode,
             max_length,
             batch_size,
         ),
@@ -250,18 +285,37 @@ fn main() -> ExitCode {
             model,
             passages,
             output,
+            encode,
+            passage_template,
             batch_size,
             chunk_size,
             shard,
-        } => index(model, &passages, &output, batch_size, chunk_size, shard),
+        } => index(
+            model,
+            &encode,
+            passage_template.as_deref(),
+            &passages,
+            &output,
+            (batch_size, chunk_size),
+            shard,
+        ),
         Command::Search {
             model,
             index,
+            encode,
             top_k,
             input,
             json,
             question,
-        } => search(model, &index, top_k, input.as_deref(), question, json),
+        } => search(
+            model,
+            &encode,
+            &index,
+            top_k,
+            input.as_deref(),
+            question,
+            json,
+        ),
         Command::Eval {
             model_q,
             model_ctx,
@@ -269,15 +323,22 @@ fn main() -> ExitCode {
             passages,
             index,
             top_k,
+            encode,
+            passage_prompt,
+            passage_template,
             run,
         } => {
             let model = |dir: PathBuf| ModelArgs { model: dir, run };
+            let passage_side = EncodeArgs {
+                prompt: passage_prompt,
+                ..EncodeArgs::default()
+            };
             eval(
-                model(model_q),
-                model_ctx.map(model),
+                (model(model_q), &encode),
+                model_ctx.map(|m| (model(m), passage_side)),
+                passage_template.as_deref(),
                 &qa,
-                passages.as_deref(),
-                index.as_deref(),
+                (passages.as_deref(), index.as_deref()),
                 &top_k,
             )
         }
@@ -299,10 +360,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The side of retrieval an encoder serves: which of the folder's prompts applies when none
+/// is asked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// embed, bench: the folder's default_prompt_name only.
+    Any,
+    /// index: a prompt named "passage" or "document".
+    Passage,
+    /// search, eval questions: a prompt named "query".
+    Query,
+}
+
 pub(crate) fn open_encoder(
     model: &ModelArgs,
-    pooling: Pooling,
-    normalize: bool,
+    encode: &EncodeArgs,
+    side: Side,
     max_length: Option<usize>,
     batch_size: usize,
 ) -> Result<Encoder, Error> {
@@ -312,10 +385,26 @@ pub(crate) fn open_encoder(
         PrecisionArg::F32 => Precision::F32,
         PrecisionArg::Int8 => Precision::Int8,
     };
+    let mut prompt_name = encode.prompt_name.clone();
+    if encode.prompt.is_none() && prompt_name.is_none() {
+        let names: &[&str] = match side {
+            Side::Any => &[],
+            Side::Passage => &["passage", "document"],
+            Side::Query => &["query"],
+        };
+        let st = densa::sentence_transformers::SentenceTransformers::read(&model.model)?;
+        prompt_name = names
+            .iter()
+            .find(|name| st.prompts.iter().any(|(n, _)| n == *name))
+            .map(|name| name.to_string());
+    }
     let options = Options {
         threads: run.threads,
-        pooling,
-        normalize,
+        pooling: encode.pooling,
+        normalize: encode.normalize,
+        prompt: encode.prompt.clone(),
+        prompt_name,
+        truncate_dim: encode.truncate_dim,
         max_length,
         batch_size,
         precision,
@@ -323,6 +412,24 @@ pub(crate) fn open_encoder(
         max_batch_tokens: run.max_batch_tokens,
     };
     Encoder::from_dir(&model.model, options)
+}
+
+/// One line on standard error saying how an encoder turns text into vectors.
+pub(crate) fn describe_encoding(what: &str, encoder: &Encoder) {
+    let prompt = match encoder.prompt() {
+        Some(p) => format!("prompt {p:?}"),
+        None => "no prompt".into(),
+    };
+    eprintln!(
+        "{what}: pooling {}, {prompt}, {}, dimension {}",
+        encoder.pooling().name(),
+        if encoder.normalizes() {
+            "normalized"
+        } else {
+            "not normalized"
+        },
+        encoder.dim()
+    );
 }
 
 /// The command-line flag that acts on an error the library reports in its own terms.

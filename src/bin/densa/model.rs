@@ -1,7 +1,7 @@
 //! `densa quantize`, `densa inspect` and `densa bench`.
 
-use crate::{open_encoder, print_stdout, ModelArgs};
-use densa::{Encoder, Error, Options, Pooling};
+use crate::{open_encoder, print_stdout, EncodeArgs, ModelArgs, Side};
+use densa::{Encoder, Error, Options};
 use std::path::Path;
 
 pub(crate) fn quantize(model: &Path, output: &Path, force: bool) -> Result<(), Error> {
@@ -101,7 +101,13 @@ pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
 }
 
 pub(crate) fn bench(model: ModelArgs, batch: usize, seq: usize, iters: usize) -> Result<(), Error> {
-    let encoder = open_encoder(&model, Pooling::Auto, false, None, batch.max(1))?;
+    let encoder = open_encoder(
+        &model,
+        &EncodeArgs::default(),
+        Side::Any,
+        None,
+        batch.max(1),
+    )?;
     let max = encoder.tokenizer().max_length();
     if batch == 0 || seq < 2 || seq > max || iters == 0 {
         return Err(Error::InvalidInput(format!(

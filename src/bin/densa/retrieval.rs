@@ -1,24 +1,32 @@
 //! `densa index`, `densa search` and `densa eval`.
 
-use crate::{open_encoder, print_stdout, progress_bar, ModelArgs};
+use crate::{
+    describe_encoding, open_encoder, print_stdout, progress_bar, EncodeArgs, ModelArgs, Side,
+};
 use densa::io::output::Pending;
 use densa::io::records::{read_records, Record};
-use densa::{Error, Pooling};
+use densa::{Encoder, Error};
 use std::path::Path;
 use std::time::Instant;
 
 pub(crate) fn index(
     model: ModelArgs,
+    encode: &EncodeArgs,
+    passage_template: Option<&str>,
     passages: &Path,
     output: &Path,
-    batch_size: usize,
-    chunk_size: usize,
+    (batch_size, chunk_size): (usize, usize),
     shard: Option<(usize, usize)>,
 ) -> Result<(), Error> {
-    let encoder = open_encoder(&model, Pooling::Auto, false, None, batch_size)?;
+    let encoder = open_encoder(&model, encode, Side::Passage, None, batch_size)?;
+    describe_encoding("densa: passages", &encoder);
     let bar = progress_bar("passages");
     let start = Instant::now();
-    let options = densa::IndexOptions { chunk_size, shard };
+    let options = densa::IndexOptions {
+        chunk_size,
+        shard,
+        passage_template: passage_template.map(str::to_owned),
+    };
     let report = densa::build_index(&encoder, passages, output, &options, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
@@ -71,8 +79,24 @@ pub(crate) fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// Opens the question encoder, says how it encodes, and warns where that looks inconsistent
+/// with how the index's passages were encoded.
+fn question_encoder(
+    model: &ModelArgs,
+    encode: &EncodeArgs,
+    index: &densa::Index,
+) -> Result<Encoder, Error> {
+    let encoder = open_encoder(model, encode, Side::Query, None, 32)?;
+    describe_encoding("densa: questions", &encoder);
+    for mismatch in index.encoding_mismatches(&encoder) {
+        eprintln!("densa: warning: {mismatch}");
+    }
+    Ok(encoder)
+}
+
 pub(crate) fn search(
     model: ModelArgs,
+    encode: &EncodeArgs,
     index_dir: &Path,
     top_k: usize,
     input: Option<&str>,
@@ -90,7 +114,7 @@ pub(crate) fn search(
         }
     };
     let index = densa::Index::open(index_dir)?;
-    let encoder = open_encoder(&model, Pooling::Auto, false, None, 32)?;
+    let encoder = question_encoder(&model, encode, &index)?;
     let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
     let results = index.search_questions(&encoder, &refs, top_k)?;
     let mut out = String::new();
@@ -128,11 +152,11 @@ pub(crate) fn search(
 }
 
 pub(crate) fn eval(
-    model_q: ModelArgs,
-    model_ctx: Option<ModelArgs>,
+    (model_q, encode_q): (ModelArgs, &EncodeArgs),
+    model_ctx: Option<(ModelArgs, EncodeArgs)>,
+    passage_template: Option<&str>,
     qa: &Path,
-    passages: Option<&Path>,
-    index_dir: Option<&Path>,
+    (passages, index_dir): (Option<&Path>, Option<&Path>),
     cutoffs: &[usize],
 ) -> Result<(), Error> {
     // The collection: an existing index, or the passages encoded now into a temporary one.
@@ -143,9 +167,13 @@ pub(crate) fn eval(
     let _remove_on_interrupt = Pending::new(scratch.path());
     let index_dir = match (index_dir, passages, &model_ctx) {
         (Some(dir), _, _) => dir.to_owned(),
-        (None, Some(passages), Some(ctx)) => {
-            let encoder = open_encoder(ctx, Pooling::Auto, false, None, 32)?;
-            let options = densa::IndexOptions::default();
+        (None, Some(passages), Some((ctx, encode_ctx))) => {
+            let encoder = open_encoder(ctx, encode_ctx, Side::Passage, None, 32)?;
+            describe_encoding("densa: passages", &encoder);
+            let options = densa::IndexOptions {
+                passage_template: passage_template.map(str::to_owned),
+                ..Default::default()
+            };
             densa::build_index(&encoder, passages, scratch.path(), &options, &mut |_, _| {})?;
             scratch.path().to_owned()
         }
@@ -158,7 +186,7 @@ pub(crate) fn eval(
     };
     let index = densa::Index::open(&index_dir)?;
     let (questions, gold) = densa::retrieval::read_qa_pairs(qa, &index)?;
-    let encoder = open_encoder(&model_q, Pooling::Auto, false, None, 32)?;
+    let encoder = question_encoder(&model_q, encode_q, &index)?;
     let metrics =
         densa::retrieval::RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, cutoffs)?;
     print_stdout(&format!("{}\n", metrics.to_json()))
