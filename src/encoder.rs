@@ -301,7 +301,9 @@ impl Encoder {
             (Some(text), _, _) => Some(text.clone()),
             (None, Some(name), _) | (None, None, Some(name)) => Some(st.prompt(name)?.to_owned()),
             (None, None, None) => None,
-        };
+        }
+        // An empty prompt is no prompt (sentence-transformers' `if prompt:`).
+        .filter(|p| !p.is_empty());
         // sentence-transformers' prompt length: the prompt tokenized alone, less its trailing
         // special token.
         let prompt_tokens = match &prompt {
@@ -471,7 +473,7 @@ impl Encoder {
     /// The embedding output and every layer's output for one input, each `(T, hidden)`
     /// row-major: what `transformers` returns with `output_hidden_states=True`.
     pub fn hidden_states(&self, input: Input<'_>) -> Result<(Tokenized, Vec<Vec<f32>>)> {
-        let tokenized = self.tokenizer.encode(input)?;
+        let tokenized = self.tokenize(&[input])?.remove(0);
         let mut batch = PackedBatch::new();
         batch.push(&tokenized.ids, &tokenized.type_ids);
         let mut states = Vec::with_capacity(self.model.layers.len() + 1);

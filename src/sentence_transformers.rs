@@ -156,6 +156,15 @@ impl SentenceTransformers {
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
         }
+        // sentence-transformers 6 keeps max_seq_length as the tokenizer's model_max_length.
+        let tokenizer_config = dir.join("tokenizer_config.json");
+        if st.max_seq_length.is_none() && modules_path.is_file() && tokenizer_config.is_file() {
+            st.max_seq_length = read_json(&tokenizer_config)?
+                .get("model_max_length")
+                .and_then(Value::as_u64)
+                .filter(|&v| v <= 1 << 20)
+                .map(|v| v as usize);
+        }
         let st_config = dir.join("config_sentence_transformers.json");
         if st_config.is_file() {
             let cfg = read_json(&st_config)?;

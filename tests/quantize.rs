@@ -138,3 +138,45 @@ fn stored_int8_weights_follow_the_definition() {
     }
     assert_eq!(checked, 12, "2 layers × 6 linear weights");
 }
+
+/// int8 on every architecture: the quantize folder finds each one's linear layers by its own
+/// names, and its vectors stay close to transformers' f32 outputs (the goldens).
+#[test]
+fn int8_on_roberta_xlmr_and_distilbert_stays_close_to_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = cases();
+    let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+    for name in ["xlmr-tiny", "roberta-tiny", "distilbert-tiny"] {
+        let out = dir.path().join(name);
+        let report = quantize_dir(&model_dir(name), &out, false).unwrap();
+        assert_eq!(
+            report.quantized_tensors,
+            2 * 6,
+            "{name}: 2 layers × 6 linear layers"
+        );
+        let golden = common::Golden::load(name);
+        for folder in [model_dir(name), out] {
+            // The f32 folder quantized at load, and the quantize folder (int8 by default).
+            let options = Options {
+                threads: 2,
+                precision: if folder == model_dir(name) {
+                    Precision::Int8
+                } else {
+                    Precision::Auto
+                },
+                ..Options::default()
+            };
+            let encoder = Encoder::from_dir(&folder, options).unwrap();
+            assert_eq!(encoder.model().precision, Precision::Int8);
+            let got = encoder.embed_inputs(&inputs).unwrap();
+            let worst = (0..cases.len())
+                .map(|i| common::cosine(got.row(i), &golden.f32(&format!("case{i}.pooled")).1))
+                .fold(1.0f64, f64::min);
+            println!(
+                "ACCURACY {name} int8 ({}): worst cosine to transformers' f32 {worst:.5}",
+                folder.display()
+            );
+            assert!(worst >= 0.99, "{name}: int8 worst cosine {worst}");
+        }
+    }
+}

@@ -77,6 +77,21 @@ fn dpr_question_tiny_sharded_with_projection_matches_transformers() {
 }
 
 #[test]
+fn xlm_roberta_tiny_unigram_with_pooler_matches_transformers() {
+    check_fixture("xlmr-tiny");
+}
+
+#[test]
+fn roberta_tiny_byte_level_bpe_under_a_task_head_matches_transformers() {
+    check_fixture("roberta-tiny");
+}
+
+#[test]
+fn distilbert_tiny_with_computed_sinusoidal_positions_matches_transformers() {
+    check_fixture("distilbert-tiny");
+}
+
+#[test]
 fn default_pooling_follows_the_checkpoint() {
     let pooling = |name: &str| {
         Encoder::from_dir(
@@ -113,6 +128,8 @@ fn cls_mean_and_normalize_pooling_match_golden_hidden_states() {
         (Pooling::Cls, false),
         (Pooling::Mean, false),
         (Pooling::Mean, true),
+        (Pooling::WeightedMean, false),
+        (Pooling::LastToken, false),
     ] {
         let encoder = Encoder::from_dir(
             model_dir(name),
@@ -131,6 +148,16 @@ fn cls_mean_and_normalize_pooling_match_golden_hidden_states() {
             let last = &hs[(shape[0] - 1) * t * h..];
             let mut expected: Vec<f32> = match pooling {
                 Pooling::Cls => last[..h].to_vec(),
+                Pooling::LastToken => last[(t - 1) * h..t * h].to_vec(),
+                // sentence-transformers' weightedmean: token r weighs r + 1.
+                Pooling::WeightedMean => (0..h)
+                    .map(|j| {
+                        let sum: f64 = (0..t)
+                            .map(|r| (r + 1) as f64 * last[r * h + j] as f64)
+                            .sum();
+                        (sum / (t * (t + 1) / 2) as f64) as f32
+                    })
+                    .collect(),
                 _ => (0..h)
                     .map(|j| {
                         ((0..t).map(|r| last[r * h + j] as f64).sum::<f64>() / t as f64) as f32

@@ -7,7 +7,7 @@
 mod common;
 
 use common::cli::{densa, fails, names, ok, s, tree, Tree};
-use common::{model_dir, read_npy};
+use common::{copy_folder, model_dir, read_npy};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -238,16 +238,6 @@ fn quantize_never_writes_over_its_model() {
 fn umask_of_this_process() -> u32 {
     let out = Command::new("sh").args(["-c", "umask"]).output().unwrap();
     u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).unwrap()
-}
-
-fn copy_folder(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-    }
 }
 
 /// A small collection: 40 passages, 4 chunks of 10.

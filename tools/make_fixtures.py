@@ -12,6 +12,11 @@ It writes:
   tests/fixtures/models/dpr-ctx-tiny/         DPRContextEncoder, 2021 layout (vocab.txt only, pad id 1,
                                               leftover pooler tensors), converted from pytorch_model.bin
   tests/fixtures/models/dpr-question-tiny/    DPRQuestionEncoder with projection, gelu_new, sharded
+  tests/fixtures/models/xlmr-tiny/            XLM-RoBERTa, Unigram tokenizer trained on Spanish text, pooler
+  tests/fixtures/models/roberta-tiny/         RoBERTa, byte-level BPE, `roberta.` prefix under a task head
+  tests/fixtures/models/distilbert-tiny/      DistilBERT, sinusoidal positions left out of the checkpoint
+  tests/fixtures/models/st-tiny/              sentence-transformers on xlmr-tiny: mean without the prompt,
+                                              Dense (tanh), Normalize, prompts
   tests/fixtures/golden/<model>.safetensors   token ids, per-layer hidden states and pooled outputs
   tests/fixtures/golden/full-shape.safetensors   BERT-base shape (768/12/12/3072, vocab 31002) with
                                               weights from tools/prng.py, which the Rust test regenerates
@@ -83,14 +88,17 @@ def write_texts():
     )
 
 
-def redraw(model, seed):
-    """Random weights with no bias at 0 and no LayerNorm at (1, 0), so a dropped term fails a test."""
+def redraw(model, seed, keep=()):
+    """Random weights with no bias at 0 and no LayerNorm at (1, 0), so a dropped term fails a test.
+    Parameters whose names end with one of `keep` are left as they are."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("LayerNorm.weight"):
+            if name.endswith(tuple(keep)) and keep:
+                continue
+            if name.endswith(("LayerNorm.weight", "layer_norm.weight")):
                 p.copy_(1.0 + 0.4 * (torch.rand(p.shape, generator=g) - 0.5))
-            elif name.endswith("LayerNorm.bias"):
+            elif name.endswith(("LayerNorm.bias", "layer_norm.bias")):
                 p.copy_(0.2 * (torch.rand(p.shape, generator=g) - 0.5))
             elif name.endswith(".bias"):
                 p.copy_(0.2 * (torch.rand(p.shape, generator=g) - 0.5))
@@ -210,6 +218,149 @@ def make_dpr_question_tiny():
            lambda r: model.question_encoder.encode_proj(r.last_hidden_state[:, 0, :]), 512)
 
 
+def spanish_corpus():
+    """Training text for the tiny tokenizers: the fixture texts and the committed vocabulary's words."""
+    words = [w for w in VOCAB.read_text(encoding="utf-8").split("\n") if w and not w.startswith(("[", "##"))]
+    lines = TEXTS + [t for p in PAIRS for t in p]
+    return lines * 3 + [" ".join(words[i:i + 40]) for i in range(0, len(words), 40)]
+
+
+def golden_from_tokenizer_json(name, folder, model, pooled_fn, max_length, token_types):
+    """As golden(), with token ids from the `tokenizers` library reading the folder's
+    tokenizer.json (the authority on what it means), truncated longest-first."""
+    import tokenizers
+    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.enable_truncation(max_length, strategy="longest_first")
+    tok.no_padding()
+    out = {}
+    for i, (kind, inp) in enumerate(cases()):
+        enc = tok.encode(inp) if kind == "text" else tok.encode(inp[0], inp[1])
+        ids = torch.tensor([enc.ids])
+        types = torch.tensor([enc.type_ids]) if token_types else torch.zeros_like(ids)
+        with torch.no_grad():
+            kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
+            if token_types:
+                kwargs["token_type_ids"] = types
+            res = model(**kwargs)
+            pooled = pooled_fn(res)
+        hs = torch.stack([h[0] for h in res.hidden_states]).numpy()
+        out[f"case{i}.input_ids"] = ids[0].numpy().astype(np.int64)
+        out[f"case{i}.token_type_ids"] = types[0].numpy().astype(np.int64)
+        out[f"case{i}.hidden_states"] = np.ascontiguousarray(hs, dtype=np.float32)
+        out[f"case{i}.pooled"] = pooled[0].numpy().astype(np.float32)
+    import tokenizers as tk
+    save_numpy(out, str(GOLDEN / f"{name}.safetensors"), metadata={
+        "transformers": transformers.__version__, "torch": torch.__version__, "tokenizers": tk.__version__,
+        "max_length": str(max_length)})
+    print(f"{name}: {len(cases())} cases")
+
+
+def roberta_specials():
+    return ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+def make_xlmr_tiny():
+    """XLM-R: a Unigram tokenizer trained on Spanish text, positions from pad_token_id + 1, a pooler."""
+    import tokenizers
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+    folder = fresh_folder("xlmr-tiny")
+    tok = tokenizers.Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(tokenizers.Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=1500, special_tokens=roberta_specials(), unk_token="<unk>")
+    tok.train_from_iterator(spanish_corpus(), trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.save(str(folder / "tokenizer.json"))
+    cfg = tiny_config(transformers.XLMRobertaConfig, vocab_size=tok.get_vocab_size(), max_position_embeddings=514,
+                      type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
+    model = transformers.XLMRobertaModel(cfg).eval()
+    redraw(model, 5)
+    model.save_pretrained(folder)
+    golden_from_tokenizer_json("xlmr-tiny", folder, model, lambda r: r.pooler_output, 512, token_types=False)
+
+
+def make_roberta_tiny():
+    """RoBERTa: byte-level BPE, `roberta.` prefix under a classification head, no pooler."""
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+    folder = fresh_folder("roberta-tiny")
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=roberta_specials(),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(spanish_corpus(), trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False)
+    tok.save(str(folder / "tokenizer.json"))
+    cfg = tiny_config(transformers.RobertaConfig, vocab_size=tok.get_vocab_size(), max_position_embeddings=130,
+                      type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=3,
+                      hidden_act="gelu_new")
+    model = transformers.RobertaForSequenceClassification(cfg).eval()
+    redraw(model, 6)
+    model.save_pretrained(folder)
+    golden_from_tokenizer_json("roberta-tiny", folder, model.roberta, lambda r: r.last_hidden_state[:, 0], 128,
+                               token_types=False)
+
+
+def make_distilbert_tiny():
+    """DistilBERT: its own config and layer names, no token types, sinusoidal positions left out of
+    the checkpoint (densa computes them)."""
+    from safetensors.torch import load_file, save_file
+    folder = fresh_folder("distilbert-tiny")
+    cfg = transformers.DistilBertConfig(vocab_size=31002, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                        max_position_embeddings=512, sinusoidal_pos_embds=True, pad_token_id=0,
+                                        activation="gelu")
+    model = transformers.DistilBertModel(cfg).eval()
+    redraw(model, 7, keep=("position_embeddings.weight",))
+    model.save_pretrained(folder)
+    path = folder / "model.safetensors"
+    state = load_file(str(path))
+    state.pop("embeddings.position_embeddings.weight", None)
+    save_file(state, str(path), metadata={"format": "pt"})
+    write_fast_tokenizer(folder)
+    golden_from_tokenizer_json("distilbert-tiny", folder, model, lambda r: r.last_hidden_state[:, 0], 512,
+                               token_types=False)
+
+
+ST_TEXTS = TEXTS[:3] + TEXTS[5:12] + [PAIRS[0][1], PAIRS[4][1]]
+
+
+def make_st_tiny():
+    """A sentence-transformers folder on xlmr-tiny: mean pooling without the prompt's tokens, Dense
+    (tanh) and Normalize, prompts; vectors from SentenceTransformer.encode per prompt, and with
+    truncate_dim."""
+    from sentence_transformers import SentenceTransformer, models as st_models
+    folder = fresh_folder("st-tiny")
+    transformer = st_models.Transformer(str(MODELS / "xlmr-tiny"), max_seq_length=128)
+    pooling = st_models.Pooling(32, pooling_mode="mean", include_prompt=False)
+    dense = st_models.Dense(32, 16, activation_function=torch.nn.Tanh())
+    redraw(dense, 8)
+    st = SentenceTransformer(modules=[transformer, pooling, dense, st_models.Normalize()], device="cpu",
+                             prompts={"query": "query: ", "passage": "passage: "}, default_prompt_name="query")
+    st.save(str(folder))
+    st = SentenceTransformer(str(folder), device="cpu")
+    # The goldens mean something only if sentence-transformers tokenizes as the `tokenizers`
+    # library reads tokenizer.json (transformers 5 may not, for some tokenizer classes).
+    import tokenizers
+    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    for prompt in ["", "query: ", "passage: ", "pregunta: "]:
+        for text in ST_TEXTS:
+            assert st.tokenize([prompt + text])["input_ids"][0].tolist() == tok.encode(prompt + text).ids, text
+    out = {}
+    for label, kwargs in [("default", {}), ("passage", {"prompt_name": "passage"}), ("none", {"prompt": ""}),
+                          ("literal", {"prompt": "pregunta: "}), ("truncated", {"truncate_dim": 8}),
+                          ("truncated_normalized", {"truncate_dim": 8, "normalize_embeddings": True})]:
+        out[label] = st.encode(ST_TEXTS, batch_size=1, convert_to_numpy=True, **kwargs).astype(np.float32)
+    import sentence_transformers
+    save_numpy(out, str(GOLDEN / "st-tiny.safetensors"), metadata={
+        "sentence_transformers": sentence_transformers.__version__, "transformers": transformers.__version__,
+        "texts": json.dumps(ST_TEXTS, ensure_ascii=False)})
+    print(f"st-tiny: {len(ST_TEXTS)} texts")
+
+
 FULL_PREFIX = "ctx_encoder.bert_model."
 
 
@@ -269,6 +420,10 @@ STEPS = {
     "bert-tiny-f16": make_bert_tiny_f16,
     "dpr-ctx-tiny": make_dpr_ctx_tiny,
     "dpr-question-tiny": make_dpr_question_tiny,
+    "xlmr-tiny": make_xlmr_tiny,
+    "roberta-tiny": make_roberta_tiny,
+    "distilbert-tiny": make_distilbert_tiny,
+    "st-tiny": make_st_tiny,
     "full-shape": make_full_shape,
     "minilm": make_minilm,
 }

@@ -221,3 +221,17 @@ pub fn read_npy(path: &std::path::Path) -> (usize, usize, Vec<f32>) {
     assert_eq!(data.len(), dims[0] * dims[1]);
     (dims[0], dims[1], data)
 }
+
+/// Copies a folder and its subfolders (a model folder) to `to`.
+pub fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_folder(&path, &target);
+        } else {
+            std::fs::copy(&path, target).unwrap();
+        }
+    }
+}
