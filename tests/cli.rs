@@ -97,6 +97,40 @@ fn tokenize_prints_transformers_ids() {
     }
 }
 
+/// inspect names each family's position scheme, pooling, modules and prompts, and where each
+/// setting came from (the fixtures' files, written by transformers and sentence-transformers).
+#[test]
+fn inspect_says_where_each_setting_came_from() {
+    for (name, needles) in [
+        (
+            "st-tiny",
+            &[
+                "RoBERTa / XLM-RoBERTa (config.json model_type)",
+                "from pad_token_id + 1 = 2 in every sequence (512 usable of 514)",
+                "token types 1 (always 0)",
+                "pooling:      mean (from 1_Pooling/config.json), prompt tokens left out (include_prompt: false)",
+                "modules:      Dense 32 -> 16 (Tanh), Normalize (modules.json)",
+                "passage = \"passage: \", query = \"query: \" (config_sentence_transformers.json; default: query)",
+                "max length:   128 tokens (sentence-transformers' max_seq_length)",
+            ][..],
+        ),
+        (
+            "distilbert-tiny",
+            &[
+                "DistilBERT",
+                "positions:    sinusoidal (computed: not in the checkpoint), from 0",
+                "token types none",
+                "pooling:      cls (default: [CLS])",
+            ][..],
+        ),
+    ] {
+        let report = ok(&densa(&["inspect", "--model", model_dir(name).to_str().unwrap()], None));
+        for needle in needles {
+            assert!(report.contains(needle), "{name}: inspect lacks {needle:?}:\n{report}");
+        }
+    }
+}
+
 #[test]
 fn inspect_and_bench() {
     let model = model_dir("dpr-question-tiny");
@@ -105,11 +139,12 @@ fn inspect_and_bench() {
         None,
     ));
     for needle in [
-        "Dpr",
+        "DPR (BERT) (config.json model_type)",
+        "positions:    learned, from 0 (512)",
+        "pooling:      dpr (DPR: [CLS], then encode_proj if present)",
         "2 layers",
         "hidden 32",
         "projection 32 -> 16",
-        "pooling:      dpr",
         "output dim:   16",
         "mapped bytes",
         "question_encoder.encode_proj.weight",

@@ -24,6 +24,20 @@ pub(crate) fn quantize(model: &Path, output: &Path, force: bool) -> Result<(), E
     Ok(())
 }
 
+/// `path` relative to `dir` when inside it.
+fn relative(path: &Path, dir: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
+}
+
+/// Whether the checkpoint stores the trunk tensor `name` under any of its prefixes.
+fn model_has_tensor(encoder: &Encoder, name: &str) -> bool {
+    let names = densa::model::TensorNames::of(encoder.model().config.model_type);
+    names
+        .prefixes
+        .iter()
+        .any(|p| encoder.checkpoint().contains(&format!("{p}{name}")))
+}
+
 pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
     // Load even a model with NaN or Inf weights, to report where they are.
     let encoder = Encoder::from_dir(
@@ -38,10 +52,36 @@ pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
     let model = encoder.model();
     let c = &model.config;
     report += &format!("model:        {}\n", model_dir.display());
-    report += &format!("architecture: {:?}, {} layers, hidden {}, {} heads (head dim {}), FFN {}, activation {:?}\n", c.model_type, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim(), c.intermediate_size, c.hidden_act);
+    report += &format!("architecture: {} (config.json model_type), {} layers, hidden {}, {} heads (head dim {}), FFN {}, activation {:?}\n", c.model_type.name(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim(), c.intermediate_size, c.hidden_act);
+    let positions = if c.sinusoidal_positions {
+        let stored = model_has_tensor(&encoder, "embeddings.position_embeddings.weight");
+        format!(
+            "sinusoidal ({}), from 0",
+            if stored {
+                "stored"
+            } else {
+                "computed: not in the checkpoint"
+            }
+        )
+    } else if c.position_offset > 0 {
+        format!(
+            "learned, from pad_token_id + 1 = {} in every sequence ({} usable of {})",
+            c.position_offset,
+            c.max_positions(),
+            c.max_position_embeddings
+        )
+    } else {
+        format!("learned, from 0 ({})", c.max_position_embeddings)
+    };
+    report += &format!("positions:    {positions}\n");
+    let types = match c.type_vocab_size {
+        0 => "none".to_string(),
+        1 => "1 (always 0)".to_string(),
+        n => n.to_string(),
+    };
     report += &format!(
-        "vocabulary:   {} tokens, {} positions, {} token types, LayerNorm eps {:e}\n",
-        c.vocab_size, c.max_position_embeddings, c.type_vocab_size, c.layer_norm_eps
+        "vocabulary:   {} tokens, token types {types}, LayerNorm eps {:e}\n",
+        c.vocab_size, c.layer_norm_eps
     );
     report += &format!(
         "heads:        pooler {}, projection {}\n",
@@ -54,23 +94,62 @@ pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
                 p.in_features, p.out_features
             ))
     );
+    let st = encoder.sentence_transformers();
+    let pooling_source = match (&st.pooling, c.model_type) {
+        (_, densa::config::ModelType::Dpr) => "DPR: [CLS], then encode_proj if present".to_string(),
+        (Some((_, path)), _) => format!("from {}", relative(path, model_dir)),
+        (None, _) if model.pooler.is_some() => "pooler.dense in the checkpoint".to_string(),
+        (None, _) => "default: [CLS]".to_string(),
+    };
     report += &format!(
-        "pooling:      {} (default){}\n",
+        "pooling:      {} ({pooling_source}){}\n",
         encoder.pooling().name(),
-        if encoder.normalizes() {
-            ", L2-normalised"
+        if st.pooling.is_some() && !st.include_prompt {
+            ", prompt tokens left out (include_prompt: false)"
         } else {
             ""
         }
     );
+    let mut modules: Vec<String> = st
+        .dense
+        .iter()
+        .map(|d| {
+            format!(
+                "Dense {} -> {} ({:?})",
+                d.in_features, d.out_features, d.activation
+            )
+        })
+        .collect();
+    if st.normalize {
+        modules.push("Normalize".into());
+    }
+    if !modules.is_empty() {
+        report += &format!("modules:      {} (modules.json)\n", modules.join(", "));
+    }
+    if !st.prompts.is_empty() {
+        let prompts: Vec<String> = st
+            .prompts
+            .iter()
+            .map(|(name, text)| format!("{name} = {text:?}"))
+            .collect();
+        report += &format!(
+            "prompts:      {} (config_sentence_transformers.json; default: {})\n",
+            prompts.join(", "),
+            st.default_prompt_name.as_deref().unwrap_or("none")
+        );
+    }
     report += &format!("output dim:   {}\n", encoder.dim());
     report += &format!(
         "precision:    {} (default)\n",
         encoder.model().precision.name()
     );
     report += &format!(
-        "max length:   {} tokens\n",
-        encoder.tokenizer().max_length()
+        "max length:   {} tokens ({})\n",
+        encoder.tokenizer().max_length(),
+        match st.max_seq_length {
+            Some(_) => "sentence-transformers' max_seq_length",
+            None => "the position embeddings, at most 512",
+        }
     );
     report += &format!(
         "parameters:   {} used by the model\n",
