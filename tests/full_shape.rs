@@ -1,7 +1,8 @@
-//! The Spanish DPR encoders' full shape (768 hidden, 12 layers, 12 heads, FFN 3072, vocabulary
-//! 31002) against transformers, without committing 440 MB of weights: both sides draw the
-//! weights from the documented PRNG in tools/prng.py / tests/common/prng.rs, and only
-//! transformers' outputs are committed (tests/fixtures/golden/full-shape.safetensors).
+//! Full shapes against transformers: the Spanish DPR encoders' (768 hidden, 12 layers, 12
+//! heads, FFN 3072, vocabulary 31002) and XLM-R base's (vocabulary 250002, 514 positions),
+//! without committing gigabytes of weights: both sides draw the weights from the documented
+//! PRNG in tools/prng.py / tests/common/prng.rs, and only transformers' outputs are committed
+//! (tests/fixtures/golden/full-shape*.safetensors).
 
 mod common;
 
@@ -29,9 +30,15 @@ fn full_shape_weights(config: &BertConfig, prefix: &str) -> HashMap<String, Tens
         .collect()
 }
 
-#[test]
-fn bert_base_shape_matches_transformers() {
-    let golden = Golden::load("full-shape");
+/// Runs the golden's cases through `config` with PRNG weights and the tokenizer of fixture
+/// `tokenizer_model`; returns the encoder for further checks.
+fn check_full_shape(
+    golden_name: &str,
+    config: BertConfig,
+    tokenizer_model: &str,
+    label: &str,
+) -> Encoder {
+    let golden = Golden::load(golden_name);
     let prefix = golden.metadata("prefix").unwrap();
     let max_length: usize = golden.metadata("max_length").unwrap().parse().unwrap();
     let cases: Vec<(String, serde_json::Value)> =
@@ -43,50 +50,42 @@ fn bert_base_shape_matches_transformers() {
             _ => Case::Pair(v[0].as_str().unwrap().into(), v[1].as_str().unwrap().into()),
         })
         .collect();
-
-    let mut config = BertConfig::bert_base(31002);
-    config.model_type = ModelType::Dpr;
+    let h = config.hidden_size;
     let checkpoint = Checkpoint::from_tensors(full_shape_weights(&config, &prefix));
-    // BETO-style tokenizer files (vocab.txt + tokenizer_config.json), as the seed ships them.
-    let tokenizer = TextTokenizer::from_dir(&model_dir("dpr-ctx-tiny"), max_length).unwrap();
+    let tokenizer = TextTokenizer::from_dir(&model_dir(tokenizer_model), max_length).unwrap();
     let encoder = Encoder::from_parts(
         config,
         checkpoint,
         tokenizer,
         Options {
             threads: 2,
+            pooling: densa::Pooling::Cls,
             ..Options::default()
         },
     )
     .unwrap();
-    // Embeddings 31002·768 + 512·768 + 2·768 + 2·768 = 24_205_824; per layer 4·(768² + 768)
-    // + (768·3072 + 3072) + (3072·768 + 768) + 4·768 = 7_087_872; no pooler.
-    assert_eq!(
-        encoder.model().parameter_count(),
-        24_205_824 + 12 * 7_087_872
-    );
-
     let inputs: Vec<_> = cases.iter().map(|c| c.input()).collect();
     let pooled = encoder.embed_inputs(&inputs).unwrap();
     let (mut worst_layer6, mut worst_last, mut worst_pooled) = (0.0f32, 0.0f32, 0.0f32);
     for (i, case) in cases.iter().enumerate() {
         let (tokens, states) = encoder.hidden_states(case.input()).unwrap();
-        golden.assert_tokens(i, &tokens, "BERT-base");
+        golden.assert_tokens(i, &tokens, label);
+        let layers = states.len() - 1;
         let d6 = max_rel_diff(&states[6], &golden.f32(&format!("case{i}.layer6")).1);
         let dl = max_rel_diff(
-            &states[12],
+            &states[layers],
             &golden.f32(&format!("case{i}.last_hidden_state")).1,
         );
         let dp = max_rel_diff(pooled.row(i), &golden.f32(&format!("case{i}.pooled")).1);
         assert!(
             d6 <= REL_TOLERANCE && dl <= REL_TOLERANCE && dp <= REL_TOLERANCE,
-            "case {i} ({} tokens): relative diff layer 6 {d6:e}, last {dl:e}, pooled {dp:e}",
+            "{label} case {i} ({} tokens): relative diff layer 6 {d6:e}, last {dl:e}, pooled {dp:e}",
             tokens.ids.len()
         );
         // Batch-invariance at full shape: the batched [CLS] equals the one run alone, bit for bit.
         assert!(
-            pooled.row(i) == &states[12][..768],
-            "case {i}: batched vector differs from the single run"
+            pooled.row(i) == &states[layers][..h],
+            "{label} case {i}: batched vector differs from the single run"
         );
         (worst_layer6, worst_last, worst_pooled) = (
             worst_layer6.max(d6),
@@ -94,5 +93,37 @@ fn bert_base_shape_matches_transformers() {
             worst_pooled.max(dp),
         );
     }
-    println!("FIDELITY full-shape: {} cases, worst relative diff layer 6 {worst_layer6:.3e}, last hidden {worst_last:.3e}, pooled {worst_pooled:.3e}", cases.len());
+    println!("FIDELITY {golden_name}: {} cases, worst relative diff layer 6 {worst_layer6:.3e}, last hidden {worst_last:.3e}, pooled {worst_pooled:.3e}", cases.len());
+    encoder
+}
+
+#[test]
+fn bert_base_shape_matches_transformers() {
+    let mut config = BertConfig::bert_base(31002);
+    config.model_type = ModelType::Dpr;
+    // BETO-style tokenizer files (vocab.txt + tokenizer_config.json), as the seed ships them.
+    let encoder = check_full_shape("full-shape", config, "dpr-ctx-tiny", "BERT-base");
+    // Embeddings 31002·768 + 512·768 + 2·768 + 2·768 = 24_205_824; per layer 4·(768² + 768)
+    // + (768·3072 + 3072) + (3072·768 + 768) + 4·768 = 7_087_872; no pooler.
+    assert_eq!(
+        encoder.model().parameter_count(),
+        24_205_824 + 12 * 7_087_872
+    );
+}
+
+#[test]
+fn xlm_roberta_base_shape_matches_transformers() {
+    let mut config = BertConfig::bert_base(250002);
+    config.model_type = ModelType::Roberta;
+    config.max_position_embeddings = 514;
+    config.type_vocab_size = 1;
+    config.pad_token_id = 1;
+    config.position_offset = 2;
+    config.layer_norm_eps = 1e-5;
+    let encoder = check_full_shape("full-shape-xlmr", config, "xlmr-tiny", "XLM-R base");
+    // Embeddings 250002·768 + 514·768 + 768 + 2·768, and 12 layers as BERT-base's.
+    assert_eq!(
+        encoder.model().parameter_count(),
+        250002 * 768 + 514 * 768 + 768 + 2 * 768 + 12 * 7_087_872
+    );
 }

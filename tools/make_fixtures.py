@@ -20,6 +20,8 @@ It writes:
   tests/fixtures/golden/<model>.safetensors   token ids, per-layer hidden states and pooled outputs
   tests/fixtures/golden/full-shape.safetensors   BERT-base shape (768/12/12/3072, vocab 31002) with
                                               weights from tools/prng.py, which the Rust test regenerates
+  tests/fixtures/golden/full-shape-xlmr.safetensors   XLM-R base shape (vocabulary 250002, 514 positions), PRNG
+                                              weights as for full-shape
   tests/fixtures/golden/all-minilm-l6-v2.json sentence-transformers' vectors of the real all-MiniLM-L6-v2
 """
 import json
@@ -394,6 +396,39 @@ def make_full_shape():
     print(f"full-shape: {len(inputs)} cases")
 
 
+def make_full_shape_xlmr():
+    """XLM-R base shape (768/12/12/3072, vocabulary 250002, 514 positions) with weights from
+    tools/prng.py; token ids from xlmr-tiny's tokenizer.json (the `tokenizers` library)."""
+    import tokenizers
+    cfg = transformers.XLMRobertaConfig(vocab_size=250002, hidden_size=768, num_hidden_layers=12,
+                                        num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514,
+                                        type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                        hidden_act="gelu", layer_norm_eps=1e-5)
+    model = transformers.XLMRobertaModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            center, scale = prng.center_scale(name)
+            p.copy_(torch.from_numpy(prng.uniform(name, p.numel(), center, scale).reshape(p.shape)))
+    tok = tokenizers.Tokenizer.from_file(str(MODELS / "xlmr-tiny" / "tokenizer.json"))
+    tok.enable_truncation(160, strategy="longest_first")
+    inputs = [("text", TEXTS[0]), ("pair", PAIRS[0]), ("pair", PAIRS[4]), ("text", TEXTS[7]), ("pair", PAIRS[3])]
+    out = {}
+    for i, (kind, inp) in enumerate(inputs):
+        enc = tok.encode(inp) if kind == "text" else tok.encode(inp[0], inp[1])
+        ids = torch.tensor([enc.ids])
+        with torch.no_grad():
+            res = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
+        out[f"case{i}.input_ids"] = ids[0].numpy().astype(np.int64)
+        out[f"case{i}.token_type_ids"] = np.zeros(len(enc.ids), dtype=np.int64)
+        out[f"case{i}.layer6"] = res.hidden_states[6][0].numpy().astype(np.float32)
+        out[f"case{i}.last_hidden_state"] = res.last_hidden_state[0].numpy().astype(np.float32)
+        out[f"case{i}.pooled"] = res.last_hidden_state[0, 0].numpy().astype(np.float32)
+    save_numpy(out, str(GOLDEN / "full-shape-xlmr.safetensors"), metadata={
+        "transformers": transformers.__version__, "torch": torch.__version__, "prefix": "",
+        "cases": json.dumps([[k, v] for k, v in inputs], ensure_ascii=False), "max_length": "160"})
+    print(f"full-shape-xlmr: {len(inputs)} cases")
+
+
 MINILM_TEXTS = TEXTS[:14] + [p[1] for p in PAIRS[:3]] + [
     "A man is eating food.",
     "The quick brown fox jumps over the lazy dog.",
@@ -425,6 +460,7 @@ STEPS = {
     "distilbert-tiny": make_distilbert_tiny,
     "st-tiny": make_st_tiny,
     "full-shape": make_full_shape,
+    "full-shape-xlmr": make_full_shape_xlmr,
     "minilm": make_minilm,
 }
 
