@@ -139,10 +139,7 @@ fn int8_matches_f32_on_spanish_texts_and_retrieval() {
 /// `DENSA_E5_DIR`), used as e5 is meant: mean pooling, L2 normalisation, prompts.
 #[test]
 fn int8_matches_f32_on_multilingual_e5_small() {
-    let Some(dir) = std::env::var_os("DENSA_E5_DIR") else {
-        let required = std::env::var("DENSA_REQUIRE_E5").is_ok_and(|v| v == "1");
-        assert!(!required, "DENSA_E5_DIR is not set");
-        eprintln!("SKIPPED: multilingual-e5-small not built (set DENSA_E5_DIR)");
+    let Some(dir) = common::e5_dir_or_skip() else {
         return;
     };
     let load = |precision| {

@@ -235,3 +235,16 @@ pub fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The real multilingual-e5-small folder (`DENSA_E5_DIR`, built by
+/// `bash ../shared/models/multilingual-e5-small/build.sh DIR`; `.ci/run` builds it), or None
+/// (the test says it skipped) unless `DENSA_REQUIRE_E5=1`, where its absence fails.
+pub fn e5_dir_or_skip() -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("DENSA_E5_DIR") else {
+        let required = std::env::var("DENSA_REQUIRE_E5").is_ok_and(|v| v == "1");
+        assert!(!required, "DENSA_E5_DIR is not set");
+        eprintln!("SKIPPED: multilingual-e5-small not built (set DENSA_E5_DIR)");
+        return None;
+    };
+    Some(PathBuf::from(dir))
+}
