@@ -446,3 +446,75 @@ fn mismatched_builds_and_models_are_refused() {
     let stderr = build_fails(&passages, &dir.path().join("other"), &[]);
     assert!(stderr.contains("line 1: no \"text\""), "{stderr}");
 }
+
+/// The folder's prompts reach the index ("passage: ") and the questions ("query: ") without a
+/// flag, the index's vectors are sentence-transformers' (st-tiny's golden), the manifest
+/// records how passages were encoded, and search warns when the questions are not encoded
+/// the same way.
+#[test]
+fn index_and_search_follow_the_folders_prompts_and_warn_on_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = Golden::load("st-tiny");
+    let texts: Vec<String> = serde_json::from_str(&golden.metadata("texts").unwrap()).unwrap();
+    let passages = dir.path().join("passages.jsonl");
+    let lines: Vec<String> = texts
+        .iter()
+        .map(|t| serde_json::json!({ "text": t }).to_string())
+        .collect();
+    std::fs::write(&passages, lines.join("\n") + "\n").unwrap();
+    let (model, index) = (model_dir("st-tiny"), dir.path().join("index"));
+    let template = ["--passage-template", "{title}. {text}"];
+    let mut args = vec!["index", "--model", s(&model), "--passages", s(&passages)];
+    args.extend_from_slice(&["--output", s(&index)]);
+    args.extend_from_slice(&template);
+    let out = densa(&args, None);
+    let log = ok_stderr(&out);
+    assert!(
+        log.contains(
+            "densa: passages: pooling mean, prompt \"passage: \", normalized, dimension 16"
+        ),
+        "{log}"
+    );
+    // Untitled passages are their text alone: sentence-transformers' vectors with the
+    // "passage" prompt.
+    let (n, dim, vectors) = read_npy(&index.join("vectors.npy"));
+    let (shape, want) = golden.f32("passage");
+    assert_eq!((n, dim), (shape[0], shape[1]));
+    let diff = common::max_abs_diff(&vectors, &want);
+    assert!(
+        diff <= 1e-5,
+        "index vectors vs sentence-transformers: {diff:e}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(index.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["prompt"], "passage: ");
+    assert_eq!(manifest["passage_template"], "{title}. {text}");
+    assert_eq!(manifest["pooling"], "mean");
+
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", "--model", s(&model), "--index", s(&index)];
+        args.extend_from_slice(extra);
+        args.push(texts[0].as_str());
+        ok_stderr(&densa(&args, None))
+    };
+    let log = search(&[]);
+    assert!(
+        log.contains("densa: questions: pooling mean, prompt \"query: \""),
+        "{log}"
+    );
+    assert!(!log.contains("warning"), "{log}");
+    let log = search(&["--prompt", "", "--pooling", "cls"]);
+    for warning in [
+        "densa: warning: the passages were pooled by mean, the questions by cls",
+        "densa: warning: the passages were encoded with prompt \"passage: \", the questions with no prompt",
+    ] {
+        assert!(log.contains(warning), "{log}");
+    }
+}
+
+/// A command that must succeed: its standard error.
+fn ok_stderr(out: &std::process::Output) -> String {
+    ok(out);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
