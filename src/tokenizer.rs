@@ -360,9 +360,16 @@ fn special_token(configs: &[Value], key: &str, default: &str) -> String {
 fn from_vocab(dir: &Path) -> Result<Tokenizer> {
     let vocab = dir.join("vocab.txt");
     if !vocab.is_file() {
+        // XLM-R / CamemBERT folders of 2019-2020 ship only a SentencePiece model.
+        let sentencepiece = ["sentencepiece.bpe.model", "spiece.model", "tokenizer.model"]
+            .into_iter()
+            .find(|f| dir.join(f).is_file());
         return Err(Error::MissingFile {
             path: vocab,
-            hint: " (and no tokenizer.json)".into(),
+            hint: match sentencepiece {
+                Some(model) => format!(" (and no tokenizer.json; {model} is a SentencePiece model, which densa does not read: write tokenizer.json with transformers' AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))"),
+                None => " (and no tokenizer.json)".into(),
+            },
         });
     }
     let configs: Vec<Value> = [

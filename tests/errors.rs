@@ -380,3 +380,18 @@ fn non_finite_embeddings_are_refused_by_default() {
     let e = permissive.embed(&["hola"]).unwrap();
     assert!(e.data.iter().any(|v| !v.is_finite()));
 }
+
+/// An XLM-R folder with only a SentencePiece model (no tokenizer.json) gets an error that says
+/// what to do.
+#[test]
+fn a_sentencepiece_only_folder_is_told_how_to_get_a_tokenizer_json() {
+    let dir = copy_fixture("xlmr-tiny");
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    std::fs::write(dir.path().join("sentencepiece.bpe.model"), b"not read").unwrap();
+    let e = load_err(dir.path());
+    expect_error(
+        &e,
+        matches!(e, Error::MissingFile { .. }),
+        "sentencepiece.bpe.model is a SentencePiece model, which densa does not read",
+    );
+}
