@@ -61,6 +61,25 @@ fn e5_index_search_and_eval_rank_as_transformers() {
         );
     }
 
+    // eval encoding the passages itself: they take the questions' pooling and normalisation,
+    // with their own prompt and template.
+    let mut args = vec!["eval", "--model-q", s(&model), "--model-ctx", s(&model)];
+    args.extend_from_slice(&[
+        "--passages",
+        s(&passages),
+        "--qa",
+        s(&qa),
+        "--top-k",
+        "1,5,20",
+    ]);
+    args.extend_from_slice(&["--prompt", "query: ", "--passage-prompt", "passage: "]);
+    args.extend_from_slice(&["--passage-template", "{title}. {text}"]);
+    args.extend_from_slice(&e5);
+    let again: serde_json::Value = serde_json::from_str(&ok(&densa(&args, None))).unwrap();
+    for key in ["recall@1", "recall@5", "recall@20", "mrr"] {
+        assert_eq!(again[key], report[key], "eval --passages {key}");
+    }
+
     // The first hit of each question, where transformers' first two are not a near tie.
     let questions: Vec<serde_json::Value> = std::fs::read_to_string(&qa)
         .unwrap()

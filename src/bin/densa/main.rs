@@ -219,8 +219,8 @@ enum Command {
         /// How questions are encoded (default prompt: the folder's "query").
         #[command(flatten)]
         encode: EncodeArgs,
-        /// How --passages are encoded: their prompt (default: the folder's "passage" or
-        /// "document").
+        /// The prompt of --passages (default: the folder's "passage" or "document"); they are
+        /// pooled, truncated and normalised as the questions.
         #[arg(long)]
         passage_prompt: Option<String>,
         /// As --passage-template of densa index, for --passages.
@@ -329,9 +329,12 @@ fn main() -> ExitCode {
             run,
         } => {
             let model = |dir: PathBuf| ModelArgs { model: dir, run };
+            // Passages are pooled, truncated and normalised as the questions; only the prompt
+            // differs (default: the folder's "passage" or "document").
             let passage_side = EncodeArgs {
                 prompt: passage_prompt,
-                ..EncodeArgs::default()
+                prompt_name: None,
+                ..encode.clone()
             };
             eval(
                 (model(model_q), &encode),
