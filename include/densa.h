@@ -50,6 +50,11 @@ typedef struct densa_options {
     uint32_t max_length;
     /* Inputs per forward pass; 0 = 32. */
     uint32_t batch_size;
+    /* Keep the first N values of every vector (Matryoshka), before `normalize`; 0 = all. */
+    uint32_t truncate_dim;
+    /* A literal prefix put before every text ("query: "), copied at densa_open; NULL = the
+     * folder's default prompt (sentence-transformers' default_prompt_name), "" = none. */
+    const char *prompt;
 } densa_options;
 
 /* Fills `options` with the defaults and its size. Inline, so that `size` is the size of the
@@ -62,6 +67,8 @@ static inline void densa_options_init(densa_options *options) {
     options->normalize = 0;
     options->max_length = 0;
     options->batch_size = 0;
+    options->truncate_dim = 0;
+    options->prompt = NULL;
 }
 
 /* Opens a model folder (config.json, model.safetensors, tokenizer files). NULL on error. */

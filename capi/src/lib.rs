@@ -18,6 +18,8 @@ pub struct DensaOptions {
     pub normalize: u32,
     pub max_length: u32,
     pub batch_size: u32,
+    pub truncate_dim: u32,
+    pub prompt: *const c_char,
 }
 
 /// The opaque `densa_encoder`.
@@ -163,6 +165,26 @@ pub unsafe extern "C" fn densa_open(
                 field(offset_of!(DensaOptions, batch_size)).filter(|&b| b != 0)
             {
                 opts.batch_size = batch_size as usize;
+            }
+            if let Some(n) = field(offset_of!(DensaOptions, truncate_dim)).filter(|&n| n != 0) {
+                opts.truncate_dim = Some(n as usize);
+            }
+            let prompt_at = offset_of!(DensaOptions, prompt);
+            if prompt_at + std::mem::size_of::<*const c_char>() <= size {
+                // SAFETY: the caller's struct holds `size` readable bytes (contract) and this
+                // field lies within them (checked).
+                let prompt = unsafe {
+                    options
+                        .cast::<u8>()
+                        .add(prompt_at)
+                        .cast::<*const c_char>()
+                        .read_unaligned()
+                };
+                if !prompt.is_null() {
+                    // SAFETY: a non-NULL prompt is a NUL-terminated string (contract).
+                    opts.prompt =
+                        Some(unsafe { c_str(prompt, "densa_options.prompt") }?.to_owned());
+                }
             }
         }
         let encoder = Encoder::from_dir(dir, opts).map_err(|e| e.to_string())?;

@@ -40,6 +40,29 @@ fn parse_rows(output: &str, kind: &str) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// st-tiny's first golden text, and sentence-transformers' vectors of it with the prompt
+/// "pregunta: " and with `truncate_dim` 8 (tests/fixtures/golden/st-tiny.safetensors).
+fn st_golden() -> (String, Vec<f32>, Vec<f32>) {
+    let bytes = std::fs::read(repo().join("tests/fixtures/golden/st-tiny.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let texts: Vec<String> =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["texts"]).unwrap();
+    let first_row = |name: &str| -> Vec<f32> {
+        let t = st.tensor(name).unwrap();
+        let cols = t.shape()[1];
+        t.data()[..cols * 4]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    (
+        texts[0].clone(),
+        first_row("literal"),
+        first_row("truncated"),
+    )
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn c_program_gets_the_rust_vectors() {
@@ -66,8 +89,12 @@ fn c_program_gets_the_rust_vectors() {
         String::from_utf8_lossy(&compiled.stderr)
     );
     let model = repo().join("tests/fixtures/models/dpr-ctx-tiny");
+    // A sentence-transformers folder and its golden (sentence-transformers' own vectors).
+    let st_golden = st_golden();
     let run = Command::new(&exe)
         .arg(&model)
+        .arg(repo().join("tests/fixtures/models/st-tiny"))
+        .arg(&st_golden.0)
         .env("LD_LIBRARY_PATH", &lib)
         .output()
         .unwrap();
@@ -115,6 +142,18 @@ fn c_program_gets_the_rust_vectors() {
     }
     for (i, row) in got_pairs.iter().enumerate() {
         assert_eq!(row.as_slice(), want_pairs.row(i), "pair {i}");
+    }
+    // The prompt and truncate_dim options against SentenceTransformer.encode.
+    for (kind, want) in [("prompted", &st_golden.1), ("truncated", &st_golden.2)] {
+        let got = parse_rows(&stdout, kind);
+        assert_eq!(got.len(), 1, "{kind}");
+        assert_eq!(got[0].len(), want.len(), "{kind}");
+        let diff = got[0]
+            .iter()
+            .zip(want.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff <= 1e-5, "{kind}: {diff:e}");
     }
     for needle in [
         "missing: NULL | /nonexistent/densa-model",

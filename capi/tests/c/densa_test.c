@@ -2,7 +2,8 @@
  * with the Rust API), a too-small buffer, hostile arguments (an array shorter than `count`
  * ending at a guard page, an overflowing count, a fork()ed child), and 4 threads sharing one
  * encoder.
- * Usage: densa_test MODEL_DIR */
+ * With a sentence-transformers folder and a text, also the prompt and truncate_dim options.
+ * Usage: densa_test MODEL_DIR [ST_MODEL_DIR TEXT] */
 #define _DEFAULT_SOURCE /* mmap, fork */
 #include "densa.h"
 
@@ -54,8 +55,8 @@ static void print_rows(const char *kind, const float *rows, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
+    if (argc != 2 && argc != 4) {
+        fprintf(stderr, "usage: %s MODEL_DIR [ST_MODEL_DIR TEXT]\n", argv[0]);
         return 2;
     }
     printf("version %s\n", densa_version());
@@ -154,6 +155,34 @@ int main(int argc, char **argv) {
     densa_encoder *older = densa_open(argv[1], &old);
     printf("older options: %s\n", older && densa_dim(older) == dim ? "ok" : densa_last_error());
     densa_close(older);
+
+    /* The prompt and truncate_dim options, on a sentence-transformers folder. */
+    if (argc >= 4) {
+        const char *one[] = {argv[3]};
+        densa_options st_options;
+        densa_options_init(&st_options);
+        st_options.threads = 2;
+        st_options.prompt = "pregunta: ";
+        densa_encoder *prompted = densa_open(argv[2], &st_options);
+        st_options.prompt = NULL;
+        st_options.truncate_dim = 8;
+        densa_encoder *truncated = densa_open(argv[2], &st_options);
+        if (!prompted || !truncated) {
+            printf("st open: %s\n", densa_last_error());
+            return 1;
+        }
+        size_t saved = dim;
+        float row[64];
+        dim = densa_dim(prompted);
+        if (dim > 64 || densa_embed(prompted, one, 1, row, dim) != 0) return 1;
+        print_rows("prompted", row, 1);
+        dim = densa_dim(truncated);
+        if (dim > 64 || densa_embed(truncated, one, 1, row, dim) != 0) return 1;
+        print_rows("truncated", row, 1);
+        dim = saved;
+        densa_close(prompted);
+        densa_close(truncated);
+    }
 
     /* 4 threads, 50 calls each, on the shared encoder: every result equal to the first. */
     pthread_t threads[4];
