@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::cli::{densa, ok};
+use common::cli::{densa, json_lines, ok};
 use common::{cases, max_abs_diff, model_dir, read_npy, Case, Golden};
 use std::io::Write;
 use std::path::Path;
@@ -61,10 +61,7 @@ fn embed_jsonl_pairs_to_stdout_matches_golden() {
     let model = model_dir("dpr-question-tiny");
     let stdout = ok(&embed_input(&model, &input, &["--threads", "1"]));
     let golden = Golden::load("dpr-question-tiny");
-    let rows: Vec<Vec<f32>> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<Vec<f32>> = json_lines(&stdout);
     assert_eq!(rows.len(), cases.len());
     for (row, i) in rows.iter().zip(golden_index) {
         assert!(
@@ -84,10 +81,7 @@ fn tokenize_prints_transformers_ids() {
         Some((texts.join("\n") + "\n").as_bytes()),
     ));
     let golden = Golden::load("bert-tiny");
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = json_lines(&stdout);
     assert_eq!(lines.len(), texts.len());
     for (i, line) in lines.iter().enumerate() {
         let ids: Vec<u32> = serde_json::from_value(line["ids"].clone()).unwrap();
@@ -244,10 +238,7 @@ fn every_line_is_one_row_in_order() {
         &["tokenize", "--model", model.to_str().unwrap()],
         Some(input.as_bytes()),
     ));
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<serde_json::Value> = json_lines(&out);
     assert_eq!(rows.len(), 6);
     // BETO's [CLS] = 4, [SEP] = 5 (tests/fixtures/vocab/README.md).
     for i in [1, 2, 4] {
@@ -257,10 +248,7 @@ fn every_line_is_one_row_in_order() {
         &["embed", "--model", model.to_str().unwrap()],
         Some(input.as_bytes()),
     ));
-    let vectors: Vec<Vec<f32>> = embedded
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let vectors: Vec<Vec<f32>> = json_lines(&embedded);
     assert_eq!(vectors.len(), 6);
     // The empty lines are the same text, so the same vector; "hola" differs from them.
     assert_eq!(vectors[1], vectors[2]);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cli::{densa, ok, s};
+use common::cli::{densa, json_lines, ok, s};
 use common::{cases, model_dir, read_npy, Case, Golden};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -139,10 +139,7 @@ fn index_holds_transformers_vectors_and_search_ranks_by_inner_product() {
         ],
         None,
     ));
-    let results: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let results: Vec<serde_json::Value> = json_lines(&out);
     assert_eq!(results.len(), picks.len());
     for (result, &q) in results.iter().zip(&picks) {
         // Brute force in f64 over transformers' vectors.

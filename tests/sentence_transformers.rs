@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cli::{densa, ok, s};
+use common::cli::{densa, json_lines, ok, s};
 use common::{copy_folder, max_abs_diff, model_dir, Golden};
 use densa::{Encoder, Options, Pooling};
 
@@ -201,10 +201,7 @@ fn embed_prompt_flags_match_sentence_transformers() {
         args.extend_from_slice(&flags);
         let stdout = ok(&densa(&args, Some(input.as_bytes())));
         let (shape, want) = golden.f32(label);
-        let rows: Vec<Vec<f32>> = stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let rows: Vec<Vec<f32>> = json_lines(&stdout);
         assert_eq!(rows.len(), shape[0], "{label}");
         for (i, row) in rows.iter().enumerate() {
             let diff = max_abs_diff(row, &want[i * shape[1]..(i + 1) * shape[1]]);

@@ -17,6 +17,7 @@ It writes:
   tests/fixtures/models/distilbert-tiny/      DistilBERT, sinusoidal positions left out of the checkpoint
   tests/fixtures/models/st-tiny/              sentence-transformers on xlmr-tiny: mean without the prompt,
                                               Dense (tanh), Normalize, prompts
+  tests/fixtures/models/{bert,xlmr,distilbert}-rerank-tiny/   sequence-classification heads (cross-encoders)
   tests/fixtures/golden/<model>.safetensors   token ids, per-layer hidden states and pooled outputs
   tests/fixtures/golden/full-shape.safetensors   BERT-base shape (768/12/12/3072, vocab 31002) with
                                               weights from tools/prng.py, which the Rust test regenerates
@@ -327,6 +328,75 @@ def make_distilbert_tiny():
                                token_types=False)
 
 
+RERANK_PAIRS = [[p[0], p[1]] for p in PAIRS] + [
+    ["¿Quién escribió Don Quijote?", PAIRS[0][1]],
+    ["¿Quién escribió Don Quijote?", PAIRS[1][1]],
+    ["¿Dónde nace el Ebro?", PAIRS[4][1]],
+    ["", "Texto sin pregunta."],
+]
+
+
+def copy_tokenizer(src, folder):
+    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
+        if (MODELS / src / f).exists():
+            shutil.copy(MODELS / src / f, folder / f)
+
+
+def rerank_golden(name, folder, model, token_types):
+    """Logits of every (query, text) pair of RERANK_PAIRS, ids from the `tokenizers` library."""
+    import tokenizers
+    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.enable_truncation(512, strategy="longest_first")
+    out = {}
+    for i, (query, text) in enumerate(RERANK_PAIRS):
+        enc = tok.encode(query, text)
+        ids = torch.tensor([enc.ids])
+        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
+        if token_types:
+            kwargs["token_type_ids"] = torch.tensor([enc.type_ids])
+        with torch.no_grad():
+            out[f"pair{i}.logits"] = model(**kwargs).logits[0].numpy().astype(np.float32)
+        out[f"pair{i}.input_ids"] = ids[0].numpy().astype(np.int64)
+    save_numpy(out, str(GOLDEN / f"{name}.safetensors"), metadata={
+        "transformers": transformers.__version__, "torch": torch.__version__,
+        "pairs": json.dumps(RERANK_PAIRS, ensure_ascii=False)})
+    print(f"{name}: {len(RERANK_PAIRS)} pairs")
+
+
+def make_rerank_tiny():
+    """Cross-encoder heads: BertForSequenceClassification (1 label, on the pooler),
+    XLMRobertaForSequenceClassification (3 labels with names, classifier.dense + out_proj) and
+    DistilBertForSequenceClassification (2 labels, pre_classifier + ReLU + classifier)."""
+    folder = fresh_folder("bert-rerank-tiny")
+    model = transformers.BertForSequenceClassification(tiny_config(transformers.BertConfig, num_labels=1)).eval()
+    redraw(model, 9)
+    model.save_pretrained(folder)
+    copy_tokenizer("bert-tiny", folder)
+    rerank_golden("bert-rerank-tiny", folder, model, token_types=True)
+
+    folder = fresh_folder("xlmr-rerank-tiny")
+    import tokenizers
+    vocab = tokenizers.Tokenizer.from_file(str(MODELS / "xlmr-tiny" / "tokenizer.json")).get_vocab_size()
+    cfg = tiny_config(transformers.XLMRobertaConfig, vocab_size=vocab, max_position_embeddings=514,
+                      type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5,
+                      num_labels=3, id2label={0: "contradicción", 1: "neutral", 2: "implicación"},
+                      label2id={"contradicción": 0, "neutral": 1, "implicación": 2})
+    model = transformers.XLMRobertaForSequenceClassification(cfg).eval()
+    redraw(model, 10)
+    model.save_pretrained(folder)
+    copy_tokenizer("xlmr-tiny", folder)
+    rerank_golden("xlmr-rerank-tiny", folder, model, token_types=False)
+
+    folder = fresh_folder("distilbert-rerank-tiny")
+    cfg = transformers.DistilBertConfig(vocab_size=31002, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                        max_position_embeddings=512, pad_token_id=0, num_labels=2)
+    model = transformers.DistilBertForSequenceClassification(cfg).eval()
+    redraw(model, 11)
+    model.save_pretrained(folder)
+    copy_tokenizer("distilbert-tiny", folder)
+    rerank_golden("distilbert-rerank-tiny", folder, model, token_types=False)
+
+
 ST_TEXTS = TEXTS[:3] + TEXTS[5:12] + [PAIRS[0][1], PAIRS[4][1]]
 
 
@@ -459,6 +529,7 @@ STEPS = {
     "roberta-tiny": make_roberta_tiny,
     "distilbert-tiny": make_distilbert_tiny,
     "st-tiny": make_st_tiny,
+    "rerank-tiny": make_rerank_tiny,
     "full-shape": make_full_shape,
     "full-shape-xlmr": make_full_shape_xlmr,
     "minilm": make_minilm,

@@ -76,3 +76,11 @@ pub fn tree(dir: &Path) -> Tree {
 pub fn names(tree: &[(PathBuf, Option<Vec<u8>>)]) -> Vec<String> {
     tree.iter().map(|(p, _)| p.display().to_string()).collect()
 }
+
+/// Standard output of JSON lines, one value per line.
+pub fn json_lines<T: serde::de::DeserializeOwned>(stdout: &str) -> Vec<T> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}

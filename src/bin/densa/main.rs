@@ -3,10 +3,12 @@
 //! `retrieval` (index, search, eval).
 
 mod encode;
+mod heads;
 mod model;
 mod retrieval;
 
 use encode::{embed, tokenize};
+use heads::rerank;
 use model::{bench, inspect, quantize};
 use retrieval::{eval, index, search};
 
@@ -229,6 +231,27 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Score (query, text) pairs with a cross-encoder (a *ForSequenceClassification model):
+    /// one JSON line per input, in input order.
+    Rerank {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// How a "title" is joined to the text.
+        #[arg(long, default_value = "{title}. {text}")]
+        passage_template: String,
+        /// JSON lines {"query": ..., "text": ..., "title": optional}, or - for standard input.
+        #[arg(long, default_value = "-")]
+        input: String,
+        /// Output file (JSON lines); default standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Truncate pairs to this many tokens (longest first; default: the model's).
+        #[arg(long)]
+        max_length: Option<usize>,
+        /// Pairs per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
     /// Time the forward pass on synthetic inputs of a fixed shape; prints one JSON line.
     Bench {
         #[command(flatten)]
@@ -275,6 +298,20 @@ fn main() -> ExitCode {
             force,
         } => quantize(&model, &output, force),
         Command::Inspect { model } => inspect(&model),
+        Command::Rerank {
+            model,
+            input,
+            output,
+            passage_template,
+            max_length,
+            batch_size,
+        } => rerank(
+            model,
+            &input,
+            output.as_deref(),
+            &passage_template,
+            (max_length, batch_size),
+        ),
         Command::Bench {
             model,
             batch,
@@ -375,6 +412,29 @@ pub(crate) enum Side {
     Query,
 }
 
+/// The run flags (threads, precision, batching, non-finite) as library options.
+pub(crate) fn run_options(
+    model: &ModelArgs,
+    max_length: Option<usize>,
+    batch_size: usize,
+) -> Options {
+    let run = &model.run;
+    let precision = match run.precision {
+        PrecisionArg::Auto => Precision::Auto,
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::Int8 => Precision::Int8,
+    };
+    Options {
+        threads: run.threads,
+        max_length,
+        batch_size,
+        precision,
+        allow_non_finite: run.allow_non_finite,
+        max_batch_tokens: run.max_batch_tokens,
+        ..Options::default()
+    }
+}
+
 pub(crate) fn open_encoder(
     model: &ModelArgs,
     encode: &EncodeArgs,
@@ -382,12 +442,6 @@ pub(crate) fn open_encoder(
     max_length: Option<usize>,
     batch_size: usize,
 ) -> Result<Encoder, Error> {
-    let run = &model.run;
-    let precision = match run.precision {
-        PrecisionArg::Auto => Precision::Auto,
-        PrecisionArg::F32 => Precision::F32,
-        PrecisionArg::Int8 => Precision::Int8,
-    };
     let mut prompt_name = encode.prompt_name.clone();
     if encode.prompt.is_none() && prompt_name.is_none() {
         let names: &[&str] = match side {
@@ -402,17 +456,12 @@ pub(crate) fn open_encoder(
             .map(|name| name.to_string());
     }
     let options = Options {
-        threads: run.threads,
         pooling: encode.pooling,
         normalize: encode.normalize,
         prompt: encode.prompt.clone(),
         prompt_name,
         truncate_dim: encode.truncate_dim,
-        max_length,
-        batch_size,
-        precision,
-        allow_non_finite: run.allow_non_finite,
-        max_batch_tokens: run.max_batch_tokens,
+        ..run_options(model, max_length, batch_size)
     };
     Encoder::from_dir(&model.model, options)
 }

@@ -1,0 +1,190 @@
+//! Cross-encoders: densa's logits for (query, text) pairs against transformers'
+//! `*ForSequenceClassification` (tests/fixtures/golden/*-rerank-tiny.safetensors, written by
+//! tools/make_fixtures.py), and the CLI's `densa rerank` on top.
+
+mod common;
+
+use common::cli::{densa, fails, json_lines, ok, s};
+use common::{model_dir, Golden};
+use densa::{Options, Precision, Reranker};
+
+/// As for embeddings on the tiny models: absolute.
+const TOLERANCE: f32 = 1e-5;
+
+fn pairs(golden: &Golden) -> Vec<(String, String)> {
+    let raw: Vec<[String; 2]> = serde_json::from_str(&golden.metadata("pairs").unwrap()).unwrap();
+    raw.into_iter().map(|[q, t]| (q, t)).collect()
+}
+
+fn open(name: &str, precision: Precision) -> Reranker {
+    let options = Options {
+        threads: 2,
+        precision,
+        ..Options::default()
+    };
+    Reranker::from_dir(model_dir(name), options).unwrap()
+}
+
+#[test]
+fn every_head_matches_transformers() {
+    for (name, labels) in [
+        ("bert-rerank-tiny", vec!["LABEL_0"]),
+        (
+            "xlmr-rerank-tiny",
+            vec!["contradicción", "neutral", "implicación"],
+        ),
+        ("distilbert-rerank-tiny", vec!["LABEL_0", "LABEL_1"]),
+    ] {
+        let golden = Golden::load(name);
+        let pairs = pairs(&golden);
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(q, t)| (q.as_str(), t.as_str()))
+            .collect();
+        let reranker = open(name, Precision::F32);
+        assert_eq!(reranker.labels(), labels.as_slice(), "{name}: id2label");
+        let got = reranker.score(&refs).unwrap();
+        let mut worst = 0.0f32;
+        for (i, scores) in got.iter().enumerate() {
+            let want = golden.f32(&format!("pair{i}.logits")).1;
+            let diff = common::max_abs_diff(&scores.logits, &want);
+            assert!(diff <= TOLERANCE, "{name} pair {i}: {diff:e}");
+            worst = worst.max(diff);
+            // sigmoid of one logit, softmax of several, computed here from transformers' logits.
+            let expected: Vec<f64> = if want.len() == 1 {
+                vec![1.0 / (1.0 + (-(want[0] as f64)).exp())]
+            } else {
+                let sum: f64 = want.iter().map(|&l| (l as f64).exp()).sum();
+                want.iter().map(|&l| (l as f64).exp() / sum).collect()
+            };
+            for (g, e) in scores.scores.iter().zip(&expected) {
+                assert!(
+                    (*g as f64 - e).abs() <= 1e-5,
+                    "{name} pair {i}: score {g} vs {e}"
+                );
+            }
+            // Token ids as the `tokenizers` library gives them.
+            let ids = reranker
+                .encoder()
+                .tokenize(&[densa::Input::Pair(refs[i].0, refs[i].1)])
+                .unwrap();
+            assert_eq!(
+                ids[0].ids,
+                golden.ids(&format!("pair{i}.input_ids")),
+                "{name} pair {i}"
+            );
+        }
+        println!(
+            "FIDELITY {name}: {} pairs, worst |diff| logits {worst:.3e}",
+            got.len()
+        );
+        // int8 under the head: the same ranking signal.
+        let int8 = open(name, Precision::Int8).score(&refs).unwrap();
+        for (i, (a, b)) in int8.iter().zip(&got).enumerate() {
+            let diff = common::max_abs_diff(&a.logits, &b.logits);
+            assert!(
+                diff <= 0.05,
+                "{name} pair {i}: int8 logits differ by {diff}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_model_without_a_classification_head_is_a_clear_error() {
+    let e = Reranker::from_dir(model_dir("xlmr-tiny"), Options::default()).err();
+    let message = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("names no sequence-classification head"),
+        "{message}"
+    );
+}
+
+/// `densa rerank`: one JSON line per input in input order, titles joined by the template.
+#[test]
+fn rerank_cli_prints_logits_and_scores_in_input_order() {
+    let golden = Golden::load("xlmr-rerank-tiny");
+    let pairs = pairs(&golden);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pairs.jsonl");
+    let lines: Vec<String> = pairs
+        .iter()
+        .map(|(q, t)| serde_json::json!({ "query": q, "text": t }).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let model = model_dir("xlmr-rerank-tiny");
+    let stdout = ok(&densa(
+        &["rerank", "--model", s(&model), "--input", s(&input)],
+        None,
+    ));
+    let rows: Vec<serde_json::Value> = json_lines(&stdout);
+    assert_eq!(rows.len(), pairs.len());
+    for (i, row) in rows.iter().enumerate() {
+        let want = golden.f32(&format!("pair{i}.logits")).1;
+        let logits: Vec<f32> = serde_json::from_value(row["logits"].clone()).unwrap();
+        assert!(
+            common::max_abs_diff(&logits, &want) <= TOLERANCE,
+            "pair {i}"
+        );
+        let best = (0..3).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
+        let names = ["contradicción", "neutral", "implicación"];
+        assert_eq!(row["label"], names[best], "pair {i}");
+        assert_eq!(row["scores"].as_array().unwrap().len(), 3);
+    }
+    // One label: "logit" and its sigmoid "score".
+    let bert = Golden::load("bert-rerank-tiny");
+    let stdout = ok(&densa(
+        &[
+            "rerank",
+            "--model",
+            s(&model_dir("bert-rerank-tiny")),
+            "--input",
+            s(&input),
+        ],
+        None,
+    ));
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let want = bert.f32("pair0.logits").1[0];
+    assert!((first["logit"].as_f64().unwrap() as f32 - want).abs() <= TOLERANCE);
+    let sigmoid = 1.0 / (1.0 + (-(want as f64)).exp());
+    assert!((first["score"].as_f64().unwrap() - sigmoid).abs() <= 1e-5);
+    // A title is joined to the text by --passage-template (default "{title}. {text}").
+    let titled = dir.path().join("titled.jsonl");
+    std::fs::write(
+        &titled,
+        format!(
+            "{}\n",
+            serde_json::json!({"query": pairs[0].0, "title": "Cervantes", "text": pairs[0].1})
+        ),
+    )
+    .unwrap();
+    let joined = dir.path().join("joined.jsonl");
+    let text = format!("Cervantes. {}", pairs[0].1);
+    std::fs::write(
+        &joined,
+        format!(
+            "{}\n",
+            serde_json::json!({"query": pairs[0].0, "text": text})
+        ),
+    )
+    .unwrap();
+    let run = |path: &std::path::Path| {
+        ok(&densa(
+            &["rerank", "--model", s(&model), "--input", s(path)],
+            None,
+        ))
+    };
+    assert_eq!(run(&titled), run(&joined));
+    // A line without "query" is an error naming the line.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"query\": \"a\", \"text\": \"b\"}\n{\"text\": \"sin pregunta\"}\n",
+    )
+    .unwrap();
+    let stderr = fails(&densa(
+        &["rerank", "--model", s(&model), "--input", s(&bad)],
+        None,
+    ));
+    assert!(stderr.contains("line 2: no \"query\" string"), "{stderr}");
+}
