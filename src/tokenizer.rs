@@ -50,6 +50,18 @@ pub struct Tokenized {
 }
 
 /// The tokenizer of a model folder, with densa's truncation.
+/// One window of a (question, context) pair ([`TextTokenizer::question_context_windows`]).
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub tokens: Tokenized,
+    /// Per token: `Some(0)` question, `Some(1)` context, `None` special token.
+    pub sequence_ids: Vec<Option<usize>>,
+    /// Per token: its word within its sequence.
+    pub word_ids: Vec<Option<u32>>,
+    /// Per token: `(start, end)` in characters of its sequence's text.
+    pub offsets: Vec<(usize, usize)>,
+}
+
 pub struct TextTokenizer {
     inner: Tokenizer,
     /// The same tokenizer without truncation, to count the tokens of a prefix.
@@ -123,6 +135,51 @@ impl TextTokenizer {
     /// The id of a token, if the vocabulary has it.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
+    }
+
+    /// The windows a (question, context) pair is cut into for extractive reading, as
+    /// transformers' question-answering pipeline cut them: the context truncated to windows of
+    /// `max_seq_len` tokens (question and special tokens included) overlapping by `doc_stride`
+    /// tokens; the question whole in each. Offsets are in characters of the context.
+    pub fn question_context_windows(
+        &self,
+        question: &str,
+        context: &str,
+        max_seq_len: usize,
+        doc_stride: usize,
+    ) -> Result<Vec<Window>> {
+        let mut tokenizer = self.untruncated.clone();
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_len,
+                stride: doc_stride,
+                strategy: TruncationStrategy::OnlySecond,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let first = tokenizer
+            .encode_char_offsets((question, context), true)
+            .map_err(|e| {
+                Error::InvalidInput(format!(
+                    "the question does not leave room for the context in windows of {max_seq_len} tokens with a stride of {doc_stride} ({e}): use a shorter question or a larger max_seq_len"
+                ))
+            })?;
+        let mut encodings = vec![first.clone()];
+        encodings.extend(first.get_overflowing().iter().cloned());
+        Ok(encodings
+            .into_iter()
+            .map(|e| Window {
+                tokens: Tokenized {
+                    ids: e.get_ids().to_vec(),
+                    type_ids: e.get_type_ids().to_vec(),
+                    tokens: e.get_tokens().to_vec(),
+                    truncated: false,
+                },
+                sequence_ids: e.get_sequence_ids(),
+                word_ids: e.get_word_ids().to_vec(),
+                offsets: e.get_offsets().to_vec(),
+            })
+            .collect())
     }
 
     /// How many special tokens the tokenizer adds to one text (`pair: false`) or to a pair.

@@ -18,6 +18,8 @@ It writes:
   tests/fixtures/models/st-tiny/              sentence-transformers on xlmr-tiny: mean without the prompt,
                                               Dense (tanh), Normalize, prompts
   tests/fixtures/models/{bert,xlmr,distilbert}-rerank-tiny/   sequence-classification heads (cross-encoders)
+  tests/fixtures/models/{bert,xlmr,distilbert}-qa-tiny/   question-answering heads (readers); goldens hold
+                                              every window's logits and tools/qa_reference.py's answers
   tests/fixtures/golden/<model>.safetensors   token ids, per-layer hidden states and pooled outputs
   tests/fixtures/golden/full-shape.safetensors   BERT-base shape (768/12/12/3072, vocab 31002) with
                                               weights from tools/prng.py, which the Rust test regenerates
@@ -342,6 +344,30 @@ def copy_tokenizer(src, folder):
             shutil.copy(MODELS / src / f, folder / f)
 
 
+def xlmr_tiny_config(**extra):
+    """xlmr-tiny's shape and vocabulary, for the heads built on it."""
+    import tokenizers
+    vocab = tokenizers.Tokenizer.from_file(str(MODELS / "xlmr-tiny" / "tokenizer.json")).get_vocab_size()
+    return tiny_config(transformers.XLMRobertaConfig, vocab_size=vocab, max_position_embeddings=514,
+                       type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5,
+                       **extra)
+
+
+def distilbert_tiny_config(**extra):
+    return transformers.DistilBertConfig(vocab_size=31002, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                         max_position_embeddings=512, pad_token_id=0, **extra)
+
+
+def head_fixture(name, model_class, cfg, seed, tokenizer_from):
+    """A fresh folder with a randomly drawn `model_class(cfg)` and the tokenizer of another fixture."""
+    folder = fresh_folder(name)
+    model = model_class(cfg).eval()
+    redraw(model, seed)
+    model.save_pretrained(folder)
+    copy_tokenizer(tokenizer_from, folder)
+    return folder, model
+
+
 def rerank_golden(name, folder, model, token_types):
     """Logits of every (query, text) pair of RERANK_PAIRS, ids from the `tokenizers` library."""
     import tokenizers
@@ -367,34 +393,72 @@ def make_rerank_tiny():
     """Cross-encoder heads: BertForSequenceClassification (1 label, on the pooler),
     XLMRobertaForSequenceClassification (3 labels with names, classifier.dense + out_proj) and
     DistilBertForSequenceClassification (2 labels, pre_classifier + ReLU + classifier)."""
-    folder = fresh_folder("bert-rerank-tiny")
-    model = transformers.BertForSequenceClassification(tiny_config(transformers.BertConfig, num_labels=1)).eval()
-    redraw(model, 9)
-    model.save_pretrained(folder)
-    copy_tokenizer("bert-tiny", folder)
+    folder, model = head_fixture("bert-rerank-tiny", transformers.BertForSequenceClassification,
+                                 tiny_config(transformers.BertConfig, num_labels=1), 9, "bert-tiny")
     rerank_golden("bert-rerank-tiny", folder, model, token_types=True)
-
-    folder = fresh_folder("xlmr-rerank-tiny")
-    import tokenizers
-    vocab = tokenizers.Tokenizer.from_file(str(MODELS / "xlmr-tiny" / "tokenizer.json")).get_vocab_size()
-    cfg = tiny_config(transformers.XLMRobertaConfig, vocab_size=vocab, max_position_embeddings=514,
-                      type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5,
-                      num_labels=3, id2label={0: "contradicción", 1: "neutral", 2: "implicación"},
-                      label2id={"contradicción": 0, "neutral": 1, "implicación": 2})
-    model = transformers.XLMRobertaForSequenceClassification(cfg).eval()
-    redraw(model, 10)
-    model.save_pretrained(folder)
-    copy_tokenizer("xlmr-tiny", folder)
+    labels = {0: "contradicción", 1: "neutral", 2: "implicación"}
+    cfg = xlmr_tiny_config(num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
+    folder, model = head_fixture("xlmr-rerank-tiny", transformers.XLMRobertaForSequenceClassification, cfg, 10,
+                                 "xlmr-tiny")
     rerank_golden("xlmr-rerank-tiny", folder, model, token_types=False)
-
-    folder = fresh_folder("distilbert-rerank-tiny")
-    cfg = transformers.DistilBertConfig(vocab_size=31002, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
-                                        max_position_embeddings=512, pad_token_id=0, num_labels=2)
-    model = transformers.DistilBertForSequenceClassification(cfg).eval()
-    redraw(model, 11)
-    model.save_pretrained(folder)
-    copy_tokenizer("distilbert-tiny", folder)
+    folder, model = head_fixture("distilbert-rerank-tiny", transformers.DistilBertForSequenceClassification,
+                                 distilbert_tiny_config(num_labels=2), 11, "distilbert-tiny")
     rerank_golden("distilbert-rerank-tiny", folder, model, token_types=False)
+
+
+QA_CASES = [
+    # (question, context, max_seq_len, doc_stride)
+    ["¿Quién escribió Don Quijote?", PAIRS[0][1], 384, 128],
+    ["¿Cuántos lectores visitan la biblioteca cada año?", LONG, 64, 16],
+    ["¿Dónde nace el Ebro?", PAIRS[4][1], 32, 8],
+    ["", "Un contexto breve, sin pregunta."],
+]
+QA_CASES[3] += [384, 128]
+
+
+def qa_golden(name, folder, model, token_types):
+    """Start/end logits of every window of every QA case, and the answers (top 3) of
+    tools/qa_reference.py, transformers 4's decoding reimplemented."""
+    import tokenizers
+    import qa_reference
+    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    out, answers, best_windows = {}, [], []
+    for i, (question, context, max_seq_len, stride) in enumerate(QA_CASES):
+        def logits(window):
+            ids = torch.tensor([window.ids])
+            kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
+            if token_types:
+                kwargs["token_type_ids"] = torch.tensor([window.type_ids])
+            with torch.no_grad():
+                res = model(**kwargs)
+            return res.start_logits[0].numpy(), res.end_logits[0].numpy()
+        for w, window in enumerate(qa_reference.windows(tok, question, context, max_seq_len, stride)):
+            start, end = logits(window)
+            out[f"case{i}.window{w}.input_ids"] = np.array(window.ids, dtype=np.int64)
+            out[f"case{i}.window{w}.start_logits"] = start.astype(np.float32)
+            out[f"case{i}.window{w}.end_logits"] = end.astype(np.float32)
+        found = qa_reference.answer(tok, logits, question, context, max_seq_len, stride, 15, 3)
+        answers.append(found)
+        best_windows.append(found[0]["window"] if found else None)
+    assert any(w and w > 0 for w in best_windows), f"{name}: no case's best answer is past the first window"
+    save_numpy(out, str(GOLDEN / f"{name}.safetensors"), metadata={
+        "transformers": transformers.__version__, "torch": torch.__version__,
+        "cases": json.dumps(QA_CASES, ensure_ascii=False), "answers": json.dumps(answers, ensure_ascii=False)})
+    print(f"{name}: {len(QA_CASES)} cases, best windows {best_windows}")
+
+
+def make_qa_tiny():
+    """Extractive readers: BertForQuestionAnswering, XLMRobertaForQuestionAnswering and
+    DistilBertForQuestionAnswering (`qa_outputs`: start and end logits per token)."""
+    folder, model = head_fixture("bert-qa-tiny", transformers.BertForQuestionAnswering,
+                                 tiny_config(transformers.BertConfig), 12, "bert-tiny")
+    qa_golden("bert-qa-tiny", folder, model, token_types=True)
+    folder, model = head_fixture("xlmr-qa-tiny", transformers.XLMRobertaForQuestionAnswering, xlmr_tiny_config(),
+                                 13, "xlmr-tiny")
+    qa_golden("xlmr-qa-tiny", folder, model, token_types=False)
+    folder, model = head_fixture("distilbert-qa-tiny", transformers.DistilBertForQuestionAnswering,
+                                 distilbert_tiny_config(), 14, "distilbert-tiny")
+    qa_golden("distilbert-qa-tiny", folder, model, token_types=False)
 
 
 ST_TEXTS = TEXTS[:3] + TEXTS[5:12] + [PAIRS[0][1], PAIRS[4][1]]
@@ -530,6 +594,7 @@ STEPS = {
     "distilbert-tiny": make_distilbert_tiny,
     "st-tiny": make_st_tiny,
     "rerank-tiny": make_rerank_tiny,
+    "qa-tiny": make_qa_tiny,
     "full-shape": make_full_shape,
     "full-shape-xlmr": make_full_shape_xlmr,
     "minilm": make_minilm,

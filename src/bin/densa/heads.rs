@@ -1,41 +1,62 @@
-//! `densa rerank`: cross-encoder scores of (query, text) pairs.
+//! `densa rerank` (cross-encoder scores of (query, text) pairs) and `densa read` (answer spans).
 
 use crate::{run_options, ModelArgs};
 use densa::io::output::write_output;
 use densa::io::records::{lines, read_input};
-use densa::{Error, Reranker};
+use densa::{Error, ReadOptions, Reader, Reranker};
 use serde_json::{json, Value};
 use std::path::Path;
 
-/// Pairs of a JSON lines file: `"query"`, `"text"` and an optional `"title"` joined to the text
-/// by `template` (`{title}` and `{text}` replaced). Errors name the line.
-fn read_pairs(input: &str, template: &str) -> Result<Vec<(String, String)>, Error> {
+/// The string fields `required` (then `optional`, None where absent) of each line of a JSON
+/// lines file; blank lines are skipped. Errors name the line.
+fn read_fields(
+    input: &str,
+    required: &[&str],
+    optional: &[&str],
+) -> Result<Vec<Vec<Option<String>>>, Error> {
     let bytes = read_input(input)?;
-    let mut pairs = Vec::new();
+    let mut rows = Vec::new();
     for (i, line) in lines(&bytes) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let at = |m: &str| Error::InvalidInput(format!("{input}: line {}: {m}", i + 1));
         let v: Value = serde_json::from_slice(line).map_err(|e| at(&format!("not JSON ({e})")))?;
-        let field = |key: &str| -> Result<Option<&str>, Error> {
-            match &v[key] {
-                Value::Null => Ok(None),
-                Value::String(s) => Ok(Some(s.as_str())),
-                _ => Err(at(&format!("\"{key}\" is not a string"))),
-            }
-        };
-        let query = field("query")?.ok_or_else(|| at("no \"query\" string"))?;
-        let text = field("text")?.ok_or_else(|| at("no \"text\" string"))?;
-        let text = match field("title")? {
-            Some(title) if !title.is_empty() => {
-                template.replace("{title}", title).replace("{text}", text)
-            }
-            _ => text.to_owned(),
-        };
-        pairs.push((query.to_owned(), text));
+        let mut row = Vec::new();
+        for (k, key) in required.iter().chain(optional).enumerate() {
+            let value = match &v[key] {
+                Value::Null if k >= required.len() => None,
+                Value::Null => return Err(at(&format!("no \"{key}\" string"))),
+                Value::String(s) => Some(s.clone()),
+                _ => return Err(at(&format!("\"{key}\" is not a string"))),
+            };
+            row.push(value);
+        }
+        rows.push(row);
     }
-    Ok(pairs)
+    Ok(rows)
+}
+
+/// Pairs of a JSON lines file: `"query"`, `"text"` and an optional `"title"` joined to the text
+/// by `template` (`{title}` and `{text}` replaced).
+fn read_pairs(input: &str, template: &str) -> Result<Vec<(String, String)>, Error> {
+    let rows = read_fields(input, &["query", "text"], &["title"])?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let (query, text) = (
+                row[0].clone().unwrap_or_default(),
+                row[1].clone().unwrap_or_default(),
+            );
+            let text = match &row[2] {
+                Some(title) if !title.is_empty() => {
+                    template.replace("{title}", title).replace("{text}", &text)
+                }
+                _ => text,
+            };
+            (query, text)
+        })
+        .collect())
 }
 
 pub(crate) fn rerank(
@@ -64,6 +85,35 @@ pub(crate) fn rerank(
                     "scores": scores.scores,
                 }),
             };
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn read(
+    model: ModelArgs,
+    input: &str,
+    output: Option<&Path>,
+    options: ReadOptions,
+) -> Result<(), Error> {
+    let reader = Reader::from_dir(&model.model, run_options(&model, None, 32))?;
+    let rows = read_fields(input, &["question", "context"], &[])?;
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (question, context) = (
+            row[0].as_deref().unwrap_or(""),
+            row[1].as_deref().unwrap_or(""),
+        );
+        let answers = reader.read(question, context, &options)?;
+        let as_json = |a: &densa::Answer| json!({ "answer": a.answer, "score": a.score, "start": a.start, "end": a.end });
+        lines.push(match options.top_k {
+            1 => answers.first().map(as_json).unwrap_or(Value::Null),
+            _ => json!({ "answers": answers.iter().map(as_json).collect::<Vec<_>>() }),
+        });
+    }
+    write_output(output.unwrap_or(Path::new("-")), |out| {
+        for line in &lines {
             writeln!(out, "{line}")?;
         }
         Ok(())

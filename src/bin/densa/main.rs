@@ -8,7 +8,7 @@ mod model;
 mod retrieval;
 
 use encode::{embed, tokenize};
-use heads::rerank;
+use heads::{read, rerank};
 use model::{bench, inspect, quantize};
 use retrieval::{eval, index, search};
 
@@ -252,6 +252,30 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
+    /// Extract answers with a reader (a *ForQuestionAnswering model), as transformers 4's
+    /// question-answering pipeline did: one JSON line per input.
+    Read {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Tokens per window, question and special tokens included.
+        #[arg(long, default_value_t = 384)]
+        max_seq_len: usize,
+        /// Context tokens shared by consecutive windows.
+        #[arg(long, default_value_t = 128)]
+        doc_stride: usize,
+        /// Longest answer, in tokens.
+        #[arg(long, default_value_t = 15)]
+        max_answer_len: usize,
+        /// Answers per input (more than 1: {"answers": [...]}).
+        #[arg(long, default_value_t = 1)]
+        top_k: usize,
+        /// JSON lines {"question": ..., "context": ...}, or - for standard input.
+        #[arg(long, default_value = "-")]
+        input: String,
+        /// Output file (JSON lines); default standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Time the forward pass on synthetic inputs of a fixed shape; prints one JSON line.
     Bench {
         #[command(flatten)]
@@ -298,6 +322,25 @@ fn main() -> ExitCode {
             force,
         } => quantize(&model, &output, force),
         Command::Inspect { model } => inspect(&model),
+        Command::Read {
+            model,
+            input,
+            output,
+            max_seq_len,
+            doc_stride,
+            max_answer_len,
+            top_k,
+        } => read(
+            model,
+            &input,
+            output.as_deref(),
+            densa::ReadOptions {
+                max_seq_len,
+                doc_stride,
+                max_answer_len,
+                top_k,
+            },
+        ),
         Command::Rerank {
             model,
             input,

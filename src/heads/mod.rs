@@ -7,8 +7,15 @@
 //! | `XLMRobertaForSequenceClassification`, `RobertaForSequenceClassification`, `CamembertForSequenceClassification` | `classifier.dense`, tanh, `classifier.out_proj` |
 //! | `DistilBertForSequenceClassification` | `pre_classifier`, ReLU, `classifier` |
 //!
-//! The pairs are packed like embeddings (a call costs what its real tokens cost) and int8 works
-//! on the encoder under every head; the head itself stays f32.
+//! An extractive reader ([`Reader`], `reader.rs`) finds the answer span in a context with a
+//! `*ForQuestionAnswering` head (`qa_outputs`: start and end logits per token).
+//!
+//! The inputs are packed like embeddings (a call costs what its real tokens cost) and int8
+//! works on the encoder under every head; the head itself stays f32.
+
+mod reader;
+
+pub use reader::{Answer, ReadOptions, Reader, WindowLogits};
 
 use crate::checkpoint::Checkpoint;
 use crate::encoder::{Encoder, Options};
@@ -45,13 +52,30 @@ impl PairScores {
     }
 }
 
-/// The first architecture of `config.json` that names a sequence-classification head.
-fn classification_architecture(config: &Value) -> Option<&str> {
+/// The first architecture of `config.json` whose name ends with `suffix`
+/// (`ForSequenceClassification`, `ForQuestionAnswering`).
+fn head_architecture<'a>(config: &'a Value, suffix: &str) -> Option<&'a str> {
     config["architectures"]
         .as_array()?
         .iter()
         .filter_map(Value::as_str)
-        .find(|a| a.ends_with("ForSequenceClassification"))
+        .find(|a| a.ends_with(suffix))
+}
+
+/// The encoder under a head: the caller's options with the head's pooling, and no prompt,
+/// normalisation or truncation (a head reads its input as it was trained).
+fn head_encoder(dir: &Path, pooling: Pooling, options: Options) -> Result<Encoder> {
+    Encoder::from_dir(
+        dir,
+        Options {
+            pooling,
+            normalize: false,
+            prompt: Some(String::new()),
+            prompt_name: None,
+            truncate_dim: None,
+            ..options
+        },
+    )
 }
 
 /// A linear layer of the head, `name.weight (out, in)` and `name.bias`, stored at the root of
@@ -94,7 +118,7 @@ impl Reranker {
         let dir = dir.as_ref();
         let config_path = dir.join("config.json");
         let config = read_json(&config_path)?;
-        let architecture = classification_architecture(&config).ok_or_else(|| Error::Config {
+        let architecture = head_architecture(&config, "ForSequenceClassification").ok_or_else(|| Error::Config {
             path: config_path.clone(),
             message: format!(
                 "architectures {} names no sequence-classification head (BertForSequenceClassification, XLMRobertaForSequenceClassification, RobertaForSequenceClassification, CamembertForSequenceClassification, DistilBertForSequenceClassification)",
@@ -129,18 +153,7 @@ impl Reranker {
                 })
             }
         };
-        let encoder = Encoder::from_dir(
-            dir,
-            Options {
-                pooling,
-                normalize: false,
-                // A cross-encoder reads the pair as it was trained: no prompt.
-                prompt: Some(String::new()),
-                prompt_name: None,
-                truncate_dim: None,
-                ..options
-            },
-        )?;
+        let encoder = head_encoder(dir, pooling, options)?;
         let mut head = Vec::new();
         let mut width = encoder.model().config.hidden_size;
         for &(name, activation) in layers {

@@ -1,0 +1,200 @@
+//! Extractive readers: densa's start/end logits of every window against transformers'
+//! `*ForQuestionAnswering`, and its answers against tools/qa_reference.py (transformers 4's
+//! pipeline decoding, reimplemented), both in tests/fixtures/golden/*-qa-tiny.safetensors.
+
+mod common;
+
+use common::cli::{densa, fails, json_lines, ok, s};
+use common::{model_dir, Golden};
+use densa::{Options, ReadOptions, Reader};
+
+const TOLERANCE: f32 = 1e-5;
+
+/// (question, context, max_seq_len, doc_stride) of each golden case.
+fn cases(golden: &Golden) -> Vec<(String, String, usize, usize)> {
+    serde_json::from_str(&golden.metadata("cases").unwrap()).unwrap()
+}
+
+fn open(name: &str) -> Reader {
+    let options = Options {
+        threads: 2,
+        ..Options::default()
+    };
+    Reader::from_dir(model_dir(name), options).unwrap()
+}
+
+#[test]
+fn every_reader_matches_transformers_and_the_pipelines_decoding() {
+    for name in ["bert-qa-tiny", "xlmr-qa-tiny", "distilbert-qa-tiny"] {
+        let golden = Golden::load(name);
+        let answers: Vec<Vec<serde_json::Value>> =
+            serde_json::from_str(&golden.metadata("answers").unwrap()).unwrap();
+        let reader = open(name);
+        let mut worst = 0.0f32;
+        let mut past_first_window = false;
+        for (i, (question, context, max_seq_len, doc_stride)) in
+            cases(&golden).into_iter().enumerate()
+        {
+            let options = ReadOptions {
+                max_seq_len,
+                doc_stride,
+                top_k: 3,
+                ..ReadOptions::default()
+            };
+            let (windows, logits) = reader.logits(&question, &context, &options).unwrap();
+            for (w, (window, logits)) in windows.iter().zip(&logits).enumerate() {
+                let ids = golden.ids(&format!("case{i}.window{w}.input_ids"));
+                assert_eq!(window.tokens.ids, ids, "{name} case {i} window {w}: ids");
+                let (start, end): (Vec<f32>, Vec<f32>) = logits.iter().copied().unzip();
+                for (kind, got) in [("start", start), ("end", end)] {
+                    let want = golden.f32(&format!("case{i}.window{w}.{kind}_logits")).1;
+                    let diff = common::max_abs_diff(&got, &want);
+                    assert!(
+                        diff <= TOLERANCE,
+                        "{name} case {i} window {w} {kind}: {diff:e}"
+                    );
+                    worst = worst.max(diff);
+                }
+            }
+            let got = reader.read(&question, &context, &options).unwrap();
+            assert_eq!(got.len(), answers[i].len(), "{name} case {i}: answers");
+            for (a, want) in got.iter().zip(&answers[i]) {
+                assert_eq!(
+                    a.answer,
+                    want["answer"].as_str().unwrap(),
+                    "{name} case {i}"
+                );
+                assert_eq!(
+                    a.start,
+                    want["start"].as_u64().unwrap() as usize,
+                    "{name} case {i}"
+                );
+                assert_eq!(
+                    a.end,
+                    want["end"].as_u64().unwrap() as usize,
+                    "{name} case {i}"
+                );
+                let score = want["score"].as_f64().unwrap();
+                assert!(
+                    (a.score - score).abs() <= 1e-5 * score.max(1e-3),
+                    "{name} case {i}: {} vs {score}",
+                    a.score
+                );
+            }
+            past_first_window |= answers[i][0]["window"].as_u64().unwrap() > 0;
+        }
+        assert!(
+            past_first_window,
+            "{name}: no case's best answer lies past the first window"
+        );
+        println!("FIDELITY {name}: worst |diff| start/end logits {worst:.3e}; answers equal the reference decoding");
+    }
+}
+
+#[test]
+fn hostile_reading_inputs_give_a_defined_result_or_a_clear_error() {
+    let reader = open("bert-qa-tiny");
+    let defaults = ReadOptions::default();
+    // An empty context: only "no answer" remains, an empty answer of score 0.
+    let empty = reader.read("¿Quién?", "", &defaults).unwrap();
+    assert_eq!(
+        (empty[0].answer.as_str(), empty[0].start, empty[0].end),
+        ("", 0, 0)
+    );
+    // A context shorter than the question reads normally.
+    let short = reader
+        .read(
+            "¿Quién escribió Don Quijote de la Mancha?",
+            "Cervantes.",
+            &defaults,
+        )
+        .unwrap();
+    assert!(short[0].end <= "Cervantes.".chars().count());
+    // A question longer than the window is an error that says so.
+    let tight = ReadOptions {
+        max_seq_len: 8,
+        doc_stride: 2,
+        ..defaults
+    };
+    let e = reader
+        .read(&"palabra ".repeat(20), "Un contexto.", &tight)
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string()
+            .contains("does not leave room for the context"),
+        "{e}"
+    );
+    // Options out of range.
+    for (options, message) in [
+        (
+            ReadOptions {
+                doc_stride: 384,
+                ..defaults
+            },
+            "doc_stride (384) must be below max_seq_len (384)",
+        ),
+        (
+            ReadOptions {
+                max_seq_len: 600,
+                ..defaults
+            },
+            "max_seq_len 600 must be between 1 and the model's 512 positions",
+        ),
+    ] {
+        let e = reader.read("a", "b", &options).err().unwrap().to_string();
+        assert!(e.contains(message), "{e}");
+    }
+}
+
+/// `densa read`: one JSON line per input with answer, score, start and end.
+#[test]
+fn read_cli_prints_the_answers() {
+    let golden = Golden::load("xlmr-qa-tiny");
+    let answers: Vec<Vec<serde_json::Value>> =
+        serde_json::from_str(&golden.metadata("answers").unwrap()).unwrap();
+    let (question, context, _, _) = cases(&golden).remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("qa.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n",
+            serde_json::json!({"question": question, "context": context})
+        ),
+    )
+    .unwrap();
+    let model = model_dir("xlmr-qa-tiny");
+    let rows: Vec<serde_json::Value> = json_lines(&ok(&densa(
+        &["read", "--model", s(&model), "--input", s(&input)],
+        None,
+    )));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["answer"], answers[0][0]["answer"]);
+    assert_eq!(rows[0]["start"], answers[0][0]["start"]);
+    assert_eq!(rows[0]["end"], answers[0][0]["end"]);
+    let rows: Vec<serde_json::Value> = json_lines(&ok(&densa(
+        &[
+            "read",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--top-k",
+            "3",
+        ],
+        None,
+    )));
+    let listed = rows[0]["answers"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    for (got, want) in listed.iter().zip(&answers[0]) {
+        assert_eq!(got["answer"], want["answer"]);
+    }
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"question\": \"a\"}\n").unwrap();
+    let stderr = fails(&densa(
+        &["read", "--model", s(&model), "--input", s(&bad)],
+        None,
+    ));
+    assert!(stderr.contains("line 1: no \"context\" string"), "{stderr}");
+}
