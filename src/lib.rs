@@ -32,7 +32,10 @@ pub mod tokenizer;
 pub use config::BertConfig;
 pub use encoder::{Embeddings, Encoder, Options, DEFAULT_MAX_BATCH_TOKENS};
 pub use error::{Error, Result};
-pub use heads::{Answer, PairScores, ReadOptions, Reader, Reranker};
+pub use heads::{
+    Answer, AnswerOptions, PairScores, PassageAnswer, PipelineResult, QaPipeline, ReadOptions,
+    Reader, Reranker,
+};
 pub use model::{OutputRows, Precision};
 pub use pooling::Pooling;
 pub use retrieval::{build_index, BuildReport, Index, IndexOptions, Passage, SearchHit};

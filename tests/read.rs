@@ -198,3 +198,123 @@ fn read_cli_prints_the_answers() {
     ));
     assert!(stderr.contains("line 1: no \"context\" string"), "{stderr}");
 }
+
+/// `densa answer` chains the parts checked above against transformers: the answers it prints
+/// are spans of the passages it names (by the definition of `start`/`end`), the passages read
+/// are the reranker's best among the retrieved, and each answer is the reader's for its
+/// passage.
+#[test]
+fn answer_chains_retrieval_reranking_and_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let passages = common::fixtures().join("../../examples/demo/pasajes.jsonl");
+    let ctx = model_dir("dpr-ctx-tiny");
+    let args = [
+        "index",
+        "--model",
+        s(&ctx),
+        "--passages",
+        s(&passages),
+        "--output",
+        s(&index),
+    ];
+    ok(&densa(&args, None));
+    let question = "¿En qué ciudad está la Sagrada Familia?";
+    // One tiny DPR encoder for both sides (its 32-dimensional [CLS]).
+    let (q, reader_dir, rerank_dir) = (
+        model_dir("dpr-ctx-tiny"),
+        model_dir("bert-qa-tiny"),
+        model_dir("bert-rerank-tiny"),
+    );
+    let mut args = vec!["answer", "--model", s(&q), "--index", s(&index)];
+    args.extend_from_slice(&["--reader", s(&reader_dir), "--rerank", s(&rerank_dir)]);
+    args.extend_from_slice(&[
+        "--rerank-top",
+        "5",
+        "--read-top",
+        "2",
+        "--top-k",
+        "2",
+        "--json",
+        question,
+    ]);
+    let rows: Vec<serde_json::Value> = json_lines(&ok(&densa(&args, None)));
+    assert_eq!(rows.len(), 1);
+    let answers = rows[0]["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 2);
+
+    // The reranker's two best among the five retrieved (library calls checked against
+    // transformers in tests/rerank.rs and tests/retrieval.rs).
+    let options = Options {
+        threads: 2,
+        ..Options::default()
+    };
+    let encoder = densa::Encoder::from_dir(&q, options.clone()).unwrap();
+    let index = densa::Index::open(&index).unwrap();
+    let hits = index
+        .search_questions(&encoder, &[question], 5)
+        .unwrap()
+        .remove(0);
+    let reranker = densa::Reranker::from_dir(&rerank_dir, options.clone()).unwrap();
+    let texts: Vec<String> = hits
+        .iter()
+        .map(|h| h.passage.templated("{title}. {text}"))
+        .collect();
+    let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (question, t.as_str())).collect();
+    let scores = reranker.score(&pairs).unwrap();
+    let mut order: Vec<usize> = (0..hits.len()).collect();
+    order.sort_by(|&a, &b| scores[b].scores[0].total_cmp(&scores[a].scores[0]));
+    let read: Vec<&str> = order[..2]
+        .iter()
+        .map(|&i| hits[i].passage.id.as_str())
+        .collect();
+    let reader = Reader::from_dir(&reader_dir, options).unwrap();
+    let mut expected: Vec<(f64, String, String)> = Vec::new();
+    for &i in &order[..2] {
+        let two = ReadOptions {
+            top_k: 2,
+            ..ReadOptions::default()
+        };
+        for a in reader.read(question, &hits[i].passage.text, &two).unwrap() {
+            expected.push((a.score, a.answer, hits[i].passage.id.clone()));
+        }
+    }
+    expected.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (got, want) in answers.iter().zip(&expected) {
+        let id = got["passage_id"].as_str().unwrap();
+        assert!(
+            read.contains(&id),
+            "{id} was not among the reranker's best two"
+        );
+        assert_eq!(
+            (got["answer"].as_str().unwrap(), id),
+            (want.1.as_str(), want.2.as_str())
+        );
+        // start/end are character offsets into the passage's text.
+        let text = &hits
+            .iter()
+            .find(|h| h.passage.id == id)
+            .unwrap()
+            .passage
+            .text;
+        let (start, end) = (
+            got["start"].as_u64().unwrap() as usize,
+            got["end"].as_u64().unwrap() as usize,
+        );
+        let span: String = text.chars().skip(start).take(end - start).collect();
+        assert_eq!(span, got["answer"].as_str().unwrap());
+        assert!(got["rerank_score"].is_number());
+    }
+    for stage in ["retrieve", "rerank", "read"] {
+        assert!(rows[0]["ms"][stage].is_number(), "{stage}");
+    }
+}
+
+/// A pipeline a service keeps loaded is shared between threads.
+#[test]
+fn the_pipeline_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<densa::QaPipeline>();
+    shareable::<Reader>();
+    shareable::<densa::Reranker>();
+}

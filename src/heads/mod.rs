@@ -8,13 +8,16 @@
 //! | `DistilBertForSequenceClassification` | `pre_classifier`, ReLU, `classifier` |
 //!
 //! An extractive reader ([`Reader`], `reader.rs`) finds the answer span in a context with a
-//! `*ForQuestionAnswering` head (`qa_outputs`: start and end logits per token).
+//! `*ForQuestionAnswering` head (`qa_outputs`: start and end logits per token), and
+//! [`QaPipeline`] (`pipeline.rs`) chains question encoder, index, reranker and reader.
 //!
 //! The inputs are packed like embeddings (a call costs what its real tokens cost) and int8
 //! works on the encoder under every head; the head itself stays f32.
 
+mod pipeline;
 mod reader;
 
+pub use pipeline::{AnswerOptions, PassageAnswer, PipelineResult, QaPipeline};
 pub use reader::{Answer, ReadOptions, Reader, WindowLogits};
 
 use crate::checkpoint::Checkpoint;

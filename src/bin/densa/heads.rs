@@ -1,11 +1,13 @@
 //! `densa rerank` (cross-encoder scores of (query, text) pairs) and `densa read` (answer spans).
 
-use crate::{run_options, ModelArgs};
+use crate::retrieval::questions_from;
+use crate::{open_encoder, run_options, EncodeArgs, ModelArgs, Side};
 use densa::io::output::write_output;
 use densa::io::records::{lines, read_input};
-use densa::{Error, ReadOptions, Reader, Reranker};
+use densa::{AnswerOptions, Error, QaPipeline, ReadOptions, Reader, Reranker};
 use serde_json::{json, Value};
 use std::path::Path;
+use std::path::PathBuf;
 
 /// The string fields `required` (then `optional`, None where absent) of each line of a JSON
 /// lines file; blank lines are skipped. Errors name the line.
@@ -118,4 +120,84 @@ pub(crate) fn read(
         }
         Ok(())
     })
+}
+
+/// The models and index `densa answer` loads.
+pub(crate) struct AnswerModels {
+    pub question: ModelArgs,
+    pub encode: EncodeArgs,
+    pub index: PathBuf,
+    pub reader: PathBuf,
+    pub rerank: Option<PathBuf>,
+}
+
+pub(crate) fn answer(
+    models: AnswerModels,
+    options: &AnswerOptions,
+    input: Option<&str>,
+    question: Option<String>,
+    json: bool,
+) -> Result<(), Error> {
+    let questions = questions_from(question, input)?;
+    let index = densa::Index::open(&models.index)?;
+    let question_encoder = open_encoder(&models.question, &models.encode, Side::Query, None, 32)?;
+    let same_run = |dir: &Path| ModelArgs {
+        model: dir.to_owned(),
+        run: models.question.run,
+    };
+    let reader = Reader::from_dir(
+        &models.reader,
+        run_options(&same_run(&models.reader), None, 32),
+    )?;
+    let reranker = match &models.rerank {
+        Some(dir) => Some(Reranker::from_dir(
+            dir,
+            run_options(&same_run(dir), None, 32),
+        )?),
+        None => None,
+    };
+    let pipeline = QaPipeline {
+        question_encoder,
+        index,
+        reranker,
+        reader,
+    };
+    let mut text = String::new();
+    for question in &questions {
+        let result = pipeline.answer(question, options)?;
+        if json {
+            let answers: Vec<Value> = result
+                .answers
+                .iter()
+                .map(|a| {
+                    json!({
+                        "answer": a.answer.answer, "score": a.answer.score,
+                        "start": a.answer.start, "end": a.answer.end,
+                        "passage_id": a.passage.id, "title": a.passage.title,
+                        "retrieval_score": a.retrieval_score, "rerank_score": a.rerank_score,
+                    })
+                })
+                .collect();
+            let line = json!({
+                "question": question,
+                "answers": answers,
+                "ms": { "retrieve": result.retrieve_ms, "rerank": result.rerank_ms, "read": result.read_ms },
+            });
+            text += &format!("{line}\n");
+        } else {
+            text += &format!("{question}\n");
+            for a in &result.answers {
+                let title = a.passage.title.as_deref().unwrap_or("");
+                text += &format!(
+                    "  {:?} (score {:.4}) in [{}] {title}\n",
+                    a.answer.answer, a.answer.score, a.passage.id
+                );
+            }
+            text += &format!(
+                "  retrieve {:.1} ms, rerank {:.1} ms, read {:.1} ms\n\n",
+                result.retrieve_ms, result.rerank_ms, result.read_ms
+            );
+        }
+    }
+    crate::print_stdout(&text)
 }

@@ -8,7 +8,7 @@ mod model;
 mod retrieval;
 
 use encode::{embed, tokenize};
-use heads::{read, rerank};
+use heads::{answer, read, rerank};
 use model::{bench, inspect, quantize};
 use retrieval::{eval, index, search};
 
@@ -48,12 +48,12 @@ enum PrecisionArg {
 }
 
 #[derive(clap::Args)]
-struct ModelArgs {
+pub(crate) struct ModelArgs {
     /// Model folder (config.json, model.safetensors, tokenizer files).
     #[arg(long)]
-    model: PathBuf,
+    pub(crate) model: PathBuf,
     #[command(flatten)]
-    run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 /// How a model runs: the flags every subcommand that loads one shares (`eval`'s two models
@@ -276,6 +276,41 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Answer questions end to end: question encoder, index, optional reranker, reader.
+    Answer {
+        /// The question encoder (its vectors must match the index's).
+        #[command(flatten)]
+        model: ModelArgs,
+        /// How questions are encoded (default prompt: the folder's "query").
+        #[command(flatten)]
+        encode: EncodeArgs,
+        /// Index folder written by densa index.
+        #[arg(long)]
+        index: PathBuf,
+        /// The reader (a *ForQuestionAnswering model).
+        #[arg(long)]
+        reader: PathBuf,
+        /// A cross-encoder that rescores the retrieved passages before reading.
+        #[arg(long)]
+        rerank: Option<PathBuf>,
+        /// Passages the reranker rescores.
+        #[arg(long, default_value_t = 20)]
+        rerank_top: usize,
+        /// Passages the reader reads.
+        #[arg(long, default_value_t = 3)]
+        read_top: usize,
+        /// Answers per question.
+        #[arg(long, default_value_t = 1)]
+        top_k: usize,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Questions, one per line (- for standard input).
+        #[arg(long)]
+        input: Option<String>,
+        /// A question (instead of --input).
+        question: Option<String>,
+    },
     /// Time the forward pass on synthetic inputs of a fixed shape; prints one JSON line.
     Bench {
         #[command(flatten)]
@@ -322,6 +357,34 @@ fn main() -> ExitCode {
             force,
         } => quantize(&model, &output, force),
         Command::Inspect { model } => inspect(&model),
+        Command::Answer {
+            model,
+            encode,
+            index,
+            reader,
+            rerank,
+            rerank_top,
+            read_top,
+            top_k,
+            json,
+            input,
+            question,
+        } => {
+            let options = densa::AnswerOptions {
+                rerank_top,
+                read_top,
+                top_k,
+                ..Default::default()
+            };
+            let models = heads::AnswerModels {
+                question: model,
+                encode,
+                index,
+                reader,
+                rerank,
+            };
+            answer(models, &options, input.as_deref(), question, json)
+        }
         Command::Read {
             model,
             input,

@@ -71,6 +71,21 @@ pub(crate) fn read_questions(input: &str) -> Result<Vec<String>, Error> {
     Ok(questions)
 }
 
+/// The questions of a command: the one given, or those of `input` (standard input if neither).
+pub(crate) fn questions_from(
+    question: Option<String>,
+    input: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    match (question, input) {
+        (Some(q), None) => Ok(vec![q]),
+        (None, Some(input)) => read_questions(input),
+        (None, None) => read_questions("-"),
+        (Some(_), Some(_)) => Err(Error::InvalidInput(
+            "give a question or --input, not both".into(),
+        )),
+    }
+}
+
 /// At most `max` characters of `text`, with an ellipsis when cut.
 pub(crate) fn shorten(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -103,16 +118,7 @@ pub(crate) fn search(
     question: Option<String>,
     json: bool,
 ) -> Result<(), Error> {
-    let questions = match (question, input) {
-        (Some(q), None) => vec![q],
-        (None, Some(input)) => read_questions(input)?,
-        (None, None) => read_questions("-")?,
-        (Some(_), Some(_)) => {
-            return Err(Error::InvalidInput(
-                "give a question or --input, not both".into(),
-            ))
-        }
-    };
+    let questions = questions_from(question, input)?;
     let index = densa::Index::open(index_dir)?;
     let encoder = question_encoder(&model, encode, &index)?;
     let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
