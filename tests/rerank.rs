@@ -188,3 +188,103 @@ fn rerank_cli_prints_logits_and_scores_in_input_order() {
     ));
     assert!(stderr.contains("line 2: no \"query\" string"), "{stderr}");
 }
+
+/// `densa eval --rerank` reports, beside the retriever's figures, those after the cross-encoder
+/// rescores the retriever's best passages: each gold passage's rank recomputed here from the
+/// retrieved hits and the reranker's scores (both checked against transformers above and in
+/// tests/retrieval.rs).
+#[test]
+fn eval_reports_reranked_recall_next_to_the_retrievers() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_dir = dir.path().join("index");
+    let demo = common::fixtures().join("../../examples/demo");
+    let (passages, qa) = (demo.join("pasajes.jsonl"), demo.join("qa.jsonl"));
+    let encoder_dir = model_dir("dpr-ctx-tiny");
+    let args = [
+        "index",
+        "--model",
+        s(&encoder_dir),
+        "--passages",
+        s(&passages),
+        "--output",
+        s(&index_dir),
+    ];
+    ok(&densa(&args, None));
+    let rerank_dir = model_dir("bert-rerank-tiny");
+    let mut args = vec![
+        "eval",
+        "--model-q",
+        s(&encoder_dir),
+        "--index",
+        s(&index_dir),
+        "--qa",
+        s(&qa),
+    ];
+    args.extend_from_slice(&[
+        "--rerank",
+        s(&rerank_dir),
+        "--rerank-top",
+        "5",
+        "--top-k",
+        "1,3",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&densa(&args, None))).unwrap();
+
+    let options = Options {
+        threads: 2,
+        ..Options::default()
+    };
+    let encoder = densa::Encoder::from_dir(&encoder_dir, options.clone()).unwrap();
+    let index = densa::Index::open(&index_dir).unwrap();
+    let reranker = Reranker::from_dir(&rerank_dir, options).unwrap();
+    let (questions, gold) = densa::retrieval::read_qa_pairs(&qa, &index).unwrap();
+    let mut ranks = Vec::new();
+    for (question, &g) in questions.iter().zip(&gold) {
+        let all = index
+            .search_questions(&encoder, &[question], index.len())
+            .unwrap()
+            .remove(0);
+        let retriever_rank = 1 + all.iter().position(|h| h.index == g).unwrap();
+        if retriever_rank > 5 {
+            ranks.push(retriever_rank as f64);
+            continue;
+        }
+        let texts: Vec<String> = all[..5]
+            .iter()
+            .map(|h| h.passage.templated("{title}. {text}"))
+            .collect();
+        let pairs: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|t| (question.as_str(), t.as_str()))
+            .collect();
+        let scores: Vec<f32> = reranker
+            .score(&pairs)
+            .unwrap()
+            .iter()
+            .map(|p| p.scores[0])
+            .collect();
+        let at = retriever_rank - 1;
+        let better = (0..5)
+            .filter(|&i| i != at && scores[i] >= scores[at])
+            .count();
+        ranks.push(1.0 + better as f64);
+    }
+    let n = ranks.len() as f64;
+    let reranked = &report["reranked"];
+    assert_eq!(reranked["rerank_top"], 5);
+    let close = |key: &str, want: f64| {
+        let got = reranked[key].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "reranked {key}: {got} vs {want}");
+    };
+    close(
+        "recall@1",
+        ranks.iter().filter(|&&r| r <= 1.0).count() as f64 / n,
+    );
+    close(
+        "recall@3",
+        ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / n,
+    );
+    close("mrr", ranks.iter().map(|r| 1.0 / r).sum::<f64>() / n);
+    // The retriever's own figures are still there.
+    assert!(report["recall@1"].is_number() && report["mrr"].is_number());
+}

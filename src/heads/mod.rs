@@ -17,7 +17,7 @@
 mod pipeline;
 mod reader;
 
-pub use pipeline::{AnswerOptions, PassageAnswer, PipelineResult, QaPipeline};
+pub use pipeline::{reranked_gold_ranks, AnswerOptions, PassageAnswer, PipelineResult, QaPipeline};
 pub use reader::{Answer, ReadOptions, Reader, WindowLogits};
 
 use crate::checkpoint::Checkpoint;

@@ -130,3 +130,54 @@ impl QaPipeline {
         })
     }
 }
+
+/// Where each question's gold passage ranks once the retriever's best `rerank_top` passages are
+/// rescored by `reranker` (1-based). A gold passage outside those keeps its retriever rank
+/// (above `rerank_top`): reranking cannot reach it. `passage_template` joins titles as for
+/// [`AnswerOptions::passage_template`].
+pub fn reranked_gold_ranks(
+    encoder: &Encoder,
+    index: &Index,
+    reranker: &Reranker,
+    questions: &[String],
+    gold: &[usize],
+    rerank_top: usize,
+    passage_template: &str,
+) -> Result<Vec<usize>> {
+    if questions.len() != gold.len() || rerank_top == 0 {
+        return Err(Error::InvalidInput(format!(
+            "{} questions for {} gold passages, rerank_top {rerank_top}",
+            questions.len(),
+            gold.len()
+        )));
+    }
+    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+    let vectors = encoder.embed(&refs)?;
+    let retriever_ranks = encoder.install(|| index.gold_ranks(&vectors.data, gold))?;
+    let hits = index.search_questions(encoder, &refs, rerank_top)?;
+    let mut ranks = Vec::with_capacity(questions.len());
+    for (j, hits) in hits.iter().enumerate() {
+        let Some(at) = hits.iter().position(|h| h.index == gold[j]) else {
+            ranks.push(retriever_ranks[j]);
+            continue;
+        };
+        let texts: Vec<String> = hits
+            .iter()
+            .map(|h| h.passage.templated(passage_template))
+            .collect();
+        let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (refs[j], t.as_str())).collect();
+        let scores: Vec<f32> = reranker
+            .score(&pairs)?
+            .iter()
+            .map(|s| s.scores.last().copied().unwrap_or(0.0))
+            .collect();
+        // A tie counts against the gold passage.
+        let better = scores
+            .iter()
+            .enumerate()
+            .filter(|&(i, &s)| i != at && s >= scores[at])
+            .count();
+        ranks.push(1 + better);
+    }
+    Ok(ranks)
+}

@@ -228,6 +228,12 @@ enum Command {
         /// As --passage-template of densa index, for --passages.
         #[arg(long)]
         passage_template: Option<String>,
+        /// A cross-encoder: also report recall@k once it rescores the retriever's best
+        /// --rerank-top passages ("reranked").
+        #[arg(long)]
+        rerank: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        rerank_top: usize,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -469,6 +475,8 @@ fn main() -> ExitCode {
             encode,
             passage_prompt,
             passage_template,
+            rerank,
+            rerank_top,
             run,
         } => {
             let model = |dir: PathBuf| ModelArgs { model: dir, run };
@@ -486,6 +494,7 @@ fn main() -> ExitCode {
                 &qa,
                 (passages.as_deref(), index.as_deref()),
                 &top_k,
+                rerank.map(|dir| (model(dir), rerank_top)),
             )
         }
     };

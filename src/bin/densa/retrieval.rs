@@ -164,6 +164,7 @@ pub(crate) fn eval(
     qa: &Path,
     (passages, index_dir): (Option<&Path>, Option<&Path>),
     cutoffs: &[usize],
+    rerank: Option<(ModelArgs, usize)>,
 ) -> Result<(), Error> {
     // The collection: an existing index, or the passages encoded now into a temporary one.
     let scratch = tempfile::Builder::new()
@@ -195,5 +196,21 @@ pub(crate) fn eval(
     let encoder = question_encoder(&model_q, encode_q, &index)?;
     let metrics =
         densa::retrieval::RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, cutoffs)?;
-    print_stdout(&format!("{}\n", metrics.to_json()))
+    let mut report = metrics.to_json();
+    if let Some((cross_encoder, rerank_top)) = rerank {
+        let start = Instant::now();
+        let options = crate::run_options(&cross_encoder, None, 32);
+        let reranker = densa::Reranker::from_dir(&cross_encoder.model, options)?;
+        let template = passage_template.unwrap_or("{title}. {text}");
+        let ranks = densa::heads::reranked_gold_ranks(
+            &encoder, &index, &reranker, &questions, &gold, rerank_top, template,
+        )?;
+        let seconds = start.elapsed().as_secs_f64();
+        let reranked =
+            densa::retrieval::RetrievalMetrics::from_ranks(&ranks, index.len(), cutoffs, seconds);
+        let mut reranked = reranked.to_json();
+        reranked["rerank_top"] = rerank_top.into();
+        report["reranked"] = reranked;
+    }
+    print_stdout(&format!("{report}\n"))
 }
