@@ -269,22 +269,9 @@ fn eval_reports_reranked_recall_next_to_the_retrievers() {
             .count();
         ranks.push(1.0 + better as f64);
     }
-    let n = ranks.len() as f64;
     let reranked = &report["reranked"];
     assert_eq!(reranked["rerank_top"], 5);
-    let close = |key: &str, want: f64| {
-        let got = reranked[key].as_f64().unwrap();
-        assert!((got - want).abs() < 1e-9, "reranked {key}: {got} vs {want}");
-    };
-    close(
-        "recall@1",
-        ranks.iter().filter(|&&r| r <= 1.0).count() as f64 / n,
-    );
-    close(
-        "recall@3",
-        ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / n,
-    );
-    close("mrr", ranks.iter().map(|r| 1.0 / r).sum::<f64>() / n);
+    common::assert_eval_metrics(reranked, &ranks);
     // The retriever's own figures are still there.
     assert!(report["recall@1"].is_number() && report["mrr"].is_number());
 }

@@ -203,24 +203,7 @@ fn index_holds_transformers_vectors_and_search_ranks_by_inner_product() {
                 .count() as f64
         })
         .collect();
-    let n = ranks.len() as f64;
-    let close = |key: &str, want: f64| {
-        let got = report[key].as_f64().unwrap();
-        assert!(
-            (got - want).abs() < 1e-9,
-            "{key}: {got} vs {want} (ranks {ranks:?})"
-        );
-    };
-    close(
-        "recall@1",
-        ranks.iter().filter(|&&r| r <= 1.0).count() as f64 / n,
-    );
-    close(
-        "recall@3",
-        ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / n,
-    );
-    close("mrr", ranks.iter().map(|r| 1.0 / r).sum::<f64>() / n);
-    close("average_rank", ranks.iter().sum::<f64>() / n);
+    common::assert_eval_metrics(&report, &ranks);
     assert_eq!(report["questions"], 5);
     // The same figures from --passages (encoded on the fly).
     let again = eval(&["--model-ctx", s(&model), "--passages", s(&passages)]);

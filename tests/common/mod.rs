@@ -248,3 +248,28 @@ pub fn e5_dir_or_skip() -> Option<PathBuf> {
     };
     Some(PathBuf::from(dir))
 }
+
+/// Asserts that an eval report's recall@1, recall@3, MRR and average rank are those of the
+/// 1-based `ranks` computed by the test.
+pub fn assert_eval_metrics(report: &serde_json::Value, ranks: &[f64]) {
+    let n = ranks.len() as f64;
+    let expected = [
+        (
+            "recall@1",
+            ranks.iter().filter(|&&r| r <= 1.0).count() as f64 / n,
+        ),
+        (
+            "recall@3",
+            ranks.iter().filter(|&&r| r <= 3.0).count() as f64 / n,
+        ),
+        ("mrr", ranks.iter().map(|r| 1.0 / r).sum::<f64>() / n),
+        ("average_rank", ranks.iter().sum::<f64>() / n),
+    ];
+    for (key, want) in expected {
+        let got = report[key].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{key}: {got} vs {want} (ranks {ranks:?})"
+        );
+    }
+}
