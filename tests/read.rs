@@ -318,3 +318,70 @@ fn the_pipeline_is_send_and_sync() {
     shareable::<Reader>();
     shareable::<densa::Reranker>();
 }
+
+/// `densa eval --reader`: exact match and F1 of the pipeline's best answer against the QA
+/// file's "answers". One question's gold list holds the answer `densa answer` gives (EM 1,
+/// F1 1), another's an unrelated word (0, 0), a third has no "answers" (not scored).
+#[test]
+fn eval_scores_answers_against_the_gold_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let demo = common::fixtures().join("../../examples/demo");
+    let encoder = model_dir("dpr-ctx-tiny");
+    let passages = demo.join("pasajes.jsonl");
+    ok(&densa(
+        &[
+            "index",
+            "--model",
+            s(&encoder),
+            "--passages",
+            s(&passages),
+            "--output",
+            s(&index),
+        ],
+        None,
+    ));
+    let reader = model_dir("bert-qa-tiny");
+    let asked = "¿Quién pintó Las meninas?";
+    let args = [
+        "answer",
+        "--model",
+        s(&encoder),
+        "--index",
+        s(&index),
+        "--reader",
+        s(&reader),
+        "--json",
+        asked,
+    ];
+    let predicted: Vec<serde_json::Value> = json_lines(&ok(&densa(&args, None)));
+    let predicted = predicted[0]["answers"][0]["answer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let qa = dir.path().join("qa.jsonl");
+    let lines = [
+        serde_json::json!({"question": asked, "passage_id": "meninas", "answers": [predicted, "Velázquez"]}),
+        serde_json::json!({"question": "¿Dónde nace el Ebro?", "passage_id": "ebro", "answers": ["zzzz"]}),
+        serde_json::json!({"question": "¿Qué es la eñe?", "passage_id": "enie"}),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&qa, text.join("\n") + "\n").unwrap();
+    let args = [
+        "eval",
+        "--model-q",
+        s(&encoder),
+        "--index",
+        s(&index),
+        "--qa",
+        s(&qa),
+        "--reader",
+        s(&reader),
+    ];
+    let report: serde_json::Value = serde_json::from_str(&ok(&densa(&args, None))).unwrap();
+    let answers = &report["answers"];
+    assert_eq!(answers["questions"], 2, "{report}");
+    assert_eq!(answers["exact_match"], 0.5, "{report}");
+    assert_eq!(answers["f1"], 0.5, "{report}");
+    assert_eq!(report["questions"], 3);
+}

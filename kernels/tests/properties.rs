@@ -225,7 +225,11 @@ proptest! {
     fn exp_and_erf_within_documented_bounds(x in prop::collection::vec(-87.0f32..88.0, 1..500), y in prop::collection::vec(-6.0f32..6.0, 1..500)) {
         for &v in &x {
             let (got, want) = (k::math::exp(v) as f64, (v as f64).exp());
-            prop_assert!((got - want).abs() <= 2.5e-7 * want, "exp({v}) = {got}, want {want}");
+            // 4 ulp of the f32 binade holding the exact value: 2.4e-7 relative at the top of
+            // a binade, 4.8e-7 at its bottom (exp(16.289354): 2.98 ulp, 2.5e-7 relative, kept
+            // in the regressions file).
+            let ulp = 2f64.powi(want.log2().floor() as i32 - 23);
+            prop_assert!((got - want).abs() <= 4.0 * ulp, "exp({v}) = {got}, want {want}");
         }
         for &v in &y {
             let (got, want) = (k::math::erf(v) as f64, libm::erf(v as f64));

@@ -17,7 +17,9 @@
 mod pipeline;
 mod reader;
 
-pub use pipeline::{reranked_gold_ranks, AnswerOptions, PassageAnswer, PipelineResult, QaPipeline};
+pub use pipeline::{
+    answer_scores, reranked_gold_ranks, AnswerOptions, PassageAnswer, PipelineResult, QaPipeline,
+};
 pub use reader::{Answer, ReadOptions, Reader, WindowLogits};
 
 use crate::checkpoint::Checkpoint;

@@ -234,6 +234,13 @@ enum Command {
         rerank: Option<PathBuf>,
         #[arg(long, default_value_t = 20)]
         rerank_top: usize,
+        /// A reader: also report exact match and F1 of the best answer against each
+        /// question's "answers" (after reranking when --rerank is given).
+        #[arg(long)]
+        reader: Option<PathBuf>,
+        /// Passages the reader reads per question.
+        #[arg(long, default_value_t = 3)]
+        read_top: usize,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -477,6 +484,8 @@ fn main() -> ExitCode {
             passage_template,
             rerank,
             rerank_top,
+            reader,
+            read_top,
             run,
         } => {
             let model = |dir: PathBuf| ModelArgs { model: dir, run };
@@ -494,7 +503,10 @@ fn main() -> ExitCode {
                 &qa,
                 (passages.as_deref(), index.as_deref()),
                 &top_k,
-                rerank.map(|dir| (model(dir), rerank_top)),
+                (
+                    rerank.map(|dir| (model(dir), rerank_top)),
+                    reader.map(|dir| (model(dir), read_top)),
+                ),
             )
         }
     };

@@ -71,6 +71,36 @@ pub(crate) fn read_questions(input: &str) -> Result<Vec<String>, Error> {
     Ok(questions)
 }
 
+/// The `"answers"` (gold answer strings) of each question of a QA file, in the order
+/// `read_qa_pairs` reads the questions (blank lines skipped); None where a line has none.
+fn read_gold_answers(qa: &Path) -> Result<Vec<Option<Vec<String>>>, Error> {
+    let bytes = std::fs::read(qa).map_err(|e| Error::reading(qa, e))?;
+    let mut golds = Vec::new();
+    for (i, line) in densa::io::records::lines(&bytes) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let at = |m: &str| Error::InvalidInput(format!("{}: line {}: {m}", qa.display(), i + 1));
+        let v: serde_json::Value =
+            serde_json::from_slice(line).map_err(|e| at(&format!("not JSON ({e})")))?;
+        golds.push(match &v["answers"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|a| {
+                        a.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| at("an answer is not a string"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => return Err(at("\"answers\" is not a list of strings")),
+        });
+    }
+    Ok(golds)
+}
+
 /// The questions of a command: the one given, or those of `input` (standard input if neither).
 pub(crate) fn questions_from(
     question: Option<String>,
@@ -157,6 +187,9 @@ pub(crate) fn search(
     print_stdout(&out)
 }
 
+/// A model for a stage after retrieval (reranker, reader) and how many passages it takes.
+pub(crate) type StageModel = (ModelArgs, usize);
+
 pub(crate) fn eval(
     (model_q, encode_q): (ModelArgs, &EncodeArgs),
     model_ctx: Option<(ModelArgs, EncodeArgs)>,
@@ -164,7 +197,7 @@ pub(crate) fn eval(
     qa: &Path,
     (passages, index_dir): (Option<&Path>, Option<&Path>),
     cutoffs: &[usize],
-    rerank: Option<(ModelArgs, usize)>,
+    (rerank, reader): (Option<StageModel>, Option<StageModel>),
 ) -> Result<(), Error> {
     // The collection: an existing index, or the passages encoded now into a temporary one.
     let scratch = tempfile::Builder::new()
@@ -197,20 +230,56 @@ pub(crate) fn eval(
     let metrics =
         densa::retrieval::RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, cutoffs)?;
     let mut report = metrics.to_json();
-    if let Some((cross_encoder, rerank_top)) = rerank {
+    let mut reranker = None;
+    let template = passage_template.unwrap_or("{title}. {text}");
+    let mut rerank_top = 20;
+    if let Some((cross_encoder, top)) = rerank {
+        rerank_top = top;
         let start = Instant::now();
         let options = crate::run_options(&cross_encoder, None, 32);
-        let reranker = densa::Reranker::from_dir(&cross_encoder.model, options)?;
-        let template = passage_template.unwrap_or("{title}. {text}");
+        let cross = densa::Reranker::from_dir(&cross_encoder.model, options)?;
         let ranks = densa::heads::reranked_gold_ranks(
-            &encoder, &index, &reranker, &questions, &gold, rerank_top, template,
+            &encoder, &index, &cross, &questions, &gold, top, template,
         )?;
         let seconds = start.elapsed().as_secs_f64();
         let reranked =
             densa::retrieval::RetrievalMetrics::from_ranks(&ranks, index.len(), cutoffs, seconds);
         let mut reranked = reranked.to_json();
-        reranked["rerank_top"] = rerank_top.into();
+        reranked["rerank_top"] = top.into();
         report["reranked"] = reranked;
+        reranker = Some(cross);
+    }
+    if let Some((reader_model, read_top)) = reader {
+        let golds = read_gold_answers(qa)?;
+        let options = crate::run_options(&reader_model, None, 32);
+        let reader = densa::Reader::from_dir(&reader_model.model, options)?;
+        let pipeline = densa::QaPipeline {
+            question_encoder: encoder,
+            index,
+            reranker,
+            reader,
+        };
+        let answer_options = densa::AnswerOptions {
+            rerank_top,
+            read_top,
+            passage_template: template.to_owned(),
+            ..Default::default()
+        };
+        let (mut exact, mut f1, mut scored) = (0.0, 0.0, 0usize);
+        for (question, golds) in questions.iter().zip(&golds) {
+            let Some(golds) = golds else { continue };
+            let result = pipeline.answer(question, &answer_options)?;
+            let predicted = result
+                .answers
+                .first()
+                .map_or("", |a| a.answer.answer.as_str());
+            let (e, f) = densa::heads::answer_scores(predicted, golds);
+            (exact, f1, scored) = (exact + e, f1 + f, scored + 1);
+        }
+        let n = scored.max(1) as f64;
+        report["answers"] = serde_json::json!({
+            "questions": scored, "exact_match": exact / n, "f1": f1 / n, "read_top": read_top,
+        });
     }
     print_stdout(&format!("{report}\n"))
 }
