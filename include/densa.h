@@ -100,6 +100,39 @@ void densa_close(densa_encoder *encoder);
 /* The library's version, e.g. "0.1.0". */
 const char *densa_version(void);
 
+/* A cross-encoder (a *ForSequenceClassification folder): scores (query, text) pairs. */
+typedef struct densa_reranker densa_reranker;
+
+/* Opens a cross-encoder folder (options as for densa_open; pooling and prompts are the
+ * head's). NULL on error. */
+densa_reranker *densa_reranker_open(const char *model_dir, const densa_options *options);
+
+/* Logits per pair (num_labels); 0 on error. */
+size_t densa_reranker_labels(const densa_reranker *reranker);
+
+/* Writes the logits of `count` pairs (queries[i], texts[i]), densa_reranker_labels each, into
+ * `out` (`out_len` floats). Returns 0, or -1 on error. */
+int densa_rerank(densa_reranker *reranker, const char *const *queries, const char *const *texts,
+                 size_t count, float *out, size_t out_len);
+
+/* Frees a reranker (NULL is fine). */
+void densa_reranker_close(densa_reranker *reranker);
+
+/* An extractive reader (a *ForQuestionAnswering folder). */
+typedef struct densa_reader densa_reader;
+
+/* Opens a reader folder (options as for densa_open). NULL on error. */
+densa_reader *densa_reader_open(const char *model_dir, const densa_options *options);
+
+/* The best answer to `question` in `context` (windows of 384 tokens overlapping by 128,
+ * answers of at most 15 tokens, as transformers 4's pipeline): the answer is the bytes
+ * [*start, *end) of `context`, of probability *score. Returns 0, or -1 on error. */
+int densa_read(densa_reader *reader, const char *question, const char *context, size_t *start,
+               size_t *end, double *score);
+
+/* Frees a reader (NULL is fine). */
+void densa_reader_close(densa_reader *reader);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,8 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod heads;
+
 /// `densa_options` (see the header); only grows at its end, versioned by `size`.
 #[repr(C)]
 pub struct DensaOptions {
@@ -42,7 +44,7 @@ fn set_error(message: impl Into<String>) {
 }
 
 /// Runs `f`, turning an error or a panic into `fallback` plus the last-error message.
-fn guarded<T>(fallback: T, f: impl FnOnce() -> Result<T, String>) -> T {
+pub(crate) fn guarded<T>(fallback: T, f: impl FnOnce() -> Result<T, String>) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         // The last error stays until the next failure (as errno): a successful call does not
         // erase the message a caller has not read yet.
@@ -67,7 +69,7 @@ fn guarded<T>(fallback: T, f: impl FnOnce() -> Result<T, String>) -> T {
 ///
 /// # Safety
 /// `ptr` is NULL or points at a NUL-terminated string that outlives the returned borrow.
-unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, String> {
+pub(crate) unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, String> {
     if ptr.is_null() {
         return Err(format!("{what} is NULL"));
     }
@@ -81,7 +83,7 @@ unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, String> {
 ///
 /// # Safety
 /// `array` is NULL or points at `count` pointers, each NULL or a NUL-terminated string.
-unsafe fn c_strings<'a>(
+pub(crate) unsafe fn c_strings<'a>(
     array: *const *const c_char,
     count: usize,
     what: &str,
@@ -102,6 +104,85 @@ unsafe fn c_strings<'a>(
         .collect()
 }
 
+/// The library options a `densa_options` stands for (defaults for NULL, and for the fields an
+/// older, smaller struct lacks).
+///
+/// # Safety
+/// `options` is NULL or points at a `densa_options` filled by the header's
+/// `densa_options_init` (at least `size` readable bytes).
+pub(crate) unsafe fn parse_options(options: *const DensaOptions) -> Result<Options, String> {
+    let mut opts = Options::default();
+    if !options.is_null() {
+        // SAFETY: non-NULL and initialised by densa_options_init (contract): its first
+        // field, `size`, is the size of the caller's struct.
+        let size = unsafe { options.cast::<usize>().read_unaligned() };
+        if size < std::mem::size_of::<usize>() {
+            return Err(format!(
+                "densa_options.size is {size}: call densa_options_init first"
+            ));
+        }
+        // A field the caller's (older, smaller) struct lacks keeps its default.
+        let field = |offset: usize| -> Option<u32> {
+            (offset + std::mem::size_of::<u32>() <= size).then(|| {
+                // SAFETY: the caller's struct holds `size` readable bytes (contract) and
+                // this field lies within them (checked).
+                unsafe {
+                    options
+                        .cast::<u8>()
+                        .add(offset)
+                        .cast::<u32>()
+                        .read_unaligned()
+                }
+            })
+        };
+        use std::mem::offset_of;
+        if let Some(threads) = field(offset_of!(DensaOptions, threads)) {
+            opts.threads = threads as usize;
+        }
+        if let Some(precision) = field(offset_of!(DensaOptions, precision)) {
+            opts.precision = match precision {
+                0 => Precision::Auto,
+                1 => Precision::F32,
+                2 => Precision::Int8,
+                p => {
+                    return Err(format!(
+                        "densa_options.precision {p} is not DENSA_PRECISION_*"
+                    ))
+                }
+            };
+        }
+        if let Some(normalize) = field(offset_of!(DensaOptions, normalize)) {
+            opts.normalize = normalize != 0;
+        }
+        if let Some(max_length) = field(offset_of!(DensaOptions, max_length)) {
+            opts.max_length = (max_length != 0).then_some(max_length as usize);
+        }
+        if let Some(batch_size) = field(offset_of!(DensaOptions, batch_size)).filter(|&b| b != 0) {
+            opts.batch_size = batch_size as usize;
+        }
+        if let Some(n) = field(offset_of!(DensaOptions, truncate_dim)).filter(|&n| n != 0) {
+            opts.truncate_dim = Some(n as usize);
+        }
+        let prompt_at = offset_of!(DensaOptions, prompt);
+        if prompt_at + std::mem::size_of::<*const c_char>() <= size {
+            // SAFETY: the caller's struct holds `size` readable bytes (contract) and this
+            // field lies within them (checked).
+            let prompt = unsafe {
+                options
+                    .cast::<u8>()
+                    .add(prompt_at)
+                    .cast::<*const c_char>()
+                    .read_unaligned()
+            };
+            if !prompt.is_null() {
+                // SAFETY: a non-NULL prompt is a NUL-terminated string (contract).
+                opts.prompt = Some(unsafe { c_str(prompt, "densa_options.prompt") }?.to_owned());
+            }
+        }
+    }
+    Ok(opts)
+}
+
 /// `densa_open`
 ///
 /// # Safety
@@ -115,78 +196,8 @@ pub unsafe extern "C" fn densa_open(
     guarded(std::ptr::null_mut(), || {
         // SAFETY: contract of this function.
         let dir = unsafe { c_str(model_dir, "model_dir") }?;
-        let mut opts = Options::default();
-        if !options.is_null() {
-            // SAFETY: non-NULL and initialised by densa_options_init (contract): its first
-            // field, `size`, is the size of the caller's struct.
-            let size = unsafe { options.cast::<usize>().read_unaligned() };
-            if size < std::mem::size_of::<usize>() {
-                return Err(format!(
-                    "densa_options.size is {size}: call densa_options_init first"
-                ));
-            }
-            // A field the caller's (older, smaller) struct lacks keeps its default.
-            let field = |offset: usize| -> Option<u32> {
-                (offset + std::mem::size_of::<u32>() <= size).then(|| {
-                    // SAFETY: the caller's struct holds `size` readable bytes (contract) and
-                    // this field lies within them (checked).
-                    unsafe {
-                        options
-                            .cast::<u8>()
-                            .add(offset)
-                            .cast::<u32>()
-                            .read_unaligned()
-                    }
-                })
-            };
-            use std::mem::offset_of;
-            if let Some(threads) = field(offset_of!(DensaOptions, threads)) {
-                opts.threads = threads as usize;
-            }
-            if let Some(precision) = field(offset_of!(DensaOptions, precision)) {
-                opts.precision = match precision {
-                    0 => Precision::Auto,
-                    1 => Precision::F32,
-                    2 => Precision::Int8,
-                    p => {
-                        return Err(format!(
-                            "densa_options.precision {p} is not DENSA_PRECISION_*"
-                        ))
-                    }
-                };
-            }
-            if let Some(normalize) = field(offset_of!(DensaOptions, normalize)) {
-                opts.normalize = normalize != 0;
-            }
-            if let Some(max_length) = field(offset_of!(DensaOptions, max_length)) {
-                opts.max_length = (max_length != 0).then_some(max_length as usize);
-            }
-            if let Some(batch_size) =
-                field(offset_of!(DensaOptions, batch_size)).filter(|&b| b != 0)
-            {
-                opts.batch_size = batch_size as usize;
-            }
-            if let Some(n) = field(offset_of!(DensaOptions, truncate_dim)).filter(|&n| n != 0) {
-                opts.truncate_dim = Some(n as usize);
-            }
-            let prompt_at = offset_of!(DensaOptions, prompt);
-            if prompt_at + std::mem::size_of::<*const c_char>() <= size {
-                // SAFETY: the caller's struct holds `size` readable bytes (contract) and this
-                // field lies within them (checked).
-                let prompt = unsafe {
-                    options
-                        .cast::<u8>()
-                        .add(prompt_at)
-                        .cast::<*const c_char>()
-                        .read_unaligned()
-                };
-                if !prompt.is_null() {
-                    // SAFETY: a non-NULL prompt is a NUL-terminated string (contract).
-                    opts.prompt =
-                        Some(unsafe { c_str(prompt, "densa_options.prompt") }?.to_owned());
-                }
-            }
-        }
+        // SAFETY: contract of this function.
+        let opts = unsafe { parse_options(options) }?;
         let encoder = Encoder::from_dir(dir, opts).map_err(|e| e.to_string())?;
         Ok(Box::into_raw(Box::new(DensaEncoder {
             encoder,
@@ -218,13 +229,19 @@ pub unsafe extern "C" fn densa_dim(encoder: *const DensaEncoder) -> usize {
 unsafe fn live_encoder<'a>(encoder: *const DensaEncoder) -> Result<&'a DensaEncoder, String> {
     // SAFETY: NULL or a live encoder (contract).
     let encoder = unsafe { encoder.as_ref() }.ok_or("encoder is NULL")?;
-    if encoder.opened_by != std::process::id() {
+    same_process(encoder.opened_by, "encoder")?;
+    Ok(encoder)
+}
+
+/// Refuses an object opened by another process (before a `fork()`): its worker threads do
+/// not exist here, and a call would wait for them forever.
+pub(crate) fn same_process(opened_by: u32, what: &str) -> Result<(), String> {
+    if opened_by != std::process::id() {
         return Err(format!(
-            "this encoder was opened by process {} before a fork(); its threads do not exist in this process: open the encoder after forking",
-            encoder.opened_by
+            "this {what} was opened by process {opened_by} before a fork(); its threads do not exist in this process: open the {what} after forking"
         ));
     }
-    Ok(encoder)
+    Ok(())
 }
 
 /// Checks everything about an embed call but the texts, before any text is read: the

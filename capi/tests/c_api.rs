@@ -40,27 +40,42 @@ fn parse_rows(output: &str, kind: &str) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// st-tiny's first golden text, and sentence-transformers' vectors of it with the prompt
-/// "pregunta: " and with `truncate_dim` 8 (tests/fixtures/golden/st-tiny.safetensors).
-fn st_golden() -> (String, Vec<f32>, Vec<f32>) {
-    let bytes = std::fs::read(repo().join("tests/fixtures/golden/st-tiny.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let texts: Vec<String> =
-        serde_json::from_str(&meta.metadata().as_ref().unwrap()["texts"]).unwrap();
-    let first_row = |name: &str| -> Vec<f32> {
+/// A golden file of tests/fixtures/golden: a metadata entry parsed as JSON, and the first
+/// `len` values (all when None) of a tensor.
+struct GoldenFile(Vec<u8>);
+
+impl GoldenFile {
+    fn load(name: &str) -> Self {
+        let path = repo().join(format!("tests/fixtures/golden/{name}.safetensors"));
+        GoldenFile(std::fs::read(path).unwrap())
+    }
+
+    fn metadata(&self, key: &str) -> serde_json::Value {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&self.0).unwrap();
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()[key]).unwrap()
+    }
+
+    fn values(&self, name: &str, len: Option<usize>) -> Vec<f32> {
+        let st = safetensors::SafeTensors::deserialize(&self.0).unwrap();
         let t = st.tensor(name).unwrap();
-        let cols = t.shape()[1];
-        t.data()[..cols * 4]
+        let bytes = len.map_or(t.data().len(), |n| n * 4);
+        t.data()[..bytes]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect()
-    };
-    (
-        texts[0].clone(),
-        first_row("literal"),
-        first_row("truncated"),
-    )
+    }
+}
+
+/// st-tiny's first golden text, and sentence-transformers' vectors of it with the prompt
+/// "pregunta: " and with `truncate_dim` 8 (tests/fixtures/golden/st-tiny.safetensors).
+fn st_golden() -> (String, Vec<f32>, Vec<f32>) {
+    let golden = GoldenFile::load("st-tiny");
+    let text = golden.metadata("texts")[0].as_str().unwrap().to_owned();
+    let (literal, truncated) = (
+        golden.values("literal", Some(16)),
+        golden.values("truncated", Some(8)),
+    );
+    (text, literal, truncated)
 }
 
 #[cfg(target_os = "linux")]
@@ -91,10 +106,21 @@ fn c_program_gets_the_rust_vectors() {
     let model = repo().join("tests/fixtures/models/dpr-ctx-tiny");
     // A sentence-transformers folder and its golden (sentence-transformers' own vectors).
     let st_golden = st_golden();
+    // A cross-encoder's first golden pair and a reader's first golden case (transformers').
+    let rerank = GoldenFile::load("bert-rerank-tiny");
+    let pair = rerank.metadata("pairs")[0].clone();
+    let qa = GoldenFile::load("bert-qa-tiny");
+    let case = qa.metadata("cases")[0].clone();
+    let answer = qa.metadata("answers")[0][0].clone();
+    let fixture = |name: &str| repo().join("tests/fixtures/models").join(name);
     let run = Command::new(&exe)
         .arg(&model)
-        .arg(repo().join("tests/fixtures/models/st-tiny"))
+        .arg(fixture("st-tiny"))
         .arg(&st_golden.0)
+        .arg(fixture("bert-rerank-tiny"))
+        .args([pair[0].as_str().unwrap(), pair[1].as_str().unwrap()])
+        .arg(fixture("bert-qa-tiny"))
+        .args([case[0].as_str().unwrap(), case[1].as_str().unwrap()])
         .env("LD_LIBRARY_PATH", &lib)
         .output()
         .unwrap();
@@ -155,7 +181,43 @@ fn c_program_gets_the_rust_vectors() {
             .fold(0.0f32, f32::max);
         assert!(diff <= 1e-5, "{kind}: {diff:e}");
     }
+    // The heads against transformers' logits and the reference decoding's answer.
+    let logits = parse_rows(&stdout, "rerank");
+    let want = rerank.values("pair0.logits", None);
+    assert_eq!(logits.len(), 1);
+    assert!(
+        (logits[0][0] - want[0]).abs() <= 1e-5,
+        "{:?} vs {want:?}",
+        logits[0]
+    );
+    let read = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("read: "))
+        .unwrap();
+    let fields: Vec<&str> = read.split(' ').collect();
+    let context = case[1].as_str().unwrap();
+    let byte = |chars: u64| {
+        context
+            .char_indices()
+            .nth(chars as usize)
+            .map_or(context.len(), |(b, _)| b)
+    };
+    assert_eq!(
+        fields[0].parse::<usize>().unwrap(),
+        byte(answer["start"].as_u64().unwrap())
+    );
+    assert_eq!(
+        fields[1].parse::<usize>().unwrap(),
+        byte(answer["end"].as_u64().unwrap())
+    );
+    let score: f64 = fields[2].parse().unwrap();
+    assert!(
+        (score - answer["score"].as_f64().unwrap()).abs() <= 1e-6,
+        "{score} vs {answer}"
+    );
     for needle in [
+        "small rerank buffer: -1 | out holds 0 floats, 1 pairs of 1 logits need 1",
+        "read null: -1 | start, end and score must not be NULL",
         "missing: NULL | /nonexistent/densa-model",
         "small buffer: -1 | out holds",
         "null texts: -1 | texts is NULL",

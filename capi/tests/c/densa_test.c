@@ -3,7 +3,9 @@
  * ending at a guard page, an overflowing count, a fork()ed child), and 4 threads sharing one
  * encoder.
  * With a sentence-transformers folder and a text, also the prompt and truncate_dim options.
- * Usage: densa_test MODEL_DIR [ST_MODEL_DIR TEXT] */
+ * With a cross-encoder and a reader, also rerank and read.
+ * Usage: densa_test MODEL_DIR [ST_MODEL_DIR TEXT [RERANK_DIR QUERY PASSAGE READER_DIR QUESTION
+ *        CONTEXT]] */
 #define _DEFAULT_SOURCE /* mmap, fork */
 #include "densa.h"
 
@@ -55,7 +57,7 @@ static void print_rows(const char *kind, const float *rows, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2 && argc != 4) {
+    if (argc != 2 && argc != 4 && argc != 10) {
         fprintf(stderr, "usage: %s MODEL_DIR [ST_MODEL_DIR TEXT]\n", argv[0]);
         return 2;
     }
@@ -182,6 +184,43 @@ int main(int argc, char **argv) {
         dim = saved;
         densa_close(prompted);
         densa_close(truncated);
+    }
+
+    /* The heads: a cross-encoder's logits and a reader's answer. */
+    if (argc == 10) {
+        densa_options head_options;
+        densa_options_init(&head_options);
+        head_options.threads = 2;
+        densa_reranker *reranker = densa_reranker_open(argv[4], &head_options);
+        if (!reranker) {
+            printf("reranker open: %s\n", densa_last_error());
+            return 1;
+        }
+        const char *queries[] = {argv[5]};
+        const char *passages[] = {argv[6]};
+        float logits[16];
+        size_t labels = densa_reranker_labels(reranker);
+        if (labels == 0 || labels > 16 || densa_rerank(reranker, queries, passages, 1, logits, labels) != 0) return 1;
+        printf("rerank 0:");
+        for (size_t j = 0; j < labels; j++) printf(" %.9g", logits[j]);
+        printf("\n");
+        int small = densa_rerank(reranker, queries, passages, 1, logits, 0);
+        printf("small rerank buffer: %d | %s\n", small, densa_last_error());
+        densa_reranker_close(reranker);
+        densa_reader *reader = densa_reader_open(argv[7], &head_options);
+        if (!reader) {
+            printf("reader open: %s\n", densa_last_error());
+            return 1;
+        }
+        size_t start = 0, end = 0;
+        double score = 0;
+        if (densa_read(reader, argv[8], argv[9], &start, &end, &score) != 0) return 1;
+        printf("read: %zu %zu %.9g\n", start, end, score);
+        int null_start = densa_read(reader, argv[8], argv[9], NULL, &end, &score);
+        printf("read null: %d | %s\n", null_start, densa_last_error());
+        densa_reader_close(reader);
+        densa_reranker_close(NULL);
+        densa_reader_close(NULL);
     }
 
     /* 4 threads, 50 calls each, on the shared encoder: every result equal to the first. */
