@@ -50,7 +50,15 @@ pub struct Tokenized {
 }
 
 /// The tokenizer of a model folder, with densa's truncation.
-/// One window of a (question, context) pair ([`TextTokenizer::question_context_windows`]).
+/// A tokenizer that cuts (question, context) pairs into windows ([`TextTokenizer::windowing`]).
+#[derive(Clone)]
+pub struct WindowTokenizer {
+    tokenizer: Tokenizer,
+    pub max_seq_len: usize,
+    pub doc_stride: usize,
+}
+
+/// One window of a (question, context) pair ([`TextTokenizer::windows_with`]).
 #[derive(Debug, Clone)]
 pub struct Window {
     pub tokens: Tokenized,
@@ -137,17 +145,10 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// The windows a (question, context) pair is cut into for extractive reading, as
-    /// transformers' question-answering pipeline cut them: the context truncated to windows of
-    /// `max_seq_len` tokens (question and special tokens included) overlapping by `doc_stride`
-    /// tokens; the question whole in each. Offsets are in characters of the context.
-    pub fn question_context_windows(
-        &self,
-        question: &str,
-        context: &str,
-        max_seq_len: usize,
-        doc_stride: usize,
-    ) -> Result<Vec<Window>> {
+    /// The tokenizer that cuts windows of `max_seq_len` tokens overlapping by `doc_stride`
+    /// (a copy of this one with that truncation; building it copies the vocabulary, so a
+    /// reader keeps it between calls).
+    pub fn windowing(&self, max_seq_len: usize, doc_stride: usize) -> Result<WindowTokenizer> {
         let mut tokenizer = self.untruncated.clone();
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -157,6 +158,24 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(WindowTokenizer {
+            tokenizer,
+            max_seq_len,
+            doc_stride,
+        })
+    }
+
+    /// The windows a (question, context) pair is cut into for extractive reading, as
+    /// transformers' question-answering pipeline cut them: the context truncated to windows of
+    /// `max_seq_len` tokens (question and special tokens included) overlapping by `doc_stride`
+    /// tokens; the question whole in each. Offsets are in characters of the context.
+    pub fn windows_with(
+        windowing: &WindowTokenizer,
+        question: &str,
+        context: &str,
+    ) -> Result<Vec<Window>> {
+        let (max_seq_len, doc_stride) = (windowing.max_seq_len, windowing.doc_stride);
+        let tokenizer = &windowing.tokenizer;
         let first = tokenizer
             .encode_char_offsets((question, context), true)
             .map_err(|e| {

@@ -96,7 +96,7 @@ impl Encoder {
                     self.prompt_tokens,
                     &mut pooled,
                 )?;
-                let vectors = self.after_pooling(&pooled, n);
+                let vectors = self.after_pooling(&mut pooled, n);
                 for (row, &i) in vectors.chunks_exact(dim).zip(batch_indices) {
                     data[i * dim..(i + 1) * dim].copy_from_slice(row);
                 }
@@ -122,8 +122,18 @@ impl Encoder {
 
     /// What follows pooling, in sentence-transformers' order: the folder's Dense modules and
     /// Normalize, then `truncate_dim`, then the asked-for normalisation. `(n, dim)` out.
-    fn after_pooling(&self, pooled: &[f32], n: usize) -> Vec<f32> {
-        let mut vectors = pooled[..n * self.pooled_dim()].to_vec();
+    fn after_pooling<'a>(&self, pooled: &'a mut [f32], n: usize) -> std::borrow::Cow<'a, [f32]> {
+        let pooled = &mut pooled[..n * self.pooled_dim()];
+        let dim = self.dim();
+        if self.st.dense.is_empty() && dim == self.pooled_dim() {
+            // The common case (no Dense, no truncation): normalise in place, no copy.
+            // The folder's Normalize, then an explicit one, as sentence-transformers runs both.
+            for _ in 0..(usize::from(self.st.normalize) + usize::from(self.normalize)) {
+                pooled.chunks_exact_mut(dim.max(1)).for_each(l2_normalize);
+            }
+            return std::borrow::Cow::Borrowed(pooled);
+        }
+        let mut vectors = pooled.to_vec();
         for dense in &self.st.dense {
             vectors = dense.forward(&vectors, n);
         }
@@ -133,7 +143,6 @@ impl Encoder {
                 .chunks_exact_mut(width.max(1))
                 .for_each(l2_normalize);
         }
-        let dim = self.dim();
         if dim < width {
             vectors = vectors
                 .chunks_exact(width)
@@ -143,7 +152,7 @@ impl Encoder {
         if self.normalize {
             vectors.chunks_exact_mut(dim.max(1)).for_each(l2_normalize);
         }
-        vectors
+        std::borrow::Cow::Owned(vectors)
     }
 
     /// The embedding output and every layer's output for one input, each `(T, hidden)`

@@ -335,6 +335,20 @@ impl Encoder {
     }
 
     /// An idle workspace, or a new one.
+    /// The last hidden state `(T, H)` of every token of `batch` (for heads that read every
+    /// token), on one of the encoder's idle workspaces.
+    pub(crate) fn last_hidden_state(&self, batch: &crate::model::PackedBatch) -> Result<Vec<f32>> {
+        let mut workspace = self.take_workspace();
+        let hidden = self.install(|| {
+            let rows = crate::model::OutputRows::All;
+            let h = self.model.config.hidden_size;
+            let hidden = self.model.forward(batch, &mut workspace, None, rows)?;
+            Ok(hidden[..batch.total_tokens() * h].to_vec())
+        });
+        self.put_workspace(workspace);
+        hidden
+    }
+
     fn take_workspace(&self) -> Workspace {
         self.workspaces
             .lock()

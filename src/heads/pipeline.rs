@@ -154,7 +154,8 @@ pub fn reranked_gold_ranks(
     let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
     let vectors = encoder.embed(&refs)?;
     let retriever_ranks = encoder.install(|| index.gold_ranks(&vectors.data, gold))?;
-    let hits = index.search_questions(encoder, &refs, rerank_top)?;
+    // The same question vectors serve both rankings (encoded once).
+    let hits = encoder.install(|| index.search(&vectors.data, rerank_top))?;
     let mut ranks = Vec::with_capacity(questions.len());
     for (j, hits) in hits.iter().enumerate() {
         let Some(at) = hits.iter().position(|h| h.index == gold[j]) else {

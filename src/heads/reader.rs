@@ -6,11 +6,12 @@ use super::{head_architecture, head_encoder, head_layer};
 use crate::encoder::{Encoder, Options};
 use crate::error::{Error, Result};
 use crate::io::read_json;
-use crate::model::{OutputRows, PackedBatch, Workspace};
+use crate::model::PackedBatch;
 use crate::pooling::Pooling;
 use crate::sentence_transformers::{Dense, DenseActivation};
-use crate::tokenizer::Window;
+use crate::tokenizer::{TextTokenizer, Window, WindowTokenizer};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// `(start, end)` logits of each token of one window.
 pub type WindowLogits = Vec<(f32, f32)>;
@@ -54,6 +55,9 @@ pub struct Reader {
     encoder: Encoder,
     /// `qa_outputs`: `(2, H)`, start and end logits of each token.
     qa_outputs: Dense,
+    /// The windowing tokenizer of the last call's (max_seq_len, doc_stride): building one
+    /// copies the vocabulary, so it is kept.
+    windowing: Mutex<Option<Arc<WindowTokenizer>>>,
 }
 
 impl Reader {
@@ -91,6 +95,7 @@ impl Reader {
         Ok(Reader {
             encoder,
             qa_outputs,
+            windowing: Mutex::new(None),
         })
     }
 
@@ -168,9 +173,19 @@ impl Reader {
                 "doc_stride ({doc_stride}) must be below max_seq_len ({max_seq_len}), max_answer_len ({max_answer_len}) and top_k ({top_k}) at least 1"
             )));
         }
-        let tokenizer = self.encoder.tokenizer();
-        let mut windows =
-            tokenizer.question_context_windows(question, context, max_seq_len, doc_stride)?;
+        let windowing = {
+            let mut cached = self.windowing.lock().unwrap_or_else(|e| e.into_inner());
+            match cached.as_ref() {
+                Some(w) if (w.max_seq_len, w.doc_stride) == (max_seq_len, doc_stride) => w.clone(),
+                _ => {
+                    let tokenizer = self.encoder.tokenizer();
+                    let built = Arc::new(tokenizer.windowing(max_seq_len, doc_stride)?);
+                    *cached = Some(built.clone());
+                    built
+                }
+            }
+        };
+        let mut windows = TextTokenizer::windows_with(&windowing, question, context)?;
         if !self.encoder.model().config.uses_token_types() {
             for w in &mut windows {
                 w.tokens.type_ids.iter_mut().for_each(|t| *t = 0);
@@ -186,14 +201,7 @@ impl Reader {
             batch.push(&w.tokens.ids, &w.tokens.type_ids);
         }
         let tokens = batch.total_tokens();
-        let hidden = self.encoder.install(|| -> Result<Vec<f32>> {
-            let mut workspace = Workspace::default();
-            let hidden =
-                self.encoder
-                    .model()
-                    .forward(&batch, &mut workspace, None, OutputRows::All)?;
-            Ok(hidden[..tokens * self.qa_outputs.in_features].to_vec())
-        })?;
+        let hidden = self.encoder.last_hidden_state(&batch)?;
         let logits = self.qa_outputs.forward(&hidden, tokens);
         Ok(logits.chunks_exact(2).map(|p| (p[0], p[1])).collect())
     }
