@@ -61,6 +61,18 @@ pub enum Error {
     /// A request the engine cannot satisfy (bad option or input).
     #[error("{0}")]
     InvalidInput(String),
+    /// A batching queue is full: the call was refused, not queued (retry later).
+    #[error(
+        "the queue holds {queued_tokens} tokens; {tokens} more would pass its limit of {limit}"
+    )]
+    Overloaded {
+        queued_tokens: usize,
+        tokens: usize,
+        limit: usize,
+    },
+    /// A batching queue was shut down before the call ran.
+    #[error("the batching queue is shut down")]
+    ShutDown,
 }
 
 /// `Result` with densa's [`Error`].

@@ -15,6 +15,7 @@
 //! The forward pass reads top to bottom in [`model`]; the numeric kernels live in the
 //! `densa-kernels` crate.
 
+pub mod batching;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -27,10 +28,13 @@ pub mod pooling;
 pub mod quantize;
 pub mod retrieval;
 pub mod sentence_transformers;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod tokenizer;
 
+pub use batching::{BatchLimits, Batcher, Pending};
 pub use config::BertConfig;
-pub use encoder::{Embeddings, Encoder, Options, DEFAULT_MAX_BATCH_TOKENS};
+pub use encoder::{Embeddings, Encoder, Encoding, Options, DEFAULT_MAX_BATCH_TOKENS};
 pub use error::{Error, Result};
 pub use heads::{
     Answer, AnswerOptions, PairScores, PassageAnswer, PipelineResult, QaPipeline, ReadOptions,

@@ -77,6 +77,8 @@ pub struct TextTokenizer {
     max_length: usize,
     /// sentence-transformers' `do_lower_case`: lowercase text before the tokenizer sees it.
     lowercase_input: bool,
+    /// Ids of the special tokens (`[CLS]`, `</s>`, …), sorted.
+    special_ids: Vec<u32>,
 }
 
 impl TextTokenizer {
@@ -112,11 +114,19 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut special_ids: Vec<u32> = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, token)| token.special)
+            .map(|(id, _)| id)
+            .collect();
+        special_ids.sort_unstable();
         Ok(TextTokenizer {
             inner,
             untruncated,
             max_length,
             lowercase_input: false,
+            special_ids,
         })
     }
 
@@ -138,6 +148,11 @@ impl TextTokenizer {
             .values()
             .max()
             .map_or(0, |&id| id as usize + 1)
+    }
+
+    /// Whether `id` is a special token (`[CLS]`, `[SEP]`, `<s>`, padding, …).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special_ids.binary_search(&id).is_ok()
     }
 
     /// The id of a token, if the vocabulary has it.

@@ -191,6 +191,40 @@ fn inspect_and_bench() {
         v["min_ms"].as_f64() <= v["median_ms"].as_f64()
             && v["median_ms"].as_f64() <= v["max_ms"].as_f64()
     );
+
+    // The heads: a cross-encoder's pairs and a reader's windows, each on its own folder; a
+    // folder without the head asked for is a clear error.
+    let bench_head = |folder: &str, head: &str| {
+        let folder = model_dir(folder);
+        let args = ["bench", "--model", folder.to_str().unwrap(), "--batch", "3"];
+        let rest = [
+            "--seq",
+            "24",
+            "--iters",
+            "2",
+            "--threads",
+            "1",
+            "--head",
+            head,
+        ];
+        densa(&[&args[..], &rest[..]].concat(), None)
+    };
+    for (folder, head) in [("bert-rerank-tiny", "rerank"), ("xlmr-qa-tiny", "read")] {
+        let line = ok(&bench_head(folder, head));
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(
+            (v["head"].as_str(), v["batch"].as_u64()),
+            (Some(head), Some(3))
+        );
+        assert!(v["median_ms"].as_f64().is_some_and(|x| x > 0.0), "{line}");
+    }
+    let wrong = bench_head("bert-rerank-tiny", "read");
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("names no question-answering head"),
+        "{stderr}"
+    );
 }
 
 #[test]

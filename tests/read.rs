@@ -206,19 +206,7 @@ fn read_cli_prints_the_answers() {
 #[test]
 fn answer_chains_retrieval_reranking_and_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let index = dir.path().join("index");
-    let passages = common::fixtures().join("../../examples/demo/pasajes.jsonl");
-    let ctx = model_dir("dpr-ctx-tiny");
-    let args = [
-        "index",
-        "--model",
-        s(&ctx),
-        "--passages",
-        s(&passages),
-        "--output",
-        s(&index),
-    ];
-    ok(&densa(&args, None));
+    let index = common::cli::demo_index(dir.path());
     let question = "¿En qué ciudad está la Sagrada Familia?";
     // One tiny DPR encoder for both sides (its 32-dimensional [CLS]).
     let (q, reader_dir, rerank_dir) = (
@@ -226,19 +214,7 @@ fn answer_chains_retrieval_reranking_and_reading() {
         model_dir("bert-qa-tiny"),
         model_dir("bert-rerank-tiny"),
     );
-    let mut args = vec!["answer", "--model", s(&q), "--index", s(&index)];
-    args.extend_from_slice(&["--reader", s(&reader_dir), "--rerank", s(&rerank_dir)]);
-    args.extend_from_slice(&[
-        "--rerank-top",
-        "5",
-        "--read-top",
-        "2",
-        "--top-k",
-        "2",
-        "--json",
-        question,
-    ]);
-    let rows: Vec<serde_json::Value> = json_lines(&ok(&densa(&args, None)));
+    let rows = common::cli::answer_json(&q, &index, &reader_dir, &rerank_dir, question);
     assert_eq!(rows.len(), 1);
     let answers = rows[0]["answers"].as_array().unwrap();
     assert_eq!(answers.len(), 2);

@@ -4,11 +4,16 @@
     pip install torch transformers onnxruntime onnxscript onnx
     python tools/make_bench_model.py /tmp/dpr-bert-base-random
     python tools/bench_peers.py /tmp/dpr-bert-base-random --threads 2 --shapes 1x16 1x128 8x128
+    python tools/bench_peers.py /tmp/bert-rerank-base-random --head rerank --shapes 20x128
+    python tools/bench_peers.py /tmp/bert-read-base-random --head read --shapes 1x384
 
 Prints one JSON line per (peer, shape) with the same fields as `densa bench`: median_ms, min_ms,
 max_ms, tokens_per_s. Inputs are synthetic ids of exactly `seq` tokens, no padding.
 Peers: PyTorch eager (transformers), ONNX Runtime f32 with its full graph optimisations
 (exported with torch.onnx.export(dynamo=True); the old exporter gives wrong outputs).
+`--head rerank` loads the folder as AutoModelForSequenceClassification (the output timed is the
+pairs' logits), `--head read` as AutoModelForQuestionAnswering (start and end logits per token),
+as `densa bench --head` does.
 """
 import argparse
 import json
@@ -43,6 +48,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--shapes", nargs="+", default=["1x16", "1x128", "8x128"])
+    ap.add_argument("--head", choices=["rerank", "read"], help="time a task head instead of the DPR encoder")
     ap.add_argument("--peers", nargs="+", default=["torch", "onnxruntime"],
                     help="torch, onnxruntime, onnxruntime-int8 (dynamic quantization, per channel)")
     args = ap.parse_args()
@@ -52,7 +58,13 @@ def main():
     import transformers
 
     torch.set_num_threads(args.threads)
-    model = transformers.DPRContextEncoder.from_pretrained(args.model).eval()
+    model_class, first_output, output_names = {
+        None: (transformers.DPRContextEncoder, lambda out: out.pooler_output, ["pooled"]),
+        "rerank": (transformers.AutoModelForSequenceClassification, lambda out: out.logits, ["logits"]),
+        "read": (transformers.AutoModelForQuestionAnswering, lambda out: out.start_logits,
+                 ["start_logits", "end_logits"]),
+    }[args.head]
+    model = model_class.from_pretrained(args.model).eval()
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes]
     rng = np.random.default_rng(0)
 
@@ -61,11 +73,14 @@ def main():
         x[:, 0], x[:, -1] = 4, 5
         return x
 
+    def peer_name(name):
+        return f"{name} {args.head}" if args.head else name
+
     if "torch" in args.peers:
         for batch, seq in shapes:
             x = torch.from_numpy(ids(batch, seq))
             with torch.inference_mode():
-                report(f"pytorch {torch.__version__}", batch, seq, args.threads, timed(lambda: model(input_ids=x), args.iters))
+                report(peer_name(f"pytorch {torch.__version__}"), batch, seq, args.threads, timed(lambda: model(input_ids=x), args.iters))
 
     if "onnxruntime" in args.peers or "onnxruntime-int8" in args.peers:
         import onnxruntime as ort
@@ -73,7 +88,7 @@ def main():
             path = os.path.join(tmp, "model.onnx")
             x = torch.from_numpy(ids(1, 16))
             batch_dim, seq_dim = torch.export.Dim("batch"), torch.export.Dim("seq", max=512)
-            torch.onnx.export(model, (x,), path, dynamo=True, input_names=["input_ids"], output_names=["pooled"],
+            torch.onnx.export(model, (x,), path, dynamo=True, input_names=["input_ids"], output_names=output_names,
                               dynamic_shapes={"input_ids": {0: batch_dim, 1: seq_dim}})
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = args.threads
@@ -82,13 +97,13 @@ def main():
             session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
             check = ids(2, 16)
             with torch.inference_mode():
-                want = model(input_ids=torch.from_numpy(check)).pooler_output.numpy()
+                want = first_output(model(input_ids=torch.from_numpy(check))).numpy()
             got = session.run(None, {"input_ids": check})[0]
             assert np.abs(got - want).max() < 1e-3, f"ONNX export disagrees with PyTorch: {np.abs(got - want).max()}"
             if "onnxruntime" in args.peers:
                 for batch, seq in shapes:
                     feed = {"input_ids": ids(batch, seq)}
-                    report(f"onnxruntime {ort.__version__}", batch, seq, args.threads, timed(lambda: session.run(None, feed), args.iters))
+                    report(peer_name(f"onnxruntime {ort.__version__}"), batch, seq, args.threads, timed(lambda: session.run(None, feed), args.iters))
             if "onnxruntime-int8" in args.peers:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
                 qpath = os.path.join(tmp, "model-int8.onnx")
@@ -96,7 +111,7 @@ def main():
                 qsession = ort.InferenceSession(qpath, opts, providers=["CPUExecutionProvider"])
                 for batch, seq in shapes:
                     feed = {"input_ids": ids(batch, seq)}
-                    report(f"onnxruntime {ort.__version__} int8", batch, seq, args.threads, timed(lambda: qsession.run(None, feed), args.iters))
+                    report(peer_name(f"onnxruntime {ort.__version__} int8"), batch, seq, args.threads, timed(lambda: qsession.run(None, feed), args.iters))
 
 
 if __name__ == "__main__":

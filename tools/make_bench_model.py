@@ -5,6 +5,9 @@
     python tools/make_bench_model.py /tmp/dpr-bert-base-random
     python tools/make_bench_model.py /tmp/xlmr-base-random --family xlm-roberta
     python tools/make_bench_model.py /tmp/distilbert-base-random --family distilbert
+    python tools/make_bench_model.py /tmp/bert-st-base-random --family bert-st
+    python tools/make_bench_model.py /tmp/bert-rerank-base-random --head rerank
+    python tools/make_bench_model.py /tmp/bert-qa-base-random --head read
 
 768 hidden, 12 layers, 12 heads, FFN 3072, 512 positions, vocabulary 31002 (the stand-in
 vocabulary in tests/fixtures/vocab), names `ctx_encoder.bert_model.*` as DPRContextEncoder. Weights
@@ -15,6 +18,15 @@ come from tools/prng.py, the same generator the full-shape test uses. For benchm
 pad + 1, one token type, xlmr-tiny's Unigram tokenizer); `--family distilbert` as DistilBERT
 (`transformer.layer.N` names, no token types, the same 12 layers): for checking that the
 architectures run at BERT's speed at the same shape.
+
+`--family bert-st` writes the same BERT as a sentence-transformers folder (plain `BertModel` names,
+modules.json with [CLS] pooling, as DPR pools): what embedding servers (densa serve, infinity,
+sentence-transformers behind FastAPI) load alike, for tools/bench_serve.py.
+
+`--head rerank` writes BERT-base as BertForSequenceClassification (`bert.*`, the tanh pooler,
+`classifier` with one label: a cross-encoder); `--head read` as BertForQuestionAnswering
+(`bert.*` without a pooler, `qa_outputs` of 2): the shapes `densa bench --head` and
+`tools/bench_peers.py --head` time.
 """
 import json
 import shutil
@@ -75,40 +87,79 @@ def family_layout(family):
         overrides = {"embeddings.position_embeddings.weight": (514, 768),
                      "embeddings.token_type_embeddings.weight": (1, 768)}
         return config, "", {}, overrides, models / "xlmr-tiny", ["tokenizer.json"]
+    if family == "bert-st":
+        config = dict(CONFIG, architectures=["BertModel"], model_type="bert")
+        return config, "", {}, {}, TOKENIZER_FROM, ["vocab.txt", "tokenizer_config.json",
+                                                    "special_tokens_map.json"]
     if family == "distilbert":
         config = {"architectures": ["DistilBertModel"], "model_type": "distilbert", "vocab_size": 31002,
                   "dim": 768, "n_layers": 12, "n_heads": 12, "hidden_dim": 3072, "activation": "gelu",
                   "max_position_embeddings": 512, "sinusoidal_pos_embds": False, "pad_token_id": 0}
         return config, "", DISTILBERT_NAMES, {}, models / "distilbert-tiny", ["tokenizer.json"]
-    sys.exit(f"unknown family {family!r} (bert, xlm-roberta, distilbert)")
+    sys.exit(f"unknown family {family!r} (bert, bert-st, xlm-roberta, distilbert)")
+
+
+def head_layout(head, config):
+    """BERT-base with a task head: (config, prefix, extra tensors' names and shapes)."""
+    h = config["hidden_size"]
+    if head == "rerank":
+        config = dict(config, architectures=["BertForSequenceClassification"], model_type="bert",
+                      num_labels=1, id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+        return config, "bert.", [("bert.pooler.dense.weight", (h, h)), ("bert.pooler.dense.bias", (h,)),
+                                 ("classifier.weight", (1, h)), ("classifier.bias", (1,))]
+    if head == "read":
+        config = dict(config, architectures=["BertForQuestionAnswering"], model_type="bert")
+        return config, "bert.", [("qa_outputs.weight", (2, h)), ("qa_outputs.bias", (2,))]
+    sys.exit(f"unknown head {head!r} (rerank, read)")
+
+
+def take_flag(args, flag, default):
+    if flag not in args:
+        return default
+    at = args.index(flag)
+    value = args[at + 1]
+    del args[at:at + 2]
+    return value
 
 
 def main():
     args = sys.argv[1:]
-    family = "bert"
-    if "--family" in args:
-        at = args.index("--family")
-        family = args[at + 1]
-        del args[at:at + 2]
-    if len(args) != 1:
-        sys.exit("usage: make_bench_model.py OUTPUT_DIR [--family bert|xlm-roberta|distilbert]")
+    family = take_flag(args, "--family", "bert")
+    head = take_flag(args, "--head", None)
+    if len(args) != 1 or (head and family != "bert"):
+        sys.exit("usage: make_bench_model.py OUTPUT_DIR [--family bert|bert-st|xlm-roberta|distilbert | --head rerank|read]")
     config, prefix, renames, overrides, tokenizer_from, files = family_layout(family)
+    extra = []
+    if head:
+        config, prefix, extra = head_layout(head, config)
     folder = Path(args[0])
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {}
+    names = []
     for name, shape in shapes():
         if family == "distilbert" and "token_type" in name:
             continue
         shape = overrides.get(name, shape)
         for old, new in renames.items():
             name = name.replace(old, new)
-        full = prefix + name
+        names.append((prefix + name, shape))
+    tensors = {}
+    for full, shape in names + extra:
         center, scale = prng.center_scale(full.replace("layer_norm", "LayerNorm"))
         tensors[full] = prng.uniform(full, int(np.prod(shape)), center, scale).reshape(shape)
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     for f in files:
         shutil.copy(tokenizer_from / f, folder / f)
+    if family == "bert-st":
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        (folder / "modules.json").write_text(json.dumps(modules, indent=1) + "\n")
+        (folder / "1_Pooling").mkdir(exist_ok=True)
+        pooling = {"word_embedding_dimension": 768, "pooling_mode_cls_token": True,
+                   "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False,
+                   "pooling_mode_mean_sqrt_len_tokens": False}
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=1) + "\n")
+        (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 512, "do_lower_case": False}) + "\n")
     print(f"{folder}: {sum(t.size for t in tensors.values())} parameters")
 
 

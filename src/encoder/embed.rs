@@ -1,7 +1,7 @@
 //! Embedding: tokenizing (with the prompt), batching, the forward pass, pooling and what
 //! follows it.
 
-use super::{Embeddings, Encoder};
+use super::{Embeddings, Encoder, Encoding};
 use crate::error::{Error, Result};
 use crate::model::{OutputRows, PackedBatch, Workspace};
 use crate::pooling::{l2_normalize, pool};
@@ -23,37 +23,68 @@ impl Encoder {
 
     /// Embeds any mix of texts and pairs, one row per input, in input order.
     pub fn embed_inputs(&self, inputs: &[Input<'_>]) -> Result<Embeddings> {
-        let tokenized = self.tokenize(inputs)?;
-        self.embed_tokenized(&tokenized)
+        self.embed_inputs_with(inputs, &self.encoding)
     }
 
-    /// Tokenizes inputs as the model will see them.
+    /// [`Encoder::embed_inputs`] with another encoding (from [`Encoder::encoding_for`]).
+    pub fn embed_inputs_with(
+        &self,
+        inputs: &[Input<'_>],
+        encoding: &Encoding,
+    ) -> Result<Embeddings> {
+        let tokenized = self.tokenize_on_pool(inputs, encoding)?;
+        self.embed_tokenized_with(&tokenized, encoding)
+    }
+
+    /// Tokenizes inputs as the model will see them, on the encoder's pool.
     /// The prompt, if any, goes before each text (before the title of a pair); a model
     /// without token types (RoBERTa, XLM-R, DistilBERT) gets type 0 throughout.
     pub fn tokenize(&self, inputs: &[Input<'_>]) -> Result<Vec<Tokenized>> {
-        let uses_types = self.model.config.uses_token_types();
+        self.tokenize_on_pool(inputs, &self.encoding)
+    }
+
+    fn tokenize_on_pool(
+        &self,
+        inputs: &[Input<'_>],
+        encoding: &Encoding,
+    ) -> Result<Vec<Tokenized>> {
         self.pool.install(|| {
             inputs
                 .par_iter()
-                .map(|&input| {
-                    let mut tokens = match &self.prompt {
-                        None => self.tokenizer.encode(input)?,
-                        Some(prompt) => match input {
-                            Input::Text(t) => self
-                                .tokenizer
-                                .encode(Input::Text(&format!("{prompt}{t}")))?,
-                            Input::Pair(a, b) => self
-                                .tokenizer
-                                .encode(Input::Pair(&format!("{prompt}{a}"), b))?,
-                        },
-                    };
-                    if !uses_types {
-                        tokens.type_ids.iter_mut().for_each(|t| *t = 0);
-                    }
-                    Ok(tokens)
-                })
+                .map(|&input| self.tokenize_one(input, encoding))
                 .collect()
         })
+    }
+
+    /// Tokenizes inputs with `encoding`'s prompt on the calling thread (a server's request
+    /// thread, so that tokenizing never waits for the pool's forward passes).
+    pub fn tokenize_with(
+        &self,
+        inputs: &[Input<'_>],
+        encoding: &Encoding,
+    ) -> Result<Vec<Tokenized>> {
+        inputs
+            .iter()
+            .map(|&input| self.tokenize_one(input, encoding))
+            .collect()
+    }
+
+    fn tokenize_one(&self, input: Input<'_>, encoding: &Encoding) -> Result<Tokenized> {
+        let mut tokens = match encoding.prompt() {
+            None => self.tokenizer.encode(input)?,
+            Some(prompt) => match input {
+                Input::Text(t) => self
+                    .tokenizer
+                    .encode(Input::Text(&format!("{prompt}{t}")))?,
+                Input::Pair(a, b) => self
+                    .tokenizer
+                    .encode(Input::Pair(&format!("{prompt}{a}"), b))?,
+            },
+        };
+        if !self.model.config.uses_token_types() {
+            tokens.type_ids.iter_mut().for_each(|t| *t = 0);
+        }
+        Ok(tokens)
     }
 
     /// Embeds already tokenized inputs.
@@ -65,7 +96,17 @@ impl Encoder {
     /// embedding holding NaN or ±Inf is an error naming the input unless the encoder was
     /// opened with [`super::Options::allow_non_finite`].
     pub fn embed_tokenized(&self, tokenized: &[Tokenized]) -> Result<Embeddings> {
-        let dim = self.dim();
+        self.embed_tokenized_with(tokenized, &self.encoding)
+    }
+
+    /// [`Encoder::embed_tokenized`] with another encoding (from [`Encoder::encoding_for`];
+    /// `tokenized` made with the same one).
+    pub fn embed_tokenized_with(
+        &self,
+        tokenized: &[Tokenized],
+        encoding: &Encoding,
+    ) -> Result<Embeddings> {
+        let dim = self.dim_of(encoding);
         self.check_tokenized(tokenized)?;
         let mut data = vec![0.0f32; tokenized.len() * dim];
         let mut order: Vec<usize> = (0..tokenized.len()).collect();
@@ -81,7 +122,7 @@ impl Encoder {
                     batch.push(&tokenized[i].ids, &tokenized[i].type_ids);
                 }
                 // Leaving the prompt out moves cls off the first token: every row is needed.
-                let rows = match self.prompt_tokens {
+                let rows = match encoding.prompt_tokens() {
                     0 => self.pooling.output_rows(),
                     _ => OutputRows::All,
                 };
@@ -93,10 +134,10 @@ impl Encoder {
                     self.pooling,
                     hidden,
                     &batch,
-                    self.prompt_tokens,
+                    encoding.prompt_tokens(),
                     &mut pooled,
                 )?;
-                let vectors = self.after_pooling(&mut pooled, n);
+                let vectors = self.after_pooling(&mut pooled, n, encoding);
                 for (row, &i) in vectors.chunks_exact(dim).zip(batch_indices) {
                     data[i * dim..(i + 1) * dim].copy_from_slice(row);
                 }
@@ -122,13 +163,18 @@ impl Encoder {
 
     /// What follows pooling, in sentence-transformers' order: the folder's Dense modules and
     /// Normalize, then `truncate_dim`, then the asked-for normalisation. `(n, dim)` out.
-    fn after_pooling<'a>(&self, pooled: &'a mut [f32], n: usize) -> std::borrow::Cow<'a, [f32]> {
+    fn after_pooling<'a>(
+        &self,
+        pooled: &'a mut [f32],
+        n: usize,
+        encoding: &Encoding,
+    ) -> std::borrow::Cow<'a, [f32]> {
         let pooled = &mut pooled[..n * self.pooled_dim()];
-        let dim = self.dim();
+        let dim = self.dim_of(encoding);
         if self.st.dense.is_empty() && dim == self.pooled_dim() {
             // The common case (no Dense, no truncation): normalise in place, no copy.
             // The folder's Normalize, then an explicit one, as sentence-transformers runs both.
-            for _ in 0..(usize::from(self.st.normalize) + usize::from(self.normalize)) {
+            for _ in 0..(usize::from(self.st.normalize) + usize::from(encoding.normalize())) {
                 pooled.chunks_exact_mut(dim.max(1)).for_each(l2_normalize);
             }
             return std::borrow::Cow::Borrowed(pooled);
@@ -149,7 +195,7 @@ impl Encoder {
                 .flat_map(|row| row[..dim].iter().copied())
                 .collect();
         }
-        if self.normalize {
+        if encoding.normalize() {
             vectors.chunks_exact_mut(dim.max(1)).for_each(l2_normalize);
         }
         std::borrow::Cow::Owned(vectors)
@@ -171,7 +217,7 @@ impl Encoder {
     }
 
     /// Refuses inputs the model cannot run, naming the input.
-    fn check_tokenized(&self, tokenized: &[Tokenized]) -> Result<()> {
+    pub(crate) fn check_tokenized(&self, tokenized: &[Tokenized]) -> Result<()> {
         let cfg = &self.model.config;
         for (i, t) in tokenized.iter().enumerate() {
             let problem = if t.ids.is_empty() {

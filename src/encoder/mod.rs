@@ -6,11 +6,14 @@ use crate::error::{Error, Result};
 use crate::model::{BertModel, Precision, Workspace};
 use crate::pooling::Pooling;
 use crate::sentence_transformers::SentenceTransformers;
-use crate::tokenizer::TextTokenizer;
+use crate::tokenizer::{TextTokenizer, Tokenized};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod embed;
+mod encoding;
+
+pub use encoding::Encoding;
 
 /// How to load and run an encoder. `Options::default()` is what the CLI does without flags.
 #[derive(Debug, Clone)]
@@ -115,13 +118,8 @@ pub struct Encoder {
     pooling: Pooling,
     /// The folder's sentence-transformers modules (Dense, Normalize) and prompts.
     st: SentenceTransformers,
-    /// The prompt put before every text, and how many leading tokens pooling leaves out
-    /// (the prompt's, under `include_prompt: false`; else 0).
-    prompt: Option<String>,
-    prompt_tokens: usize,
-    /// `Options::truncate_dim` and `Options::normalize`.
-    truncate_dim: Option<usize>,
-    normalize: bool,
+    /// The prompt, pooling's skip, truncation and normalisation of calls that name none.
+    encoding: Encoding,
     batch_size: usize,
     max_batch_tokens: usize,
     /// Return embeddings holding NaN/Inf instead of failing (as for the weights).
@@ -287,44 +285,22 @@ impl Encoder {
             }
             width = dense.out_features;
         }
-        if let Some(n) = options.truncate_dim {
-            if n == 0 || n > width {
-                return Err(Error::InvalidInput(format!(
-                    "truncate_dim {n} must be between 1 and the embedding's {width} values"
-                )));
-            }
-        }
-        let prompt = match (
-            &options.prompt,
-            &options.prompt_name,
-            &st.default_prompt_name,
-        ) {
-            (Some(text), _, _) => Some(text.clone()),
-            (None, Some(name), _) | (None, None, Some(name)) => Some(st.prompt(name)?.to_owned()),
-            (None, None, None) => None,
-        }
-        // An empty prompt is no prompt (sentence-transformers' `if prompt:`).
-        .filter(|p| !p.is_empty());
-        // sentence-transformers' prompt length: the prompt tokenized alone, less its trailing
-        // special token.
-        let prompt_tokens = match &prompt {
-            Some(text) if !st.include_prompt => {
-                let alone = tokenizer.encode(crate::tokenizer::Input::Text(text))?;
-                let trailing = usize::from(tokenizer.special_tokens(false) >= 2);
-                alone.ids.len() - trailing.min(alone.ids.len())
-            }
-            _ => 0,
-        };
+        let encoding = Encoding::resolve(
+            &st,
+            &tokenizer,
+            width,
+            options.prompt.as_deref(),
+            options.prompt_name.as_deref(),
+            options.truncate_dim,
+            options.normalize,
+        )?;
         Ok(Encoder {
             model,
             tokenizer,
             checkpoint,
             pooling,
             st,
-            prompt,
-            prompt_tokens,
-            truncate_dim: options.truncate_dim,
-            normalize: options.normalize,
+            encoding,
             batch_size: options.batch_size,
             max_batch_tokens: options.max_batch_tokens,
             allow_non_finite: options.allow_non_finite,
@@ -334,21 +310,26 @@ impl Encoder {
         })
     }
 
-    /// An idle workspace, or a new one.
-    /// The last hidden state `(T, H)` of every token of `batch` (for heads that read every
-    /// token), on one of the encoder's idle workspaces.
-    pub(crate) fn last_hidden_state(&self, batch: &crate::model::PackedBatch) -> Result<Vec<f32>> {
+    /// The last hidden state `(T, H)` of every token of `tokenized`, packed in one pass (for
+    /// heads that read every token), on one of the encoder's idle workspaces.
+    pub(crate) fn last_hidden_state(&self, tokenized: &[Tokenized]) -> Result<Vec<f32>> {
+        self.check_tokenized(tokenized)?;
+        let mut batch = crate::model::PackedBatch::new();
+        for t in tokenized {
+            batch.push(&t.ids, &t.type_ids);
+        }
         let mut workspace = self.take_workspace();
         let hidden = self.install(|| {
             let rows = crate::model::OutputRows::All;
             let h = self.model.config.hidden_size;
-            let hidden = self.model.forward(batch, &mut workspace, None, rows)?;
+            let hidden = self.model.forward(&batch, &mut workspace, None, rows)?;
             Ok(hidden[..batch.total_tokens() * h].to_vec())
         });
         self.put_workspace(workspace);
         hidden
     }
 
+    /// An idle workspace, or a new one.
     fn take_workspace(&self) -> Workspace {
         self.workspaces
             .lock()
@@ -367,9 +348,7 @@ impl Encoder {
 
     /// Width of the embeddings this encoder returns.
     pub fn dim(&self) -> usize {
-        let pooled = self.pooled_dim();
-        let width = self.st.dense.last().map_or(pooled, |d| d.out_features);
-        self.truncate_dim.unwrap_or(width)
+        self.dim_of(&self.encoding)
     }
 
     /// Width of the pooled vector, before the folder's Dense modules.
@@ -385,17 +364,17 @@ impl Encoder {
 
     /// Whether embeddings are L2-normalised (by the folder's Normalize module, or asked for).
     pub fn normalizes(&self) -> bool {
-        self.normalize || (self.st.normalize && self.truncate_dim.is_none())
+        self.normalizes_with(&self.encoding)
     }
 
     /// The prompt put before every text, if any.
     pub fn prompt(&self) -> Option<&str> {
-        self.prompt.as_deref()
+        self.encoding.prompt()
     }
 
     /// How many leading tokens (the prompt's) pooling leaves out.
     pub fn prompt_tokens(&self) -> usize {
-        self.prompt_tokens
+        self.encoding.prompt_tokens()
     }
 
     /// The folder's sentence-transformers settings.

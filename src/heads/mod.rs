@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::io::read_json;
 use crate::pooling::Pooling;
 use crate::sentence_transformers::{Dense, DenseActivation};
+use crate::tokenizer::{Input, Tokenized};
 use serde_json::Value;
 use std::path::Path;
 
@@ -179,10 +180,18 @@ impl Reranker {
 
     /// Logits and scores of each `(query, text)` pair, in input order.
     pub fn score(&self, pairs: &[(&str, &str)]) -> Result<Vec<PairScores>> {
-        let pooled = self.encoder.embed_pairs(pairs)?;
+        let inputs: Vec<Input> = pairs.iter().map(|&(a, b)| Input::Pair(a, b)).collect();
+        let tokenized = self.encoder.tokenize(&inputs)?;
+        self.score_tokenized(&tokenized)
+    }
+
+    /// Logits and scores of already tokenized pairs (`[CLS] query [SEP] text [SEP]`, as
+    /// [`Encoder::tokenize`] makes them), in input order.
+    pub fn score_tokenized(&self, tokenized: &[Tokenized]) -> Result<Vec<PairScores>> {
+        let pooled = self.encoder.embed_tokenized(tokenized)?;
         let mut values = pooled.data;
         for layer in &self.head {
-            values = layer.forward(&values, pairs.len());
+            values = layer.forward(&values, tokenized.len());
         }
         let n = self.labels.len();
         Ok(values

@@ -2,9 +2,10 @@
 //! → reader over the best passages → the best answers, with the time spent in each stage.
 
 use super::{Answer, ReadOptions, Reader, Reranker};
-use crate::encoder::Encoder;
+use crate::encoder::{Encoder, Encoding};
 use crate::error::{Error, Result};
 use crate::retrieval::{Index, Passage};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How many passages each stage keeps.
@@ -54,15 +55,59 @@ pub struct PipelineResult {
     pub read_ms: f64,
 }
 
-/// A loaded question-answering service: `Send + Sync`, so one can serve many threads.
+impl PipelineResult {
+    /// `{"question", "answers": [{"answer", "score", "start", "end", "passage_id", "title",
+    /// "retrieval_score", "rerank_score"}], "ms": {"retrieve", "rerank", "read"}}`: what
+    /// `densa answer --json` prints and `densa serve`'s `/answer` returns.
+    pub fn to_json(&self, question: &str) -> serde_json::Value {
+        let answers: Vec<serde_json::Value> = self
+            .answers
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "answer": a.answer.answer, "score": a.answer.score,
+                    "start": a.answer.start, "end": a.answer.end,
+                    "passage_id": a.passage.id, "title": a.passage.title,
+                    "retrieval_score": a.retrieval_score, "rerank_score": a.rerank_score,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "question": question,
+            "answers": answers,
+            "ms": { "retrieve": self.retrieve_ms, "rerank": self.rerank_ms, "read": self.read_ms },
+        })
+    }
+}
+
+/// A loaded question-answering service: `Send + Sync`, so one can serve many threads. The
+/// models are shared (`Arc`), so a server can also use them on their own.
 pub struct QaPipeline {
-    pub question_encoder: Encoder,
-    pub index: Index,
-    pub reranker: Option<Reranker>,
-    pub reader: Reader,
+    pub question_encoder: Arc<Encoder>,
+    /// How questions are encoded (the question encoder's default, unless set).
+    pub question_encoding: Encoding,
+    pub index: Arc<Index>,
+    pub reranker: Option<Arc<Reranker>>,
+    pub reader: Arc<Reader>,
 }
 
 impl QaPipeline {
+    /// A pipeline that encodes questions with the question encoder's default encoding.
+    pub fn new(
+        question_encoder: Arc<Encoder>,
+        index: Arc<Index>,
+        reranker: Option<Arc<Reranker>>,
+        reader: Arc<Reader>,
+    ) -> Self {
+        QaPipeline {
+            question_encoding: question_encoder.encoding().clone(),
+            question_encoder,
+            index,
+            reranker,
+            reader,
+        }
+    }
+
     /// The best answers to `question`.
     pub fn answer(&self, question: &str, options: &AnswerOptions) -> Result<PipelineResult> {
         if options.read_top == 0 || options.top_k == 0 || options.rerank_top == 0 {
@@ -77,7 +122,12 @@ impl QaPipeline {
         };
         let hits = self
             .index
-            .search_questions(&self.question_encoder, &[question], first_k)?
+            .search_questions_with(
+                &self.question_encoder,
+                &self.question_encoding,
+                &[question],
+                first_k,
+            )?
             .remove(0);
         let retrieve_ms = started.elapsed().as_secs_f64() * 1e3;
 

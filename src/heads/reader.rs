@@ -6,10 +6,9 @@ use super::{head_architecture, head_encoder, head_layer};
 use crate::encoder::{Encoder, Options};
 use crate::error::{Error, Result};
 use crate::io::read_json;
-use crate::model::PackedBatch;
 use crate::pooling::Pooling;
 use crate::sentence_transformers::{Dense, DenseActivation};
-use crate::tokenizer::{TextTokenizer, Window, WindowTokenizer};
+use crate::tokenizer::{TextTokenizer, Tokenized, Window, WindowTokenizer};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -113,17 +112,10 @@ impl Reader {
         options: &ReadOptions,
     ) -> Result<(Vec<Window>, Vec<WindowLogits>)> {
         let windows = self.windows(question, context, options)?;
-        let flat = self.window_logits(&windows)?;
-        let mut at = 0;
-        let per_window = windows
-            .iter()
-            .map(|w| {
-                let n = w.tokens.ids.len();
-                at += n;
-                flat[at - n..at].to_vec()
-            })
-            .collect();
-        Ok((windows, per_window))
+        // A copy of each window's ids (a few KB) so the public entry point takes plain tokens.
+        let tokenized: Vec<Tokenized> = windows.iter().map(|w| w.tokens.clone()).collect();
+        let logits = self.token_logits(&tokenized)?;
+        Ok((windows, logits))
     }
 
     /// The best answers to `question` in `context`, best first (at most `top_k`).
@@ -194,16 +186,17 @@ impl Reader {
         Ok(windows)
     }
 
-    /// `(start, end)` logits of every token of every window: the windows packed in one pass.
-    fn window_logits(&self, windows: &[Window]) -> Result<Vec<(f32, f32)>> {
-        let mut batch = PackedBatch::new();
-        for w in windows {
-            batch.push(&w.tokens.ids, &w.tokens.type_ids);
-        }
-        let tokens = batch.total_tokens();
-        let hidden = self.encoder.last_hidden_state(&batch)?;
+    /// `(start, end)` logits of every token of already tokenized sequences (each a whole
+    /// window: question, context and special tokens), packed in one pass; one list per sequence.
+    pub fn token_logits(&self, tokenized: &[Tokenized]) -> Result<Vec<WindowLogits>> {
+        let hidden = self.encoder.last_hidden_state(tokenized)?;
+        let tokens = hidden.len() / self.encoder.model().config.hidden_size;
         let logits = self.qa_outputs.forward(&hidden, tokens);
-        Ok(logits.chunks_exact(2).map(|p| (p[0], p[1])).collect())
+        let mut pairs = logits.chunks_exact(2).map(|p| (p[0], p[1]));
+        Ok(tokenized
+            .iter()
+            .map(|t| pairs.by_ref().take(t.ids.len()).collect())
+            .collect())
     }
 }
 

@@ -2,9 +2,10 @@
 
 use super::build::INDEX_FORMAT_VERSION;
 use super::passages::Passage;
-use crate::encoder::Encoder;
+use crate::encoder::{Encoder, Encoding};
 use crate::error::{Error, Result};
 use crate::io::mapped::{map_file, MappedMatrix};
+use crate::tokenizer::Input;
 use memmap2::Mmap;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,17 @@ pub struct SearchHit {
     pub index: usize,
     pub score: f32,
     pub passage: Passage,
+}
+
+impl SearchHit {
+    /// `{"rank", "id", "score", "title", "text"}` (`rank` from 1), as `densa search --json`
+    /// prints and `densa serve`'s `/search` returns.
+    pub fn to_json(&self, rank: usize) -> Value {
+        json!({
+            "rank": rank, "id": self.passage.id, "score": self.score,
+            "title": self.passage.title, "text": self.passage.text,
+        })
+    }
 }
 
 /// A complete index, memory-mapped: opening costs no reading of the vectors, and several
@@ -176,14 +188,26 @@ impl Index {
         questions: &[&str],
         k: usize,
     ) -> Result<Vec<Vec<SearchHit>>> {
-        if encoder.dim() != self.dim() {
+        self.search_questions_with(encoder, encoder.encoding(), questions, k)
+    }
+
+    /// [`Index::search_questions`] with another encoding of the same encoder.
+    pub fn search_questions_with(
+        &self,
+        encoder: &Encoder,
+        encoding: &Encoding,
+        questions: &[&str],
+        k: usize,
+    ) -> Result<Vec<Vec<SearchHit>>> {
+        let dim = encoder.dim_of(encoding);
+        if dim != self.dim() {
             return Err(Error::InvalidInput(format!(
-                "the question encoder gives {}-dimensional vectors, the index holds {}-dimensional ones (wrong model pair?)",
-                encoder.dim(),
+                "the question encoder gives {dim}-dimensional vectors, the index holds {}-dimensional ones (wrong model pair?)",
                 self.dim()
             )));
         }
-        let queries = encoder.embed(questions)?;
+        let inputs: Vec<Input> = questions.iter().map(|&q| Input::Text(q)).collect();
+        let queries = encoder.embed_inputs_with(&inputs, encoding)?;
         encoder.install(|| self.search(&queries.data, k))
     }
 
@@ -191,14 +215,20 @@ impl Index {
     /// (one side normalised and not the other, another pooling, a prompt on one side
     /// only), one sentence each; empty when nothing looks off.
     pub fn encoding_mismatches(&self, encoder: &Encoder) -> Vec<String> {
+        self.encoding_mismatches_with(encoder, encoder.encoding())
+    }
+
+    /// [`Index::encoding_mismatches`] for another encoding of the same encoder.
+    pub fn encoding_mismatches_with(&self, encoder: &Encoder, encoding: &Encoding) -> Vec<String> {
+        let normalizes = encoder.normalizes_with(encoding);
         let manifest = self.manifest();
         let mut found = Vec::new();
         if let Some(normalized) = manifest["normalized"].as_bool() {
-            if normalized != encoder.normalizes() {
+            if normalized != normalizes {
                 found.push(format!(
                     "the passages were {}normalised, the questions are {}",
                     if normalized { "" } else { "not " },
-                    if encoder.normalizes() { "" } else { "not" }
+                    if normalizes { "" } else { "not" }
                 ));
             }
         }
@@ -211,11 +241,11 @@ impl Index {
             }
         }
         let passage_prompt = manifest["prompt"].as_str();
-        if passage_prompt.is_some() != encoder.prompt().is_some() {
+        if passage_prompt.is_some() != encoding.prompt().is_some() {
             found.push(format!(
                 "the passages were encoded with {}, the questions with {}",
                 passage_prompt.map_or("no prompt".into(), |p| format!("prompt {p:?}")),
-                encoder
+                encoding
                     .prompt()
                     .map_or("no prompt".into(), |p| format!("prompt {p:?}"))
             ));

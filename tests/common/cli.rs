@@ -84,3 +84,38 @@ pub fn json_lines<T: serde::de::DeserializeOwned>(stdout: &str) -> Vec<T> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
         .collect()
 }
+
+/// `densa index` of the demo collection (examples/demo) with the tiny DPR context encoder, in
+/// `dir/index`: its path.
+pub fn demo_index(dir: &Path) -> PathBuf {
+    let index = dir.join("index");
+    let passages = super::fixtures().join("../../examples/demo/pasajes.jsonl");
+    let ctx = super::model_dir("dpr-ctx-tiny");
+    let args = [
+        "index",
+        "--model",
+        s(&ctx),
+        "--passages",
+        s(&passages),
+        "--output",
+        s(&index),
+    ];
+    ok(&densa(&args, None));
+    index
+}
+
+/// `densa answer --json` on one question, reranking the top 5 and reading the top 2, two
+/// answers: its lines.
+pub fn answer_json(
+    question_model: &Path,
+    index: &Path,
+    reader: &Path,
+    reranker: &Path,
+    question: &str,
+) -> Vec<serde_json::Value> {
+    let mut args = vec!["answer", "--model", s(question_model), "--index", s(index)];
+    args.extend_from_slice(&["--reader", s(reader), "--rerank", s(reranker)]);
+    args.extend_from_slice(&["--rerank-top", "5", "--read-top", "2", "--top-k", "2"]);
+    args.extend_from_slice(&["--json", question]);
+    json_lines(&ok(&densa(&args, None)))
+}

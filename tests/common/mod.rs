@@ -6,6 +6,7 @@ use safetensors::{Dtype, SafeTensors};
 use std::path::PathBuf;
 
 pub mod cli;
+pub mod http;
 pub mod prng;
 
 pub fn fixtures() -> PathBuf {

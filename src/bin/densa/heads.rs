@@ -8,6 +8,7 @@ use densa::{AnswerOptions, Error, QaPipeline, ReadOptions, Reader, Reranker};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The string fields `required` (then `optional`, None where absent) of each line of a JSON
 /// lines file; blank lines are skipped. Errors name the line.
@@ -156,33 +157,17 @@ pub(crate) fn answer(
         )?),
         None => None,
     };
-    let pipeline = QaPipeline {
-        question_encoder,
-        index,
-        reranker,
-        reader,
-    };
+    let pipeline = QaPipeline::new(
+        Arc::new(question_encoder),
+        Arc::new(index),
+        reranker.map(Arc::new),
+        Arc::new(reader),
+    );
     let mut text = String::new();
     for question in &questions {
         let result = pipeline.answer(question, options)?;
         if json {
-            let answers: Vec<Value> = result
-                .answers
-                .iter()
-                .map(|a| {
-                    json!({
-                        "answer": a.answer.answer, "score": a.answer.score,
-                        "start": a.answer.start, "end": a.answer.end,
-                        "passage_id": a.passage.id, "title": a.passage.title,
-                        "retrieval_score": a.retrieval_score, "rerank_score": a.rerank_score,
-                    })
-                })
-                .collect();
-            let line = json!({
-                "question": question,
-                "answers": answers,
-                "ms": { "retrieve": result.retrieve_ms, "rerank": result.rerank_ms, "read": result.read_ms },
-            });
+            let line = result.to_json(question);
             text += &format!("{line}\n");
         } else {
             text += &format!("{question}\n");

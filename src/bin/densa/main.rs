@@ -2,18 +2,23 @@
 //! family of subcommands: `encode` (embed, tokenize), `model` (quantize, inspect, bench),
 //! `retrieval` (index, search, eval).
 
+mod args;
 mod encode;
 mod heads;
 mod model;
 mod retrieval;
+#[cfg(feature = "serve")]
+mod serve;
 
+use args::RunArgs;
+pub(crate) use args::{describe_encoding, open_encoder, run_options, EncodeArgs, ModelArgs, Side};
 use encode::{embed, tokenize};
 use heads::{answer, read, rerank};
-use model::{bench, inspect, quantize};
+use model::{bench, inspect, quantize, BenchHead};
 use retrieval::{eval, index, search};
 
-use clap::{Parser, Subcommand, ValueEnum};
-use densa::{Encoder, Error, Options, Pooling, Precision};
+use clap::{Parser, Subcommand};
+use densa::Error;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,74 +32,6 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-/// `--pooling NAME`: one of the library's names (`Pooling::name`; `-` for `_` too, as in
-/// `mean-sqrt-len`).
-fn parse_pooling(name: &str) -> Result<Pooling, String> {
-    Pooling::from_name(&name.replace('-', "_")).ok_or_else(|| {
-        let names: Vec<&str> = Pooling::ALL.iter().map(|p| p.name()).collect();
-        format!("{name:?} is not a pooling: use one of {}", names.join(", "))
-    })
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PrecisionArg {
-    /// int8 for a folder written by `densa quantize`, f32 otherwise.
-    Auto,
-    F32,
-    /// Quantize the encoder's linear layers at load (per-channel weights, per-token activations).
-    Int8,
-}
-
-#[derive(clap::Args)]
-pub(crate) struct ModelArgs {
-    /// Model folder (config.json, model.safetensors, tokenizer files).
-    #[arg(long)]
-    pub(crate) model: PathBuf,
-    #[command(flatten)]
-    pub(crate) run: RunArgs,
-}
-
-/// How a model runs: the flags every subcommand that loads one shares (`eval`'s two models
-/// too).
-#[derive(clap::Args, Clone, Copy)]
-struct RunArgs {
-    /// Worker threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Arithmetic precision.
-    #[arg(long, value_enum, default_value = "auto")]
-    precision: PrecisionArg,
-    /// Most tokens in one forward pass (bounds activation memory; larger batches are split;
-    /// 0 = no limit).
-    #[arg(long, default_value_t = densa::DEFAULT_MAX_BATCH_TOKENS)]
-    max_batch_tokens: usize,
-    /// Load weights that hold NaN or infinite values instead of refusing them.
-    #[arg(long)]
-    allow_non_finite: bool,
-}
-
-/// How texts become vectors: pooling, prompts, truncation and normalisation. Each defaults
-/// to what the model folder says (sentence-transformers' modules and prompts included).
-#[derive(clap::Args, Clone, Default)]
-pub(crate) struct EncodeArgs {
-    /// Pooling: auto, cls, mean, max, mean_sqrt_len, weighted_mean, last_token, pooler or
-    /// dpr (auto: what the folder implies).
-    #[arg(long, value_parser = parse_pooling, default_value = "auto")]
-    pooling: Pooling,
-    /// L2-normalise every vector (after --truncate-dim).
-    #[arg(long)]
-    normalize: bool,
-    /// A literal prefix for every text, e.g. "query: " (wins over --prompt-name).
-    #[arg(long)]
-    prompt: Option<String>,
-    /// A prompt of the folder's config_sentence_transformers.json, by name.
-    #[arg(long)]
-    prompt_name: Option<String>,
-    /// Keep the first N values of every vector (Matryoshka), before --normalize.
-    #[arg(long)]
-    truncate_dim: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -324,6 +261,10 @@ enum Command {
         /// A question (instead of --input).
         question: Option<String>,
     },
+    /// Serve embeddings, reranking, search and answers over HTTP (the APIs of Hugging Face
+    /// text-embeddings-inference and OpenAI), with dynamic batching.
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
     /// Time the forward pass on synthetic inputs of a fixed shape; prints one JSON line.
     Bench {
         #[command(flatten)]
@@ -337,12 +278,23 @@ enum Command {
         /// Timed iterations (after two untimed warm-up runs).
         #[arg(long, default_value_t = 10)]
         iters: usize,
+        /// Time a task head on the encoder instead of the embedding: a cross-encoder's
+        /// logits (`--batch` pairs) or a reader's start and end logits (`--batch` windows).
+        #[arg(long, value_enum)]
+        head: Option<BenchHead>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    remove_temporary_files_on_interrupt();
+    // The server handles its own signals (SIGTERM and Ctrl-C finish the requests in flight).
+    #[cfg(feature = "serve")]
+    let serving = matches!(cli.command, Command::Serve(_));
+    #[cfg(not(feature = "serve"))]
+    let serving = false;
+    if !serving {
+        remove_temporary_files_on_interrupt();
+    }
     let result = match cli.command {
         Command::Embed {
             model,
@@ -370,6 +322,8 @@ fn main() -> ExitCode {
             force,
         } => quantize(&model, &output, force),
         Command::Inspect { model } => inspect(&model),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::serve(args),
         Command::Answer {
             model,
             encode,
@@ -436,7 +390,8 @@ fn main() -> ExitCode {
             batch,
             seq,
             iters,
-        } => bench(model, batch, seq, iters),
+            head,
+        } => bench(model, (batch, seq), iters, head),
         Command::Index {
             model,
             passages,
@@ -529,88 +484,6 @@ fn main() -> ExitCode {
 
 /// The side of retrieval an encoder serves: which of the folder's prompts applies when none
 /// is asked for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
-    /// embed, bench: the folder's default_prompt_name only.
-    Any,
-    /// index: a prompt named "passage" or "document".
-    Passage,
-    /// search, eval questions: a prompt named "query".
-    Query,
-}
-
-/// The run flags (threads, precision, batching, non-finite) as library options.
-pub(crate) fn run_options(
-    model: &ModelArgs,
-    max_length: Option<usize>,
-    batch_size: usize,
-) -> Options {
-    let run = &model.run;
-    let precision = match run.precision {
-        PrecisionArg::Auto => Precision::Auto,
-        PrecisionArg::F32 => Precision::F32,
-        PrecisionArg::Int8 => Precision::Int8,
-    };
-    Options {
-        threads: run.threads,
-        max_length,
-        batch_size,
-        precision,
-        allow_non_finite: run.allow_non_finite,
-        max_batch_tokens: run.max_batch_tokens,
-        ..Options::default()
-    }
-}
-
-pub(crate) fn open_encoder(
-    model: &ModelArgs,
-    encode: &EncodeArgs,
-    side: Side,
-    max_length: Option<usize>,
-    batch_size: usize,
-) -> Result<Encoder, Error> {
-    let mut prompt_name = encode.prompt_name.clone();
-    if encode.prompt.is_none() && prompt_name.is_none() {
-        let names: &[&str] = match side {
-            Side::Any => &[],
-            Side::Passage => &["passage", "document"],
-            Side::Query => &["query"],
-        };
-        let st = densa::sentence_transformers::SentenceTransformers::read(&model.model)?;
-        prompt_name = names
-            .iter()
-            .find(|name| st.prompts.iter().any(|(n, _)| n == *name))
-            .map(|name| name.to_string());
-    }
-    let options = Options {
-        pooling: encode.pooling,
-        normalize: encode.normalize,
-        prompt: encode.prompt.clone(),
-        prompt_name,
-        truncate_dim: encode.truncate_dim,
-        ..run_options(model, max_length, batch_size)
-    };
-    Encoder::from_dir(&model.model, options)
-}
-
-/// One line on standard error saying how an encoder turns text into vectors.
-pub(crate) fn describe_encoding(what: &str, encoder: &Encoder) {
-    let prompt = match encoder.prompt() {
-        Some(p) => format!("prompt {p:?}"),
-        None => "no prompt".into(),
-    };
-    eprintln!(
-        "{what}: pooling {}, {prompt}, {}, dimension {}",
-        encoder.pooling().name(),
-        if encoder.normalizes() {
-            "normalized"
-        } else {
-            "not normalized"
-        },
-        encoder.dim()
-    );
-}
-
 /// The command-line flag that acts on an error the library reports in its own terms.
 pub(crate) fn flag_hint(error: &Error) -> Option<&'static str> {
     match error {

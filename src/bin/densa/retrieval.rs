@@ -7,6 +7,7 @@ use densa::io::output::Pending;
 use densa::io::records::{read_records, Record};
 use densa::{Encoder, Error};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) fn index(
@@ -159,12 +160,7 @@ pub(crate) fn search(
             let hits: Vec<serde_json::Value> = hits
                 .iter()
                 .enumerate()
-                .map(|(rank, h)| {
-                    serde_json::json!({
-                        "rank": rank + 1, "id": h.passage.id, "score": h.score,
-                        "title": h.passage.title, "text": h.passage.text,
-                    })
-                })
+                .map(|(rank, h)| h.to_json(rank + 1))
                 .collect();
             out += &serde_json::json!({ "question": question, "hits": hits }).to_string();
             out.push('\n');
@@ -253,12 +249,12 @@ pub(crate) fn eval(
         let golds = read_gold_answers(qa)?;
         let options = crate::run_options(&reader_model, None, 32);
         let reader = densa::Reader::from_dir(&reader_model.model, options)?;
-        let pipeline = densa::QaPipeline {
-            question_encoder: encoder,
-            index,
-            reranker,
-            reader,
-        };
+        let pipeline = densa::QaPipeline::new(
+            Arc::new(encoder),
+            Arc::new(index),
+            reranker.map(Arc::new),
+            Arc::new(reader),
+        );
         let answer_options = densa::AnswerOptions {
             rerank_top,
             read_top,

@@ -1,0 +1,155 @@
+//! The flags every subcommand that loads a model shares, and how they open one.
+
+use clap::ValueEnum;
+use densa::{Encoder, Error, Options, Pooling, Precision};
+use std::path::PathBuf;
+
+/// `--pooling NAME`: one of the library's names (`Pooling::name`; `-` for `_` too, as in
+/// `mean-sqrt-len`).
+pub(crate) fn parse_pooling(name: &str) -> Result<Pooling, String> {
+    Pooling::from_name(&name.replace('-', "_")).ok_or_else(|| {
+        let names: Vec<&str> = Pooling::ALL.iter().map(|p| p.name()).collect();
+        format!("{name:?} is not a pooling: use one of {}", names.join(", "))
+    })
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PrecisionArg {
+    /// int8 for a folder written by `densa quantize`, f32 otherwise.
+    Auto,
+    F32,
+    /// Quantize the encoder's linear layers at load (per-channel weights, per-token activations).
+    Int8,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ModelArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer files).
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+/// How a model runs: the flags every subcommand that loads one shares (`eval`'s two models
+/// too).
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct RunArgs {
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
+    /// Arithmetic precision.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) precision: PrecisionArg,
+    /// Most tokens in one forward pass (bounds activation memory; larger batches are split;
+    /// 0 = no limit).
+    #[arg(long, default_value_t = densa::DEFAULT_MAX_BATCH_TOKENS)]
+    pub(crate) max_batch_tokens: usize,
+    /// Load weights that hold NaN or infinite values instead of refusing them.
+    #[arg(long)]
+    pub(crate) allow_non_finite: bool,
+}
+
+/// How texts become vectors: pooling, prompts, truncation and normalisation. Each defaults
+/// to what the model folder says (sentence-transformers' modules and prompts included).
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct EncodeArgs {
+    /// Pooling: auto, cls, mean, max, mean_sqrt_len, weighted_mean, last_token, pooler or
+    /// dpr (auto: what the folder implies).
+    #[arg(long, value_parser = parse_pooling, default_value = "auto")]
+    pub(crate) pooling: Pooling,
+    /// L2-normalise every vector (after --truncate-dim).
+    #[arg(long)]
+    pub(crate) normalize: bool,
+    /// A literal prefix for every text, e.g. "query: " (wins over --prompt-name).
+    #[arg(long)]
+    pub(crate) prompt: Option<String>,
+    /// A prompt of the folder's config_sentence_transformers.json, by name.
+    #[arg(long)]
+    pub(crate) prompt_name: Option<String>,
+    /// Keep the first N values of every vector (Matryoshka), before --normalize.
+    #[arg(long)]
+    pub(crate) truncate_dim: Option<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// embed, bench: the folder's default_prompt_name only.
+    Any,
+    /// index: a prompt named "passage" or "document".
+    Passage,
+    /// search, eval questions: a prompt named "query".
+    Query,
+}
+
+/// The run flags (threads, precision, batching, non-finite) as library options.
+pub(crate) fn run_options(
+    model: &ModelArgs,
+    max_length: Option<usize>,
+    batch_size: usize,
+) -> Options {
+    let run = &model.run;
+    let precision = match run.precision {
+        PrecisionArg::Auto => Precision::Auto,
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::Int8 => Precision::Int8,
+    };
+    Options {
+        threads: run.threads,
+        max_length,
+        batch_size,
+        precision,
+        allow_non_finite: run.allow_non_finite,
+        max_batch_tokens: run.max_batch_tokens,
+        ..Options::default()
+    }
+}
+
+pub(crate) fn open_encoder(
+    model: &ModelArgs,
+    encode: &EncodeArgs,
+    side: Side,
+    max_length: Option<usize>,
+    batch_size: usize,
+) -> Result<Encoder, Error> {
+    let mut prompt_name = encode.prompt_name.clone();
+    if encode.prompt.is_none() && prompt_name.is_none() {
+        let names: &[&str] = match side {
+            Side::Any => &[],
+            Side::Passage => &["passage", "document"],
+            Side::Query => &["query"],
+        };
+        let st = densa::sentence_transformers::SentenceTransformers::read(&model.model)?;
+        prompt_name = names
+            .iter()
+            .find(|name| st.prompts.iter().any(|(n, _)| n == *name))
+            .map(|name| name.to_string());
+    }
+    let options = Options {
+        pooling: encode.pooling,
+        normalize: encode.normalize,
+        prompt: encode.prompt.clone(),
+        prompt_name,
+        truncate_dim: encode.truncate_dim,
+        ..run_options(model, max_length, batch_size)
+    };
+    Encoder::from_dir(&model.model, options)
+}
+
+/// One line on standard error saying how an encoder turns text into vectors.
+pub(crate) fn describe_encoding(what: &str, encoder: &Encoder) {
+    let prompt = match encoder.prompt() {
+        Some(p) => format!("prompt {p:?}"),
+        None => "no prompt".into(),
+    };
+    eprintln!(
+        "{what}: pooling {}, {prompt}, {}, dimension {}",
+        encoder.pooling().name(),
+        if encoder.normalizes() {
+            "normalized"
+        } else {
+            "not normalized"
+        },
+        encoder.dim()
+    );
+}

@@ -1,0 +1,184 @@
+//! `densa serve`: the flags, the models, the runtime; the server itself is `densa::serve`.
+
+use crate::{open_encoder, run_options, EncodeArgs, ModelArgs, Side};
+use densa::serve::{Models, ServeOptions, Server};
+use densa::{BatchLimits, Error, Index, Reader, Reranker};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The embedding model (also the question encoder of --index).
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The default encoding of /embed and /v1/embeddings (a request's prompt_name,
+    /// normalize and dimensions override it on /embed).
+    #[command(flatten)]
+    encode: EncodeArgs,
+    /// Truncation length in tokens (default: the model's).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// A cross-encoder (*ForSequenceClassification, one label) for /rerank and /answer.
+    #[arg(long)]
+    reranker: Option<PathBuf>,
+    /// An index written by densa index, for /search (questions encoded by --model).
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// A reader (*ForQuestionAnswering) for /answer (needs --index).
+    #[arg(long)]
+    reader: Option<PathBuf>,
+    /// Address to bind: loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Longest the oldest queued request waits for others to join its forward pass.
+    #[arg(long, default_value_t = 100)]
+    max_wait_us: u64,
+    /// Most tokens waiting to run; a request that would pass it gets 429 with Retry-After.
+    #[arg(long, default_value_t = 32 * densa::DEFAULT_MAX_BATCH_TOKENS)]
+    max_queued_tokens: usize,
+    /// Largest request body in bytes (413 past it).
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Most texts (or pairs, or queries) in one request (413 past it).
+    #[arg(long, default_value_t = 128)]
+    max_client_batch_size: usize,
+    /// Longest a request may wait and run, in milliseconds (503 past it).
+    #[arg(long, default_value_t = 60_000)]
+    request_timeout_ms: u64,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long, env = "DENSA_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// The model name /info and /v1/embeddings report (default: the folder's name).
+    #[arg(long)]
+    model_id: Option<String>,
+    /// No log line per request.
+    #[arg(long)]
+    quiet: bool,
+    /// Worker threads of the HTTP runtime (0: one per core); the models' threads are --threads.
+    #[arg(long, default_value_t = 0)]
+    http_threads: usize,
+}
+
+pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
+    let model = &args.model;
+    // Sequences per pass are bounded by tokens (--max-batch-tokens), not by count.
+    let encoder = open_encoder(model, &args.encode, Side::Any, args.max_length, 4096)?;
+    let query_encoding = if args.index.is_some() {
+        // As densa search: the folder's "query" prompt unless one was given.
+        open_encoder_encoding(&encoder, &args)?
+    } else {
+        encoder.encoding().clone()
+    };
+    let same_run = |dir: &PathBuf| ModelArgs {
+        model: dir.clone(),
+        run: model.run,
+    };
+    let reranker = match &args.reranker {
+        Some(dir) => Some(Arc::new(Reranker::from_dir(
+            dir,
+            run_options(&same_run(dir), None, 4096),
+        )?)),
+        None => None,
+    };
+    let reader = match &args.reader {
+        Some(dir) => Some(Arc::new(Reader::from_dir(
+            dir,
+            run_options(&same_run(dir), None, 32),
+        )?)),
+        None => None,
+    };
+    let index = match &args.index {
+        Some(dir) => Some(Arc::new(Index::open(dir)?)),
+        None => None,
+    };
+    if let Some(index) = &index {
+        for mismatch in index.encoding_mismatches_with(&encoder, &query_encoding) {
+            eprintln!("densa serve: warning: {mismatch}");
+        }
+    }
+    let max_batch_tokens = match model.run.max_batch_tokens {
+        0 => usize::MAX,
+        n => n,
+    };
+    let options = ServeOptions {
+        limits: BatchLimits {
+            max_batch_tokens,
+            max_wait: Duration::from_micros(args.max_wait_us),
+            max_queued_tokens: args.max_queued_tokens,
+        },
+        max_body_bytes: args.max_body_bytes,
+        max_client_batch_size: args.max_client_batch_size,
+        request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        model_id: args.model_id.clone().unwrap_or_else(|| {
+            model
+                .model
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "densa".into())
+        }),
+        log_requests: !args.quiet,
+        answer: densa::AnswerOptions::default(),
+    };
+    let has_key = options.api_key.is_some();
+    let models = Models {
+        encoder: Arc::new(encoder),
+        query_encoding,
+        reranker,
+        index,
+        reader,
+    };
+    let server = Arc::new(Server::new(models, options)?);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if args.http_threads > 0 {
+        runtime.worker_threads(args.http_threads);
+    }
+    let runtime = runtime
+        .enable_all()
+        .thread_name("densa-http")
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("cannot start the HTTP runtime: {e}")))?;
+    let address = format!("{}:{}", args.host, args.port);
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|e| Error::InvalidInput(format!("cannot listen on {address}: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| Error::io(&address, e))?;
+        eprintln!("densa serve: {}", server.info());
+        eprintln!(
+            "densa serve: listening on http://{bound}{}",
+            if has_key { " (API key required)" } else { "" }
+        );
+        densa::serve::serve(listener, server, densa::serve::shutdown_signal())
+            .await
+            .map_err(|e| Error::io(&address, e))?;
+        densa::serve::log_line("densa serve: stopped (requests in flight finished)");
+        Ok(())
+    })
+}
+
+/// The encoding of questions for --index: --prompt / --prompt-name if given, else the
+/// folder's "query" prompt, else the model's default.
+fn open_encoder_encoding(
+    encoder: &densa::Encoder,
+    args: &ServeArgs,
+) -> Result<densa::Encoding, Error> {
+    let st = encoder.sentence_transformers();
+    let explicit = args.encode.prompt.is_some() || args.encode.prompt_name.is_some();
+    let has_query = st.prompts.iter().any(|(name, _)| name == "query");
+    if explicit || !has_query {
+        return Ok(encoder.encoding().clone());
+    }
+    let default = encoder.encoding();
+    encoder.encoding_for(
+        None,
+        Some("query"),
+        default.truncate_dim(),
+        default.normalize(),
+    )
+}

@@ -1,0 +1,360 @@
+//! `POST /embed` (TEI), `POST /v1/embeddings` (OpenAI) and `POST /tokenize` (TEI).
+
+use super::errors::{parse_json, ApiError, Shape};
+use super::{json_response, RequestFacts, Server};
+use crate::encoder::Encoding;
+use crate::tokenizer::{Input, Tokenized};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The request body parsed into `T`, or the error that stopped it: over the size limit 413
+/// (naming it), broken JSON 400, the wrong shape 422.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    server: &Server,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status().as_u16() {
+        413 => ApiError::too_large(format!(
+            "the request body is larger than the server's limit of {} bytes (--max-body-bytes)",
+            server.options.max_body_bytes
+        )),
+        _ => ApiError::new(rejection.status(), "validation", rejection.body_text()),
+    })?;
+    parse_json(&body)
+}
+
+/// `field`'s texts: a string (`single`) or a non-empty list of strings.
+pub(crate) fn texts(value: &Value, field: &str) -> Result<(Vec<String>, bool), ApiError> {
+    match value {
+        Value::String(text) => Ok((vec![text.clone()], true)),
+        Value::Array(items) if items.is_empty() => {
+            Err(ApiError::validation(format!("{field} is an empty list")))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(text) => Ok(text.clone()),
+                Value::Number(_) | Value::Array(_) if field == "input" => Err(ApiError::validation(format!(
+                    "input[{i}] is a token id or a list of them; this server takes text (strings) only"
+                ))),
+                other => Err(ApiError::validation(format!(
+                    "{field}[{i}] is {}, not a string",
+                    json_type(other)
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|texts| (texts, false)),
+        Value::Null => Err(ApiError::validation(format!("{field} is missing"))),
+        other => Err(ApiError::validation(format!(
+            "{field} is {}, not a string or a list of strings",
+            json_type(other)
+        ))),
+    }
+}
+
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Refuses too many inputs (413, naming the limit).
+pub(crate) fn check_count(server: &Server, n: usize) -> Result<(), ApiError> {
+    let limit = server.options.max_client_batch_size;
+    if n > limit {
+        return Err(ApiError::too_large(format!(
+            "{n} inputs in one request; this server takes at most {limit} (--max-client-batch-size)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an input the tokenizer had to cut, unless truncation was asked for (413).
+pub(crate) fn check_lengths(
+    tokenized: &[Tokenized],
+    truncate: bool,
+    max_length: usize,
+) -> Result<(), ApiError> {
+    match tokenized.iter().position(|t| t.truncated) {
+        Some(i) if !truncate => Err(ApiError::too_large(format!(
+            "input {i} is longer than the model's {max_length} tokens (max_input_length); send \"truncate\": true to cut it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Tokenizes (off the async threads), queues and waits: the vectors of `texts`.
+async fn embed_texts(
+    server: &Arc<Server>,
+    texts: Vec<String>,
+    encoding: Encoding,
+    truncate: bool,
+) -> Result<(Vec<Vec<f32>>, RequestFacts), ApiError> {
+    check_count(server, texts.len())?;
+    let encoder = server.models.encoder.clone();
+    let for_tokens = encoding.clone();
+    let tokenized = Server::blocking(move || {
+        let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
+        let tokenized = encoder.tokenize_with(&inputs, &for_tokens)?;
+        check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
+        Ok(tokenized)
+    })
+    .await?;
+    let inputs = tokenized.len();
+    let tokens = tokenized.iter().map(|t| t.ids.len()).sum();
+    let pending = server.embed_queue.submit(encoding, tokenized)?;
+    let done = server.wait(pending).await?;
+    let facts = RequestFacts {
+        inputs,
+        tokens,
+        queued: done.queued,
+        compute: done.compute,
+    };
+    Ok((done.outputs, facts))
+}
+
+/// TEI's `/embed` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbedRequest {
+    inputs: Value,
+    #[serde(default = "yes")]
+    normalize: bool,
+    #[serde(default)]
+    truncate: bool,
+    #[serde(default)]
+    truncation_direction: Option<String>,
+    #[serde(default)]
+    prompt_name: Option<String>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Truncation cuts the end of a text; TEI's `"Left"` is refused rather than ignored.
+fn check_direction(direction: Option<&str>) -> Result<(), ApiError> {
+    match direction {
+        None | Some("Right") | Some("right") => Ok(()),
+        Some(other) => Err(ApiError::validation(format!(
+            "truncation_direction {other:?}: this server cuts texts on the right only"
+        ))),
+    }
+}
+
+/// `POST /embed`: `{"inputs": str | [str], "normalize", "truncate", "prompt_name",
+/// "dimensions"}` → `[[f32]]`, one vector per input. Without `prompt_name`, the folder's
+/// `default_prompt_name` applies (as in TEI).
+pub(crate) async fn tei_embed(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: EmbedRequest = parse_body(&server, body)?;
+        check_direction(request.truncation_direction.as_deref())?;
+        let (texts, _) = texts(&request.inputs, "inputs")?;
+        // TEI's `normalize`: unit vectors out, normalised once (not again when the folder's
+        // Normalize module already did).
+        let encoder = &server.models.encoder;
+        let prompt_name = request.prompt_name.as_deref();
+        let mut encoding = encoder.encoding_for(None, prompt_name, request.dimensions, false)?;
+        if request.normalize && !encoder.normalizes_with(&encoding) {
+            encoding = encoder.encoding_for(None, prompt_name, request.dimensions, true)?;
+        }
+        let (vectors, facts) = embed_texts(&server, texts, encoding, request.truncate).await?;
+        let body = serde_json::to_string(&vectors).map_err(internal)?;
+        Ok::<_, ApiError>(json_response(body, facts))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "backend",
+        format!("internal error: {error}"),
+    )
+}
+
+/// OpenAI's `/v1/embeddings` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenAiRequest {
+    input: Value,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    #[allow(dead_code)] // accepted as OpenAI's clients send it; not used
+    user: Option<String>,
+}
+
+#[derive(Serialize)]
+struct OpenAiResponse<'a> {
+    object: &'static str,
+    data: Vec<OpenAiEmbedding>,
+    model: &'a str,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct OpenAiEmbedding {
+    object: &'static str,
+    index: usize,
+    embedding: EmbeddingValues,
+}
+
+/// A vector as numbers, or as base64 of its little-endian f32 bytes.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EmbeddingValues {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
+}
+
+/// `POST /v1/embeddings`: OpenAI's request and response. The vectors are the server's
+/// default encoding (its prompt and normalisation), `dimensions` truncating them.
+pub(crate) async fn openai_embeddings(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: OpenAiRequest = parse_body(&server, body)?;
+        let base64 = match request.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(ApiError::validation(format!(
+                    "encoding_format {other:?}: use \"float\" or \"base64\""
+                )))
+            }
+        };
+        let (texts, _) = texts(&request.input, "input")?;
+        let encoder = &server.models.encoder;
+        let default = encoder.encoding();
+        let encoding = match request.dimensions {
+            None => default.clone(),
+            Some(dim) => encoder.encoding_for(
+                Some(default.prompt().unwrap_or("")),
+                None,
+                Some(dim),
+                default.normalize(),
+            )?,
+        };
+        let (vectors, facts) = embed_texts(&server, texts, encoding, false).await?;
+        let data = vectors
+            .into_iter()
+            .enumerate()
+            .map(|(index, vector)| OpenAiEmbedding {
+                object: "embedding",
+                index,
+                embedding: if base64 {
+                    let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    EmbeddingValues::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    EmbeddingValues::Float(vector)
+                },
+            })
+            .collect();
+        let response = OpenAiResponse {
+            object: "list",
+            data,
+            model: request.model.as_deref().unwrap_or(&server.options.model_id),
+            usage: Usage {
+                prompt_tokens: facts.tokens,
+                total_tokens: facts.tokens,
+            },
+        };
+        let body = serde_json::to_string(&response).map_err(internal)?;
+        Ok(json_response(body, facts))
+    };
+    result
+        .await
+        .unwrap_or_else(|e| e.in_shape(Shape::OpenAi).into_response())
+}
+
+/// TEI's `/tokenize` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizeRequest {
+    inputs: Value,
+    #[serde(default = "yes")]
+    add_special_tokens: bool,
+    #[serde(default)]
+    prompt_name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Token<'a> {
+    id: u32,
+    text: &'a str,
+    special: bool,
+}
+
+/// `POST /tokenize`: `{"inputs", "add_special_tokens", "prompt_name"}` → per input, its
+/// tokens as the model sees them (`id`, `text`, `special`), truncated to the model's length.
+pub(crate) async fn tokenize(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: TokenizeRequest = parse_body(&server, body)?;
+        let (texts, _) = texts(&request.inputs, "inputs")?;
+        check_count(&server, texts.len())?;
+        let encoder = server.models.encoder.clone();
+        let encoding = encoder.encoding_for(None, request.prompt_name.as_deref(), None, false)?;
+        let keep_special = request.add_special_tokens;
+        let (body, facts) = Server::blocking(move || {
+            let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
+            let tokenized = encoder.tokenize_with(&inputs, &encoding)?;
+            let tokenizer = encoder.tokenizer();
+            let lists: Vec<Vec<Token>> = tokenized
+                .iter()
+                .map(|t| {
+                    t.ids
+                        .iter()
+                        .zip(&t.tokens)
+                        .map(|(&id, text)| Token {
+                            id,
+                            text,
+                            special: tokenizer.is_special(id),
+                        })
+                        .filter(|token| keep_special || !token.special)
+                        .collect()
+                })
+                .collect();
+            let facts = RequestFacts {
+                inputs: tokenized.len(),
+                tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
+                ..Default::default()
+            };
+            Ok((serde_json::to_string(&lists).map_err(internal)?, facts))
+        })
+        .await?;
+        Ok::<_, ApiError>(json_response(body, facts))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}

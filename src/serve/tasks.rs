@@ -1,0 +1,253 @@
+//! `POST /rerank` (TEI), `POST /search` and `POST /answer`: the steps after embedding.
+
+use super::embed::{check_count, check_lengths, internal, parse_body, texts};
+use super::errors::ApiError;
+use super::{json_response, RequestFacts, Server};
+use crate::tokenizer::Input;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// TEI's `/rerank` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RerankRequest {
+    query: String,
+    texts: Value,
+    #[serde(default)]
+    raw_scores: bool,
+    #[serde(default)]
+    return_text: bool,
+    #[serde(default)]
+    truncate: bool,
+    #[serde(default)]
+    truncation_direction: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Ranked {
+    index: usize,
+    score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+}
+
+fn not_loaded(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("this server has no {what}"),
+    )
+}
+
+/// `POST /rerank`: `{"query", "texts", "raw_scores", "return_text", "truncate"}` →
+/// `[{"index", "score"(, "text")}]`, best first. The score is the cross-encoder's sigmoid
+/// (its logit with `raw_scores`), as sentence-transformers' `CrossEncoder.predict`.
+pub(crate) async fn rerank(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: RerankRequest = parse_body(&server, body)?;
+        if let Some(direction) = request.truncation_direction.as_deref() {
+            if !direction.eq_ignore_ascii_case("right") {
+                return Err(ApiError::validation(format!(
+                    "truncation_direction {direction:?}: this server cuts texts on the right only"
+                )));
+            }
+        }
+        let (Some(reranker), Some(queue)) = (&server.models.reranker, &server.rerank_queue) else {
+            return Err(not_loaded("cross-encoder: start it with --reranker DIR"));
+        };
+        let (passages, _) = texts(&request.texts, "texts")?;
+        check_count(&server, passages.len())?;
+        let reranker = reranker.clone();
+        let query = request.query;
+        let truncate = request.truncate;
+        let (tokenized, passages) = Server::blocking(move || {
+            let encoder = reranker.encoder();
+            let inputs: Vec<Input> = passages.iter().map(|t| Input::Pair(&query, t)).collect();
+            let tokenized = encoder.tokenize_with(&inputs, encoder.encoding())?;
+            check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
+            Ok((tokenized, passages))
+        })
+        .await?;
+        let facts = RequestFacts {
+            inputs: tokenized.len(),
+            tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
+            ..Default::default()
+        };
+        let done = server.wait(queue.submit((), tokenized)?).await?;
+        let mut ranked: Vec<Ranked> = done
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(index, scores)| Ranked {
+                index,
+                score: if request.raw_scores {
+                    scores.logits[0]
+                } else {
+                    scores.scores[0]
+                },
+                text: None,
+            })
+            .collect();
+        // Stable: equal scores keep input order.
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        if request.return_text {
+            for r in &mut ranked {
+                r.text = Some(passages[r.index].clone());
+            }
+        }
+        let facts = RequestFacts {
+            queued: done.queued,
+            compute: done.compute,
+            ..facts
+        };
+        let body = serde_json::to_string(&ranked).map_err(internal)?;
+        Ok(json_response(body, facts))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `/search`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchRequest {
+    query: Value,
+    #[serde(default = "ten")]
+    k: usize,
+    #[serde(default)]
+    truncate: bool,
+}
+
+fn ten() -> usize {
+    10
+}
+
+/// `POST /search`: `{"query": str | [str], "k": 10, "truncate"}` → per query
+/// `{"query", "hits": [{"rank", "id", "score", "title", "text"}]}`, as `densa search --json`.
+pub(crate) async fn search(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: SearchRequest = parse_body(&server, body)?;
+        let Some(index) = server.models.index.clone() else {
+            return Err(not_loaded("index: start it with --index DIR"));
+        };
+        if request.k == 0 {
+            return Err(ApiError::validation("k must be at least 1"));
+        }
+        let (queries, _) = texts(&request.query, "query")?;
+        check_count(&server, queries.len())?;
+        let encoder = server.models.encoder.clone();
+        let encoding = server.models.query_encoding.clone();
+        let (for_tokens, truncate) = (encoding.clone(), request.truncate);
+        let (tokenized, queries) = Server::blocking(move || {
+            let inputs: Vec<Input> = queries.iter().map(|q| Input::Text(q)).collect();
+            let tokenized = encoder.tokenize_with(&inputs, &for_tokens)?;
+            check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
+            Ok((tokenized, queries))
+        })
+        .await?;
+        let facts = RequestFacts {
+            inputs: tokenized.len(),
+            tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
+            ..Default::default()
+        };
+        let done = server
+            .wait(server.embed_queue.submit(encoding, tokenized)?)
+            .await?;
+        let k = request.k;
+        let vectors: Vec<f32> = done.outputs.concat();
+        let results = Server::blocking(move || {
+            let hits = index.search(&vectors, k)?;
+            let results: Vec<Value> = queries
+                .iter()
+                .zip(hits)
+                .map(|(query, hits)| {
+                    let hits: Vec<Value> = hits
+                        .iter()
+                        .enumerate()
+                        .map(|(rank, h)| h.to_json(rank + 1))
+                        .collect();
+                    json!({ "query": query, "hits": hits })
+                })
+                .collect();
+            Ok(results)
+        })
+        .await?;
+        let facts = RequestFacts {
+            queued: done.queued,
+            compute: done.compute,
+            ..facts
+        };
+        Ok(json_response(Value::from(results).to_string(), facts))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `/answer`'s body: the question, and optionally how many passages each stage keeps.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerRequest {
+    question: String,
+    #[serde(default)]
+    read_top: Option<usize>,
+    #[serde(default)]
+    rerank_top: Option<usize>,
+    #[serde(default)]
+    top_k: Option<usize>,
+}
+
+/// `POST /answer`: `{"question", "read_top", "rerank_top", "top_k"}` → `{"question",
+/// "answers": [{"answer", "score", "start", "end", "passage_id", "title", "retrieval_score",
+/// "rerank_score"}], "ms": {"retrieve", "rerank", "read"}}`, as `densa answer --json`.
+pub(crate) async fn answer(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: AnswerRequest = parse_body(&server, body)?;
+        if server.pipeline.is_none() {
+            return Err(not_loaded("reader: start it with --index DIR --reader DIR"));
+        }
+        let mut options = server.options.answer.clone();
+        options.read_top = request.read_top.unwrap_or(options.read_top);
+        options.rerank_top = request.rerank_top.unwrap_or(options.rerank_top);
+        options.top_k = request.top_k.unwrap_or(options.top_k);
+        let question = request.question;
+        let timeout = server.options.request_timeout;
+        let worker = server.clone();
+        let work = Server::blocking(move || {
+            let pipeline = worker.pipeline.as_ref().expect("checked above");
+            let started = std::time::Instant::now();
+            let result = pipeline.answer(&question, &options)?;
+            let body = result.to_json(&question);
+            let facts = RequestFacts {
+                inputs: 1,
+                compute: started.elapsed(),
+                ..Default::default()
+            };
+            Ok((body.to_string(), facts))
+        });
+        let (body, facts) = tokio::time::timeout(timeout, work).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the answer took longer than the request timeout ({} ms)",
+                    timeout.as_millis()
+                ),
+            )
+        })??;
+        Ok(json_response(body, facts))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}

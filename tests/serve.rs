@@ -1,0 +1,561 @@
+//! `densa serve` against the CLI (whose outputs the other tests check against transformers):
+//! every route's answer bit for bit, TEI's and OpenAI's shapes field by field, and every
+//! error and limit with its status code.
+
+mod common;
+
+use base64::Engine;
+use common::cli::{densa, json_lines, ok, s};
+use common::http::{request, Reply, Served};
+use common::model_dir;
+use serde_json::{json, Value};
+
+/// The f32 values of a JSON list (the server writes f32; the CLI f32 or f64 of an f32).
+fn floats(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {value}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// The bits of vectors, for exact comparison.
+fn bits(rows: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    rows.iter()
+        .map(|r| r.iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+/// `densa embed --model MODEL EXTRA` on `texts`: its vectors.
+fn cli_vectors(model: &str, texts: &[&str], extra: &[&str]) -> Vec<Vec<f32>> {
+    let folder = model_dir(model);
+    let mut args = vec!["embed", "--model", s(&folder), "--input", "-"];
+    args.extend_from_slice(extra);
+    let stdin = texts.join("\n") + "\n";
+    let rows: Vec<Value> = json_lines(&ok(&densa(&args, Some(stdin.as_bytes()))));
+    rows.iter().map(floats).collect()
+}
+
+fn rows(value: &Value) -> Vec<Vec<f32>> {
+    value.as_array().unwrap().iter().map(floats).collect()
+}
+
+const TEXTS: [&str; 3] = [
+    "¿Quién escribió el Quijote?",
+    "El Museo del Prado está en Madrid.",
+    "hola",
+];
+
+/// The error body of a TEI route: `{"error": message, "error_type": kind}`; its message.
+fn tei_error(reply: &Reply, status: u16, kind: &str) -> String {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["error_type"], kind, "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    body["error"].as_str().unwrap().to_owned()
+}
+
+/// The error body of an OpenAI route: `{"error": {"message", "type", "param", "code"}}`.
+fn openai_error(reply: &Reply, status: u16, kind: &str) -> String {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    let body = reply.json();
+    let error = &body["error"];
+    assert_eq!(error["code"], kind, "{body}");
+    assert_eq!(error["type"], "invalid_request_error", "{body}");
+    assert!(error["param"].is_null(), "{body}");
+    error["message"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn embed_routes_give_the_cli_vectors() {
+    // st-tiny: mean pooling, a Normalize module, prompts with default_prompt_name "query".
+    let served = Served::start(&["--model", s(&model_dir("st-tiny")), "--threads", "2"]);
+    let texts = json!(TEXTS);
+    let default = served.post_ok("/embed", &json!({ "inputs": texts }));
+    assert_eq!(
+        bits(&rows(&default)),
+        bits(&cli_vectors("st-tiny", &TEXTS, &[]))
+    );
+    let passage = served.post_ok(
+        "/embed",
+        &json!({ "inputs": texts, "prompt_name": "passage" }),
+    );
+    let cli = cli_vectors("st-tiny", &TEXTS, &["--prompt-name", "passage"]);
+    assert_eq!(bits(&rows(&passage)), bits(&cli));
+    // Matryoshka: the first 8 values, normalised again (TEI's default normalize).
+    let short = served.post_ok("/embed", &json!({ "inputs": texts, "dimensions": 8 }));
+    let cli = cli_vectors("st-tiny", &TEXTS, &["--truncate-dim", "8", "--normalize"]);
+    assert_eq!(bits(&rows(&short)), bits(&cli));
+    // A single string is still a list of one vector (TEI's answer).
+    let one = served.post_ok("/embed", &json!({ "inputs": TEXTS[0] }));
+    assert_eq!(
+        bits(&rows(&one)),
+        bits(&cli_vectors("st-tiny", &TEXTS[..1], &[]))
+    );
+
+    // OpenAI: the server's default encoding; floats and base64 of little-endian f32.
+    let cli = cli_vectors("st-tiny", &TEXTS, &[]);
+    let reply = served.post_ok("/v1/embeddings", &json!({ "input": texts, "model": "m" }));
+    assert_eq!(reply["object"], "list");
+    assert_eq!(reply["model"], "m");
+    let data = reply["data"].as_array().unwrap();
+    for (i, item) in data.iter().enumerate() {
+        assert_eq!(item["object"], "embedding");
+        assert_eq!(item["index"], i);
+        assert_eq!(item.as_object().unwrap().len(), 3, "{item}");
+    }
+    let got: Vec<Vec<f32>> = data.iter().map(|d| floats(&d["embedding"])).collect();
+    assert_eq!(bits(&got), bits(&cli));
+    // usage: the tokens the model ran (the CLI's tokenizer counts them).
+    let folder = model_dir("st-tiny");
+    let stdin = TEXTS.join("\n") + "\n";
+    let tokenized: Vec<Value> = json_lines(&ok(&densa(
+        &["tokenize", "--model", s(&folder), "--input", "-"],
+        Some(stdin.as_bytes()),
+    )));
+    let tokens: usize = tokenized
+        .iter()
+        .map(|t| t["ids"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        reply["usage"],
+        json!({ "prompt_tokens": tokens, "total_tokens": tokens })
+    );
+    let b64 = served.post_ok(
+        "/v1/embeddings",
+        &json!({ "input": texts, "encoding_format": "base64" }),
+    );
+    assert_eq!(b64["model"], "st-tiny");
+    let decoded: Vec<Vec<f32>> = b64["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(d["embedding"].as_str().unwrap())
+                .unwrap();
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(bits(&decoded), bits(&cli));
+    let short = served.post_ok(
+        "/v1/embeddings",
+        &json!({ "input": TEXTS[2], "dimensions": 4 }),
+    );
+    let cli = cli_vectors("st-tiny", &TEXTS[2..], &["--truncate-dim", "4"]);
+    assert_eq!(bits(&[floats(&short["data"][0]["embedding"])]), bits(&cli));
+
+    // /tokenize: the CLI's ids and tokens, special tokens marked (or left out).
+    let tokens = served.post_ok("/tokenize", &json!({ "inputs": texts }));
+    for (got, want) in tokens.as_array().unwrap().iter().zip(&tokenized) {
+        let ids: Vec<Value> = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].clone())
+            .collect();
+        assert_eq!(Value::from(ids), want["ids"]);
+        let list = got.as_array().unwrap();
+        assert_eq!(list[0]["text"], "<s>");
+        assert_eq!(
+            (&list[0]["special"], &list[1]["special"]),
+            (&json!(true), &json!(false))
+        );
+        assert_eq!(list.last().unwrap()["special"], true);
+    }
+    let bare = served.post_ok(
+        "/tokenize",
+        &json!({ "inputs": "hola", "add_special_tokens": false }),
+    );
+    let bare = bare[0].as_array().unwrap();
+    assert!(bare.iter().all(|t| t["special"] == false) && !bare.is_empty());
+
+    // /info: the model's facts.
+    let info = served.call("GET", "/info", "").json();
+    assert_eq!(info["dimension"], 16);
+    assert_eq!(info["pooling"], "mean");
+    assert_eq!(info["default_prompt_name"], "query");
+    assert_eq!(info["prompts"]["passage"], "passage: ");
+    assert_eq!(info["max_input_length"], 128);
+    assert_eq!(info["model_dtype"], "f32");
+    let health = served.call("GET", "/health", "");
+    assert_eq!((health.status, health.text().as_str()), (200, "ok"));
+}
+
+#[test]
+fn normalize_is_tei_s_on_a_model_without_a_normalize_module() {
+    let served = Served::start(&["--model", s(&model_dir("bert-tiny"))]);
+    let texts = json!(TEXTS);
+    let on = served.post_ok("/embed", &json!({ "inputs": texts }));
+    assert_eq!(
+        bits(&rows(&on)),
+        bits(&cli_vectors("bert-tiny", &TEXTS, &["--normalize"]))
+    );
+    let off = served.post_ok("/embed", &json!({ "inputs": texts, "normalize": false }));
+    assert_eq!(
+        bits(&rows(&off)),
+        bits(&cli_vectors("bert-tiny", &TEXTS, &[]))
+    );
+}
+
+#[test]
+fn rerank_search_and_answer_give_the_cli_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = common::cli::demo_index(dir.path());
+    let ctx = model_dir("dpr-ctx-tiny");
+    let (rerank_dir, reader_dir) = (model_dir("bert-rerank-tiny"), model_dir("bert-qa-tiny"));
+    let served = Served::start(&[
+        "--model",
+        s(&ctx),
+        "--reranker",
+        s(&rerank_dir),
+        "--index",
+        s(&index),
+        "--reader",
+        s(&reader_dir),
+    ]);
+    let question = "¿En qué ciudad está la Sagrada Familia?";
+    let texts = [
+        "La Sagrada Familia está en Barcelona.",
+        "El Prado está en Madrid.",
+        "Hola",
+    ];
+
+    // /rerank: the CLI's sigmoid scores (or logits), best first, with the texts when asked.
+    let pairs: String = texts
+        .iter()
+        .map(|t| json!({ "query": question, "text": t }).to_string() + "\n")
+        .collect();
+    let cli: Vec<Value> = json_lines(&ok(&densa(
+        &["rerank", "--model", s(&rerank_dir), "--input", "-"],
+        Some(pairs.as_bytes()),
+    )));
+    for raw in [false, true] {
+        let body =
+            json!({ "query": question, "texts": texts, "raw_scores": raw, "return_text": true });
+        let ranked = served.post_ok("/rerank", &body);
+        let ranked = ranked.as_array().unwrap();
+        assert_eq!(ranked.len(), texts.len());
+        let field = if raw { "logit" } else { "score" };
+        let mut want: Vec<(usize, f32)> = cli
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, c[field].as_f64().unwrap() as f32))
+            .collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (got, (i, score)) in ranked.iter().zip(&want) {
+            assert_eq!(got["index"], *i);
+            assert_eq!(
+                (got["score"].as_f64().unwrap() as f32).to_bits(),
+                score.to_bits()
+            );
+            assert_eq!(got["text"], texts[*i]);
+        }
+    }
+    let no_text = served.post_ok("/rerank", &json!({ "query": question, "texts": texts }));
+    assert!(no_text[0].get("text").is_none() && no_text[0]["index"].is_u64());
+
+    // /search: `densa search --json`'s hits.
+    let cli: Vec<Value> = json_lines(&ok(&densa(
+        &[
+            "search",
+            "--model",
+            s(&ctx),
+            "--index",
+            s(&index),
+            "--top-k",
+            "4",
+            "--json",
+            question,
+        ],
+        None,
+    )));
+    let found = served.post_ok("/search", &json!({ "query": [question], "k": 4 }));
+    assert_eq!(found[0]["query"], question);
+    let (got, want) = (
+        found[0]["hits"].as_array().unwrap(),
+        cli[0]["hits"].as_array().unwrap(),
+    );
+    assert_eq!(got.len(), 4);
+    for (g, w) in got.iter().zip(want) {
+        for key in ["rank", "id", "title", "text"] {
+            assert_eq!(g[key], w[key], "{key}");
+        }
+        assert_eq!(
+            g["score"].as_f64().unwrap() as f32,
+            w["score"].as_f64().unwrap() as f32
+        );
+    }
+
+    // /answer: `densa answer --json`'s answers.
+    let cli = common::cli::answer_json(&ctx, &index, &reader_dir, &rerank_dir, question);
+    let body = json!({ "question": question, "rerank_top": 5, "read_top": 2, "top_k": 2 });
+    let answered = served.post_ok("/answer", &body);
+    assert_eq!(answered["answers"], cli[0]["answers"]);
+    for stage in ["retrieve", "rerank", "read"] {
+        assert!(answered["ms"][stage].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[test]
+fn bad_requests_get_clear_errors_with_their_status() {
+    let served = Served::start(&[
+        "--model",
+        s(&model_dir("st-tiny")),
+        "--max-body-bytes",
+        "4000",
+        "--max-client-batch-size",
+        "4",
+        "--max-length",
+        "16",
+    ]);
+    let post = |path: &str, body: &[u8]| request(&served.addr, "POST", path, &[], body);
+    let cases: &[(&str, &[u8], u16, &str, &str)] = &[
+        (
+            "/embed",
+            b"{\"inputs\": [\"a\"",
+            400,
+            "validation",
+            "invalid JSON body",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": \"\xff\xfe\"}",
+            400,
+            "validation",
+            "invalid JSON body",
+        ),
+        ("/embed", b"", 400, "validation", "invalid JSON body"),
+        (
+            "/embed",
+            b"{\"inputs\": 5}",
+            422,
+            "validation",
+            "inputs is a number",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": [\"a\", 1]}",
+            422,
+            "validation",
+            "inputs[1] is a number",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": []}",
+            422,
+            "validation",
+            "inputs is an empty list",
+        ),
+        ("/embed", b"{}", 422, "validation", "missing field `inputs`"),
+        (
+            "/embed",
+            b"{\"inputs\": \"a\", \"normalise\": true}",
+            422,
+            "validation",
+            "unknown field `normalise`",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": \"a\", \"normalize\": \"yes\"}",
+            422,
+            "validation",
+            "invalid type",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": \"a\", \"dimensions\": 0}",
+            422,
+            "validation",
+            "truncate_dim 0",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": \"a\", \"dimensions\": 99}",
+            422,
+            "validation",
+            "truncate_dim 99",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": \"a\", \"prompt_name\": \"nope\"}",
+            422,
+            "validation",
+            "nope",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": \"a\", \"truncation_direction\": \"Left\"}",
+            422,
+            "validation",
+            "on the right only",
+        ),
+        (
+            "/embed",
+            b"{\"inputs\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}",
+            413,
+            "payload_too_large",
+            "--max-client-batch-size",
+        ),
+        (
+            "/rerank",
+            b"{\"query\": \"a\", \"texts\": [\"b\"]}",
+            404,
+            "not_found",
+            "--reranker",
+        ),
+        (
+            "/search",
+            b"{\"query\": \"a\"}",
+            404,
+            "not_found",
+            "--index",
+        ),
+        (
+            "/answer",
+            b"{\"question\": \"a\"}",
+            404,
+            "not_found",
+            "--reader",
+        ),
+        ("/nowhere", b"{}", 404, "not_found", "no route /nowhere"),
+    ];
+    for &(path, body, status, kind, needle) in cases {
+        let message = tei_error(&post(path, body), status, kind);
+        assert!(
+            message.contains(needle),
+            "{path} {:?}: {message}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // Over the body limit, in each route's shape.
+    let big = json!({ "inputs": "palabra ".repeat(600) }).to_string();
+    let message = tei_error(&post("/embed", big.as_bytes()), 413, "payload_too_large");
+    assert!(message.contains("4000 bytes"), "{message}");
+    let big = json!({ "input": "palabra ".repeat(600) }).to_string();
+    let message = openai_error(
+        &post("/v1/embeddings", big.as_bytes()),
+        413,
+        "payload_too_large",
+    );
+    assert!(message.contains("4000 bytes"), "{message}");
+
+    // Too long for the model: 413 unless truncation is asked for (then the CLI's cut).
+    let long =
+        "uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince";
+    let message = tei_error(
+        &post("/embed", json!({ "inputs": long }).to_string().as_bytes()),
+        413,
+        "payload_too_large",
+    );
+    assert!(
+        message.contains("16 tokens") && message.contains("truncate"),
+        "{message}"
+    );
+    let cut = served.post_ok("/embed", &json!({ "inputs": long, "truncate": true }));
+    assert_eq!(
+        bits(&rows(&cut)),
+        bits(&cli_vectors("st-tiny", &[long], &["--max-length", "16"]))
+    );
+    let reply = post(
+        "/v1/embeddings",
+        json!({ "input": long }).to_string().as_bytes(),
+    );
+    assert!(openai_error(&reply, 413, "payload_too_large").contains("16 tokens"));
+
+    // OpenAI's own mistakes, in OpenAI's shape.
+    let openai_cases: &[(&[u8], &str)] = &[
+        (
+            b"{\"input\": \"a\", \"encoding_format\": \"int8\"}",
+            "encoding_format",
+        ),
+        (b"{\"input\": [1, 2, 3]}", "token id"),
+        (b"{\"input\": [[1, 2]]}", "token id"),
+        (b"{\"input\": []}", "empty list"),
+        (b"{\"model\": \"m\"}", "missing field `input`"),
+    ];
+    for &(body, needle) in openai_cases {
+        let message = openai_error(&post("/v1/embeddings", body), 422, "validation");
+        assert!(message.contains(needle), "{message}");
+    }
+    let reply = post("/v1/embeddings", b"not json");
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    // The wrong method: 405, and the server still answers.
+    assert_eq!(served.call("GET", "/embed", "").status, 405);
+    assert_eq!(served.call("GET", "/health", "").status, 200);
+}
+
+#[test]
+fn an_api_key_guards_every_route_but_health() {
+    let key = "s3cr3t-key";
+    let served = Served::start(&["--model", s(&model_dir("bert-tiny")), "--api-key", key]);
+    let body = json!({ "inputs": "hola" }).to_string();
+    let with = |auth: Option<&str>, path: &str, body: &str| {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        request(&served.addr, method, path, &headers, body.as_bytes())
+    };
+    assert_eq!(with(None, "/health", "").status, 200);
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer s3cr3t-ke"),
+        Some(key),
+        Some("Basic s3cr3t-key"),
+    ] {
+        let reply = with(auth, "/embed", &body);
+        assert!(tei_error(&reply, 401, "unauthorized").contains("Bearer"));
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(with(auth, "/metrics", "").status, 401);
+        assert_eq!(with(auth, "/info", "").status, 401);
+        let openai = with(auth, "/v1/embeddings", &json!({ "input": "a" }).to_string());
+        openai_error(&openai, 401, "unauthorized");
+    }
+    let bearer = format!("Bearer {key}");
+    let reply = with(Some(&bearer), "/embed", &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        bits(&rows(&reply.json())),
+        bits(&cli_vectors("bert-tiny", &["hola"], &["--normalize"]))
+    );
+    assert_eq!(with(Some(&bearer), "/metrics", "").status, 200);
+
+    // The key from the environment, as DENSA_API_KEY.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_densa"))
+        .args([
+            "serve",
+            "--model",
+            s(&model_dir("bert-tiny")),
+            "--port",
+            "0",
+        ])
+        .env("DENSA_API_KEY", key)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let addr = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("listening on http://")
+                .nth(1)
+                .map(|a| a.split(' ').next().unwrap().to_owned())
+        })
+        .unwrap();
+    let reply = request(&addr, "POST", "/embed", &[], body.as_bytes());
+    assert_eq!(reply.status, 401);
+    let reply = request(
+        &addr,
+        "POST",
+        "/embed",
+        &[("Authorization", &bearer)],
+        body.as_bytes(),
+    );
+    assert_eq!(reply.status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
