@@ -525,37 +525,59 @@ fn an_api_key_guards_every_route_but_health() {
     assert_eq!(with(Some(&bearer), "/metrics", "").status, 200);
 
     // The key from the environment, as DENSA_API_KEY.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_densa"))
-        .args([
-            "serve",
-            "--model",
-            s(&model_dir("bert-tiny")),
-            "--port",
-            "0",
-        ])
-        .env("DENSA_API_KEY", key)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let addr = std::io::BufRead::lines(std::io::BufReader::new(stderr))
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.split("listening on http://")
-                .nth(1)
-                .map(|a| a.split(' ').next().unwrap().to_owned())
-        })
-        .unwrap();
-    let reply = request(&addr, "POST", "/embed", &[], body.as_bytes());
-    assert_eq!(reply.status, 401);
+    let served = Served::start_with_env(
+        &["--model", s(&model_dir("bert-tiny"))],
+        &[("DENSA_API_KEY", key)],
+    );
+    assert_eq!(served.call("POST", "/embed", &body).status, 401);
     let reply = request(
-        &addr,
+        &served.addr,
         "POST",
         "/embed",
         &[("Authorization", &bearer)],
         body.as_bytes(),
     );
     assert_eq!(reply.status, 200);
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// A server whose standard error was closed (its log's reader went away) keeps answering:
+/// the log lines are lost, never the requests.
+#[test]
+fn a_closed_stderr_loses_log_lines_not_requests() {
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_densa"))
+            .args([
+                "serve",
+                "--model",
+                s(&model_dir("bert-tiny")),
+                "--port",
+                "0",
+            ])
+            .env_remove("DENSA_API_KEY")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok);
+    let addr = lines
+        .find_map(|l| {
+            l.split("listening on http://")
+                .nth(1)
+                .map(|a| a.split(' ').next().unwrap().to_owned())
+        })
+        .unwrap();
+    drop(lines);
+    let body = json!({ "inputs": "hola" }).to_string();
+    for _ in 0..3 {
+        let reply = request(&addr, "POST", "/embed", &[], body.as_bytes());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
 }

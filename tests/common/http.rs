@@ -20,11 +20,20 @@ pub struct Served {
 impl Served {
     /// `densa serve ARGS --port 0`, once it listens.
     pub fn start(args: &[&str]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_densa"))
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Served::start`] with extra environment variables (`DENSA_API_KEY` is otherwise unset).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_densa"));
+        command.env_remove("DENSA_API_KEY");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .arg("serve")
             .args(args)
             .args(["--port", "0"])
-            .env_remove("DENSA_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
