@@ -241,11 +241,12 @@ fn a_full_queue_answers_429_and_a_slow_request_503() {
 
 #[test]
 fn clients_that_go_away_leave_the_server_serving() {
+    // Each request waits up to 1 s for company: time for the abandoned one to be withdrawn.
     let served = Served::start(&[
         "--model",
         s(&model_dir("bert-tiny")),
         "--max-wait-us",
-        "200000",
+        "1000000",
     ]);
     // A body cut short, then the connection closed.
     let mut cut = TcpStream::connect(&served.addr).unwrap();
@@ -263,12 +264,24 @@ fn clients_that_go_away_leave_the_server_serving() {
     let mut junk = TcpStream::connect(&served.addr).unwrap();
     junk.write_all(b"\x00\x01\x02 not http\r\n\r\n").unwrap();
     drop(junk);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1200));
     let reply = served.post_ok("/embed", &json!({ "inputs": ["hola", "adiós"] }));
     let got: Vec<Vec<u32>> = reply.as_array().unwrap().iter().map(vector_bits).collect();
     let want = alone("bert-tiny", &["hola".into(), "adiós".into()], true);
     assert_eq!(got, want);
     assert_eq!(served.call("GET", "/health", "").status, 200);
+    // The abandoned request never ran: its call was withdrawn from the queue.
+    let metrics = served.call("GET", "/metrics", "").text();
+    assert_eq!(
+        metric(&metrics, "densa_withdrawn_total{queue=\"embed\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "densa_batches_total{queue=\"embed\"}"),
+        1.0,
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -2,9 +2,12 @@
 //! GIL (threads sharing one `Encoder` run in parallel), outputs move into numpy arrays without a
 //! copy, and densa's errors become Python exceptions carrying densa's messages.
 
+mod heads;
+mod retrieval;
+
 use densa::{Error, Input};
 use numpy::ndarray::{Array1, Array2};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::IntoPyArray;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -26,7 +29,7 @@ pyo3::create_exception!(
 );
 
 /// densa's error as the Python exception of its kind, with densa's message.
-fn to_py(error: Error) -> PyErr {
+pub(crate) fn to_py(error: Error) -> PyErr {
     let message = error.to_string();
     match error {
         Error::MissingFile { .. } => PyFileNotFoundError::new_err(message),
@@ -39,7 +42,7 @@ fn to_py(error: Error) -> PyErr {
     }
 }
 
-fn precision(name: &str) -> PyResult<densa::Precision> {
+pub(crate) fn precision(name: &str) -> PyResult<densa::Precision> {
     match name {
         "auto" => Ok(densa::Precision::Auto),
         "f32" | "float32" => Ok(densa::Precision::F32),
@@ -73,7 +76,7 @@ fn texts_of(texts: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, bool)> {
 }
 
 /// `(a, b)` pairs from an iterable of 2-item sequences of `str`.
-fn pairs_of(pairs: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+pub(crate) fn pairs_of(pairs: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (i, item) in pairs.try_iter()?.enumerate() {
         let pair: (String, String) = item?
@@ -86,8 +89,8 @@ fn pairs_of(pairs: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
 
 /// A text encoder (BERT, DPR, RoBERTa / XLM-R, DistilBERT, sentence-transformers folders).
 #[pyclass(frozen, module = "densa._densa")]
-struct Encoder {
-    inner: Arc<densa::Encoder>,
+pub(crate) struct Encoder {
+    pub(crate) inner: Arc<densa::Encoder>,
 }
 
 #[pymethods]
@@ -332,276 +335,20 @@ impl Encoder {
 }
 
 /// `(n, dim)` from row-major values, moved into numpy without a copy.
-fn to_matrix(py: Python<'_>, data: Vec<f32>, dim: usize) -> PyResult<Bound<'_, PyAny>> {
+pub(crate) fn to_matrix(py: Python<'_>, data: Vec<f32>, dim: usize) -> PyResult<Bound<'_, PyAny>> {
     let rows = data.len().checked_div(dim).unwrap_or(0);
     let array = Array2::from_shape_vec((rows, dim), data)
         .map_err(|e| DensaError::new_err(format!("internal error: {e}")))?;
     Ok(array.into_pyarray(py).into_any())
 }
 
-/// A cross-encoder (`*ForSequenceClassification`): scores (query, passage) pairs.
-#[pyclass(frozen, module = "densa._densa")]
-struct Reranker {
-    inner: Arc<densa::Reranker>,
-}
-
-#[pymethods]
-impl Reranker {
-    #[new]
-    #[pyo3(signature = (path, threads=0, precision="auto", max_length=None))]
-    fn new(
-        py: Python<'_>,
-        path: PathBuf,
-        threads: usize,
-        precision: &str,
-        max_length: Option<usize>,
-    ) -> PyResult<Self> {
-        let options = densa::Options {
-            threads,
-            precision: self::precision(precision)?,
-            max_length,
-            ..densa::Options::default()
-        };
-        let inner = py
-            .detach(|| densa::Reranker::from_dir(&path, options))
-            .map_err(to_py)?;
-        Ok(Reranker {
-            inner: Arc::new(inner),
-        })
-    }
-
-    /// Scores of `(query, passage)` pairs, as sentence-transformers' `CrossEncoder.predict`:
-    /// one label gives `(n,)` sigmoids (logits with `raw=True`), several `(n, labels)`
-    /// softmax probabilities (logits with `raw=True`).
-    #[pyo3(signature = (pairs, raw=false))]
-    fn predict<'py>(
-        &self,
-        py: Python<'py>,
-        pairs: &Bound<'py, PyAny>,
-        raw: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let pairs = pairs_of(pairs)?;
-        let inner = &self.inner;
-        let scores = py
-            .detach(|| {
-                let refs: Vec<(&str, &str)> = pairs
-                    .iter()
-                    .map(|(a, b)| (a.as_str(), b.as_str()))
-                    .collect();
-                inner.score(&refs)
-            })
-            .map_err(to_py)?;
-        let labels = self.inner.labels().len();
-        let data: Vec<f32> = scores
-            .iter()
-            .flat_map(|s| {
-                if raw {
-                    s.logits.clone()
-                } else {
-                    s.scores.clone()
-                }
-            })
-            .collect();
-        if labels == 1 {
-            return Ok(PyArray1::from_vec(py, data).into_any());
-        }
-        to_matrix(py, data, labels)
-    }
-
-    /// `id2label`, in label order.
-    #[getter]
-    fn labels(&self) -> Vec<String> {
-        self.inner.labels().to_vec()
-    }
-}
-
-/// An extractive reader (`*ForQuestionAnswering`), decoding as transformers 4's pipeline.
-#[pyclass(frozen, module = "densa._densa")]
-struct Reader {
-    inner: Arc<densa::Reader>,
-}
-
-#[pymethods]
-impl Reader {
-    #[new]
-    #[pyo3(signature = (path, threads=0, precision="auto"))]
-    fn new(py: Python<'_>, path: PathBuf, threads: usize, precision: &str) -> PyResult<Self> {
-        let options = densa::Options {
-            threads,
-            precision: self::precision(precision)?,
-            ..densa::Options::default()
-        };
-        let inner = py
-            .detach(|| densa::Reader::from_dir(&path, options))
-            .map_err(to_py)?;
-        Ok(Reader {
-            inner: Arc::new(inner),
-        })
-    }
-
-    /// The best answers to `question` in `context`: `top_k=1` gives one dict
-    /// `{"answer", "score", "start", "end"}` (character offsets into `context`) or None, more
-    /// a list of them, best first.
-    #[pyo3(signature = (question, context, top_k=1, max_seq_len=384, doc_stride=128, max_answer_len=15))]
-    #[allow(clippy::too_many_arguments)]
-    fn read<'py>(
-        &self,
-        py: Python<'py>,
-        question: &str,
-        context: &str,
-        top_k: usize,
-        max_seq_len: usize,
-        doc_stride: usize,
-        max_answer_len: usize,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let options = densa::ReadOptions {
-            max_seq_len,
-            doc_stride,
-            max_answer_len,
-            top_k,
-        };
-        let inner = &self.inner;
-        let answers = py
-            .detach(|| inner.read(question, context, &options))
-            .map_err(to_py)?;
-        let dicts = answers
-            .iter()
-            .map(|a| {
-                let d = PyDict::new(py);
-                d.set_item("answer", &a.answer)?;
-                d.set_item("score", a.score)?;
-                d.set_item("start", a.start)?;
-                d.set_item("end", a.end)?;
-                Ok(d.into_any())
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        if top_k == 1 {
-            return Ok(match dicts.into_iter().next() {
-                Some(d) => d,
-                None => py.None().into_bound(py),
-            });
-        }
-        Ok(PyList::new(py, dicts)?.into_any())
-    }
-}
-
-/// A complete index written by `densa index` / `build_index`, memory-mapped.
-#[pyclass(frozen, module = "densa._densa")]
-struct Index {
-    inner: Arc<densa::Index>,
-}
-
-#[pymethods]
-impl Index {
-    #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| densa::Index::open(&path)).map_err(to_py)?;
-        Ok(Index {
-            inner: Arc::new(inner),
-        })
-    }
-
-    /// The `k` best passages by inner product for each query vector (`(dim,)` or `(q, dim)`
-    /// float32): per query a list of `{"index", "id", "title", "text", "score"}`, best first.
-    fn search<'py>(
-        &self,
-        py: Python<'py>,
-        query_vectors: PyReadonlyArrayDyn<'py, f32>,
-        k: usize,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let single = query_vectors.ndim() == 1;
-        if query_vectors.ndim() > 2 {
-            return Err(InvalidInputError::new_err(format!(
-                "query_vectors has {} dimensions; pass (dim,) or (queries, dim)",
-                query_vectors.ndim()
-            )));
-        }
-        let queries = query_vectors.as_slice().map_err(|_| {
-            InvalidInputError::new_err(
-                "query_vectors must be C-contiguous (numpy.ascontiguousarray)",
-            )
-        })?;
-        let inner = &self.inner;
-        let hits = py.detach(|| inner.search(queries, k)).map_err(to_py)?;
-        let out = PyList::empty(py);
-        for query_hits in hits {
-            let list = PyList::empty(py);
-            for h in query_hits {
-                let d = PyDict::new(py);
-                d.set_item("index", h.index)?;
-                d.set_item("id", &h.passage.id)?;
-                d.set_item("title", &h.passage.title)?;
-                d.set_item("text", &h.passage.text)?;
-                d.set_item("score", h.score)?;
-                list.append(d)?;
-            }
-            if single {
-                return Ok(list);
-            }
-            out.append(list)?;
-        }
-        Ok(out)
-    }
-
-    /// The stored vectors `(passages, dim)` (a copy).
-    fn vectors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let dim = self.inner.dim();
-        let array = Array2::from_shape_vec((self.inner.len(), dim), self.inner.vectors().to_vec())
-            .map_err(|e| DensaError::new_err(format!("internal error: {e}")))?;
-        Ok(array.into_pyarray(py))
-    }
-
-    #[getter]
-    fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-
-    fn __len__(&self) -> usize {
-        self.inner.len()
-    }
-}
-
-/// Builds (or resumes) an index of the passages in `passages` (JSON lines `{"id", "title",
-/// "text"}`) with `encoder` into `output`, as `densa index`; `shard=(i, n)` encodes only the
-/// chunks `k % n == i`. Returns `{"passages", "chunks", "chunks_encoded", "passages_encoded",
-/// "chunks_missing", "complete"}`.
-#[pyfunction]
-#[pyo3(signature = (encoder, passages, output, chunk_size=4096, shard=None, passage_template=None))]
-fn build_index<'py>(
-    py: Python<'py>,
-    encoder: &Encoder,
-    passages: PathBuf,
-    output: PathBuf,
-    chunk_size: usize,
-    shard: Option<(usize, usize)>,
-    passage_template: Option<String>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let options = densa::IndexOptions {
-        chunk_size,
-        shard,
-        passage_template,
-    };
-    let inner = &encoder.inner;
-    let report = py
-        .detach(|| densa::build_index(inner, &passages, &output, &options, &mut |_, _| {}))
-        .map_err(to_py)?;
-    let d = PyDict::new(py);
-    d.set_item("passages", report.passages)?;
-    d.set_item("chunks", report.chunks)?;
-    d.set_item("chunks_encoded", report.chunks_encoded)?;
-    d.set_item("passages_encoded", report.passages_encoded)?;
-    d.set_item("chunks_missing", report.chunks_missing)?;
-    d.set_item("complete", report.is_complete())?;
-    Ok(d)
-}
-
 #[pymodule]
 fn _densa(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Encoder>()?;
-    m.add_class::<Reranker>()?;
-    m.add_class::<Reader>()?;
-    m.add_class::<Index>()?;
-    m.add_function(wrap_pyfunction!(build_index, m)?)?;
+    m.add_class::<heads::Reranker>()?;
+    m.add_class::<heads::Reader>()?;
+    m.add_class::<retrieval::Index>()?;
+    m.add_function(wrap_pyfunction!(retrieval::build_index, m)?)?;
     let py = m.py();
     m.add("DensaError", py.get_type::<DensaError>())?;
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;

@@ -1,0 +1,154 @@
+//! The heads from Python: `Reranker` (cross-encoder) and `Reader` (extractive QA).
+
+use crate::{pairs_of, to_matrix, to_py};
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A cross-encoder (`*ForSequenceClassification`): scores (query, passage) pairs.
+#[pyclass(frozen, module = "densa._densa")]
+pub(crate) struct Reranker {
+    inner: Arc<densa::Reranker>,
+}
+
+#[pymethods]
+impl Reranker {
+    #[new]
+    #[pyo3(signature = (path, threads=0, precision="auto", max_length=None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        threads: usize,
+        precision: &str,
+        max_length: Option<usize>,
+    ) -> PyResult<Self> {
+        let options = densa::Options {
+            threads,
+            precision: crate::precision(precision)?,
+            max_length,
+            ..densa::Options::default()
+        };
+        let inner = py
+            .detach(|| densa::Reranker::from_dir(&path, options))
+            .map_err(to_py)?;
+        Ok(Reranker {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Scores of `(query, passage)` pairs, as sentence-transformers' `CrossEncoder.predict`:
+    /// one label gives `(n,)` sigmoids (logits with `raw=True`), several `(n, labels)`
+    /// softmax probabilities (logits with `raw=True`).
+    #[pyo3(signature = (pairs, raw=false))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        pairs: &Bound<'py, PyAny>,
+        raw: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pairs = pairs_of(pairs)?;
+        let inner = &self.inner;
+        let scores = py
+            .detach(|| {
+                let refs: Vec<(&str, &str)> = pairs
+                    .iter()
+                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .collect();
+                inner.score(&refs)
+            })
+            .map_err(to_py)?;
+        let labels = self.inner.labels().len();
+        let data: Vec<f32> = scores
+            .iter()
+            .flat_map(|s| {
+                if raw {
+                    s.logits.clone()
+                } else {
+                    s.scores.clone()
+                }
+            })
+            .collect();
+        if labels == 1 {
+            return Ok(PyArray1::from_vec(py, data).into_any());
+        }
+        to_matrix(py, data, labels)
+    }
+
+    /// `id2label`, in label order.
+    #[getter]
+    fn labels(&self) -> Vec<String> {
+        self.inner.labels().to_vec()
+    }
+}
+
+/// An extractive reader (`*ForQuestionAnswering`), decoding as transformers 4's pipeline.
+#[pyclass(frozen, module = "densa._densa")]
+pub(crate) struct Reader {
+    inner: Arc<densa::Reader>,
+}
+
+#[pymethods]
+impl Reader {
+    #[new]
+    #[pyo3(signature = (path, threads=0, precision="auto"))]
+    fn new(py: Python<'_>, path: PathBuf, threads: usize, precision: &str) -> PyResult<Self> {
+        let options = densa::Options {
+            threads,
+            precision: crate::precision(precision)?,
+            ..densa::Options::default()
+        };
+        let inner = py
+            .detach(|| densa::Reader::from_dir(&path, options))
+            .map_err(to_py)?;
+        Ok(Reader {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The best answers to `question` in `context`: `top_k=1` gives one dict
+    /// `{"answer", "score", "start", "end"}` (character offsets into `context`) or None, more
+    /// a list of them, best first.
+    #[pyo3(signature = (question, context, top_k=1, max_seq_len=384, doc_stride=128, max_answer_len=15))]
+    #[allow(clippy::too_many_arguments)]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        question: &str,
+        context: &str,
+        top_k: usize,
+        max_seq_len: usize,
+        doc_stride: usize,
+        max_answer_len: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = densa::ReadOptions {
+            max_seq_len,
+            doc_stride,
+            max_answer_len,
+            top_k,
+        };
+        let inner = &self.inner;
+        let answers = py
+            .detach(|| inner.read(question, context, &options))
+            .map_err(to_py)?;
+        let dicts = answers
+            .iter()
+            .map(|a| {
+                let d = PyDict::new(py);
+                d.set_item("answer", &a.answer)?;
+                d.set_item("score", a.score)?;
+                d.set_item("start", a.start)?;
+                d.set_item("end", a.end)?;
+                Ok(d.into_any())
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        if top_k == 1 {
+            return Ok(match dicts.into_iter().next() {
+                Some(d) => d,
+                None => py.None().into_bound(py),
+            });
+        }
+        Ok(PyList::new(py, dicts)?.into_any())
+    }
+}

@@ -1,0 +1,119 @@
+//! Retrieval from Python: `Index` (search a built index) and `build_index`.
+
+use crate::{to_py, DensaError, Encoder, InvalidInputError};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A complete index written by `densa index` / `build_index`, memory-mapped.
+#[pyclass(frozen, module = "densa._densa")]
+pub(crate) struct Index {
+    inner: Arc<densa::Index>,
+}
+
+#[pymethods]
+impl Index {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| densa::Index::open(&path)).map_err(to_py)?;
+        Ok(Index {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The `k` best passages by inner product for each query vector (`(dim,)` or `(q, dim)`
+    /// float32): per query a list of `{"index", "id", "title", "text", "score"}`, best first.
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        query_vectors: PyReadonlyArrayDyn<'py, f32>,
+        k: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let single = query_vectors.ndim() == 1;
+        if query_vectors.ndim() > 2 {
+            return Err(InvalidInputError::new_err(format!(
+                "query_vectors has {} dimensions; pass (dim,) or (queries, dim)",
+                query_vectors.ndim()
+            )));
+        }
+        let queries = query_vectors.as_slice().map_err(|_| {
+            InvalidInputError::new_err(
+                "query_vectors must be C-contiguous (numpy.ascontiguousarray)",
+            )
+        })?;
+        let inner = &self.inner;
+        let hits = py.detach(|| inner.search(queries, k)).map_err(to_py)?;
+        let out = PyList::empty(py);
+        for query_hits in hits {
+            let list = PyList::empty(py);
+            for h in query_hits {
+                let d = PyDict::new(py);
+                d.set_item("index", h.index)?;
+                d.set_item("id", &h.passage.id)?;
+                d.set_item("title", &h.passage.title)?;
+                d.set_item("text", &h.passage.text)?;
+                d.set_item("score", h.score)?;
+                list.append(d)?;
+            }
+            if single {
+                return Ok(list);
+            }
+            out.append(list)?;
+        }
+        Ok(out)
+    }
+
+    /// The stored vectors `(passages, dim)` (a copy).
+    fn vectors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let dim = self.inner.dim();
+        let array = Array2::from_shape_vec((self.inner.len(), dim), self.inner.vectors().to_vec())
+            .map_err(|e| DensaError::new_err(format!("internal error: {e}")))?;
+        Ok(array.into_pyarray(py))
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+/// Builds (or resumes) an index of the passages in `passages` (JSON lines `{"id", "title",
+/// "text"}`) with `encoder` into `output`, as `densa index`; `shard=(i, n)` encodes only the
+/// chunks `k % n == i`. Returns `{"passages", "chunks", "chunks_encoded", "passages_encoded",
+/// "chunks_missing", "complete"}`.
+#[pyfunction]
+#[pyo3(signature = (encoder, passages, output, chunk_size=4096, shard=None, passage_template=None))]
+pub(crate) fn build_index<'py>(
+    py: Python<'py>,
+    encoder: &Encoder,
+    passages: PathBuf,
+    output: PathBuf,
+    chunk_size: usize,
+    shard: Option<(usize, usize)>,
+    passage_template: Option<String>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let options = densa::IndexOptions {
+        chunk_size,
+        shard,
+        passage_template,
+    };
+    let inner = &encoder.inner;
+    let report = py
+        .detach(|| densa::build_index(inner, &passages, &output, &options, &mut |_, _| {}))
+        .map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("passages", report.passages)?;
+    d.set_item("chunks", report.chunks)?;
+    d.set_item("chunks_encoded", report.chunks_encoded)?;
+    d.set_item("passages_encoded", report.passages_encoded)?;
+    d.set_item("chunks_missing", report.chunks_missing)?;
+    d.set_item("complete", report.is_complete())?;
+    Ok(d)
+}
