@@ -191,12 +191,16 @@ impl<T> Slot<T> {
     }
 
     fn finish(&self, result: Result<Done<T>>) {
-        let mut state = lock(&self.state);
-        state.result = Some(result);
-        if let Some(waker) = state.waker.take() {
+        let waker = {
+            let mut state = lock(&self.state);
+            state.result = Some(result);
+            state.waker.take()
+        };
+        self.done.notify_all();
+        // Woken outside the lock: a waker that polls at once must find it free.
+        if let Some(waker) = waker {
             waker.wake();
         }
-        self.done.notify_all();
     }
 }
 
@@ -267,7 +271,7 @@ impl<T: BatchTask> Batcher<T> {
         let worker = std::thread::Builder::new()
             .name("densa-batcher".into())
             .spawn(move || work(&worker_shared))
-            .map_err(|e| Error::InvalidInput(format!("cannot start the batching thread: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the batching thread: {e}")))?;
         Ok(Batcher {
             shared,
             worker: Some(worker),
@@ -304,6 +308,10 @@ impl<T: BatchTask> Batcher<T> {
             return Err(Error::ShutDown);
         }
         let limit = self.shared.limits.max_queued_tokens;
+        // Calls whose callers went away hold no room.
+        if queue.tokens + tokens > limit {
+            drop_withdrawn(&self.shared, &mut queue);
+        }
         // An empty queue takes any call, so that one call over the limit is not refused forever.
         if !queue.calls.is_empty() && queue.tokens + tokens > limit {
             self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -455,7 +463,10 @@ fn run_batch<T: BatchTask>(shared: &Shared<T>, mut batch: Vec<Call<T>>) {
     let key = batch[0].key.clone();
     let merged = run_task(shared, &key, &inputs);
     let compute = started.elapsed();
-    record(shared, &batch, inputs.len(), compute);
+    // A failed merged pass is not counted: its calls are counted when rerun alone.
+    if merged.is_ok() || batch.len() == 1 {
+        record(shared, &batch, inputs.len(), compute);
+    }
     let done = |call: &Call<T>, outputs, compute, batch_inputs| Done {
         outputs,
         queued: started.saturating_duration_since(call.submitted),
@@ -497,15 +508,13 @@ fn run_task<T: BatchTask>(
     let run = std::panic::AssertUnwindSafe(|| shared.task.run(key, inputs));
     match std::panic::catch_unwind(run) {
         Ok(Ok(outputs)) if outputs.len() == inputs.len() => Ok(outputs),
-        Ok(Ok(outputs)) => Err(Error::InvalidInput(format!(
-            "internal error: {} outputs for {} inputs",
+        Ok(Ok(outputs)) => Err(Error::Internal(format!(
+            "{} outputs for {} inputs",
             outputs.len(),
             inputs.len()
         ))),
         Ok(Err(error)) => Err(error),
-        Err(_) => Err(Error::InvalidInput(
-            "internal error: the model panicked on this batch".into(),
-        )),
+        Err(_) => Err(Error::Internal("the model panicked on this batch".into())),
     }
 }
 

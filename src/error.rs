@@ -70,6 +70,9 @@ pub enum Error {
         tokens: usize,
         limit: usize,
     },
+    /// A failure inside the engine, not the caller's (a panic caught, an inconsistency).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A batching queue was shut down before the call ran.
     #[error("the batching queue is shut down")]
     ShutDown,

@@ -146,7 +146,12 @@ fn embed_routes_give_the_cli_vectors() {
         "/v1/embeddings",
         &json!({ "input": TEXTS[2], "dimensions": 4 }),
     );
-    let cli = cli_vectors("st-tiny", &TEXTS[2..], &["--truncate-dim", "4"]);
+    // Unit vectors stay unit: normalised again after the cut.
+    let cli = cli_vectors(
+        "st-tiny",
+        &TEXTS[2..],
+        &["--truncate-dim", "4", "--normalize"],
+    );
     assert_eq!(bits(&[floats(&short["data"][0]["embedding"])]), bits(&cli));
 
     // /tokenize: the CLI's ids and tokens, special tokens marked (or left out).
@@ -296,6 +301,16 @@ fn rerank_search_and_answer_give_the_cli_answers() {
     let body = json!({ "question": question, "rerank_top": 5, "read_top": 2, "top_k": 2 });
     let answered = served.post_ok("/answer", &body);
     assert_eq!(answered["answers"], cli[0]["answers"]);
+    // Bounds on what one request may ask of the index and the pipeline.
+    let reply = served.call(
+        "POST",
+        "/search",
+        &json!({ "query": question, "k": 5000 }).to_string(),
+    );
+    assert!(tei_error(&reply, 422, "validation").contains("between 1 and 1000"));
+    let body = json!({ "question": question, "rerank_top": 100000 }).to_string();
+    let reply = served.call("POST", "/answer", &body);
+    assert!(tei_error(&reply, 413, "payload_too_large").contains("rerank_top"));
     for stage in ["retrieve", "rerank", "read"] {
         assert!(answered["ms"][stage].as_f64().unwrap() >= 0.0);
     }
@@ -484,8 +499,10 @@ fn bad_requests_get_clear_errors_with_their_status() {
     }
     let reply = post("/v1/embeddings", b"not json");
     assert_eq!(reply.status, 400, "{}", reply.text());
-    // The wrong method: 405, and the server still answers.
-    assert_eq!(served.call("GET", "/embed", "").status, 405);
+    // The wrong method: 405 with the allowed one, and the server still answers.
+    let reply = served.call("GET", "/embed", "");
+    assert!(tei_error(&reply, 405, "validation").contains("use POST"));
+    assert_eq!(reply.header("allow"), Some("POST"));
     assert_eq!(served.call("GET", "/health", "").status, 200);
 }
 
@@ -518,6 +535,11 @@ fn an_api_key_guards_every_route_but_health() {
     let bearer = format!("Bearer {key}");
     let reply = with(Some(&bearer), "/embed", &body);
     assert_eq!(reply.status, 200, "{}", reply.text());
+    // The scheme's name is case-insensitive.
+    assert_eq!(
+        with(Some(&format!("bearer {key}")), "/embed", &body).status,
+        200
+    );
     assert_eq!(
         bits(&rows(&reply.json())),
         bits(&cli_vectors("bert-tiny", &["hola"], &["--normalize"]))

@@ -204,6 +204,32 @@ fn a_full_queue_answers_429_and_a_slow_request_503() {
         .contains("limit of 1"));
     assert_eq!(first.join().unwrap().status, 200);
 
+    // One request at a time: a second one is refused at the door (503), not queued.
+    let served = Arc::new(Served::start(&[
+        "--model",
+        s(&model_dir("bert-tiny")),
+        "--max-wait-us",
+        "400000",
+        "--max-concurrent-requests",
+        "1",
+    ]));
+    let first = {
+        let served = served.clone();
+        std::thread::spawn(move || {
+            served.call("POST", "/embed", &json!({ "inputs": "uno" }).to_string())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    let refused = served.call(
+        "POST",
+        "/v1/embeddings",
+        &json!({ "input": "dos" }).to_string(),
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "overloaded");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(first.join().unwrap().status, 200);
+
     // A request that cannot finish in time: 503, and its queued work withdrawn.
     let served = Served::start(&[
         "--model",

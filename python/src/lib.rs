@@ -37,7 +37,7 @@ pub(crate) fn to_py(error: Error) -> PyErr {
         | Error::Tokenizer(_)
         | Error::NonFiniteOutput { .. }
         | Error::WouldOverwrite { .. } => InvalidInputError::new_err(message),
-        Error::Io { .. } => DensaError::new_err(message),
+        Error::Io { .. } | Error::Internal(_) => DensaError::new_err(message),
         _ => ModelError::new_err(message),
     }
 }

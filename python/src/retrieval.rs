@@ -39,6 +39,13 @@ impl Index {
                 query_vectors.ndim()
             )));
         }
+        let width = query_vectors.shape().last().copied().unwrap_or(0);
+        if width != self.inner.dim() {
+            return Err(InvalidInputError::new_err(format!(
+                "query vectors have {width} values each; the index holds {}-dimensional vectors",
+                self.inner.dim()
+            )));
+        }
         let queries = query_vectors.as_slice().map_err(|_| {
             InvalidInputError::new_err(
                 "query_vectors must be C-contiguous (numpy.ascontiguousarray)",

@@ -253,6 +253,8 @@ def test_build_index_and_search_give_densa_index_s(tmp_path):
     assert vectors.shape == (len(index), index.dim)
     with pytest.raises(ValueError, match="dimensions"):
         index.search(np.zeros((1, 1, encoder.dim), dtype=np.float32), 1)
+    with pytest.raises(ValueError, match="values each"):
+        index.search(np.zeros((2, encoder.dim // 2), dtype=np.float32), 1)
 
 
 def test_ray_indexing_writes_densa_index_s_bytes(tmp_path):

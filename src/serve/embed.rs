@@ -125,6 +125,23 @@ async fn embed_texts(
     Ok((done.outputs, facts))
 }
 
+/// The server's default encoding (its `--prompt` / `--prompt-name` / `--truncate-dim`, else the
+/// folder's) with a request's prompt name, width and normalisation.
+fn request_encoding(
+    encoder: &crate::Encoder,
+    prompt_name: Option<&str>,
+    dimensions: Option<usize>,
+    normalize: bool,
+) -> crate::Result<Encoding> {
+    let default = encoder.encoding();
+    let prompt = match prompt_name {
+        Some(_) => None,
+        None => Some(default.prompt().unwrap_or("")),
+    };
+    let dimensions = dimensions.or(default.truncate_dim());
+    encoder.encoding_for(prompt, prompt_name, dimensions, normalize)
+}
+
 /// TEI's `/embed` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,10 +187,10 @@ pub(crate) async fn tei_embed(
         // TEI's `normalize`: unit vectors out, normalised once (not again when the folder's
         // Normalize module already did).
         let encoder = &server.models.encoder;
-        let prompt_name = request.prompt_name.as_deref();
-        let mut encoding = encoder.encoding_for(None, prompt_name, request.dimensions, false)?;
+        let (prompt_name, dimensions) = (request.prompt_name.as_deref(), request.dimensions);
+        let mut encoding = request_encoding(encoder, prompt_name, dimensions, false)?;
         if request.normalize && !encoder.normalizes_with(&encoding) {
-            encoding = encoder.encoding_for(None, prompt_name, request.dimensions, true)?;
+            encoding = request_encoding(encoder, prompt_name, dimensions, true)?;
         }
         let (vectors, facts) = embed_texts(&server, texts, encoding, request.truncate).await?;
         let body = serde_json::to_string(&vectors).map_err(internal)?;
@@ -255,14 +272,11 @@ pub(crate) async fn openai_embeddings(
         let (texts, _) = texts(&request.input, "input")?;
         let encoder = &server.models.encoder;
         let default = encoder.encoding();
+        // With `dimensions`, unit vectors stay unit (normalised again after the cut), as
+        // OpenAI's are.
         let encoding = match request.dimensions {
             None => default.clone(),
-            Some(dim) => encoder.encoding_for(
-                Some(default.prompt().unwrap_or("")),
-                None,
-                Some(dim),
-                default.normalize(),
-            )?,
+            dim => request_encoding(encoder, None, dim, encoder.normalizes_with(default))?,
         };
         let (vectors, facts) = embed_texts(&server, texts, encoding, false).await?;
         let data = vectors
@@ -325,7 +339,7 @@ pub(crate) async fn tokenize(
         let (texts, _) = texts(&request.inputs, "inputs")?;
         check_count(&server, texts.len())?;
         let encoder = server.models.encoder.clone();
-        let encoding = encoder.encoding_for(None, request.prompt_name.as_deref(), None, false)?;
+        let encoding = request_encoding(&encoder, request.prompt_name.as_deref(), None, false)?;
         let keep_special = request.add_special_tokens;
         let (body, facts) = Server::blocking(move || {
             let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();

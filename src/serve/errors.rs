@@ -60,6 +60,9 @@ impl From<Error> for ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message)
             }
             Error::ShutDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", message),
+            Error::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "backend", message)
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "backend", message),
         }
     }

@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub max_client_batch_size: usize,
     /// Longest a request may wait and run (503 past it; its queued work is withdrawn).
     pub request_timeout: Duration,
+    /// Most requests handled at once (bodies read, parsed, tokenized, queued); more get 503.
+    pub max_concurrent_requests: usize,
     /// Required as `Authorization: Bearer <key>` on every route but `/health`.
     pub api_key: Option<String>,
     /// The name `/info` and `/v1/embeddings` report.
@@ -64,6 +66,7 @@ impl Default for ServeOptions {
             max_body_bytes: 2 * 1024 * 1024,
             max_client_batch_size: 128,
             request_timeout: Duration::from_secs(60),
+            max_concurrent_requests: 512,
             api_key: None,
             model_id: "densa".into(),
             log_requests: true,
@@ -91,9 +94,16 @@ pub struct Server {
     embed_queue: Batcher<Encoder>,
     rerank_queue: Option<Batcher<Reranker>>,
     pipeline: Option<QaPipeline>,
+    /// `/answer`s computing now (see [`ANSWER_SLOTS`]).
+    answer_slots: Arc<tokio::sync::Semaphore>,
+    /// Requests being handled now, bounded by `ServeOptions::max_concurrent_requests`.
+    in_flight: Arc<tokio::sync::Semaphore>,
     metrics: Metrics,
     started: Instant,
 }
+
+/// The most `/answer` requests computed at once (each holds the cores for its whole pipeline).
+pub const ANSWER_SLOTS: usize = 4;
 
 impl Server {
     /// Starts the batching queues. A cross-encoder must have one label (TEI's `/rerank`
@@ -132,6 +142,7 @@ impl Server {
             _ => None,
         };
         let embed_queue = Batcher::new(models.encoder.clone(), options.limits)?;
+        let max_concurrent = options.max_concurrent_requests;
         let rerank_queue = match &models.reranker {
             Some(reranker) => Some(Batcher::new(reranker.clone(), options.limits)?),
             None => None,
@@ -142,6 +153,8 @@ impl Server {
             embed_queue,
             rerank_queue,
             pipeline,
+            answer_slots: Arc::new(tokio::sync::Semaphore::new(ANSWER_SLOTS)),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
             metrics: Metrics::default(),
             started: Instant::now(),
         })
@@ -274,7 +287,10 @@ async fn authenticate(State(server): State<Arc<Server>>, request: Request, next:
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        .map(|v| v.as_bytes())
+        // The scheme's name is case-insensitive (RFC 9110).
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"Bearer "))
+        .map(|v| &v[7..]);
     match given {
         Some(given) if constant_time_eq(given, key.as_bytes()) => next.run(request).await,
         _ => {
@@ -333,7 +349,21 @@ async fn log_and_count(
     let started = Instant::now();
     let route = route_name(request.uri().path());
     let method = request.method().clone();
-    let mut response = next.run(request).await;
+    // Past the concurrency bound a request is refused before its body is read.
+    let permit = server.in_flight.clone().try_acquire_owned();
+    let mut response = match permit {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "the server is handling {} requests, its limit (--max-concurrent-requests); retry later",
+                server.options.max_concurrent_requests
+            ),
+        )
+        .in_shape(route_shape(route))
+        .into_response(),
+    };
     // A wrong method is refused inside axum, with an empty body: answer in our words.
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && response.extensions().get::<ErrorKind>().is_none()
@@ -343,6 +373,7 @@ async fn log_and_count(
         } else {
             "POST"
         };
+        let allow = response.headers().get(header::ALLOW).cloned();
         response = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "validation",
@@ -350,6 +381,10 @@ async fn log_and_count(
         )
         .in_shape(route_shape(route))
         .into_response();
+        // HTTP requires a 405 to say which methods are allowed.
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
     }
     let latency = started.elapsed();
     let facts = response

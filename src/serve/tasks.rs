@@ -130,6 +130,9 @@ fn ten() -> usize {
     10
 }
 
+/// The most hits a query may ask `/search` for (each carries its passage's text).
+const MAX_SEARCH_K: usize = 1000;
+
 /// `POST /search`: `{"query": str | [str], "k": 10, "truncate"}` → per query
 /// `{"query", "hits": [{"rank", "id", "score", "title", "text"}]}`, as `densa search --json`.
 pub(crate) async fn search(
@@ -141,8 +144,11 @@ pub(crate) async fn search(
         let Some(index) = server.models.index.clone() else {
             return Err(not_loaded("index: start it with --index DIR"));
         };
-        if request.k == 0 {
-            return Err(ApiError::validation("k must be at least 1"));
+        if request.k == 0 || request.k > MAX_SEARCH_K {
+            return Err(ApiError::validation(format!(
+                "k is {}; it must be between 1 and {MAX_SEARCH_K}",
+                request.k
+            )));
         }
         let (queries, _) = texts(&request.query, "query")?;
         check_count(&server, queries.len())?;
@@ -222,10 +228,36 @@ pub(crate) async fn answer(
         options.read_top = request.read_top.unwrap_or(options.read_top);
         options.rerank_top = request.rerank_top.unwrap_or(options.rerank_top);
         options.top_k = request.top_k.unwrap_or(options.top_k);
+        // Passages reranked or read are a request's inputs: the same bound.
+        let limit = server.options.max_client_batch_size;
+        for (name, value) in [
+            ("read_top", options.read_top),
+            ("rerank_top", options.rerank_top),
+            ("top_k", options.top_k),
+        ] {
+            if value > limit {
+                return Err(ApiError::too_large(format!(
+                    "{name} is {value}; this server takes at most {limit} (--max-client-batch-size)"
+                )));
+            }
+        }
+        // An answer runs off the queue, and a timed-out one runs to its end: at most
+        // ANSWER_SLOTS at once, the others refused rather than piled up.
+        let Ok(slot) = server.answer_slots.clone().try_acquire_owned() else {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                format!(
+                    "{} answers are being computed; retry later",
+                    super::ANSWER_SLOTS
+                ),
+            ));
+        };
         let question = request.question;
         let timeout = server.options.request_timeout;
         let worker = server.clone();
         let work = Server::blocking(move || {
+            let _slot = slot;
             let pipeline = worker.pipeline.as_ref().expect("checked above");
             let started = std::time::Instant::now();
             let result = pipeline.answer(&question, &options)?;

@@ -49,6 +49,9 @@ pub(crate) struct ServeArgs {
     /// Longest a request may wait and run, in milliseconds (503 past it).
     #[arg(long, default_value_t = 60_000)]
     request_timeout_ms: u64,
+    /// Most requests handled at once (bodies read, parsed, tokenized or queued); more get 503.
+    #[arg(long, default_value_t = 512)]
+    max_concurrent_requests: usize,
     /// Require `Authorization: Bearer KEY` on every route but /health.
     #[arg(long, env = "DENSA_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -113,6 +116,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
         max_body_bytes: args.max_body_bytes,
         max_client_batch_size: args.max_client_batch_size,
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        max_concurrent_requests: args.max_concurrent_requests,
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         model_id: args.model_id.clone().unwrap_or_else(|| {
             model
