@@ -176,17 +176,12 @@ fn concurrent_requests_share_one_pass_and_keep_their_vectors() {
     }
 }
 
-#[test]
-fn a_full_queue_answers_429_and_a_slow_request_503() {
-    // The first request waits 400 ms for company and holds the queue's only token.
-    let served = Arc::new(Served::start(&[
-        "--model",
-        s(&model_dir("bert-tiny")),
-        "--max-wait-us",
-        "400000",
-        "--max-queued-tokens",
-        "1",
-    ]));
+/// A server with `limit` 1 and a 400 ms wait for company: one request waits in it while a
+/// second (`body` on `route`) is sent; the second's reply (the first must succeed).
+fn refused_while_one_waits(limit: &str, route: &str, body: Value) -> common::http::Reply {
+    let folder = model_dir("bert-tiny");
+    let args = ["--model", s(&folder), "--max-wait-us", "400000", limit, "1"];
+    let served = Arc::new(Served::start(&args));
     let first = {
         let served = served.clone();
         std::thread::spawn(move || {
@@ -194,7 +189,16 @@ fn a_full_queue_answers_429_and_a_slow_request_503() {
         })
     };
     std::thread::sleep(Duration::from_millis(150));
-    let refused = served.call("POST", "/embed", &json!({ "inputs": "dos" }).to_string());
+    let refused = served.call("POST", route, &body.to_string());
+    assert_eq!(first.join().unwrap().status, 200);
+    refused
+}
+
+#[test]
+fn a_full_queue_answers_429_and_a_slow_request_503() {
+    // The first request waits 400 ms for company and holds the queue's only token.
+    let refused =
+        refused_while_one_waits("--max-queued-tokens", "/embed", json!({ "inputs": "dos" }));
     assert_eq!(refused.status, 429, "{}", refused.text());
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert_eq!(refused.json()["error_type"], "overloaded");
@@ -202,33 +206,13 @@ fn a_full_queue_answers_429_and_a_slow_request_503() {
         .as_str()
         .unwrap()
         .contains("limit of 1"));
-    assert_eq!(first.join().unwrap().status, 200);
 
     // One request at a time: a second one is refused at the door (503), not queued.
-    let served = Arc::new(Served::start(&[
-        "--model",
-        s(&model_dir("bert-tiny")),
-        "--max-wait-us",
-        "400000",
-        "--max-concurrent-requests",
-        "1",
-    ]));
-    let first = {
-        let served = served.clone();
-        std::thread::spawn(move || {
-            served.call("POST", "/embed", &json!({ "inputs": "uno" }).to_string())
-        })
-    };
-    std::thread::sleep(Duration::from_millis(150));
-    let refused = served.call(
-        "POST",
-        "/v1/embeddings",
-        &json!({ "input": "dos" }).to_string(),
-    );
+    let body = json!({ "input": "dos" });
+    let refused = refused_while_one_waits("--max-concurrent-requests", "/v1/embeddings", body);
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.json()["error"]["code"], "overloaded");
     assert_eq!(refused.header("retry-after"), Some("1"));
-    assert_eq!(first.join().unwrap().status, 200);
 
     // A request that cannot finish in time: 503, and its queued work withdrawn.
     let served = Served::start(&[
