@@ -48,6 +48,15 @@ impl Pooling {
         Pooling::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// A pooling by name as a user types it (`-` for `_` too, as in `mean-sqrt-len`); an
+    /// unknown name is an error that lists the valid ones.
+    pub fn parse(name: &str) -> Result<Pooling, String> {
+        Pooling::from_name(&name.replace('-', "_")).ok_or_else(|| {
+            let names: Vec<&str> = Pooling::ALL.iter().map(|p| p.name()).collect();
+            format!("{name:?} is not a pooling: use one of {}", names.join(", "))
+        })
+    }
+
     /// Its name, as the CLI spells it.
     pub fn name(self) -> &'static str {
         match self {

@@ -1,6 +1,6 @@
 //! The heads from Python: `Reranker` (cross-encoder) and `Reader` (extractive QA).
 
-use crate::{pairs_of, to_matrix, to_py};
+use crate::{load, pairs_of, to_matrix, to_py};
 use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -30,11 +30,8 @@ impl Reranker {
             max_length,
             ..densa::Options::default()
         };
-        let inner = py
-            .detach(|| densa::Reranker::from_dir(&path, options))
-            .map_err(to_py)?;
         Ok(Reranker {
-            inner: Arc::new(inner),
+            inner: load(py, || densa::Reranker::from_dir(&path, options))?,
         })
     }
 
@@ -99,11 +96,8 @@ impl Reader {
             precision: crate::precision(precision)?,
             ..densa::Options::default()
         };
-        let inner = py
-            .detach(|| densa::Reader::from_dir(&path, options))
-            .map_err(to_py)?;
         Ok(Reader {
-            inner: Arc::new(inner),
+            inner: load(py, || densa::Reader::from_dir(&path, options))?,
         })
     }
 

@@ -111,13 +111,7 @@ impl Encoder {
         prompt_name: Option<String>,
         truncate_dim: Option<usize>,
     ) -> PyResult<Self> {
-        let pooling = densa::Pooling::from_name(&pooling.replace('-', "_")).ok_or_else(|| {
-            let names: Vec<&str> = densa::Pooling::ALL.iter().map(|p| p.name()).collect();
-            InvalidInputError::new_err(format!(
-                "pooling {pooling:?}: use one of {}",
-                names.join(", ")
-            ))
-        })?;
+        let pooling = densa::Pooling::parse(pooling).map_err(InvalidInputError::new_err)?;
         let options = densa::Options {
             threads,
             precision: self::precision(precision)?,
@@ -130,11 +124,8 @@ impl Encoder {
             truncate_dim,
             ..densa::Options::default()
         };
-        let inner = py
-            .detach(|| densa::Encoder::from_dir(&path, options))
-            .map_err(to_py)?;
         Ok(Encoder {
-            inner: Arc::new(inner),
+            inner: load(py, || densa::Encoder::from_dir(&path, options))?,
         })
     }
 
@@ -277,27 +268,8 @@ impl Encoder {
         truncate_dim: Option<usize>,
         normalize: Option<bool>,
     ) -> PyResult<densa::Encoding> {
-        let default = self.inner.encoding();
-        if prompt.is_none()
-            && prompt_name.is_none()
-            && truncate_dim.is_none()
-            && normalize.is_none()
-        {
-            return Ok(default.clone());
-        }
-        // Unless this call names a prompt, the encoder's own prompt stays.
-        let own_prompt = default.prompt().unwrap_or("");
-        let prompt = match (prompt, prompt_name) {
-            (None, None) => Some(own_prompt),
-            (p, _) => p,
-        };
         self.inner
-            .encoding_for(
-                prompt,
-                prompt_name,
-                truncate_dim.or(default.truncate_dim()),
-                normalize.unwrap_or(default.normalize()),
-            )
+            .encoding_with(prompt, prompt_name, truncate_dim, normalize)
             .map_err(to_py)
     }
 
@@ -332,6 +304,14 @@ impl Encoder {
         })
         .map_err(to_py)
     }
+}
+
+/// A model loaded with the GIL released, shared.
+pub(crate) fn load<T: Send>(
+    py: Python<'_>,
+    open: impl FnOnce() -> densa::Result<T> + Send,
+) -> PyResult<Arc<T>> {
+    py.detach(open).map(Arc::new).map_err(to_py)
 }
 
 /// `(n, dim)` from row-major values, moved into numpy without a copy.

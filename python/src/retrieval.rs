@@ -18,9 +18,8 @@ pub(crate) struct Index {
 impl Index {
     #[new]
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| densa::Index::open(&path)).map_err(to_py)?;
         Ok(Index {
-            inner: Arc::new(inner),
+            inner: crate::load(py, || densa::Index::open(&path))?,
         })
     }
 

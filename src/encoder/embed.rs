@@ -7,6 +7,7 @@ use crate::model::{OutputRows, PackedBatch, Workspace};
 use crate::pooling::{l2_normalize, pool};
 use crate::tokenizer::{Input, Tokenized};
 use rayon::prelude::*;
+use std::borrow::Borrow;
 
 impl Encoder {
     /// Embeds single texts (questions).
@@ -217,9 +218,9 @@ impl Encoder {
     }
 
     /// Refuses inputs the model cannot run, naming the input.
-    pub(crate) fn check_tokenized(&self, tokenized: &[Tokenized]) -> Result<()> {
+    pub(crate) fn check_tokenized<T: Borrow<Tokenized>>(&self, tokenized: &[T]) -> Result<()> {
         let cfg = &self.model.config;
-        for (i, t) in tokenized.iter().enumerate() {
+        for (i, t) in tokenized.iter().map(Borrow::borrow).enumerate() {
             let problem = if t.ids.is_empty() {
                 "has no tokens (even an empty text has its special tokens)".to_string()
             } else if t.type_ids.len() != t.ids.len() {

@@ -115,6 +115,32 @@ impl Encoder {
         )
     }
 
+    /// This encoder's default encoding with a call's overrides: a `prompt` (literal; `""` for
+    /// none) or `prompt_name` replaces the default's prompt, `truncate_dim` and `normalize`
+    /// replace its own; `None` keeps what the default has.
+    pub fn encoding_with(
+        &self,
+        prompt: Option<&str>,
+        prompt_name: Option<&str>,
+        truncate_dim: Option<usize>,
+        normalize: Option<bool>,
+    ) -> Result<Encoding> {
+        let default = &self.encoding;
+        if (prompt, prompt_name, truncate_dim, normalize) == (None, None, None, None) {
+            return Ok(default.clone());
+        }
+        let prompt = match (prompt, prompt_name) {
+            (None, None) => Some(default.prompt().unwrap_or("")),
+            (prompt, _) => prompt,
+        };
+        self.encoding_for(
+            prompt,
+            prompt_name,
+            truncate_dim.or(default.truncate_dim),
+            normalize.unwrap_or(default.normalize),
+        )
+    }
+
     /// Width of the vectors of `encoding`.
     pub fn dim_of(&self, encoding: &Encoding) -> usize {
         encoding.truncate_dim.unwrap_or(self.modules_dim())

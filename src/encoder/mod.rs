@@ -312,10 +312,13 @@ impl Encoder {
 
     /// The last hidden state `(T, H)` of every token of `tokenized`, packed in one pass (for
     /// heads that read every token), on one of the encoder's idle workspaces.
-    pub(crate) fn last_hidden_state(&self, tokenized: &[Tokenized]) -> Result<Vec<f32>> {
+    pub(crate) fn last_hidden_state<T: std::borrow::Borrow<Tokenized>>(
+        &self,
+        tokenized: &[T],
+    ) -> Result<Vec<f32>> {
         self.check_tokenized(tokenized)?;
         let mut batch = crate::model::PackedBatch::new();
-        for t in tokenized {
+        for t in tokenized.iter().map(std::borrow::Borrow::borrow) {
             batch.push(&t.ids, &t.type_ids);
         }
         let mut workspace = self.take_workspace();

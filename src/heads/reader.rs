@@ -112,8 +112,7 @@ impl Reader {
         options: &ReadOptions,
     ) -> Result<(Vec<Window>, Vec<WindowLogits>)> {
         let windows = self.windows(question, context, options)?;
-        // A copy of each window's ids (a few KB) so the public entry point takes plain tokens.
-        let tokenized: Vec<Tokenized> = windows.iter().map(|w| w.tokens.clone()).collect();
+        let tokenized: Vec<&Tokenized> = windows.iter().map(|w| &w.tokens).collect();
         let logits = self.token_logits(&tokenized)?;
         Ok((windows, logits))
     }
@@ -188,14 +187,17 @@ impl Reader {
 
     /// `(start, end)` logits of every token of already tokenized sequences (each a whole
     /// window: question, context and special tokens), packed in one pass; one list per sequence.
-    pub fn token_logits(&self, tokenized: &[Tokenized]) -> Result<Vec<WindowLogits>> {
+    pub fn token_logits<T: std::borrow::Borrow<Tokenized>>(
+        &self,
+        tokenized: &[T],
+    ) -> Result<Vec<WindowLogits>> {
         let hidden = self.encoder.last_hidden_state(tokenized)?;
         let tokens = hidden.len() / self.encoder.model().config.hidden_size;
         let logits = self.qa_outputs.forward(&hidden, tokens);
         let mut pairs = logits.chunks_exact(2).map(|p| (p[0], p[1]));
         Ok(tokenized
             .iter()
-            .map(|t| pairs.by_ref().take(t.ids.len()).collect())
+            .map(|t| pairs.by_ref().take(t.borrow().ids.len()).collect())
             .collect())
     }
 }

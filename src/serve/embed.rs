@@ -82,7 +82,7 @@ pub(crate) fn check_count(server: &Server, n: usize) -> Result<(), ApiError> {
 }
 
 /// Refuses an input the tokenizer had to cut, unless truncation was asked for (413).
-pub(crate) fn check_lengths(
+fn check_lengths(
     tokenized: &[Tokenized],
     truncate: bool,
     max_length: usize,
@@ -95,8 +95,21 @@ pub(crate) fn check_lengths(
     }
 }
 
+/// `inputs` tokenized with `encoding`, an input the tokenizer had to cut refused unless
+/// `truncate` (413).
+pub(crate) fn tokenize_checked(
+    encoder: &crate::Encoder,
+    inputs: &[Input<'_>],
+    encoding: &Encoding,
+    truncate: bool,
+) -> Result<Vec<Tokenized>, ApiError> {
+    let tokenized = encoder.tokenize_with(inputs, encoding)?;
+    check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
+    Ok(tokenized)
+}
+
 /// Tokenizes (off the async threads), queues and waits: the vectors of `texts`.
-async fn embed_texts(
+pub(crate) async fn embed_texts(
     server: &Arc<Server>,
     texts: Vec<String>,
     encoding: Encoding,
@@ -107,39 +120,14 @@ async fn embed_texts(
     let for_tokens = encoding.clone();
     let tokenized = Server::blocking(move || {
         let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
-        let tokenized = encoder.tokenize_with(&inputs, &for_tokens)?;
-        check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
-        Ok(tokenized)
+        tokenize_checked(&encoder, &inputs, &for_tokens, truncate)
     })
     .await?;
-    let inputs = tokenized.len();
-    let tokens = tokenized.iter().map(|t| t.ids.len()).sum();
+    let facts = RequestFacts::of(&tokenized);
     let pending = server.embed_queue.submit(encoding, tokenized)?;
     let done = server.wait(pending).await?;
-    let facts = RequestFacts {
-        inputs,
-        tokens,
-        queued: done.queued,
-        compute: done.compute,
-    };
+    let facts = facts.timed(&done);
     Ok((done.outputs, facts))
-}
-
-/// The server's default encoding (its `--prompt` / `--prompt-name` / `--truncate-dim`, else the
-/// folder's) with a request's prompt name, width and normalisation.
-fn request_encoding(
-    encoder: &crate::Encoder,
-    prompt_name: Option<&str>,
-    dimensions: Option<usize>,
-    normalize: bool,
-) -> crate::Result<Encoding> {
-    let default = encoder.encoding();
-    let prompt = match prompt_name {
-        Some(_) => None,
-        None => Some(default.prompt().unwrap_or("")),
-    };
-    let dimensions = dimensions.or(default.truncate_dim());
-    encoder.encoding_for(prompt, prompt_name, dimensions, normalize)
 }
 
 /// TEI's `/embed` body.
@@ -164,7 +152,7 @@ fn yes() -> bool {
 }
 
 /// Truncation cuts the end of a text; TEI's `"Left"` is refused rather than ignored.
-fn check_direction(direction: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_direction(direction: Option<&str>) -> Result<(), ApiError> {
     match direction {
         None | Some("Right") | Some("right") => Ok(()),
         Some(other) => Err(ApiError::validation(format!(
@@ -188,9 +176,9 @@ pub(crate) async fn tei_embed(
         // Normalize module already did).
         let encoder = &server.models.encoder;
         let (prompt_name, dimensions) = (request.prompt_name.as_deref(), request.dimensions);
-        let mut encoding = request_encoding(encoder, prompt_name, dimensions, false)?;
+        let mut encoding = encoder.encoding_with(None, prompt_name, dimensions, Some(false))?;
         if request.normalize && !encoder.normalizes_with(&encoding) {
-            encoding = request_encoding(encoder, prompt_name, dimensions, true)?;
+            encoding = encoder.encoding_with(None, prompt_name, dimensions, Some(true))?;
         }
         let (vectors, facts) = embed_texts(&server, texts, encoding, request.truncate).await?;
         let body = serde_json::to_string(&vectors).map_err(internal)?;
@@ -276,7 +264,9 @@ pub(crate) async fn openai_embeddings(
         // OpenAI's are.
         let encoding = match request.dimensions {
             None => default.clone(),
-            dim => request_encoding(encoder, None, dim, encoder.normalizes_with(default))?,
+            dim => {
+                encoder.encoding_with(None, None, dim, Some(encoder.normalizes_with(default)))?
+            }
         };
         let (vectors, facts) = embed_texts(&server, texts, encoding, false).await?;
         let data = vectors
@@ -339,7 +329,8 @@ pub(crate) async fn tokenize(
         let (texts, _) = texts(&request.inputs, "inputs")?;
         check_count(&server, texts.len())?;
         let encoder = server.models.encoder.clone();
-        let encoding = request_encoding(&encoder, request.prompt_name.as_deref(), None, false)?;
+        let prompt_name = request.prompt_name.as_deref();
+        let encoding = encoder.encoding_with(None, prompt_name, None, Some(false))?;
         let keep_special = request.add_special_tokens;
         let (body, facts) = Server::blocking(move || {
             let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();

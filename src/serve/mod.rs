@@ -268,6 +268,26 @@ pub(crate) struct RequestFacts {
     pub compute: Duration,
 }
 
+impl RequestFacts {
+    /// The inputs and tokens of a tokenized request.
+    pub(crate) fn of(tokenized: &[crate::Tokenized]) -> Self {
+        RequestFacts {
+            inputs: tokenized.len(),
+            tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
+            ..Default::default()
+        }
+    }
+
+    /// These facts with the queue and compute times of the call that ran them.
+    pub(crate) fn timed<T>(self, done: &crate::batching::Done<T>) -> Self {
+        RequestFacts {
+            queued: done.queued,
+            compute: done.compute,
+            ..self
+        }
+    }
+}
+
 /// A JSON response carrying its request's facts for the log.
 pub(crate) fn json_response(body: String, facts: RequestFacts) -> Response {
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();

@@ -1,6 +1,8 @@
 //! `POST /rerank` (TEI), `POST /search` and `POST /answer`: the steps after embedding.
 
-use super::embed::{check_count, check_lengths, internal, parse_body, texts};
+use super::embed::{
+    check_count, check_direction, embed_texts, internal, parse_body, texts, tokenize_checked,
+};
 use super::errors::ApiError;
 use super::{json_response, RequestFacts, Server};
 use crate::tokenizer::Input;
@@ -54,13 +56,7 @@ pub(crate) async fn rerank(
 ) -> Response {
     let result = async {
         let request: RerankRequest = parse_body(&server, body)?;
-        if let Some(direction) = request.truncation_direction.as_deref() {
-            if !direction.eq_ignore_ascii_case("right") {
-                return Err(ApiError::validation(format!(
-                    "truncation_direction {direction:?}: this server cuts texts on the right only"
-                )));
-            }
-        }
+        check_direction(request.truncation_direction.as_deref())?;
         let (Some(reranker), Some(queue)) = (&server.models.reranker, &server.rerank_queue) else {
             return Err(not_loaded("cross-encoder: start it with --reranker DIR"));
         };
@@ -72,16 +68,11 @@ pub(crate) async fn rerank(
         let (tokenized, passages) = Server::blocking(move || {
             let encoder = reranker.encoder();
             let inputs: Vec<Input> = passages.iter().map(|t| Input::Pair(&query, t)).collect();
-            let tokenized = encoder.tokenize_with(&inputs, encoder.encoding())?;
-            check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
+            let tokenized = tokenize_checked(encoder, &inputs, encoder.encoding(), truncate)?;
             Ok((tokenized, passages))
         })
         .await?;
-        let facts = RequestFacts {
-            inputs: tokenized.len(),
-            tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
-            ..Default::default()
-        };
+        let facts = RequestFacts::of(&tokenized);
         let done = server.wait(queue.submit((), tokenized)?).await?;
         let mut ranked: Vec<Ranked> = done
             .outputs
@@ -104,11 +95,7 @@ pub(crate) async fn rerank(
                 r.text = Some(passages[r.index].clone());
             }
         }
-        let facts = RequestFacts {
-            queued: done.queued,
-            compute: done.compute,
-            ..facts
-        };
+        let facts = facts.timed(&done);
         let body = serde_json::to_string(&ranked).map_err(internal)?;
         Ok(json_response(body, facts))
     };
@@ -152,26 +139,11 @@ pub(crate) async fn search(
         }
         let (queries, _) = texts(&request.query, "query")?;
         check_count(&server, queries.len())?;
-        let encoder = server.models.encoder.clone();
         let encoding = server.models.query_encoding.clone();
-        let (for_tokens, truncate) = (encoding.clone(), request.truncate);
-        let (tokenized, queries) = Server::blocking(move || {
-            let inputs: Vec<Input> = queries.iter().map(|q| Input::Text(q)).collect();
-            let tokenized = encoder.tokenize_with(&inputs, &for_tokens)?;
-            check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
-            Ok((tokenized, queries))
-        })
-        .await?;
-        let facts = RequestFacts {
-            inputs: tokenized.len(),
-            tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
-            ..Default::default()
-        };
-        let done = server
-            .wait(server.embed_queue.submit(encoding, tokenized)?)
-            .await?;
+        let (vectors, facts) =
+            embed_texts(&server, queries.clone(), encoding, request.truncate).await?;
         let k = request.k;
-        let vectors: Vec<f32> = done.outputs.concat();
+        let vectors: Vec<f32> = vectors.concat();
         let results = Server::blocking(move || {
             let hits = index.search(&vectors, k)?;
             let results: Vec<Value> = queries
@@ -189,11 +161,6 @@ pub(crate) async fn search(
             Ok(results)
         })
         .await?;
-        let facts = RequestFacts {
-            queued: done.queued,
-            compute: done.compute,
-            ..facts
-        };
         Ok(json_response(Value::from(results).to_string(), facts))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)

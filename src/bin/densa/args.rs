@@ -4,15 +4,6 @@ use clap::ValueEnum;
 use densa::{Encoder, Error, Options, Pooling, Precision};
 use std::path::PathBuf;
 
-/// `--pooling NAME`: one of the library's names (`Pooling::name`; `-` for `_` too, as in
-/// `mean-sqrt-len`).
-pub(crate) fn parse_pooling(name: &str) -> Result<Pooling, String> {
-    Pooling::from_name(&name.replace('-', "_")).ok_or_else(|| {
-        let names: Vec<&str> = Pooling::ALL.iter().map(|p| p.name()).collect();
-        format!("{name:?} is not a pooling: use one of {}", names.join(", "))
-    })
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum PrecisionArg {
     /// int8 for a folder written by `densa quantize`, f32 otherwise.
@@ -56,7 +47,7 @@ pub(crate) struct RunArgs {
 pub(crate) struct EncodeArgs {
     /// Pooling: auto, cls, mean, max, mean_sqrt_len, weighted_mean, last_token, pooler or
     /// dpr (auto: what the folder implies).
-    #[arg(long, value_parser = parse_pooling, default_value = "auto")]
+    #[arg(long, value_parser = Pooling::parse, default_value = "auto")]
     pub(crate) pooling: Pooling,
     /// L2-normalise every vector (after --truncate-dim).
     #[arg(long)]
@@ -105,6 +96,27 @@ pub(crate) fn run_options(
     }
 }
 
+/// The folder's prompt for `side` ("passage" or "document" for passages, "query" for
+/// questions), when the flags name no prompt of their own.
+pub(crate) fn side_prompt_name(
+    encode: &EncodeArgs,
+    side: Side,
+    st: &densa::sentence_transformers::SentenceTransformers,
+) -> Option<String> {
+    if encode.prompt.is_some() || encode.prompt_name.is_some() {
+        return None;
+    }
+    let names: &[&str] = match side {
+        Side::Any => &[],
+        Side::Passage => &["passage", "document"],
+        Side::Query => &["query"],
+    };
+    names
+        .iter()
+        .find(|name| st.prompts.iter().any(|(n, _)| n == *name))
+        .map(|name| name.to_string())
+}
+
 pub(crate) fn open_encoder(
     model: &ModelArgs,
     encode: &EncodeArgs,
@@ -112,19 +124,11 @@ pub(crate) fn open_encoder(
     max_length: Option<usize>,
     batch_size: usize,
 ) -> Result<Encoder, Error> {
-    let mut prompt_name = encode.prompt_name.clone();
-    if encode.prompt.is_none() && prompt_name.is_none() {
-        let names: &[&str] = match side {
-            Side::Any => &[],
-            Side::Passage => &["passage", "document"],
-            Side::Query => &["query"],
-        };
-        let st = densa::sentence_transformers::SentenceTransformers::read(&model.model)?;
-        prompt_name = names
-            .iter()
-            .find(|name| st.prompts.iter().any(|(n, _)| n == *name))
-            .map(|name| name.to_string());
-    }
+    let st = densa::sentence_transformers::SentenceTransformers::read(&model.model)?;
+    let prompt_name = encode
+        .prompt_name
+        .clone()
+        .or_else(|| side_prompt_name(encode, side, &st));
     let options = Options {
         pooling: encode.pooling,
         normalize: encode.normalize,

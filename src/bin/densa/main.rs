@@ -11,7 +11,9 @@ mod retrieval;
 mod serve;
 
 use args::RunArgs;
-pub(crate) use args::{describe_encoding, open_encoder, run_options, EncodeArgs, ModelArgs, Side};
+pub(crate) use args::{
+    describe_encoding, open_encoder, run_options, side_prompt_name, EncodeArgs, ModelArgs, Side,
+};
 use encode::{embed, tokenize};
 use heads::{answer, read, rerank};
 use model::{bench, inspect, quantize, BenchHead};

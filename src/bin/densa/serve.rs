@@ -1,6 +1,6 @@
 //! `densa serve`: the flags, the models, the runtime; the server itself is `densa::serve`.
 
-use crate::{open_encoder, run_options, EncodeArgs, ModelArgs, Side};
+use crate::{open_encoder, run_options, side_prompt_name, EncodeArgs, ModelArgs, Side};
 use densa::serve::{Models, ServeOptions, Server};
 use densa::{BatchLimits, Error, Index, Reader, Reranker};
 use std::path::PathBuf;
@@ -70,11 +70,14 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
     let model = &args.model;
     // Sequences per pass are bounded by tokens (--max-batch-tokens), not by count.
     let encoder = open_encoder(model, &args.encode, Side::Any, args.max_length, 4096)?;
-    let query_encoding = if args.index.is_some() {
-        // As densa search: the folder's "query" prompt unless one was given.
-        open_encoder_encoding(&encoder, &args)?
-    } else {
-        encoder.encoding().clone()
+    // Questions for --index as densa search encodes them: the folder's "query" prompt unless
+    // the flags name one.
+    let st = encoder.sentence_transformers();
+    let query_encoding = match side_prompt_name(&args.encode, Side::Query, st) {
+        Some(name) if args.index.is_some() => {
+            encoder.encoding_with(None, Some(&name), None, None)?
+        }
+        _ => encoder.encoding().clone(),
     };
     let same_run = |dir: &PathBuf| ModelArgs {
         model: dir.clone(),
@@ -164,25 +167,4 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
         densa::serve::log_line("densa serve: stopped (requests in flight finished)");
         Ok(())
     })
-}
-
-/// The encoding of questions for --index: --prompt / --prompt-name if given, else the
-/// folder's "query" prompt, else the model's default.
-fn open_encoder_encoding(
-    encoder: &densa::Encoder,
-    args: &ServeArgs,
-) -> Result<densa::Encoding, Error> {
-    let st = encoder.sentence_transformers();
-    let explicit = args.encode.prompt.is_some() || args.encode.prompt_name.is_some();
-    let has_query = st.prompts.iter().any(|(name, _)| name == "query");
-    if explicit || !has_query {
-        return Ok(encoder.encoding().clone());
-    }
-    let default = encoder.encoding();
-    encoder.encoding_for(
-        None,
-        Some("query"),
-        default.truncate_dim(),
-        default.normalize(),
-    )
 }
