@@ -1,20 +1,22 @@
 //! Dynamic batching: calls from many threads (or async tasks) queued and merged into one packed
 //! forward pass, so concurrent requests cost what their real tokens cost together.
 //!
-//! A [`Batcher`] owns one worker thread. [`Batcher::submit`] queues already tokenized inputs
-//! and returns a [`Pending`] at once (a future, or [`Pending::wait`] to block). The worker takes
-//! the oldest call, waits at most `max_wait` for company while the batch holds fewer than
-//! `max_batch_tokens`, merges the queued calls of the same key (the same [`Encoding`]), runs
-//! them as one call, and hands each caller its rows. A row never depends on what it was
-//! batched with: the encoder's vectors are bitwise the same alone or packed with others.
+//! A [`Batcher`] is a generic queue in front of one [`BatchTask`] (the encoder, a cross-encoder,
+//! a reader: each implements the trait beside its own type), and owns one worker thread.
+//! [`Batcher::submit`] queues already tokenized inputs with the call's settings and returns a
+//! [`Pending`] at once (a future, or [`Pending::wait`] to block). The worker takes the oldest
+//! call, waits at most `max_wait` for company while the batch holds fewer tokens than the
+//! task's pass holds ([`BatchTask::max_batch_tokens`]), merges the queued calls that share its
+//! pass ([`BatchTask::PassKey`]), runs them as one call, and hands each caller its rows after
+//! its own settings ([`BatchTask::finish`], as text-embeddings-inference applies per-request
+//! settings after the batched pass). A row never depends on what it was batched with: the
+//! encoder's vectors are bitwise the same alone or packed with others.
 //!
 //! The queue is bounded by tokens ([`BatchLimits::max_queued_tokens`]): past it `submit` fails
 //! with [`Error::Overloaded`] instead of queueing. Dropping a [`Pending`] (a client that went
 //! away) withdraws its call if it has not started.
 
-use crate::encoder::{Encoder, Encoding};
 use crate::error::{Error, Result};
-use crate::heads::{PairScores, Reader, Reranker, WindowLogits};
 use crate::tokenizer::Tokenized;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -27,47 +29,33 @@ use std::time::{Duration, Instant};
 
 /// A model a [`Batcher`] can run: tokenized inputs in, one output per input.
 pub trait BatchTask: Send + Sync + 'static {
-    /// What calls must share to run in one pass (their settings around the forward pass).
-    type Key: Clone + PartialEq + Send + 'static;
+    /// One call's settings (how it wants its inputs encoded).
+    type Settings: Send + 'static;
+    /// The part of the settings that changes the pass: calls with equal keys share one.
+    type PassKey: Clone + PartialEq + Send + 'static;
     /// One input's result.
     type Output: Send + 'static;
-    /// Runs `inputs` as one call, outputs in input order.
-    fn run(&self, key: &Self::Key, inputs: &[Tokenized]) -> Result<Vec<Self::Output>>;
+    /// The pass key of a call's settings.
+    fn pass_key(settings: &Self::Settings) -> Self::PassKey;
+    /// The most tokens one merged call may hold (the task's own bound on a pass).
+    fn max_batch_tokens(&self) -> usize;
+    /// Runs `inputs` (one or more calls merged) as one call, outputs in input order.
+    fn run(&self, key: &Self::PassKey, inputs: &[Tokenized]) -> Result<Vec<Self::Output>>;
+    /// One call's outputs of the shared run, finished with that call's own settings.
+    fn finish(
+        &self,
+        settings: &Self::Settings,
+        outputs: Vec<Self::Output>,
+    ) -> Result<Vec<Self::Output>>;
 }
 
-/// Embeddings: one vector per input.
-impl BatchTask for Encoder {
-    type Key = Encoding;
-    type Output = Vec<f32>;
-    fn run(&self, encoding: &Encoding, inputs: &[Tokenized]) -> Result<Vec<Vec<f32>>> {
-        let embeddings = self.embed_tokenized_with(inputs, encoding)?;
-        Ok(embeddings.rows().map(<[f32]>::to_vec).collect())
-    }
-}
+/// The default [`BatchLimits::max_queued_tokens`]: 32 passes of the default size.
+pub const DEFAULT_MAX_QUEUED_TOKENS: usize = 32 * crate::model::DEFAULT_MAX_BATCH_TOKENS;
 
-/// A cross-encoder: the logits and scores of each pair.
-impl BatchTask for Reranker {
-    type Key = ();
-    type Output = PairScores;
-    fn run(&self, _: &(), inputs: &[Tokenized]) -> Result<Vec<PairScores>> {
-        self.score_tokenized(inputs)
-    }
-}
-
-/// A reader: start and end logits of every token of each window.
-impl BatchTask for Reader {
-    type Key = ();
-    type Output = WindowLogits;
-    fn run(&self, _: &(), inputs: &[Tokenized]) -> Result<Vec<WindowLogits>> {
-        self.token_logits(inputs)
-    }
-}
-
-/// How a [`Batcher`] merges and bounds its queue.
+/// How a [`Batcher`] waits for company and bounds its queue (the size of each merged pass is
+/// the task's: [`BatchTask::max_batch_tokens`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
-    /// Most tokens merged into one call (a single larger call still runs, alone).
-    pub max_batch_tokens: usize,
     /// Longest the oldest call waits for others to join it while the batch is not full.
     pub max_wait: Duration,
     /// Most tokens waiting in the queue; a call that would pass it is refused.
@@ -77,9 +65,8 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
-            max_batch_tokens: crate::DEFAULT_MAX_BATCH_TOKENS,
             max_wait: Duration::from_micros(100),
-            max_queued_tokens: 16 * crate::DEFAULT_MAX_BATCH_TOKENS,
+            max_queued_tokens: DEFAULT_MAX_QUEUED_TOKENS,
         }
     }
 }
@@ -149,7 +136,8 @@ struct Queue<T: BatchTask> {
 }
 
 struct Call<T: BatchTask> {
-    key: T::Key,
+    settings: T::Settings,
+    key: T::PassKey,
     inputs: Vec<Tokenized>,
     tokens: usize,
     submitted: Instant,
@@ -288,10 +276,14 @@ impl<T: BatchTask> Batcher<T> {
         self.shared.limits
     }
 
-    /// Queues `inputs` (tokenized for `key`) as one call. Fails at once with
+    /// Queues `inputs` (tokenized for `settings`) as one call. Fails at once with
     /// [`Error::Overloaded`] when the queue cannot take its tokens, [`Error::ShutDown`] after
     /// [`Batcher::close`]. An empty call finishes at once with no outputs.
-    pub fn submit(&self, key: T::Key, inputs: Vec<Tokenized>) -> Result<Pending<T::Output>> {
+    pub fn submit(
+        &self,
+        settings: T::Settings,
+        inputs: Vec<Tokenized>,
+    ) -> Result<Pending<T::Output>> {
         let slot = Arc::new(Slot::new());
         if inputs.is_empty() {
             slot.finish(Ok(Done {
@@ -323,7 +315,8 @@ impl<T: BatchTask> Batcher<T> {
         }
         queue.tokens += tokens;
         queue.calls.push_back(Call {
-            key,
+            key: T::pass_key(&settings),
+            settings,
             inputs,
             tokens,
             submitted: Instant::now(),
@@ -377,10 +370,10 @@ fn work<T: BatchTask>(shared: &Shared<T>) {
     }
 }
 
-/// The next calls to run together (the oldest live call and the queued calls of its key, up
-/// to `max_batch_tokens`), or `None` once closed and empty.
+/// The next calls to run together (the oldest live call and the queued calls of its pass key,
+/// up to the task's `max_batch_tokens`), or `None` once closed and empty.
 fn next_batch<T: BatchTask>(shared: &Shared<T>) -> Option<Vec<Call<T>>> {
-    let limits = shared.limits;
+    let (limits, max_batch_tokens) = (shared.limits, shared.task.max_batch_tokens());
     let mut queue = lock(&shared.queue);
     loop {
         drop_withdrawn(shared, &mut queue);
@@ -405,7 +398,7 @@ fn next_batch<T: BatchTask>(shared: &Shared<T>) -> Option<Vec<Call<T>>> {
             .map(|c| c.tokens)
             .sum();
         let now = Instant::now();
-        if ready < limits.max_batch_tokens && now < deadline && !queue.closed {
+        if ready < max_batch_tokens && now < deadline && !queue.closed {
             queue = shared
                 .arrived
                 .wait_timeout(queue, deadline - now)
@@ -418,7 +411,7 @@ fn next_batch<T: BatchTask>(shared: &Shared<T>) -> Option<Vec<Call<T>>> {
         let mut i = 0;
         while i < queue.calls.len() {
             let call = &queue.calls[i];
-            let fits = batch.is_empty() || tokens + call.tokens <= limits.max_batch_tokens;
+            let fits = batch.is_empty() || tokens + call.tokens <= max_batch_tokens;
             if call.key == key && fits {
                 tokens += call.tokens;
                 let call = queue.calls.remove(i).expect("index checked");
@@ -451,8 +444,9 @@ fn drop_withdrawn<T: BatchTask>(shared: &Shared<T>, queue: &mut Queue<T>) {
         .fetch_add(withdrawn, Ordering::Relaxed);
 }
 
-/// Runs one batch as one call and gives each caller its rows. If the merged call fails, each
-/// call is run alone, so that one caller's bad input fails only that caller.
+/// Runs one batch as one call and gives each caller its rows, finished with its own
+/// settings. If the merged call fails, each call is run alone, so that one caller's bad input
+/// fails only that caller.
 fn run_batch<T: BatchTask>(shared: &Shared<T>, mut batch: Vec<Call<T>>) {
     let started = Instant::now();
     let counts: Vec<usize> = batch.iter().map(|c| c.inputs.len()).collect();
@@ -461,25 +455,29 @@ fn run_batch<T: BatchTask>(shared: &Shared<T>, mut batch: Vec<Call<T>>) {
         .flat_map(|c| std::mem::take(&mut c.inputs))
         .collect();
     let key = batch[0].key.clone();
-    let merged = run_task(shared, &key, &inputs);
+    let merged = guarded(inputs.len(), || shared.task.run(&key, &inputs));
     let compute = started.elapsed();
     // A failed merged pass is not counted: its calls are counted when rerun alone.
     if merged.is_ok() || batch.len() == 1 {
         record(shared, &batch, inputs.len(), compute);
     }
-    let done = |call: &Call<T>, outputs, compute, batch_inputs| Done {
-        outputs,
-        queued: started.saturating_duration_since(call.submitted),
-        compute,
-        batch_inputs,
+    // A call's rows of a run, finished with its own settings, handed to its caller.
+    let hand_out = |call: &Call<T>, rows: Result<Vec<T::Output>>, compute, batch_inputs| {
+        let finished =
+            rows.and_then(|rows| guarded(rows.len(), || shared.task.finish(&call.settings, rows)));
+        call.slot.finish(finished.map(|outputs| Done {
+            outputs,
+            queued: started.saturating_duration_since(call.submitted),
+            compute,
+            batch_inputs,
+        }));
     };
     match merged {
         Ok(outputs) => {
             let mut outputs = outputs.into_iter();
             for (call, &n) in batch.iter().zip(&counts) {
                 let rows = outputs.by_ref().take(n).collect();
-                call.slot
-                    .finish(Ok(done(call, rows, compute, inputs.len())));
+                hand_out(call, Ok(rows), compute, inputs.len());
             }
         }
         Err(error) if batch.len() == 1 => batch[0].slot.finish(Err(error)),
@@ -487,31 +485,25 @@ fn run_batch<T: BatchTask>(shared: &Shared<T>, mut batch: Vec<Call<T>>) {
             let mut at = 0;
             for (call, &n) in batch.iter().zip(&counts) {
                 let alone = Instant::now();
-                let result = run_task(shared, &call.key, &inputs[at..at + n]);
+                let calls_inputs = &inputs[at..at + n];
+                let rows = guarded(n, || shared.task.run(&call.key, calls_inputs));
                 at += n;
                 let compute = alone.elapsed();
                 record(shared, std::slice::from_ref(call), n, compute);
-                call.slot
-                    .finish(result.map(|rows| done(call, rows, compute, n)));
+                hand_out(call, rows, compute, n);
             }
         }
     }
 }
 
-/// The task on `inputs`, with its output count checked and a panic turned into an error (the
-/// worker must outlive any one call).
-fn run_task<T: BatchTask>(
-    shared: &Shared<T>,
-    key: &T::Key,
-    inputs: &[Tokenized],
-) -> Result<Vec<T::Output>> {
-    let run = std::panic::AssertUnwindSafe(|| shared.task.run(key, inputs));
-    match std::panic::catch_unwind(run) {
-        Ok(Ok(outputs)) if outputs.len() == inputs.len() => Ok(outputs),
+/// `step`'s outputs, checked to be `n`, a panic turned into an error (the worker must outlive
+/// any one call).
+fn guarded<O>(n: usize, step: impl FnOnce() -> Result<Vec<O>>) -> Result<Vec<O>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(Ok(outputs)) if outputs.len() == n => Ok(outputs),
         Ok(Ok(outputs)) => Err(Error::Internal(format!(
-            "{} outputs for {} inputs",
-            outputs.len(),
-            inputs.len()
+            "{} outputs for {n} inputs",
+            outputs.len()
         ))),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(Error::Internal("the model panicked on this batch".into())),

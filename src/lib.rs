@@ -24,6 +24,7 @@ pub mod error;
 pub mod heads;
 pub mod io;
 pub mod model;
+pub mod pipeline;
 pub mod pooling;
 pub mod quantize;
 pub mod retrieval;
@@ -34,13 +35,11 @@ pub mod tokenizer;
 
 pub use batching::{BatchLimits, Batcher, Pending};
 pub use config::BertConfig;
-pub use encoder::{Embeddings, Encoder, Encoding, Options, DEFAULT_MAX_BATCH_TOKENS};
+pub use encoder::{Embeddings, Encoder, Encoding, EncodingBuilder, Options, Prompt};
 pub use error::{Error, Result};
-pub use heads::{
-    Answer, AnswerOptions, PairScores, PassageAnswer, PipelineResult, QaPipeline, ReadOptions,
-    Reader, Reranker,
-};
-pub use model::{OutputRows, Precision};
+pub use heads::{Answer, PairScores, ReadOptions, Reader, Reranker};
+pub use model::{Precision, Rows, DEFAULT_MAX_BATCH_TOKENS};
+pub use pipeline::{AnswerOptions, PassageAnswer, PipelineResult, QaPipeline};
 pub use pooling::Pooling;
 pub use retrieval::{build_index, BuildReport, Index, IndexOptions, Passage, SearchHit};
 pub use tokenizer::{Input, Tokenized};

@@ -1,7 +1,7 @@
 //! Pooling: from the last hidden state `(T, H)` of a packed batch to one vector per sequence.
 
 use crate::error::{Error, Result};
-use crate::model::{BertModel, LinearInput, OutputRows, PackedBatch};
+use crate::model::{BertModel, Linear, LinearInput, PackedBatch, Rows};
 use densa_kernels as k;
 
 /// How a sequence's token vectors become its embedding.
@@ -74,15 +74,15 @@ impl Pooling {
 
     /// The rows of the last hidden state this pooling reads: the first token's alone for
     /// `[CLS]`, the pooler and DPR, so the last layer can skip the others.
-    pub fn output_rows(self) -> OutputRows {
+    pub fn output_rows(self) -> Rows {
         match self {
-            Pooling::Cls | Pooling::Pooler | Pooling::Dpr => OutputRows::FirstTokens,
+            Pooling::Cls | Pooling::Pooler | Pooling::Dpr => Rows::FirstOfEachSequence,
             Pooling::Auto
             | Pooling::Mean
             | Pooling::Max
             | Pooling::MeanSqrtLen
             | Pooling::WeightedMean
-            | Pooling::LastToken => OutputRows::All,
+            | Pooling::LastToken => Rows::All,
         }
     }
 
@@ -125,98 +125,98 @@ pub fn pool(
             n * dim
         )));
     }
-    let offsets = &batch.seq_offsets;
-    if offsets.first() != Some(&0)
-        || offsets.windows(2).any(|w| w[0] >= w[1])
-        || offsets.last().is_some_and(|&t| t * h > hidden.len())
-    {
+    if hidden.len() < batch.total_tokens() * h {
         return Err(Error::InvalidInput(format!(
-            "pool: the batch's seq_offsets must rise strictly from 0 to at most the {} rows of the hidden state",
-            hidden.len() / h.max(1)
+            "pool: the hidden state holds {} rows, the batch has {} tokens",
+            hidden.len() / h.max(1),
+            batch.total_tokens()
         )));
     }
-    let token = |t: usize| &hidden[t * h..(t + 1) * h];
-    // cls: (n, H), the first token of every sequence (an empty range never occurs: every
-    // sequence holds at least [CLS] and [SEP]).
+    // cls: (n, H), the first token of every sequence (never empty: a packed batch's sequences
+    // hold at least one token).
     let cls = || -> Vec<f32> {
-        (0..n)
-            .flat_map(|s| token(batch.seq_offsets[s]).iter().copied())
-            .collect()
+        let first = |s: usize| &hidden[batch.range(s).start * h..][..h];
+        (0..n).flat_map(|s| first(s).iter().copied()).collect()
     };
-    match pooling {
-        Pooling::Cls if skip == 0 => out.copy_from_slice(&cls()),
-        Pooling::Pooler => {
-            let dense = model.pooler.as_ref().expect("checked by output_dim");
-            // f32 (loaded so at every precision): the scratch stays empty.
-            let (rows, mut unused) = (cls(), k::Int8Scratch::default());
-            let input = LinearInput::Rows(&rows, &mut unused);
-            dense.forward(out, input, n, k::Activation::None);
+    // A head on [CLS]: f32 (loaded so at every precision), so the int8 scratch stays empty.
+    let head = |dense: &Linear, out: &mut [f32]| {
+        let (rows, mut unused) = (cls(), k::Int8Scratch::default());
+        let input = LinearInput::Rows(&rows, &mut unused);
+        dense.forward(out, input, n, k::Activation::None);
+    };
+    match (pooling, &model.pooler, &model.projection) {
+        (Pooling::Cls, _, _) if skip == 0 => out.copy_from_slice(&cls()),
+        (Pooling::Pooler, Some(dense), _) => {
+            head(dense, out);
             k::tanh(out);
         }
-        Pooling::Dpr => match &model.projection {
-            Some(proj) => {
-                let (rows, mut unused) = (cls(), k::Int8Scratch::default());
-                let input = LinearInput::Rows(&rows, &mut unused);
-                proj.forward(out, input, n, k::Activation::None)
-            }
-            None => out.copy_from_slice(&cls()),
-        },
-        Pooling::Cls
-        | Pooling::Mean
-        | Pooling::Max
-        | Pooling::MeanSqrtLen
-        | Pooling::WeightedMean
-        | Pooling::LastToken => {
+        (Pooling::Dpr, _, Some(projection)) => head(projection, out),
+        (Pooling::Dpr, _, None) => out.copy_from_slice(&cls()),
+        (Pooling::Auto | Pooling::Pooler, _, _) => unreachable!("rejected by output_dim"),
+        _ => {
             for (s, row) in out.chunks_exact_mut(dim).enumerate() {
+                let tokens =
+                    |range: std::ops::Range<usize>| range.map(|t| &hidden[t * h..(t + 1) * h]);
                 let range = batch.range(s);
-                let first = range.start;
                 let pooled = (range.start + skip).min(range.end)..range.end;
-                match pooling {
-                    Pooling::Cls => match pooled.clone().next() {
-                        Some(t) => row.copy_from_slice(token(t)),
-                        // Nothing after the prompt: the masked argmax picks position 0.
-                        None => row.copy_from_slice(token(first)),
-                    },
-                    Pooling::LastToken => row.copy_from_slice(token(range.end - 1)),
-                    Pooling::Max => {
-                        row.fill(f32::NEG_INFINITY);
-                        for t in pooled {
-                            row.iter_mut()
-                                .zip(token(t))
-                                .for_each(|(m, &v)| *m = m.max(v));
-                        }
-                    }
-                    _ => {
-                        // weighted_mean weighs token i (from the sequence's start) by i + 1.
-                        let weight = |t: usize| match pooling {
-                            Pooling::WeightedMean => (t - first + 1) as f64,
-                            _ => 1.0,
-                        };
-                        let mut sum = vec![0.0f64; h];
-                        let mut total = 0.0f64;
-                        for t in pooled {
-                            let w = weight(t);
-                            total += w;
-                            sum.iter_mut()
-                                .zip(token(t))
-                                .for_each(|(a, &v)| *a += w * v as f64);
-                        }
-                        // sentence-transformers clamps the denominator at 1e-9.
-                        let total = total.max(1e-9);
-                        let div = match pooling {
-                            Pooling::MeanSqrtLen => total.sqrt(),
-                            _ => total,
-                        };
-                        row.iter_mut()
-                            .zip(&sum)
-                            .for_each(|(o, &a)| *o = (a / div) as f32);
-                    }
-                }
+                pool_tokens(pooling, row, tokens(range.clone()), tokens(pooled), skip);
             }
         }
-        Pooling::Auto => unreachable!("rejected by output_dim"),
     }
     Ok(())
+}
+
+/// One sequence's vector from its token rows: `all` the sequence's, `pooled` those after the
+/// `skip` prompt tokens.
+fn pool_tokens<'h>(
+    pooling: Pooling,
+    row: &mut [f32],
+    mut all: impl Iterator<Item = &'h [f32]> + Clone,
+    pooled: impl Iterator<Item = &'h [f32]> + Clone,
+    skip: usize,
+) {
+    match pooling {
+        // Nothing after the prompt: the masked argmax picks position 0.
+        Pooling::Cls => match pooled.clone().next().or_else(|| all.next()) {
+            Some(token) => row.copy_from_slice(token),
+            None => row.fill(0.0),
+        },
+        Pooling::LastToken => {
+            if let Some(token) = all.last() {
+                row.copy_from_slice(token);
+            }
+        }
+        Pooling::Max => {
+            row.fill(f32::NEG_INFINITY);
+            for token in pooled {
+                row.iter_mut().zip(token).for_each(|(m, &v)| *m = m.max(v));
+            }
+        }
+        _ => {
+            // weighted_mean weighs token i (from the sequence's start) by i + 1.
+            let mut sum = vec![0.0f64; row.len()];
+            let mut total = 0.0f64;
+            for (i, token) in pooled.enumerate() {
+                let w = match pooling {
+                    Pooling::WeightedMean => (skip + i + 1) as f64,
+                    _ => 1.0,
+                };
+                total += w;
+                sum.iter_mut()
+                    .zip(token)
+                    .for_each(|(a, &v)| *a += w * v as f64);
+            }
+            // sentence-transformers clamps the denominator at 1e-9.
+            let total = total.max(1e-9);
+            let div = match pooling {
+                Pooling::MeanSqrtLen => total.sqrt(),
+                _ => total,
+            };
+            row.iter_mut()
+                .zip(&sum)
+                .for_each(|(o, &a)| *o = (a / div) as f32);
+        }
+    }
 }
 
 /// Divides `v` by its L2 norm (as `torch.nn.functional.normalize`, with its 1e-12 floor).

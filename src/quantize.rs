@@ -16,7 +16,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::io::output::{write_folder, FileContent, FolderFile};
-use crate::model::TensorNames;
+use crate::model::{Precision, TensorNames};
 use safetensors::Dtype;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,28 @@ pub const METADATA_VALUE: &str = "int7-symmetric-per-output-channel";
 /// The value written before weights became 7-bit (±127): such folders are refused with a
 /// message to quantize again.
 pub const METADATA_VALUE_8BIT: &str = "int8-symmetric-per-output-channel";
+
+/// The precision `requested` means for a checkpoint: [`Precision::Auto`] is int8 for a folder
+/// `densa quantize` wrote, f32 otherwise. A folder written before weights became 7-bit is
+/// refused (`dir` names it), whatever was requested.
+pub fn resolve_precision(
+    checkpoint: &Checkpoint,
+    requested: Precision,
+    dir: &Path,
+) -> Result<Precision> {
+    let written_by_quantize = checkpoint.metadata(METADATA_KEY);
+    if written_by_quantize.as_deref() == Some(METADATA_VALUE_8BIT) {
+        return Err(Error::InvalidInput(format!(
+            "{}: written by an older densa quantize (8-bit weights); densa's int8 kernels now take 7-bit weights: re-run densa quantize on the original folder",
+            dir.display()
+        )));
+    }
+    Ok(match requested {
+        Precision::Auto if written_by_quantize.is_some() => Precision::Int8,
+        Precision::Auto => Precision::F32,
+        chosen => chosen,
+    })
+}
 
 /// What [`quantize_dir`] did.
 #[derive(Debug, Clone)]

@@ -280,33 +280,47 @@ fn hostile_values_through_the_rust_api() {
         assert!(e.to_string().contains("tokenized input 1"), "{e}");
         assert!(e.to_string().contains(needle), "{e}");
     }
-    // A packed batch built by hand: empty, or with offsets that lie.
+    // A packed batch built by hand: it cannot hold a sequence without tokens or with a type id
+    // missing (its offsets are private, so they cannot lie), and the model refuses what its
+    // tables cannot embed, naming the caller's number of the input.
     let model = encoder.model();
-    assert_eq!(densa::model::PackedBatch::default().num_sequences(), 0);
     let mut workspace = densa::model::Workspace::default();
-    let lying = [
-        densa::model::PackedBatch::default(),
-        densa::model::PackedBatch {
-            input_ids: vec![4, 5],
-            token_type_ids: vec![0, 0],
-            seq_offsets: vec![0, 3],
-        },
-        densa::model::PackedBatch {
-            input_ids: vec![4, 5],
-            token_type_ids: vec![0, 0],
-            seq_offsets: vec![0, 0, 2],
-        },
-    ];
-    for batch in &lying {
-        let e = model
-            .forward(batch, &mut workspace, None, densa::OutputRows::All)
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("seq_offsets"), "{e}");
+    let mut batch = densa::model::PackedBatch::new();
+    for (input, ids, types, needle) in [
+        (
+            7,
+            &[][..],
+            &[][..],
+            "tokenized input 7 (counting from 0) has no tokens",
+        ),
+        (
+            8,
+            &[4, 5][..],
+            &[0][..],
+            "tokenized input 8 (counting from 0) has 2 ids but 1 type ids",
+        ),
+    ] {
+        let e = batch.push(input, ids, types).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+        assert!(e.to_string().contains(needle), "{e}");
     }
+    assert_eq!(batch.num_sequences(), 0, "a refused sequence is not packed");
+    let empty = model.forward(&batch, &mut workspace, densa::Rows::All, None);
+    assert_eq!(
+        empty.unwrap().len(),
+        0,
+        "an empty batch has an empty hidden state"
+    );
+    batch.push(9, &[4, 31002, 5], &[0, 0, 0]).unwrap();
+    let e = model
+        .forward(&batch, &mut workspace, densa::Rows::All, None)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("tokenized input 9"), "{e}");
+    assert!(e.to_string().contains("token id 31002"), "{e}");
     // pool with an output of the wrong size, or a hidden state shorter than the batch.
     let mut batch = densa::model::PackedBatch::new();
-    batch.push(&[4, 5], &[0, 0]);
+    batch.push(0, &[4, 5], &[0, 0]).unwrap();
     let hidden = vec![0.0f32; 2 * model.config.hidden_size];
     let mut out = vec![0.0f32; 3];
     let e = densa::pooling::pool(model, Pooling::Cls, &hidden, &batch, 0, &mut out)
@@ -317,7 +331,7 @@ fn hostile_values_through_the_rust_api() {
     let e = densa::pooling::pool(model, Pooling::Mean, &hidden[..10], &batch, 0, &mut out)
         .err()
         .unwrap();
-    assert!(e.to_string().contains("seq_offsets"), "{e}");
+    assert!(e.to_string().contains("hidden state holds 0 rows"), "{e}");
     // npy with data that is not (rows, cols).
     let e = densa::io::npy::write_f32_matrix(&mut Vec::new(), &[1.0; 5], 2, 3).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);

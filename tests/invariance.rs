@@ -129,19 +129,19 @@ fn first_token_last_layer_equals_the_full_pass_bitwise() {
             let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
             let tokenized = encoder.tokenize(&inputs).unwrap();
             let mut batch = densa::model::PackedBatch::new();
-            for t in &tokenized {
-                batch.push(&t.ids, &t.type_ids);
+            for (i, t) in tokenized.iter().enumerate() {
+                batch.push(i, &t.ids, &t.type_ids).unwrap();
             }
             let h = encoder.model().config.hidden_size;
             let (full, first) = encoder.install(|| {
                 let mut workspace = densa::model::Workspace::default();
-                let all = densa::OutputRows::All;
-                let full = encoder.model().forward(&batch, &mut workspace, None, all);
+                let all = densa::Rows::All;
+                let full = encoder.model().forward(&batch, &mut workspace, all, None);
                 let full = full.unwrap().to_vec();
-                let first_only = densa::OutputRows::FirstTokens;
+                let first_only = densa::Rows::FirstOfEachSequence;
                 let first = encoder
                     .model()
-                    .forward(&batch, &mut workspace, None, first_only);
+                    .forward(&batch, &mut workspace, first_only, None);
                 (full, first.unwrap().to_vec())
             });
             for s in 0..batch.num_sequences() {

@@ -53,18 +53,18 @@ fn check(precision: Precision) {
     let tokenized = encoder.tokenize(&inputs).unwrap();
     // Two batches of different sizes: the workspace grows to the larger once.
     let (mut big, mut small) = (PackedBatch::new(), PackedBatch::new());
-    for t in &tokenized {
-        big.push(&t.ids, &t.type_ids);
+    for (i, t) in tokenized.iter().enumerate() {
+        big.push(i, &t.ids, &t.type_ids).unwrap();
     }
-    for t in &tokenized[..3] {
-        small.push(&t.ids, &t.type_ids);
+    for (i, t) in tokenized[..3].iter().enumerate() {
+        small.push(i, &t.ids, &t.type_ids).unwrap();
     }
     let model = encoder.model();
     let mut workspace = Workspace::default();
     let (first, allocations) = encoder.install(|| {
-        let (all, first_tokens) = (densa::OutputRows::All, densa::OutputRows::FirstTokens);
+        let (all, first_tokens) = (densa::Rows::All, densa::Rows::FirstOfEachSequence);
         let mut forward = |batch: &PackedBatch, rows| {
-            model.forward(batch, &mut workspace, None, rows).unwrap();
+            model.forward(batch, &mut workspace, rows, None).unwrap();
         };
         let start = ALLOCATIONS.load(Ordering::SeqCst);
         forward(&big, first_tokens);

@@ -7,7 +7,7 @@ mod common;
 
 use common::cli::{densa, json_lines, ok, s};
 use common::{copy_folder, max_abs_diff, model_dir, Golden};
-use densa::{Encoder, Options, Pooling};
+use densa::{Encoder, Options, Pooling, Prompt};
 
 /// Vectors are L2-normalised (or tanh-bounded): an absolute tolerance.
 const TOLERANCE: f32 = 1e-5;
@@ -51,17 +51,17 @@ fn check(dir: &std::path::Path, options: Options, label: &str) {
 #[test]
 fn every_prompt_setting_matches_sentence_transformers() {
     let dir = model_dir("st-tiny");
-    let with = |prompt: Option<&str>, prompt_name: Option<&str>| Options {
-        prompt: prompt.map(str::to_owned),
-        prompt_name: prompt_name.map(str::to_owned),
+    let with = |prompt: Prompt| Options {
+        prompt,
         ..Options::default()
     };
     // default_prompt_name is "query".
     check(&dir, Options::default(), "default");
-    check(&dir, with(None, Some("passage")), "passage");
+    check(&dir, with(Prompt::Named("passage".into())), "passage");
+    check(&dir, with(Prompt::None), "none");
     // An empty prompt is no prompt.
-    check(&dir, with(Some(""), None), "none");
-    check(&dir, with(Some("pregunta: "), None), "literal");
+    check(&dir, with(Prompt::Text(String::new())), "none");
+    check(&dir, with(Prompt::Text("pregunta: ".into())), "literal");
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn unknown_prompt_names_and_bad_truncation_are_clear_errors() {
             .unwrap()
     };
     let e = open(Options {
-        prompt_name: Some("pregunta".into()),
+        prompt: Prompt::Named("pregunta".into()),
         ..Options::default()
     });
     assert!(

@@ -4,7 +4,7 @@
 //! and reports failures through a thread-local last-error string. This crate is the FFI
 //! boundary: its `unsafe` is reading the caller's pointers, each use argued in place.
 
-use densa::{Encoder, Input, Options, Precision};
+use densa::{Encoder, Input, Options, Precision, Prompt};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -140,16 +140,10 @@ pub(crate) unsafe fn parse_options(options: *const DensaOptions) -> Result<Optio
             opts.threads = threads as usize;
         }
         if let Some(precision) = field(offset_of!(DensaOptions, precision)) {
-            opts.precision = match precision {
-                0 => Precision::Auto,
-                1 => Precision::F32,
-                2 => Precision::Int8,
-                p => {
-                    return Err(format!(
-                        "densa_options.precision {p} is not DENSA_PRECISION_*"
-                    ))
-                }
-            };
+            // DENSA_PRECISION_AUTO, _F32, _INT8 are 0, 1, 2: Precision::ALL's order.
+            opts.precision = *Precision::ALL.get(precision as usize).ok_or_else(|| {
+                format!("densa_options.precision {precision} is not DENSA_PRECISION_*")
+            })?;
         }
         if let Some(normalize) = field(offset_of!(DensaOptions, normalize)) {
             opts.normalize = normalize != 0;
@@ -176,7 +170,9 @@ pub(crate) unsafe fn parse_options(options: *const DensaOptions) -> Result<Optio
             };
             if !prompt.is_null() {
                 // SAFETY: a non-NULL prompt is a NUL-terminated string (contract).
-                opts.prompt = Some(unsafe { c_str(prompt, "densa_options.prompt") }?.to_owned());
+                let text = unsafe { c_str(prompt, "densa_options.prompt") }?;
+                // "" is no prompt; NULL (above) keeps the folder's default.
+                opts.prompt = Prompt::from_flags(Some(text), None).unwrap_or_default();
             }
         }
     }

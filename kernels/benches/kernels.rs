@@ -113,7 +113,7 @@ fn attention(c: &mut Criterion) {
             b.iter(|| {
                 k::attention_forward(
                     k::Isa::selected(),
-                    k::Queries::All,
+                    k::Rows::All,
                     black_box(&mut ctx),
                     &qkv,
                     &[0, t],

@@ -34,14 +34,15 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Which query rows attention computes.
+/// Which rows of a packed batch a step computes: attention's query rows here, and the rows of
+/// the last hidden state in the model that calls it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Queries {
+pub enum Rows {
     /// Every token's: `context` is `(total_tokens, H · d)`.
     All,
-    /// Each sequence's first token only (keys and values still over every token):
+    /// Each sequence's first token only (`[CLS]`; keys and values still over every token):
     /// `context` is `(num_sequences, H · d)`, row `s` for sequence `s`. Bit for bit the first
-    /// rows of [`Queries::All`] (each query row is computed on its own).
+    /// rows of [`Rows::All`] (each query row is computed on its own).
     FirstOfEachSequence,
 }
 
@@ -50,12 +51,12 @@ pub enum Queries {
 /// `qkv` is `(total_tokens, 3 · H · d)`: each row holds the token's query, key and value, each
 /// with head `h` in columns `h·d .. (h+1)·d` (BERT's Q, K, V projections side by side).
 /// `context` is `(total_tokens, H · d)`, or `(num_sequences, H · d)` for
-/// [`Queries::FirstOfEachSequence`] (what the last layer needs when pooling reads `[CLS]`
+/// [`Rows::FirstOfEachSequence`] (what the last layer needs when pooling reads `[CLS]`
 /// alone). `isa` is the instruction set to run on (normally [`crate::Isa::selected`]); one
 /// this CPU lacks falls back to scalar.
 pub fn attention_forward(
     isa: crate::Isa,
-    queries: Queries,
+    queries: Rows,
     context: &mut [f32],
     qkv: &[f32],
     seq_offsets: &[usize],
@@ -77,8 +78,8 @@ pub fn attention_forward(
     crate::check_shape("attention", "qkv", qkv.len(), total_tokens, 3 * width);
     let num_seqs = seq_offsets.len().saturating_sub(1);
     let context_rows = match queries {
-        Queries::All => total_tokens,
-        Queries::FirstOfEachSequence => num_seqs,
+        Rows::All => total_tokens,
+        Rows::FirstOfEachSequence => num_seqs,
     };
     crate::check_shape("attention", "context", context.len(), context_rows, width);
     let context_ptr = SendPtr(context.as_mut_ptr());
@@ -110,8 +111,8 @@ pub fn attention_forward(
         }
         let rows = &qkv[start * 3 * width..end * 3 * width];
         let (out_row, query_rows) = match queries {
-            Queries::All => (start, end - start),
-            Queries::FirstOfEachSequence => (seq, 1),
+            Rows::All => (start, end - start),
+            Rows::FirstOfEachSequence => (seq, 1),
         };
         let out = context_ptr.get();
         SCRATCH.with_borrow_mut(|scratch| {

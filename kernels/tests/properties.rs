@@ -1,7 +1,7 @@
 //! Every kernel against its naive f64 twin in `densa_kernels::reference`, on random shapes
 //! (odd sizes included) and edge values, at several thread counts.
 
-use densa_kernels::attention::Queries;
+use densa_kernels::attention::Rows;
 use densa_kernels::{self as k, reference};
 mod common;
 
@@ -154,32 +154,27 @@ proptest! {
 
     #[test]
     fn packed_linear_matches_reference_on_every_isa(
-        (m, kk, n, inp, weight, bias, residual) in (1usize..300, 1usize..600, 1usize..100)
-            .prop_flat_map(|(m, k, n)| (Just(m), Just(k), Just(n), values(m * k), values(n * k), values(n), values(m * n))),
+        (m, kk, n, inp, weight, bias) in (1usize..300, 1usize..600, 1usize..100)
+            .prop_flat_map(|(m, k, n)| (Just(m), Just(k), Just(n), values(m * k), values(n * k), values(n))),
         threads in 1usize..4,
         activation in prop_oneof![Just(k::Activation::None), Just(k::Activation::GeluErf), Just(k::Activation::GeluTanh)],
         with_bias in any::<bool>(),
-        with_residual in any::<bool>(),
     ) {
         let bias = with_bias.then_some(&bias[..]);
-        let residual = with_residual.then_some(&residual[..]);
         let product = reference::linear(&inp, &weight, bias, (m, kk, n));
         let magnitude: Vec<f64> = (0..m * n).map(|idx| {
             let (i, j) = (idx / n, idx % n);
             (0..kk).map(|p| (inp[i * kk + p] as f64 * weight[j * kk + p] as f64).abs()).sum::<f64>() + bias.map_or(0.0, |b| b[j].abs() as f64)
         }).collect();
-        let want: Vec<f64> = product.iter().enumerate().map(|(idx, &v)| {
-            let act = match activation {
-                k::Activation::None => v,
-                k::Activation::GeluErf => reference::gelu_erf_f64(v),
-                k::Activation::GeluTanh => reference::gelu_tanh_f64(v),
-            };
-            act + residual.map_or(0.0, |r| r[idx] as f64)
+        let want: Vec<f64> = product.iter().map(|&v| match activation {
+            k::Activation::None => v,
+            k::Activation::GeluErf => reference::gelu_erf_f64(v),
+            k::Activation::GeluTanh => reference::gelu_tanh_f64(v),
         }).collect();
         for &isa in k::Isa::available() {
             let packed = k::PackedWeight::for_isa(&weight, n, kk, isa);
             let mut out = vec![f32::NAN; m * n];
-            let epilogue = k::Epilogue { bias, activation, residual };
+            let epilogue = k::Epilogue { bias, activation };
             with_threads(threads, || k::linear_packed(&mut out, &inp, &packed, m, epilogue));
             // Product error as for `linear`, the activation's own (≤ 3e-7·(1+|v|)), rounding.
             check_close(&out, &want, |i| (kk as f64 + 4.0) * f32::EPSILON as f64 * magnitude[i] * 1.2 + 1e-6 * (1.0 + want[i].abs()), isa.name());
@@ -268,12 +263,12 @@ proptest! {
         let vmax = kv.iter().map(|v| v.abs() as f64).fold(0.0, f64::max);
         for &isa in k::Isa::available() {
             let mut context = vec![f32::NAN; total * width];
-            with_threads(threads, || k::attention_forward(isa, Queries::All, &mut context, &qkv, &offsets, heads, head_dim));
+            with_threads(threads, || k::attention_forward(isa, Rows::All, &mut context, &qkv, &offsets, heads, head_dim));
             check_close(&context, &want, |_| 1e-5 * (1.0 + vmax), isa.name());
             // Each sequence's first query alone: the reference's first rows, and bit for bit
             // the full pass's (what the pooling-aware last layer relies on).
             let mut first = vec![f32::NAN; lens.len() * width];
-            with_threads(threads, || k::attention_forward(isa, Queries::FirstOfEachSequence, &mut first, &qkv, &offsets, heads, head_dim));
+            with_threads(threads, || k::attention_forward(isa, Rows::FirstOfEachSequence, &mut first, &qkv, &offsets, heads, head_dim));
             for (s, row) in first.chunks_exact(width).enumerate() {
                 let t0 = offsets[s];
                 check_close(row, &want[t0 * width..(t0 + 1) * width], |_| 1e-5 * (1.0 + vmax), isa.name());
@@ -389,7 +384,7 @@ fn kernel_entry_points_reject_wrong_shapes() {
     // Two heads of 4 over a context of two tokens.
     fn attend(qkv: &[f32], offsets: &[usize]) {
         let mut context = vec![0.0; 2 * 8];
-        let all = Queries::All;
+        let all = Rows::All;
         k::attention_forward(k::Isa::selected(), all, &mut context, qkv, offsets, 2, 4);
     }
     let hook = std::panic::take_hook();

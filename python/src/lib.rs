@@ -43,14 +43,7 @@ pub(crate) fn to_py(error: Error) -> PyErr {
 }
 
 pub(crate) fn precision(name: &str) -> PyResult<densa::Precision> {
-    match name {
-        "auto" => Ok(densa::Precision::Auto),
-        "f32" | "float32" => Ok(densa::Precision::F32),
-        "int8" => Ok(densa::Precision::Int8),
-        other => Err(InvalidInputError::new_err(format!(
-            "precision {other:?}: use \"auto\", \"f32\" or \"int8\""
-        ))),
-    }
+    densa::Precision::parse(name).map_err(InvalidInputError::new_err)
 }
 
 /// Texts from a `str` (`single`) or any iterable of `str`; an item of another type is a
@@ -119,8 +112,8 @@ impl Encoder {
             max_batch_tokens,
             pooling,
             normalize,
-            prompt,
-            prompt_name,
+            prompt: densa::Prompt::from_flags(prompt.as_deref(), prompt_name.as_deref())
+                .unwrap_or_default(),
             truncate_dim,
             ..densa::Options::default()
         };
@@ -268,9 +261,17 @@ impl Encoder {
         truncate_dim: Option<usize>,
         normalize: Option<bool>,
     ) -> PyResult<densa::Encoding> {
-        self.inner
-            .encoding_with(prompt, prompt_name, truncate_dim, normalize)
-            .map_err(to_py)
+        let mut builder = self.inner.encoding_builder();
+        if let Some(prompt) = densa::Prompt::from_flags(prompt, prompt_name) {
+            builder = builder.prompt(prompt);
+        }
+        if let Some(dim) = truncate_dim {
+            builder = builder.truncate_dim(Some(dim));
+        }
+        if let Some(on) = normalize {
+            builder = builder.normalize(on);
+        }
+        builder.build().map_err(to_py)
     }
 
     /// Embeds `inputs` `batch_size` at a time with the GIL released: `(n · dim values, dim)`.

@@ -1,13 +1,17 @@
-//! Embedding: tokenizing (with the prompt), batching, the forward pass, pooling and what
-//! follows it.
+//! Embedding: tokenizing (with the prompt), packing inputs into passes, the forward pass,
+//! pooling and what follows it; the encoder as a [`BatchTask`].
 
-use super::{Embeddings, Encoder, Encoding};
+use super::{Embeddings, Encoder, Encoding, PassKey};
+use crate::batching::BatchTask;
 use crate::error::{Error, Result};
-use crate::model::{OutputRows, PackedBatch, Workspace};
+use crate::model::{PackedBatch, Rows, Workspace};
 use crate::pooling::{l2_normalize, pool};
 use crate::tokenizer::{Input, Tokenized};
 use rayon::prelude::*;
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
+
+/// Where [`Encoder::run_passes`] hands each input's vector: `(input, vector)`.
+type Emit<'a> = dyn FnMut(usize, &[f32]) + Send + 'a;
 
 impl Encoder {
     /// Embeds single texts (questions).
@@ -27,39 +31,37 @@ impl Encoder {
         self.embed_inputs_with(inputs, &self.encoding)
     }
 
-    /// [`Encoder::embed_inputs`] with another encoding (from [`Encoder::encoding_for`]).
+    /// [`Encoder::embed_inputs`] with another encoding (from [`Encoder::encoding_builder`]).
     pub fn embed_inputs_with(
         &self,
         inputs: &[Input<'_>],
         encoding: &Encoding,
     ) -> Result<Embeddings> {
-        let tokenized = self.tokenize_on_pool(inputs, encoding)?;
-        self.embed_tokenized_with(&tokenized, encoding)
-    }
-
-    /// Tokenizes inputs as the model will see them, on the encoder's pool.
-    /// The prompt, if any, goes before each text (before the title of a pair); a model
-    /// without token types (RoBERTa, XLM-R, DistilBERT) gets type 0 throughout.
-    pub fn tokenize(&self, inputs: &[Input<'_>]) -> Result<Vec<Tokenized>> {
-        self.tokenize_on_pool(inputs, &self.encoding)
-    }
-
-    fn tokenize_on_pool(
-        &self,
-        inputs: &[Input<'_>],
-        encoding: &Encoding,
-    ) -> Result<Vec<Tokenized>> {
-        self.pool.install(|| {
+        let tokenized = self.pool.install(|| {
             inputs
                 .par_iter()
                 .map(|&input| self.tokenize_one(input, encoding))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        self.embed_tokenized_with(&tokenized, encoding)
+    }
+
+    /// Tokenizes inputs as the model will see them, with the default encoding's prompt, on the
+    /// encoder's threads. The prompt, if any, goes before each text (before the title of a
+    /// pair); a model without token types (RoBERTa, XLM-R, DistilBERT) gets type 0 throughout.
+    pub fn tokenize(&self, inputs: &[Input<'_>]) -> Result<Vec<Tokenized>> {
+        self.pool.install(|| {
+            inputs
+                .par_iter()
+                .map(|&input| self.tokenize_one(input, &self.encoding))
                 .collect()
         })
     }
 
-    /// Tokenizes inputs with `encoding`'s prompt on the calling thread (a server's request
-    /// thread, so that tokenizing never waits for the pool's forward passes).
-    pub fn tokenize_with(
+    /// [`Encoder::tokenize`] with `encoding`'s prompt, on the calling thread instead of the
+    /// encoder's (a server's request thread: tokenizing then never waits for the forward
+    /// passes that keep the encoder's threads busy).
+    pub fn tokenize_on_caller_thread(
         &self,
         inputs: &[Input<'_>],
         encoding: &Encoding,
@@ -90,70 +92,42 @@ impl Encoder {
 
     /// Embeds already tokenized inputs.
     ///
-    /// Inputs are sorted by length, cut into batches of at most `batch_size` inputs and
-    /// `max_batch_tokens` tokens, each batch packed (no padding) and run; rows come back in
-    /// input order. Every input is checked first: at least one token, as many type ids as
-    /// ids, no longer than the model's positions, every id in the embedding tables. An
+    /// Inputs are sorted by length, cut into passes of at most `batch_size` inputs and
+    /// `max_batch_tokens` tokens, each pass packed (no padding) and run; rows come back in
+    /// input order. Every input is checked as it is packed (at least one token, as many type
+    /// ids as ids) and by the model (no longer than its positions, every id in its tables). An
     /// embedding holding NaN or ±Inf is an error naming the input unless the encoder was
     /// opened with [`super::Options::allow_non_finite`].
     pub fn embed_tokenized(&self, tokenized: &[Tokenized]) -> Result<Embeddings> {
         self.embed_tokenized_with(tokenized, &self.encoding)
     }
 
-    /// [`Encoder::embed_tokenized`] with another encoding (from [`Encoder::encoding_for`];
-    /// `tokenized` made with the same one).
+    /// [`Encoder::embed_tokenized`] with another encoding (`tokenized` made with its prompt).
     pub fn embed_tokenized_with(
         &self,
         tokenized: &[Tokenized],
         encoding: &Encoding,
     ) -> Result<Embeddings> {
+        self.embed_in_passes(tokenized, encoding, self.batch_size)
+    }
+
+    /// [`Encoder::embed_tokenized_with`] with passes of at most `max_inputs` inputs (and
+    /// `max_batch_tokens` tokens).
+    pub(crate) fn embed_in_passes(
+        &self,
+        tokenized: &[Tokenized],
+        encoding: &Encoding,
+        max_inputs: usize,
+    ) -> Result<Embeddings> {
         let dim = self.dim_of(encoding);
-        self.check_tokenized(tokenized)?;
+        let settings = encoding.vector_settings();
         let mut data = vec![0.0f32; tokenized.len() * dim];
-        let mut order: Vec<usize> = (0..tokenized.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
-        let mut workspace = self.take_workspace();
-        let result = self.pool.install(|| -> Result<()> {
-            let mut pooled = Vec::new();
-            let lengths: Vec<usize> = order.iter().map(|&i| tokenized[i].ids.len()).collect();
-            for batch_range in batch_ranges(&lengths, self.batch_size, self.max_batch_tokens) {
-                let batch_indices = &order[batch_range];
-                let mut batch = PackedBatch::new();
-                for &i in batch_indices {
-                    batch.push(&tokenized[i].ids, &tokenized[i].type_ids);
-                }
-                // Leaving the prompt out moves cls off the first token: every row is needed.
-                let rows = match encoding.prompt_tokens() {
-                    0 => self.pooling.output_rows(),
-                    _ => OutputRows::All,
-                };
-                let hidden = self.model.forward(&batch, &mut workspace, None, rows)?;
-                let n = batch_indices.len();
-                pooled.resize(n * self.pooled_dim(), 0.0);
-                pool(
-                    &self.model,
-                    self.pooling,
-                    hidden,
-                    &batch,
-                    encoding.prompt_tokens(),
-                    &mut pooled,
-                )?;
-                let vectors = self.after_pooling(&mut pooled, n, encoding);
-                for (row, &i) in vectors.chunks_exact(dim).zip(batch_indices) {
-                    data[i * dim..(i + 1) * dim].copy_from_slice(row);
-                }
-            }
-            Ok(())
-        });
-        self.put_workspace(workspace);
-        result?;
-        if !self.allow_non_finite {
-            for (input, row) in data.chunks_exact(dim.max(1)).enumerate() {
-                let count = row.iter().filter(|v| !v.is_finite()).count();
-                if count > 0 {
-                    return Err(Error::NonFiniteOutput { input, count });
-                }
-            }
+        let mut emit = |i: usize, vector: &[f32]| {
+            settings.apply(vector, &mut data[i * dim..(i + 1) * dim]);
+        };
+        self.run_passes(tokenized, encoding.pass_key(), max_inputs, &mut emit)?;
+        for (input, row) in data.chunks_exact(dim.max(1)).enumerate() {
+            self.check_finite(input, row)?;
         }
         Ok(Embeddings {
             dim,
@@ -162,44 +136,106 @@ impl Encoder {
         })
     }
 
-    /// What follows pooling, in sentence-transformers' order: the folder's Dense modules and
-    /// Normalize, then `truncate_dim`, then the asked-for normalisation. `(n, dim)` out.
-    fn after_pooling<'a>(
+    /// Runs `tokenized` through the model in passes of at most `max_inputs` inputs and
+    /// `max_batch_tokens` tokens (longest inputs first), pools each with `pass`, applies the
+    /// folder's modules, and hands each input's vector (the modules' width) to `emit`.
+    fn run_passes<T: Borrow<Tokenized>>(
         &self,
-        pooled: &'a mut [f32],
-        n: usize,
-        encoding: &Encoding,
-    ) -> std::borrow::Cow<'a, [f32]> {
-        let pooled = &mut pooled[..n * self.pooled_dim()];
-        let dim = self.dim_of(encoding);
-        if self.st.dense.is_empty() && dim == self.pooled_dim() {
-            // The common case (no Dense, no truncation): normalise in place, no copy.
-            // The folder's Normalize, then an explicit one, as sentence-transformers runs both.
-            for _ in 0..(usize::from(self.st.normalize) + usize::from(encoding.normalize())) {
-                pooled.chunks_exact_mut(dim.max(1)).for_each(l2_normalize);
+        tokenized: &[T],
+        pass: PassKey,
+        max_inputs: usize,
+        emit: &mut Emit<'_>,
+    ) -> Result<()> {
+        let length = |i: usize| tokenized[i].borrow().ids.len();
+        let mut order: Vec<usize> = (0..tokenized.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(length(i)));
+        let batches = self.packed_batches(tokenized, &order, max_inputs)?;
+        // Leaving the prompt out moves cls off the first token: every row is needed.
+        let rows = match pass.prompt_tokens {
+            0 => self.pooling.output_rows(),
+            _ => Rows::All,
+        };
+        let mut workspace = self.take_workspace();
+        let result = self.pool.install(|| -> Result<()> {
+            let mut pooled = Vec::new();
+            for batch in &batches {
+                let hidden = self.model.forward(batch, &mut workspace, rows, None)?;
+                let n = batch.num_sequences();
+                pooled.resize(n * self.pooled_dim(), 0.0);
+                pool(
+                    &self.model,
+                    self.pooling,
+                    hidden,
+                    batch,
+                    pass.prompt_tokens,
+                    &mut pooled,
+                )?;
+                let vectors = self.after_pooling(&mut pooled, n);
+                let width = self.modules_dim().max(1);
+                for (vector, &i) in vectors.chunks_exact(width).zip(batch.inputs()) {
+                    emit(i, vector);
+                }
             }
-            return std::borrow::Cow::Borrowed(pooled);
+            Ok(())
+        });
+        self.put_workspace(workspace);
+        result
+    }
+
+    /// The inputs `order` lists, packed into consecutive passes of at most `max_inputs`
+    /// inputs and `max_batch_tokens` tokens; each input is checked as it is packed.
+    fn packed_batches<T: Borrow<Tokenized>>(
+        &self,
+        tokenized: &[T],
+        order: &[usize],
+        max_inputs: usize,
+    ) -> Result<Vec<PackedBatch>> {
+        let lengths: Vec<usize> = order
+            .iter()
+            .map(|&i| tokenized[i].borrow().ids.len())
+            .collect();
+        batch_ranges(&lengths, max_inputs, self.max_batch_tokens)
+            .map(|range| {
+                let mut batch = PackedBatch::new();
+                for &i in &order[range] {
+                    let t = tokenized[i].borrow();
+                    batch.push(i, &t.ids, &t.type_ids)?;
+                }
+                Ok(batch)
+            })
+            .collect()
+    }
+
+    /// The folder's modules after pooling, in sentence-transformers' order: its Dense modules,
+    /// then its Normalize. `pooled (n, pooled_dim)` in, `(n, modules_dim)` out.
+    fn after_pooling<'a>(&self, pooled: &'a mut [f32], n: usize) -> Cow<'a, [f32]> {
+        let pooled = &mut pooled[..n * self.pooled_dim()];
+        let width = self.modules_dim().max(1);
+        if self.st.dense.is_empty() {
+            // The common case: no copy (a Normalize works in place).
+            if self.st.normalize {
+                pooled.chunks_exact_mut(width).for_each(l2_normalize);
+            }
+            return Cow::Borrowed(pooled);
         }
         let mut vectors = pooled.to_vec();
         for dense in &self.st.dense {
             vectors = dense.forward(&vectors, n);
         }
-        let width = vectors.len() / n.max(1);
         if self.st.normalize {
-            vectors
-                .chunks_exact_mut(width.max(1))
-                .for_each(l2_normalize);
+            vectors.chunks_exact_mut(width).for_each(l2_normalize);
         }
-        if dim < width {
-            vectors = vectors
-                .chunks_exact(width)
-                .flat_map(|row| row[..dim].iter().copied())
-                .collect();
+        Cow::Owned(vectors)
+    }
+
+    /// Refuses a vector holding NaN or ±Inf, naming its input, unless the encoder allows them.
+    fn check_finite(&self, input: usize, vector: &[f32]) -> Result<()> {
+        let count = vector.iter().filter(|v| !v.is_finite()).count();
+        match count {
+            0 => Ok(()),
+            _ if self.allow_non_finite => Ok(()),
+            _ => Err(Error::NonFiniteOutput { input, count }),
         }
-        if encoding.normalize() {
-            vectors.chunks_exact_mut(dim.max(1)).for_each(l2_normalize);
-        }
-        std::borrow::Cow::Owned(vectors)
     }
 
     /// The embedding output and every layer's output for one input, each `(T, hidden)`
@@ -207,68 +243,86 @@ impl Encoder {
     pub fn hidden_states(&self, input: Input<'_>) -> Result<(Tokenized, Vec<Vec<f32>>)> {
         let tokenized = self.tokenize(&[input])?.remove(0);
         let mut batch = PackedBatch::new();
-        batch.push(&tokenized.ids, &tokenized.type_ids);
+        batch.push(0, &tokenized.ids, &tokenized.type_ids)?;
         let mut states = Vec::with_capacity(self.model.layers.len() + 1);
         let mut workspace = Workspace::default();
         self.pool.install(|| {
             self.model
-                .forward(&batch, &mut workspace, Some(&mut states), OutputRows::All)
+                .forward(&batch, &mut workspace, Rows::All, Some(&mut states))
         })?;
         Ok((tokenized, states))
     }
 
-    /// Refuses inputs the model cannot run, naming the input.
-    pub(crate) fn check_tokenized<T: Borrow<Tokenized>>(&self, tokenized: &[T]) -> Result<()> {
-        let cfg = &self.model.config;
-        for (i, t) in tokenized.iter().map(Borrow::borrow).enumerate() {
-            let problem = if t.ids.is_empty() {
-                "has no tokens (even an empty text has its special tokens)".to_string()
-            } else if t.type_ids.len() != t.ids.len() {
-                format!("has {} ids but {} type ids", t.ids.len(), t.type_ids.len())
-            } else if t.ids.len() > cfg.max_positions() {
-                format!(
-                    "has {} tokens, more than the model's {} positions",
-                    t.ids.len(),
-                    cfg.max_positions()
-                )
-            } else if let Some(id) = t.ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
-                format!(
-                    "holds token id {id}, beyond the embedding table ({} rows)",
-                    cfg.vocab_size
-                )
-            } else if let Some(tt) = t
-                .type_ids
-                .iter()
-                .find(|&&tt| tt as usize >= cfg.type_vocab_size.max(1))
-            {
-                format!(
-                    "holds token type {tt}, beyond the {} token types",
-                    cfg.type_vocab_size
-                )
-            } else {
-                continue;
-            };
-            return Err(Error::InvalidInput(format!(
-                "tokenized input {i} (counting from 0) {problem}"
-            )));
+    /// The last hidden state `(T, H)` of every token of `tokenized`, in input order (for heads
+    /// that read every token), in passes of at most `max_batch_tokens` tokens on one of the
+    /// encoder's idle workspaces.
+    pub(crate) fn last_hidden_state<T: Borrow<Tokenized>>(
+        &self,
+        tokenized: &[T],
+    ) -> Result<Vec<f32>> {
+        let order: Vec<usize> = (0..tokenized.len()).collect();
+        let batches = self.packed_batches(tokenized, &order, usize::MAX)?;
+        let h = self.model.config.hidden_size;
+        let tokens = batches.iter().map(PackedBatch::total_tokens).sum::<usize>();
+        let mut workspace = self.take_workspace();
+        let hidden = self.install(|| {
+            let mut all = Vec::with_capacity(tokens * h);
+            for batch in &batches {
+                let hidden = self.model.forward(batch, &mut workspace, Rows::All, None)?;
+                all.extend_from_slice(hidden);
+            }
+            Ok(all)
+        });
+        self.put_workspace(workspace);
+        hidden
+    }
+}
+
+/// Embeddings: one vector per input. Calls that agree on their [`PassKey`] (the prompt tokens
+/// pooling leaves out) share one pass; each call's truncation and normalisation are applied
+/// to its own rows afterwards (text-embeddings-inference's per-request settings).
+impl BatchTask for Encoder {
+    type Settings = Encoding;
+    type PassKey = PassKey;
+    type Output = Vec<f32>;
+
+    fn pass_key(encoding: &Encoding) -> PassKey {
+        encoding.pass_key()
+    }
+
+    fn max_batch_tokens(&self) -> usize {
+        self.max_batch_tokens
+    }
+
+    /// The merged call in passes bounded by tokens alone (the batcher bounded it already).
+    fn run(&self, pass: &PassKey, inputs: &[Tokenized]) -> Result<Vec<Vec<f32>>> {
+        let mut vectors = vec![Vec::new(); inputs.len()];
+        let mut emit = |i: usize, vector: &[f32]| vectors[i] = vector.to_vec();
+        self.run_passes(inputs, *pass, usize::MAX, &mut emit)?;
+        Ok(vectors)
+    }
+
+    fn finish(&self, encoding: &Encoding, vectors: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+        let (settings, dim) = (encoding.vector_settings(), self.dim_of(encoding));
+        let mut rows = Vec::with_capacity(vectors.len());
+        for (input, vector) in vectors.iter().enumerate() {
+            let mut row = vec![0.0f32; dim];
+            settings.apply(vector, &mut row);
+            self.check_finite(input, &row)?;
+            rows.push(row);
         }
-        Ok(())
+        Ok(rows)
     }
 }
 
 /// Cuts a run of inputs of the given lengths into consecutive batches of at most
-/// `max_inputs` inputs and `max_tokens` tokens (0: no token limit); an input longer than
-/// `max_tokens` forms a batch of its own.
+/// `max_inputs` inputs and `max_tokens` tokens; an input longer than `max_tokens` forms a
+/// batch of its own.
 fn batch_ranges(
     lengths: &[usize],
     max_inputs: usize,
     max_tokens: usize,
 ) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-    let max_tokens = if max_tokens == 0 {
-        usize::MAX
-    } else {
-        max_tokens
-    };
     let mut start = 0;
     std::iter::from_fn(move || {
         if start >= lengths.len() {
@@ -302,8 +356,9 @@ mod tests {
         // An input longer than the token limit still runs, alone.
         let got: Vec<_> = batch_ranges(&lengths, 8, 100).collect();
         assert_eq!(got, vec![0..1, 1..2, 2..3, 3..4, 4..5, 5..8]);
-        // 0 = no token limit.
-        assert_eq!(batch_ranges(&lengths, 8, 0).collect::<Vec<_>>(), vec![0..8]);
+        // No token limit, no input limit: one batch.
+        let all: Vec<_> = batch_ranges(&lengths, usize::MAX, usize::MAX).collect();
+        assert_eq!(all, vec![0..8]);
         assert_eq!(batch_ranges(&[], 8, 10).count(), 0);
     }
 }

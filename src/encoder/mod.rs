@@ -3,17 +3,17 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::{BertConfig, ModelType};
 use crate::error::{Error, Result};
-use crate::model::{BertModel, Precision, Workspace};
+use crate::model::{BertModel, Precision, Workspace, DEFAULT_MAX_BATCH_TOKENS};
 use crate::pooling::Pooling;
 use crate::sentence_transformers::SentenceTransformers;
-use crate::tokenizer::{TextTokenizer, Tokenized};
+use crate::tokenizer::TextTokenizer;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod embed;
 mod encoding;
 
-pub use encoding::Encoding;
+pub use encoding::{Encoding, EncodingBuilder, PassKey, Prompt, VectorSettings};
 
 /// How to load and run an encoder. `Options::default()` is what the CLI does without flags.
 #[derive(Debug, Clone)]
@@ -25,11 +25,8 @@ pub struct Options {
     /// L2-normalise every embedding (on top of what the checkpoint asks for), after
     /// `truncate_dim`.
     pub normalize: bool,
-    /// A literal prefix put before every text (`"query: "`); wins over `prompt_name`.
-    pub prompt: Option<String>,
-    /// A prompt of the folder's `config_sentence_transformers.json` by name. Neither set:
-    /// its `default_prompt_name`, if any.
-    pub prompt_name: Option<String>,
+    /// The prompt before every text (by default the folder's `default_prompt_name`'s, if any).
+    pub prompt: Prompt,
     /// Keep the first N values of every embedding (Matryoshka), after the folder's own
     /// modules and before `normalize`, as sentence-transformers' `truncate_dim`.
     pub truncate_dim: Option<usize>,
@@ -37,7 +34,8 @@ pub struct Options {
     /// `max_seq_length` if the folder has one, else the smaller of 512 and
     /// `max_position_embeddings`.
     pub max_length: Option<usize>,
-    /// Sequences per forward pass.
+    /// Most sequences per forward pass of a call (the token bound below applies too). Calls
+    /// merged by a [`crate::batching::Batcher`] are bounded by tokens alone.
     pub batch_size: usize,
     /// Precision of the encoder's linear layers ([`Precision::Int8`] quantizes an f32
     /// checkpoint at load; [`Precision::Auto`] is int8 for a `densa quantize` folder, else f32).
@@ -56,8 +54,7 @@ impl Default for Options {
             threads: 0,
             pooling: Pooling::Auto,
             normalize: false,
-            prompt: None,
-            prompt_name: None,
+            prompt: Prompt::FolderDefault,
             truncate_dim: None,
             max_length: None,
             batch_size: 32,
@@ -67,12 +64,6 @@ impl Default for Options {
         }
     }
 }
-
-/// Default [`Options::max_batch_tokens`]. A forward pass keeps `(6·H + F) × 4` bytes of
-/// activations per token (hidden, QKV, context, sub-layer output, FFN intermediate): 30 KiB
-/// for BERT-base, so 8192 tokens bound one pass at 240 MiB (plus a few KiB of attention scratch
-/// per thread), whatever `batch_size` and the texts' lengths are.
-pub const DEFAULT_MAX_BATCH_TOKENS: usize = 8192;
 
 /// The most threads an encoder starts per available core ([`Options::threads`]).
 pub const MAX_THREADS_PER_CORE: usize = 4;
@@ -121,6 +112,7 @@ pub struct Encoder {
     /// The prompt, pooling's skip, truncation and normalisation of calls that name none.
     encoding: Encoding,
     batch_size: usize,
+    /// Most tokens per pass (`usize::MAX`: no bound).
     max_batch_tokens: usize,
     /// Return embeddings holding NaN/Inf instead of failing (as for the weights).
     allow_non_finite: bool,
@@ -196,104 +188,25 @@ impl Encoder {
         max_length: usize,
     ) -> Result<Self> {
         densa_kernels::Isa::check_env().map_err(Error::InvalidInput)?;
-        let specials = tokenizer.special_tokens(false);
-        if max_length < specials.max(1) || max_length > config.max_positions() {
-            return Err(Error::InvalidInput(format!(
-                "max_length {max_length} must be at least {} (the special tokens every text gets) and at most the {} positions of max_position_embeddings ({})",
-                specials.max(1),
-                config.max_positions(),
-                config.max_position_embeddings
-            )));
-        }
-        // Every id the tokenizer can emit must have an embedding row.
-        if tokenizer.id_bound() > config.vocab_size {
-            return Err(Error::Config {
-                path: dir.join("config.json"),
-                message: format!(
-                    "the tokenizer has ids up to {} ({} tokens) but vocab_size is {}: ids beyond the embedding table would have no vector (wrong tokenizer for this checkpoint?)",
-                    tokenizer.id_bound() - 1,
-                    tokenizer.id_bound(),
-                    config.vocab_size
-                ),
-            });
-        }
+        check_tokenizer(&config, &tokenizer, max_length, &dir)?;
         if options.batch_size == 0 {
             return Err(Error::InvalidInput("batch_size must be at least 1".into()));
         }
-        if checkpoint
-            .metadata(crate::quantize::METADATA_KEY)
-            .as_deref()
-            == Some(crate::quantize::METADATA_VALUE_8BIT)
-        {
-            return Err(Error::InvalidInput(format!(
-                "{}: written by an older densa quantize (8-bit weights); densa's int8 kernels now take 7-bit weights: re-run densa quantize on the original folder",
-                dir.display()
-            )));
-        }
-        let precision = match options.precision {
-            Precision::Auto if checkpoint.metadata(crate::quantize::METADATA_KEY).is_some() => {
-                Precision::Int8
-            }
-            Precision::Auto => Precision::F32,
-            chosen => chosen,
-        };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = match options.threads {
-            0 => cores,
-            n if n > MAX_THREADS_PER_CORE * cores => {
-                return Err(Error::InvalidInput(format!(
-                    "{n} threads is more than {MAX_THREADS_PER_CORE} per core ({cores} cores here): more would only slow every call down"
-                )))
-            }
-            n => n,
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("densa-{i}"))
-            .build()
-            .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))?;
+        let precision = crate::quantize::resolve_precision(&checkpoint, options.precision, &dir)?;
+        let pool = thread_pool(options.threads)?;
         // Packing runs on the encoder's own threads, as every later call does.
         let allow_non_finite = options.allow_non_finite;
         let model =
             pool.install(|| BertModel::load(&checkpoint, &config, precision, allow_non_finite))?;
         // The linear weights now live in packed form: give back the pages packing read.
         checkpoint.release_resident_pages();
-        let pooling = match options.pooling {
-            Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
-            Pooling::Auto => {
-                st.pooling
-                    .as_ref()
-                    .map(|p| p.0)
-                    .unwrap_or(if model.pooler.is_some() {
-                        Pooling::Pooler
-                    } else {
-                        Pooling::Cls
-                    })
-            }
-            other => other,
-        };
-        let pooled_dim = pooling.output_dim(&model)?;
-        // The folder's Dense modules must chain from the pooled width.
-        let mut width = pooled_dim;
-        for (i, dense) in st.dense.iter().enumerate() {
-            if dense.in_features != width {
-                return Err(Error::InvalidInput(format!(
-                    "Dense module {i} takes {} values but receives {width} (pooling {})",
-                    dense.in_features,
-                    pooling.name()
-                )));
-            }
-            width = dense.out_features;
-        }
-        let encoding = Encoding::resolve(
-            &st,
-            &tokenizer,
-            width,
-            options.prompt.as_deref(),
-            options.prompt_name.as_deref(),
-            options.truncate_dim,
-            options.normalize,
-        )?;
+        let pooling = resolve_pooling(options.pooling, &model, &st);
+        let width = modules_width(&st, pooling, &model)?;
+        let encoding = EncodingBuilder::new(&st, &tokenizer, width)
+            .prompt(options.prompt.clone())
+            .truncate_dim(options.truncate_dim)
+            .normalize(options.normalize)
+            .build()?;
         Ok(Encoder {
             model,
             tokenizer,
@@ -302,38 +215,19 @@ impl Encoder {
             st,
             encoding,
             batch_size: options.batch_size,
-            max_batch_tokens: options.max_batch_tokens,
-            allow_non_finite: options.allow_non_finite,
+            max_batch_tokens: match options.max_batch_tokens {
+                0 => usize::MAX,
+                n => n,
+            },
+            allow_non_finite,
             pool,
             dir,
             workspaces: Mutex::new(Vec::new()),
         })
     }
 
-    /// The last hidden state `(T, H)` of every token of `tokenized`, packed in one pass (for
-    /// heads that read every token), on one of the encoder's idle workspaces.
-    pub(crate) fn last_hidden_state<T: std::borrow::Borrow<Tokenized>>(
-        &self,
-        tokenized: &[T],
-    ) -> Result<Vec<f32>> {
-        self.check_tokenized(tokenized)?;
-        let mut batch = crate::model::PackedBatch::new();
-        for t in tokenized.iter().map(std::borrow::Borrow::borrow) {
-            batch.push(&t.ids, &t.type_ids);
-        }
-        let mut workspace = self.take_workspace();
-        let hidden = self.install(|| {
-            let rows = crate::model::OutputRows::All;
-            let h = self.model.config.hidden_size;
-            let hidden = self.model.forward(&batch, &mut workspace, None, rows)?;
-            Ok(hidden[..batch.total_tokens() * h].to_vec())
-        });
-        self.put_workspace(workspace);
-        hidden
-    }
-
     /// An idle workspace, or a new one.
-    fn take_workspace(&self) -> Workspace {
+    pub(crate) fn take_workspace(&self) -> Workspace {
         self.workspaces
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -342,7 +236,7 @@ impl Encoder {
     }
 
     /// Returns a workspace for the next call.
-    fn put_workspace(&self, workspace: Workspace) {
+    pub(crate) fn put_workspace(&self, workspace: Workspace) {
         self.workspaces
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -355,7 +249,7 @@ impl Encoder {
     }
 
     /// Width of the pooled vector, before the folder's Dense modules.
-    fn pooled_dim(&self) -> usize {
+    pub(crate) fn pooled_dim(&self) -> usize {
         // Checked at load: the pooling can produce this model's vectors.
         self.pooling.output_dim(&self.model).unwrap_or(0)
     }
@@ -367,7 +261,7 @@ impl Encoder {
 
     /// Whether embeddings are L2-normalised (by the folder's Normalize module, or asked for).
     pub fn normalizes(&self) -> bool {
-        self.normalizes_with(&self.encoding)
+        self.encoding.gives_unit_vectors()
     }
 
     /// The prompt put before every text, if any.
@@ -405,6 +299,12 @@ impl Encoder {
         self.pool.current_num_threads()
     }
 
+    /// Most tokens in one forward pass (`usize::MAX`: no bound): what a
+    /// [`crate::batching::Batcher`] fills each pass up to.
+    pub fn max_batch_tokens(&self) -> usize {
+        self.max_batch_tokens
+    }
+
     /// The folder this encoder was loaded from (empty for [`Encoder::from_parts`]).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -414,4 +314,88 @@ impl Encoder {
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
     }
+}
+
+/// Refuses a tokenizer the checkpoint cannot follow: `max_length` below the special tokens
+/// every text gets or past the positions, ids beyond the embedding table.
+fn check_tokenizer(
+    config: &BertConfig,
+    tokenizer: &TextTokenizer,
+    max_length: usize,
+    dir: &Path,
+) -> Result<()> {
+    let specials = tokenizer.special_tokens(false);
+    if max_length < specials.max(1) || max_length > config.max_positions() {
+        return Err(Error::InvalidInput(format!(
+            "max_length {max_length} must be at least {} (the special tokens every text gets) and at most the {} positions of max_position_embeddings ({})",
+            specials.max(1),
+            config.max_positions(),
+            config.max_position_embeddings
+        )));
+    }
+    // Every id the tokenizer can emit must have an embedding row.
+    if tokenizer.id_bound() > config.vocab_size {
+        return Err(Error::Config {
+            path: dir.join("config.json"),
+            message: format!(
+                "the tokenizer has ids up to {} ({} tokens) but vocab_size is {}: ids beyond the embedding table would have no vector (wrong tokenizer for this checkpoint?)",
+                tokenizer.id_bound() - 1,
+                tokenizer.id_bound(),
+                config.vocab_size
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The encoder's own pool of `threads` threads (0: one per core), at most
+/// [`MAX_THREADS_PER_CORE`] per core.
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match threads {
+        0 => cores,
+        n if n > MAX_THREADS_PER_CORE * cores => {
+            return Err(Error::InvalidInput(format!(
+                "{n} threads is more than {MAX_THREADS_PER_CORE} per core ({cores} cores here): more would only slow every call down"
+            )))
+        }
+        n => n,
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("densa-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))
+}
+
+/// What [`Pooling::Auto`] means for this checkpoint: DPR pools DPR's way; a
+/// sentence-transformers folder as its Pooling module says; plain BERT with a pooler through
+/// it; anything else `[CLS]`.
+fn resolve_pooling(asked: Pooling, model: &BertModel, st: &SentenceTransformers) -> Pooling {
+    match asked {
+        Pooling::Auto if model.config.model_type == ModelType::Dpr => Pooling::Dpr,
+        Pooling::Auto => match (&st.pooling, &model.pooler) {
+            (Some((pooling, _)), _) => *pooling,
+            (None, Some(_)) => Pooling::Pooler,
+            (None, None) => Pooling::Cls,
+        },
+        other => other,
+    }
+}
+
+/// The vector's width after the folder's Dense modules, which must chain from the pooled
+/// width.
+fn modules_width(st: &SentenceTransformers, pooling: Pooling, model: &BertModel) -> Result<usize> {
+    let mut width = pooling.output_dim(model)?;
+    for (i, dense) in st.dense.iter().enumerate() {
+        if dense.in_features != width {
+            return Err(Error::InvalidInput(format!(
+                "Dense module {i} takes {} values but receives {width} (pooling {})",
+                dense.in_features,
+                pooling.name()
+            )));
+        }
+        width = dense.out_features;
+    }
+    Ok(width)
 }

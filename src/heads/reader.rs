@@ -3,11 +3,12 @@
 //! reimplements it for the tests).
 
 use super::{head_architecture, head_encoder, head_layer};
+use crate::batching::BatchTask;
 use crate::encoder::{Encoder, Options};
 use crate::error::{Error, Result};
 use crate::io::read_json;
+use crate::model::{Dense, DenseActivation};
 use crate::pooling::Pooling;
-use crate::sentence_transformers::{Dense, DenseActivation};
 use crate::tokenizer::{TextTokenizer, Tokenized, Window, WindowTokenizer};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -199,6 +200,28 @@ impl Reader {
             .iter()
             .map(|t| pairs.by_ref().take(t.borrow().ids.len()).collect())
             .collect())
+    }
+}
+
+/// A reader: start and end logits of every token of each window. Every call is read alike,
+/// so all queued calls share a pass.
+impl BatchTask for Reader {
+    type Settings = ();
+    type PassKey = ();
+    type Output = WindowLogits;
+
+    fn pass_key(_: &()) {}
+
+    fn max_batch_tokens(&self) -> usize {
+        self.encoder.max_batch_tokens()
+    }
+
+    fn run(&self, _: &(), inputs: &[Tokenized]) -> Result<Vec<WindowLogits>> {
+        self.token_logits(inputs)
+    }
+
+    fn finish(&self, _: &(), logits: Vec<WindowLogits>) -> Result<Vec<WindowLogits>> {
+        Ok(logits)
     }
 }
 

@@ -5,7 +5,6 @@
 //! source and the line.
 
 use crate::error::{Error, Result};
-use crate::tokenizer::Input;
 use serde_json::Value;
 use std::io::Read;
 use std::path::Path;
@@ -15,16 +14,6 @@ use std::path::Path;
 pub enum Record {
     Text(String),
     Pair(String, String),
-}
-
-impl Record {
-    /// What the encoder sees.
-    pub fn as_input(&self) -> Input<'_> {
-        match self {
-            Record::Text(t) => Input::Text(t),
-            Record::Pair(a, b) => Input::Pair(a, b),
-        }
-    }
 }
 
 /// The UTF-8 byte-order mark some editors put at the start of a file.

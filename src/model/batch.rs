@@ -1,29 +1,66 @@
-//! A packed batch (the tokens of several sequences, concatenated) and the buffers a forward
-//! pass runs in.
+//! A packed batch (the tokens of several sequences, concatenated), checked where it is built,
+//! and the buffers a forward pass runs in.
 
+use crate::config::BertConfig;
+use crate::error::{Error, Result};
 use densa_kernels as k;
+pub use k::Rows;
 
-/// Token ids of several sequences, concatenated.
-#[derive(Debug, Clone, Default)]
+/// Default most tokens in one forward pass. A pass keeps `(6·H + F) × 4` bytes of activations
+/// per token ([`Workspace`]: the hidden state, Q/K/V, the attention context and output, the
+/// feed-forward intermediate): 30 KiB for BERT-base, so 8192 tokens bound one pass at
+/// 240 MiB (plus a few KiB of attention scratch per thread), whatever the batch size and the
+/// texts' lengths are.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 8192;
+
+/// Token ids of several sequences, concatenated: what one forward pass reads. Its fields are
+/// private so that every batch is well formed: [`PackedBatch::push`] checks each sequence as
+/// it arrives (at least one token, a type id per id), so offsets always rise from 0 to the
+/// token count. What depends on a model's tables (ids, types, length) the model checks.
+#[derive(Debug, Clone)]
 pub struct PackedBatch {
-    pub input_ids: Vec<u32>,
-    pub token_type_ids: Vec<u32>,
+    input_ids: Vec<u32>,
+    token_type_ids: Vec<u32>,
     /// Sequence `s` is tokens `seq_offsets[s]..seq_offsets[s + 1]`; starts with 0.
-    pub seq_offsets: Vec<usize>,
+    seq_offsets: Vec<usize>,
+    /// The caller's number of each sequence (named in errors; where its result goes).
+    inputs: Vec<usize>,
+}
+
+impl Default for PackedBatch {
+    fn default() -> Self {
+        PackedBatch::new()
+    }
 }
 
 impl PackedBatch {
+    /// An empty batch.
     pub fn new() -> Self {
         PackedBatch {
+            input_ids: Vec::new(),
+            token_type_ids: Vec::new(),
             seq_offsets: vec![0],
-            ..Default::default()
+            inputs: Vec::new(),
         }
     }
 
-    pub fn push(&mut self, ids: &[u32], type_ids: &[u32]) {
-        self.input_ids.extend_from_slice(ids);
-        self.token_type_ids.extend_from_slice(type_ids);
-        self.seq_offsets.push(self.input_ids.len());
+    /// Appends one sequence: `input` is the caller's number for it (its index in the caller's
+    /// list), which errors name and [`PackedBatch::inputs`] returns. A sequence without tokens,
+    /// or with more or fewer type ids than ids, is refused (even an empty text has its special
+    /// tokens).
+    pub fn push(&mut self, input: usize, ids: &[u32], type_ids: &[u32]) -> Result<()> {
+        let problem = if ids.is_empty() {
+            "has no tokens (even an empty text has its special tokens)".to_string()
+        } else if type_ids.len() != ids.len() {
+            format!("has {} ids but {} type ids", ids.len(), type_ids.len())
+        } else {
+            self.input_ids.extend_from_slice(ids);
+            self.token_type_ids.extend_from_slice(type_ids);
+            self.seq_offsets.push(self.input_ids.len());
+            self.inputs.push(input);
+            return Ok(());
+        };
+        Err(input_error(input, &problem))
     }
 
     pub fn total_tokens(&self) -> usize {
@@ -31,51 +68,121 @@ impl PackedBatch {
     }
 
     pub fn num_sequences(&self) -> usize {
-        self.seq_offsets.len().saturating_sub(1)
+        self.inputs.len()
     }
 
     /// The token range of sequence `s`.
     pub fn range(&self, s: usize) -> std::ops::Range<usize> {
         self.seq_offsets[s]..self.seq_offsets[s + 1]
     }
+
+    /// `(T)`: every sequence's token ids, one after the other.
+    pub fn input_ids(&self) -> &[u32] {
+        &self.input_ids
+    }
+
+    /// `(T)`: the token type of each token.
+    pub fn token_type_ids(&self) -> &[u32] {
+        &self.token_type_ids
+    }
+
+    /// `(S + 1)`: where each sequence starts, then the token count.
+    pub fn seq_offsets(&self) -> &[usize] {
+        &self.seq_offsets
+    }
+
+    /// `(S)`: the caller's number of each sequence, in batch order.
+    pub fn inputs(&self) -> &[usize] {
+        &self.inputs
+    }
+
+    /// Refuses what `config`'s tables cannot embed: an id beyond the vocabulary, a token type
+    /// beyond the types, a sequence longer than the positions. Errors name the input.
+    pub fn check_against(&self, config: &BertConfig) -> Result<()> {
+        let types = config.type_vocab_size.max(1);
+        for (s, &input) in self.inputs.iter().enumerate() {
+            let range = self.range(s);
+            let problem = if range.len() > config.max_positions() {
+                format!(
+                    "has {} tokens, more than the model's {} positions",
+                    range.len(),
+                    config.max_positions()
+                )
+            } else if let Some(id) = self.input_ids[range.clone()]
+                .iter()
+                .find(|&&id| id as usize >= config.vocab_size)
+            {
+                format!(
+                    "holds token id {id}, beyond the embedding table ({} rows)",
+                    config.vocab_size
+                )
+            } else if let Some(tt) = self.token_type_ids[range]
+                .iter()
+                .find(|&&tt| tt as usize >= types)
+            {
+                format!(
+                    "holds token type {tt}, beyond the {} token types",
+                    config.type_vocab_size
+                )
+            } else {
+                continue;
+            };
+            return Err(input_error(input, &problem));
+        }
+        Ok(())
+    }
 }
 
-/// The activation buffers of one forward pass, reused from call to call: they only grow.
+/// An input the model cannot run, named by the caller's number.
+fn input_error(input: usize, problem: &str) -> Error {
+    Error::InvalidInput(format!(
+        "tokenized input {input} (counting from 0) {problem}"
+    ))
+}
+
+/// The activation buffers of one forward pass, named by their role in a layer and reused from
+/// call to call: they only grow. `T` tokens, `S` sequences, `R` the rows a layer computes after
+/// attention (`T`, or `S` in a last layer that computes [`Rows::FirstOfEachSequence`]).
 #[derive(Default)]
 pub struct Workspace {
-    pub(super) hidden: Vec<f32>,       // (T, H)
-    pub(super) qkv: Vec<f32>,          // (T, 3H)
-    pub(super) context: Vec<f32>,      // (T, H)
-    pub(super) normed: Vec<f32>,       // (T, H): after the attention block's LayerNorm
-    pub(super) intermediate: Vec<f32>, // (T, F)
-    pub(super) first_rows: Vec<f32>,   // (S, H): the last layer's input rows, first tokens only
-    pub(super) int8: k::Int8Scratch,   // quantized activations (int8 precision only)
+    /// `(T, H)` the residual stream: the embeddings' output, then each layer's input and output.
+    pub(super) hidden: Vec<f32>,
+    /// `(T, 3H)` each token's query, key and value.
+    pub(super) qkv: Vec<f32>,
+    /// `(R, H)` softmax(Q Kᵀ/√d) V, head by head: self-attention's output.
+    pub(super) context: Vec<f32>,
+    /// `(R, H)` LayerNorm(context · Woᵀ + b + input): the attention block's output.
+    pub(super) attention_output: Vec<f32>,
+    /// `(R, F)` GELU(attention_output · Wiᵀ + b).
+    pub(super) intermediate: Vec<f32>,
+    /// `(S, H)` each sequence's first row of `hidden`, for a last layer that computes those alone.
+    pub(super) first_rows: Vec<f32>,
+    /// The int8 layers' quantized inputs (int8 precision only).
+    pub(super) int8: k::Int8Scratch,
 }
 
 impl Workspace {
-    /// Sizes every buffer for `t` tokens (never shrinking capacity).
-    pub(super) fn resize(&mut self, t: usize, s: usize, h: usize, f: usize) {
+    /// Sizes every buffer for `batch` (never shrinking capacity).
+    pub(super) fn resize(&mut self, batch: &PackedBatch, config: &BertConfig) {
+        let (t, s) = (batch.total_tokens(), batch.num_sequences());
+        let (h, f) = (config.hidden_size, config.intermediate_size);
         for (buffer, len) in [
-            (&mut self.first_rows, s * h),
             (&mut self.hidden, t * h),
             (&mut self.qkv, 3 * t * h),
             (&mut self.context, t * h),
-            (&mut self.normed, t * h),
+            (&mut self.attention_output, t * h),
             (&mut self.intermediate, t * f),
+            (&mut self.first_rows, s * h),
         ] {
             buffer.resize(len, 0.0);
         }
     }
 }
 
-/// Which rows of the last hidden state a forward pass must compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputRows {
-    /// Every token's (mean pooling, hidden states).
-    All,
-    /// Each sequence's first token only (`[CLS]` pooling, the pooler, DPR): the last layer runs
-    /// its attention output, feed-forward and LayerNorms on those rows alone (keys and values
-    /// still over every token). The other rows of the returned state are then not the last
-    /// layer's. Bit for bit the same first rows as [`OutputRows::All`].
-    FirstTokens,
+/// The number of rows `rows` computes of `batch`: its tokens, or its sequences.
+pub(super) fn row_count(rows: Rows, batch: &PackedBatch) -> usize {
+    match rows {
+        Rows::All => batch.total_tokens(),
+        Rows::FirstOfEachSequence => batch.num_sequences(),
+    }
 }

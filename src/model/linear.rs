@@ -1,7 +1,6 @@
 //! The linear layer: its weight as stored, as packed or quantized for the kernels, and the
 //! one forward that runs it.
 
-use super::LayerNorm;
 use crate::checkpoint::Tensor;
 use crate::error::{Error, Result};
 use densa_kernels as k;
@@ -21,12 +20,32 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Every precision, in the order of the C API's `DENSA_PRECISION_*` values (0, 1, 2).
+    pub const ALL: [Precision; 3] = [Precision::Auto, Precision::F32, Precision::Int8];
+
+    /// Its name, as the CLI spells it.
     pub fn name(self) -> &'static str {
         match self {
             Precision::Auto => "auto",
             Precision::F32 => "f32",
             Precision::Int8 => "int8",
         }
+    }
+
+    /// A precision by name as a user types it (`float32` for `f32` too); an unknown name is an
+    /// error that lists the valid ones.
+    pub fn parse(name: &str) -> std::result::Result<Precision, String> {
+        let name = if name == "float32" { "f32" } else { name };
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "{name:?} is not a precision: use one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -69,39 +88,38 @@ impl<'a> StoredWeight<'a> {
         }
     }
 
-    /// Several weights of the same input stacked along the output dimension.
-    pub(super) fn stack(parts: Vec<StoredWeight<'a>>) -> StoredWeight<'a> {
+    /// Several weights of the same input (`names`) stacked along the output dimension. They
+    /// must be stored alike: all int8 (as `densa quantize` writes Q, K and V) or all float.
+    pub(super) fn stack(
+        names: &[String],
+        parts: Vec<StoredWeight<'a>>,
+    ) -> Result<StoredWeight<'a>> {
         let in_features = parts[0].shape().1;
         let out_features = parts.iter().map(|p| p.shape().0).sum();
-        if parts.iter().all(|p| matches!(p, StoredWeight::Int8 { .. })) {
-            let (mut q, mut scales) = (Vec::new(), Vec::new());
-            for part in parts {
-                if let StoredWeight::Int8 {
+        let (mut q, mut scales, mut blocks) = (Vec::new(), Vec::new(), Vec::new());
+        for part in parts {
+            match part {
+                StoredWeight::Int8 {
                     q: pq, scales: ps, ..
-                } = part
-                {
+                } => {
                     q.extend(pq);
                     scales.extend(ps);
                 }
+                StoredWeight::F32(parts) => blocks.extend(parts),
             }
-            StoredWeight::Int8 {
+        }
+        match (q.is_empty(), blocks.is_empty()) {
+            (false, true) => Ok(StoredWeight::Int8 {
                 q,
                 scales,
                 out_features,
                 in_features,
-            }
-        } else if parts.iter().all(|p| matches!(p, StoredWeight::F32(_))) {
-            let blocks = parts.into_iter().flat_map(|p| match p {
-                StoredWeight::F32(blocks) => blocks,
-                StoredWeight::Int8 { .. } => Vec::new(),
-            });
-            StoredWeight::F32(blocks.collect())
-        } else {
-            let values = parts.iter().flat_map(|p| p.dequantized()).collect();
-            StoredWeight::F32(vec![Tensor::from_vec(
-                vec![out_features, in_features],
-                values,
-            )])
+            }),
+            (true, false) => Ok(StoredWeight::F32(blocks)),
+            _ => Err(Error::InvalidInput(format!(
+                "tensors {}: some are int8 (with a weight_scale), some are not; densa quantize writes them alike (re-run densa quantize on the original folder)",
+                names.join(", ")
+            ))),
         }
     }
 
@@ -175,6 +193,11 @@ impl Linear {
         })
     }
 
+    /// Whether the weight is int8 (its input is then quantized per token).
+    pub fn is_int8(&self) -> bool {
+        matches!(self.weight, LinearWeight::Int8(_))
+    }
+
     /// `out (rows, out_features) = act(input (rows, in_features) · Wᵀ + b)`, each output
     /// element written once (bias and activation in the GEMM's epilogue). An int8 layer reads
     /// the input quantized: as the LayerNorm before it left it, or quantized here.
@@ -188,7 +211,6 @@ impl Linear {
         let epilogue = k::Epilogue {
             bias: Some(self.bias.as_slice()),
             activation,
-            residual: None,
         };
         match (&self.weight, input) {
             (LinearWeight::F32(w), LinearInput::Rows(x, _) | LinearInput::Quantized(x, _)) => {
@@ -210,29 +232,6 @@ pub enum LinearInput<'a> {
     /// Not yet quantized: an int8 layer quantizes them into the scratch first.
     Rows(&'a [f32], &'a mut k::Int8Scratch),
     /// Already quantized into the scratch by the LayerNorm that produced them
-    /// ([`LayerNorm::forward`] with a `next` int8 layer).
+    /// ([`super::LayerNorm::forward`] handing off to an int8 layer).
     Quantized(&'a [f32], &'a k::Int8Scratch),
-}
-
-impl LayerNorm {
-    /// `x = LayerNorm(x + residual)` over `(rows, hidden)` (no residual for the embeddings').
-    /// When `quantize_for` is an int8 layer, the rows are also quantized into `quantized` in
-    /// the same pass, while each row is still in cache: its input is then
-    /// [`LinearInput::Quantized`].
-    pub fn forward(
-        &self,
-        x: &mut [f32],
-        residual: Option<&[f32]>,
-        rows: usize,
-        eps: f32,
-        quantize_for: Option<&Linear>,
-        quantized: &mut k::Int8Scratch,
-    ) {
-        let (gamma, beta) = (self.weight.as_slice(), self.bias.as_slice());
-        let hidden = gamma.len();
-        let int8_next = quantize_for.is_some_and(|l| matches!(l.weight, LinearWeight::Int8(_)));
-        let quantized = int8_next.then_some(quantized);
-        let isa = k::Isa::selected();
-        k::add_layer_norm(isa, x, residual, gamma, beta, rows, hidden, eps, quantized);
-    }
 }

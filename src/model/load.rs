@@ -7,10 +7,14 @@
 //! `ffn.lin1`, ….
 
 use super::linear::{Linear, Precision, StoredWeight};
-use super::{BertAttention, BertLayer, BertModel, DenseLayerNorm, Embeddings, LayerNorm};
+use super::{
+    BertAttention, BertIntermediate, BertLayer, BertModel, BertSelfAttention, DenseLayerNorm,
+    Embeddings, LayerNorm,
+};
 use crate::checkpoint::{Checkpoint, Tensor};
-use crate::config::{BertConfig, ModelType};
+use crate::config::{Activation, BertConfig, ModelType};
 use crate::error::{Error, Result};
+use densa_kernels as k;
 use rayon::prelude::*;
 
 /// Where one architecture keeps its tensors: the prefixes of the trunk (tried in order) and
@@ -112,6 +116,8 @@ struct WeightLoader<'a> {
     precision: Precision,
     /// Accept NaN and ±Inf in weights (otherwise they are an error naming the tensor).
     allow_non_finite: bool,
+    /// `layer_norm_eps`, for every LayerNorm this loader builds.
+    eps: f32,
 }
 
 impl WeightLoader<'_> {
@@ -235,7 +241,7 @@ impl WeightLoader<'_> {
         let n = names.len() * out_features;
         let linear = Linear::new(
             &names.join("+"),
-            StoredWeight::stack(weights),
+            StoredWeight::stack(names, weights)?,
             Tensor::from_vec(vec![n], bias),
             self.precision,
         )?;
@@ -256,6 +262,61 @@ impl WeightLoader<'_> {
         Ok(LayerNorm {
             weight: self.tensor(&format!("{name}.weight"), &[size])?,
             bias: self.tensor(&format!("{name}.bias"), &[size])?,
+            eps: self.eps,
+        })
+    }
+
+    /// `embeddings.*`: the tables (DistilBERT's sinusoidal positions computed when the
+    /// checkpoint leaves them out) and their LayerNorm.
+    fn embeddings(&self, config: &BertConfig) -> Result<Embeddings> {
+        let h = config.hidden_size;
+        let positions = "embeddings.position_embeddings.weight";
+        let position_shape = [config.max_position_embeddings, h];
+        Ok(Embeddings {
+            word_embeddings: self
+                .tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            position_embeddings: match config.sinusoidal_positions && !self.contains(positions) {
+                true => sinusoidal_positions(config.max_position_embeddings, h),
+                false => self.tensor(positions, &position_shape)?,
+            },
+            token_type_embeddings: match config.type_vocab_size {
+                0 => None,
+                types => Some(self.tensor("embeddings.token_type_embeddings.weight", &[types, h])?),
+            },
+            layer_norm: self.layer_norm("embeddings.LayerNorm", h)?,
+            first_position: config.position_offset,
+        })
+    }
+
+    /// `{layer}.{i}.*`: one encoder layer, Q/K/V stacked into one linear layer.
+    fn layer(&self, names: &TensorNames, i: usize, config: &BertConfig) -> Result<BertLayer> {
+        let (h, f) = (config.hidden_size, config.intermediate_size);
+        let [q, k, v, attention_output, intermediate, output] = names.linear_layers(i, h, f);
+        let norm = |name: &str| self.layer_norm(&format!("{}.{i}.{name}", names.layer), h);
+        let activation = match config.hidden_act {
+            Activation::GeluErf => k::Activation::GeluErf,
+            Activation::GeluTanh => k::Activation::GeluTanh,
+        };
+        Ok(BertLayer {
+            attention: BertAttention {
+                self_attention: BertSelfAttention {
+                    query_key_value: self.stacked_linear(&[q.0, k.0, v.0], h, h)?,
+                    num_heads: config.num_attention_heads,
+                    head_dim: config.head_dim(),
+                },
+                output: DenseLayerNorm {
+                    dense: self.linear(&attention_output.0, h, h)?,
+                    layer_norm: norm(names.attention_layer_norm)?,
+                },
+            },
+            intermediate: BertIntermediate {
+                dense: self.linear(&intermediate.0, h, f)?,
+                activation,
+            },
+            output: DenseLayerNorm {
+                dense: self.linear(&output.0, f, h)?,
+                layer_norm: norm(names.output_layer_norm)?,
+            },
         })
     }
 }
@@ -279,69 +340,14 @@ impl BertModel {
             prefix,
             precision,
             allow_non_finite,
+            eps: config.layer_norm_eps,
         };
-        let w_f32 = WeightLoader {
-            precision: Precision::F32,
-            ..w
-        };
-        let (h, f) = (config.hidden_size, config.intermediate_size);
-        let position_shape = [config.max_position_embeddings, h];
-        let embeddings = Embeddings {
-            word_embeddings: w
-                .tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position_embeddings: match config.sinusoidal_positions {
-                // DistilBERT's fixed positions, when the checkpoint leaves them out.
-                true if !w.contains("embeddings.position_embeddings.weight") => {
-                    sinusoidal_positions(config.max_position_embeddings, h)
-                }
-                _ => w.tensor("embeddings.position_embeddings.weight", &position_shape)?,
-            },
-            token_type_embeddings: match config.type_vocab_size {
-                0 => None,
-                types => Some(w.tensor("embeddings.token_type_embeddings.weight", &[types, h])?),
-            },
-            layer_norm: w.layer_norm("embeddings.LayerNorm", h)?,
-        };
+        let embeddings = w.embeddings(config)?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| {
-                let [q, k, v, attention_output, intermediate, output] =
-                    names.linear_layers(i, h, f);
-                let norm = |name: &str| w.layer_norm(&format!("{}.{i}.{name}", names.layer), h);
-                Ok(BertLayer {
-                    attention: BertAttention {
-                        self_query_key_value: w.stacked_linear(&[q.0, k.0, v.0], h, h)?,
-                        output: DenseLayerNorm {
-                            dense: w.linear(&attention_output.0, h, h)?,
-                            layer_norm: norm(names.attention_layer_norm)?,
-                        },
-                    },
-                    intermediate: w.linear(&intermediate.0, h, f)?,
-                    output: DenseLayerNorm {
-                        dense: w.linear(&output.0, f, h)?,
-                        layer_norm: norm(names.output_layer_norm)?,
-                    },
-                })
-            })
+            .map(|i| w.layer(&names, i, config))
             .collect::<Result<Vec<_>>>()?;
         let is_dpr = config.model_type == ModelType::Dpr || prefix.ends_with("bert_model.");
-        // DPR checkpoints from 2021 still carry an unused `bert_model.pooler`: DPR never applies it.
-        let pooler = if !is_dpr && checkpoint.contains(&format!("{prefix}pooler.dense.weight")) {
-            Some(w_f32.linear("pooler.dense", h, h)?)
-        } else {
-            None
-        };
-        let projection = if is_dpr && config.projection_dim > 0 {
-            // `ctx_encoder.bert_model.` -> `ctx_encoder.encode_proj`
-            let root = WeightLoader {
-                checkpoint,
-                prefix: prefix.strip_suffix("bert_model.").map_or(prefix, dpr_root),
-                precision: Precision::F32,
-                allow_non_finite,
-            };
-            Some(root.linear("encode_proj", h, config.projection_dim)?)
-        } else {
-            None
-        };
+        let (pooler, projection) = w.pooler_and_projection(config, is_dpr)?;
         let mut config = config.clone();
         if is_dpr {
             config.model_type = ModelType::Dpr;
@@ -354,6 +360,40 @@ impl BertModel {
             projection,
             precision,
         })
+    }
+}
+
+impl WeightLoader<'_> {
+    /// BERT's `pooler.dense`, or DPR's `encode_proj` (both f32 at every precision). DPR
+    /// checkpoints from 2021 still carry an unused `bert_model.pooler`: DPR never applies it.
+    fn pooler_and_projection(
+        &self,
+        config: &BertConfig,
+        is_dpr: bool,
+    ) -> Result<(Option<Linear>, Option<Linear>)> {
+        let h = config.hidden_size;
+        let f32_loader = |prefix| WeightLoader {
+            prefix,
+            precision: Precision::F32,
+            ..*self
+        };
+        if !is_dpr {
+            let pooler = match self.contains("pooler.dense.weight") {
+                true => Some(f32_loader(self.prefix).linear("pooler.dense", h, h)?),
+                false => None,
+            };
+            return Ok((pooler, None));
+        }
+        if config.projection_dim == 0 {
+            return Ok((None, None));
+        }
+        // `ctx_encoder.bert_model.` -> `ctx_encoder.encode_proj`
+        let root = self
+            .prefix
+            .strip_suffix("bert_model.")
+            .map_or(self.prefix, dpr_root);
+        let projection = f32_loader(root).linear("encode_proj", h, config.projection_dim)?;
+        Ok((None, Some(projection)))
     }
 }
 

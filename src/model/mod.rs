@@ -1,65 +1,301 @@
 //! The BERT encoder: weights and forward pass.
 //!
-//! The types mirror Hugging Face's module tree (`BertModel { embeddings, encoder.layer[N] {
-//! attention { self, output }, intermediate, output }, pooler }`) and the tensor names
-//! (`encoder.layer.N.attention.self.query`), so this file reads side by side with
-//! `modeling_bert.py`: the types, then the forward pass top to bottom. Loading is in `load.rs`,
-//! the linear layer in `linear.rs`, the packed batch in `batch.rs`.
+//! The types mirror Hugging Face's module tree and tensor names (`BertModel { embeddings,
+//! encoder.layer[N] { attention { self, output }, intermediate, output }, pooler }`), each with
+//! its `forward` right after it, so this file reads side by side with
+//! [`modeling_bert.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py)
+//! from the embeddings to `BertModel::forward` at the end. RoBERTa / XLM-R
+//! ([`modeling_xlm_roberta.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/xlm_roberta/modeling_xlm_roberta.py))
+//! and DistilBERT
+//! ([`modeling_distilbert.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py))
+//! are the same steps with other data (see docs/DESIGN.md). Loading is in `load.rs`, the
+//! linear layer in `linear.rs`, the packed batch and the buffers in `batch.rs`.
 //!
 //! The forward pass works on a *packed* batch: the tokens of all sequences concatenated,
-//! `(total_tokens, hidden)`, with `seq_offsets` marking where each sequence starts. The linear
+//! `(T, H)` for `T` tokens, with `seq_offsets` marking where each sequence starts. The linear
 //! layers, LayerNorm and GELU see only real tokens; attention runs per sequence. So a batch
 //! costs what its tokens cost, and one text's vector never depends on its batch-mates.
 
 mod batch;
+mod dense;
 mod linear;
 mod load;
 
-pub use batch::{OutputRows, PackedBatch, Workspace};
+pub use batch::{PackedBatch, Rows, Workspace, DEFAULT_MAX_BATCH_TOKENS};
+pub use dense::{Dense, DenseActivation};
 pub use linear::{Linear, LinearInput, LinearWeight, Precision};
 pub use load::{parameter_shapes, TensorNames};
 
 use crate::checkpoint::Tensor;
-use crate::config::{Activation, BertConfig};
-use crate::error::{Error, Result};
+use crate::config::BertConfig;
+use crate::error::Result;
+use batch::row_count;
 use densa_kernels as k;
 
-/// `embeddings.*`: word + position (+ token type), then LayerNorm.
+/// LayerNorm's affine parameters (`weight` = gamma, `bias` = beta) and its epsilon.
+pub struct LayerNorm {
+    pub weight: Tensor, // (H)
+    pub bias: Tensor,   // (H)
+    pub eps: f32,
+}
+
+/// Where a LayerNorm's output goes next: the linear layer that reads it (`None`: nothing
+/// does) and the int8 scratch. When `next` is int8, the LayerNorm quantizes each row into the
+/// scratch as it writes it (the row still in cache), and `next` reads it there
+/// ([`LinearInput::Quantized`]); an int8 layer fed by anything else quantizes its input into
+/// the same scratch itself ([`LinearInput::Rows`]).
+pub struct Handoff<'a> {
+    pub next: Option<&'a Linear>,
+    pub scratch: &'a mut k::Int8Scratch,
+}
+
+impl LayerNorm {
+    /// `x (rows, H) = LayerNorm(x + residual)` (no residual for the embeddings'), handed off
+    /// to `handoff.next`.
+    pub fn forward(
+        &self,
+        x: &mut [f32],
+        residual: Option<&[f32]>,
+        rows: usize,
+        handoff: Handoff<'_>,
+    ) {
+        let (gamma, beta) = (self.weight.as_slice(), self.bias.as_slice());
+        let quantized = handoff
+            .next
+            .is_some_and(Linear::is_int8)
+            .then_some(handoff.scratch);
+        let isa = k::Isa::selected();
+        k::add_layer_norm(
+            isa,
+            x,
+            residual,
+            gamma,
+            beta,
+            rows,
+            gamma.len(),
+            self.eps,
+            quantized,
+        );
+    }
+}
+
+/// `embeddings.*` (`BertEmbeddings`): word + position (+ token type), then LayerNorm.
 pub struct Embeddings {
     pub word_embeddings: Tensor,               // (vocab, H)
     pub position_embeddings: Tensor,           // (max_positions, H)
     pub token_type_embeddings: Option<Tensor>, // (type_vocab, H); DistilBERT has none
-    pub layer_norm: LayerNorm,                 // LayerNorm
+    pub layer_norm: LayerNorm,
+    /// The position id of every sequence's first token: 0, or RoBERTa's `pad_token_id + 1`
+    /// (`create_position_ids_from_input_ids`).
+    pub first_position: usize,
 }
 
-/// `encoder.layer.N.*` (`BertLayer`).
-pub struct BertLayer {
-    pub attention: BertAttention,
-    /// `intermediate.dense`, GELU fused into its epilogue (`BertIntermediate`).
-    pub intermediate: Linear,
-    /// `output.{dense, LayerNorm}` (`BertOutput`).
-    pub output: DenseLayerNorm,
+impl Embeddings {
+    /// `BertEmbeddings.forward`: `out (T, H) = LayerNorm(word + token type + position)`, the
+    /// positions counted from `first_position` in every sequence.
+    pub fn forward(&self, out: &mut [f32], batch: &PackedBatch, handoff: Handoff<'_>) {
+        let h = self.layer_norm.weight.as_slice().len();
+        let (words, positions) = (
+            self.word_embeddings.as_slice(),
+            self.position_embeddings.as_slice(),
+        );
+        let types = self.token_type_embeddings.as_ref().map(Tensor::as_slice);
+        let (ids, type_ids) = (batch.input_ids(), batch.token_type_ids());
+        for s in 0..batch.num_sequences() {
+            for (position, token) in (self.first_position..).zip(batch.range(s)) {
+                let row = &mut out[token * h..(token + 1) * h];
+                let word = &words[ids[token] as usize * h..][..h];
+                let position = &positions[position * h..][..h];
+                match types {
+                    // As transformers adds them: (word + token type) + position.
+                    Some(types) => {
+                        let token_type = &types[type_ids[token] as usize * h..][..h];
+                        for j in 0..h {
+                            row[j] = word[j] + token_type[j] + position[j];
+                        }
+                    }
+                    None => {
+                        for j in 0..h {
+                            row[j] = word[j] + position[j];
+                        }
+                    }
+                }
+            }
+        }
+        self.layer_norm
+            .forward(out, None, batch.total_tokens(), handoff);
+    }
 }
 
-/// `attention.*` (`BertAttention`).
-pub struct BertAttention {
-    /// `self.{query, key, value}` (`BertSelfAttention`), stacked: `W (3H, H)` = [Wq; Wk; Wv],
-    /// one GEMM.
-    pub self_query_key_value: Linear,
-    /// `output.{dense, LayerNorm}` (`BertSelfOutput`).
-    pub output: DenseLayerNorm,
+/// `attention.self` (`BertSelfAttention`): Q, K and V stacked into one linear layer,
+/// `W (3H, H)` = [Wq; Wk; Wv].
+pub struct BertSelfAttention {
+    pub query_key_value: Linear,
+    pub num_heads: usize,
+    pub head_dim: usize,
 }
 
-/// A dense layer, then LayerNorm(· + residual): `BertSelfOutput` and `BertOutput`.
+impl BertSelfAttention {
+    /// `BertSelfAttention.forward`: `context (R, H) = softmax(Q Kᵀ/√d) V` within each
+    /// sequence, head by head, for the query rows `rows`; Q, K, V `(T, 3H)` from every token of
+    /// `hidden (T, H)` (which the LayerNorm before quantized, when Q/K/V is int8).
+    pub fn forward(
+        &self,
+        context: &mut [f32],
+        qkv: &mut [f32],
+        hidden: &[f32],
+        batch: &PackedBatch,
+        rows: Rows,
+        scratch: &k::Int8Scratch,
+    ) {
+        let input = LinearInput::Quantized(hidden, scratch);
+        let t = batch.total_tokens();
+        self.query_key_value
+            .forward(qkv, input, t, k::Activation::None);
+        let (isa, offsets) = (k::Isa::selected(), batch.seq_offsets());
+        let (heads, d) = (self.num_heads, self.head_dim);
+        k::attention_forward(isa, rows, context, qkv, offsets, heads, d);
+    }
+}
+
+/// A dense layer, then LayerNorm of its output plus the residual: `attention.output`
+/// (`BertSelfOutput`) and `output` (`BertOutput`).
 pub struct DenseLayerNorm {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
 }
 
-/// LayerNorm's affine parameters (`weight` = gamma, `bias` = beta).
-pub struct LayerNorm {
-    pub weight: Tensor,
-    pub bias: Tensor,
+impl DenseLayerNorm {
+    /// `out (rows, H) = LayerNorm(x · Wᵀ + b + residual)`, handed off to `handoff.next`
+    /// (`BertSelfOutput.forward(hidden_states, input_tensor)`).
+    pub fn forward(
+        &self,
+        out: &mut [f32],
+        x: &[f32],
+        residual: &[f32],
+        rows: usize,
+        handoff: Handoff<'_>,
+    ) {
+        let input = LinearInput::Rows(x, &mut *handoff.scratch);
+        self.dense.forward(out, input, rows, k::Activation::None);
+        self.layer_norm.forward(out, Some(residual), rows, handoff);
+    }
+}
+
+/// `attention.*` (`BertAttention`).
+pub struct BertAttention {
+    /// `attention.self.{query, key, value}`
+    pub self_attention: BertSelfAttention,
+    /// `attention.output.{dense, LayerNorm}` (`BertSelfOutput`)
+    pub output: DenseLayerNorm,
+}
+
+impl BertAttention {
+    /// `BertAttention.forward`: `attention_output (R, H) = LayerNorm(context · Woᵀ + b + input)`
+    /// with `context` self-attention over `hidden (T, H)` and `input` the rows `rows` of
+    /// `hidden` (gathered into `first_rows` when those are each sequence's first).
+    /// `intermediate` reads the output.
+    fn forward(
+        &self,
+        workspace: &mut Workspace,
+        batch: &PackedBatch,
+        rows: Rows,
+        intermediate: &Linear,
+    ) {
+        let Workspace {
+            hidden,
+            qkv,
+            context,
+            attention_output,
+            first_rows,
+            int8,
+            ..
+        } = workspace;
+        self.self_attention
+            .forward(context, qkv, hidden, batch, rows, int8);
+        let input = match rows {
+            Rows::All => &hidden[..],
+            Rows::FirstOfEachSequence => {
+                gather_first_rows(first_rows, hidden, batch);
+                &first_rows[..]
+            }
+        };
+        let handoff = Handoff {
+            next: Some(intermediate),
+            scratch: int8,
+        };
+        let r = row_count(rows, batch);
+        self.output
+            .forward(attention_output, context, input, r, handoff);
+    }
+}
+
+/// `intermediate` (`BertIntermediate`): a dense layer with GELU.
+pub struct BertIntermediate {
+    pub dense: Linear,
+    /// `hidden_act`, run in the GEMM's epilogue.
+    pub activation: k::Activation,
+}
+
+impl BertIntermediate {
+    /// `BertIntermediate.forward`: `out (rows, F) = GELU(x · Wᵀ + b)`, `x` as the LayerNorm
+    /// before left it (quantized, when the layer is int8).
+    pub fn forward(&self, out: &mut [f32], x: &[f32], rows: usize, scratch: &k::Int8Scratch) {
+        let input = LinearInput::Quantized(x, scratch);
+        self.dense.forward(out, input, rows, self.activation);
+    }
+}
+
+/// `encoder.layer.N.*` (`BertLayer`).
+pub struct BertLayer {
+    pub attention: BertAttention,
+    pub intermediate: BertIntermediate,
+    /// `output.{dense, LayerNorm}` (`BertOutput`)
+    pub output: DenseLayerNorm,
+}
+
+impl BertLayer {
+    /// `BertLayer.forward`: the layer's output replaces its input in `hidden (T, H)`, at the
+    /// rows `rows` (the others keep the input), handed off to `next` (the next layer's Q/K/V).
+    pub fn forward(
+        &self,
+        workspace: &mut Workspace,
+        batch: &PackedBatch,
+        rows: Rows,
+        next: Option<&Linear>,
+    ) {
+        // attention: attention_output (R, H) = LayerNorm(SelfAttention(hidden) · Woᵀ + b + input)
+        let intermediate_dense = &self.intermediate.dense;
+        self.attention
+            .forward(workspace, batch, rows, intermediate_dense);
+        let Workspace {
+            hidden,
+            attention_output,
+            intermediate,
+            first_rows,
+            int8,
+            ..
+        } = workspace;
+        // intermediate: (R, F) = GELU(attention_output · Wiᵀ + b)
+        let r = row_count(rows, batch);
+        self.intermediate
+            .forward(intermediate, attention_output, r, int8);
+        // output: the layer's output (R, H) = LayerNorm(intermediate · Wᵀ + b + attention_output),
+        // written over the input rows (read for the last time above)
+        let output = match rows {
+            Rows::All => &mut hidden[..],
+            Rows::FirstOfEachSequence => &mut first_rows[..],
+        };
+        let handoff = Handoff {
+            next,
+            scratch: int8,
+        };
+        self.output
+            .forward(output, intermediate, attention_output, r, handoff);
+        if rows == Rows::FirstOfEachSequence {
+            scatter_first_rows(hidden, first_rows, batch);
+        }
+    }
 }
 
 /// A BERT encoder with its optional heads.
@@ -77,225 +313,58 @@ pub struct BertModel {
 }
 
 impl BertModel {
-    /// Runs the encoder over a packed batch and returns the last hidden state
-    /// `(total_tokens, hidden)`, which lives in `workspace`. When `all_hidden_states` is given,
-    /// it receives the embedding output and every layer's output (as `transformers`'
-    /// `output_hidden_states=True`; every row is then computed). `rows` says which rows of the
-    /// last layer are needed. Once `workspace` has seen a batch this large, the pass allocates
-    /// nothing.
+    /// `BertModel.forward` up to the last hidden state `(T, H)`, which lives in `workspace`.
+    /// `rows` says which of its rows are needed (see [`BertModel::last_layer_rows`]). When
+    /// `all_hidden_states` is given, it receives the embedding output and every layer's output
+    /// (as `output_hidden_states=True`; every row is then computed). Once `workspace` has seen
+    /// a batch this large, the pass allocates nothing.
     pub fn forward<'w>(
         &self,
         batch: &PackedBatch,
         workspace: &'w mut Workspace,
+        rows: Rows,
         mut all_hidden_states: Option<&mut Vec<Vec<f32>>>,
-        rows: OutputRows,
     ) -> Result<&'w [f32]> {
-        let cfg = &self.config;
-        let (h, f, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
-        let (heads, head_dim) = (cfg.num_attention_heads, cfg.head_dim());
-        let isa = k::Isa::selected(); // the f32 kernels' instruction set (DENSA_ISA or the best)
-        let t = batch.total_tokens(); // T: real tokens of all sequences together
-        let s = batch.num_sequences(); // S: sequences
-        self.check_batch(batch)?;
-        workspace.resize(t, s, h, f);
-        let first_tokens_only = rows == OutputRows::FirstTokens && all_hidden_states.is_none();
-        let Workspace {
-            hidden,
-            qkv,
-            context,
-            normed,
-            intermediate,
-            first_rows,
-            int8,
-        } = workspace;
-        let first_layer = self
-            .layers
-            .first()
-            .map(|l| &l.attention.self_query_key_value);
-
-        // hidden (T, H) = LayerNorm(word + position + token_type embeddings), quantized for the
-        // first layer's Q/K/V when it runs int8
-        self.embeddings_sum(hidden, batch);
-        let ln = &self.embeddings.layer_norm;
-        ln.forward(hidden, None, t, eps, first_layer, int8);
-        if let Some(states) = all_hidden_states.as_deref_mut() {
-            states.push(hidden.clone());
-        }
-        for (i, layer) in self.layers.iter().enumerate() {
-            let next_qkv = self
-                .layers
-                .get(i + 1)
-                .map(|l| &l.attention.self_query_key_value);
-            // attention.self: qkv (T, 3H) = hidden · [Wq; Wk; Wv]ᵀ + b (its input was
-            // quantized by the LayerNorm before)
-            let qkv_layer = &layer.attention.self_query_key_value;
-            qkv_layer.forward(
-                qkv,
-                LinearInput::Quantized(hidden, int8),
-                t,
-                k::Activation::None,
-            );
-            if first_tokens_only && next_qkv.is_none() {
-                // Only [CLS] is pooled: the last layer's rest runs on S rows.
-                // context (S, H) = softmax(q Kᵀ/√d) V for each sequence's first query
-                let (first, offsets) = (k::Queries::FirstOfEachSequence, &batch.seq_offsets);
-                k::attention_forward(isa, first, context, qkv, offsets, heads, head_dim);
-                // first_rows (S, H) = the layer's input at each sequence's first token
-                gather_first_rows(first_rows, hidden, batch, h);
-                let (inputs, context) = (&first_rows[..s * h], &mut context[..s * h]);
-                self.after_attention(layer, None, inputs, context, normed, intermediate, s, int8);
-                scatter_first_rows(hidden, &context[..s * h], batch, h);
-                break;
-            }
-            // context (T, H) = softmax(Q Kᵀ/√d) V within each sequence, head by head
-            let (all, offsets) = (k::Queries::All, &batch.seq_offsets);
-            k::attention_forward(isa, all, context, qkv, offsets, heads, head_dim);
-            // attention.output, intermediate, output: hidden (T, H) = the layer's output
-            self.after_attention(
-                layer,
-                next_qkv,
-                hidden,
-                context,
-                normed,
-                intermediate,
-                t,
-                int8,
-            );
-            std::mem::swap(hidden, context);
-            if let Some(states) = all_hidden_states.as_deref_mut() {
-                states.push(hidden.clone());
-            }
-        }
-        Ok(&workspace.hidden[..t * h])
-    }
-
-    /// A layer after its attention, on `rows` rows: `hidden (rows, H)` is the layer's input,
-    /// `context (rows, H)` its attention context, which is replaced by the layer's output:
-    /// ```text
-    /// normed  = LayerNorm(context · Woᵀ + b + hidden)                   attention.output
-    /// context = LayerNorm(GELU(normed · Wiᵀ + b) · Wᵀ + b + normed)     intermediate, output
-    /// ```
-    /// The last LayerNorm quantizes its rows for `next` (the next layer's Q/K/V) if it is int8.
-    #[allow(clippy::too_many_arguments)]
-    fn after_attention(
-        &self,
-        layer: &BertLayer,
-        next: Option<&Linear>,
-        hidden: &[f32],
-        context: &mut [f32],
-        normed: &mut [f32],
-        intermediate: &mut [f32],
-        rows: usize,
-        int8: &mut k::Int8Scratch,
-    ) {
-        let eps = self.config.layer_norm_eps;
-        let gelu = match self.config.hidden_act {
-            Activation::GeluErf => k::Activation::GeluErf,
-            Activation::GeluTanh => k::Activation::GeluTanh,
+        batch.check_against(&self.config)?;
+        workspace.resize(batch, &self.config);
+        let rows = match all_hidden_states {
+            Some(_) => Rows::All,
+            None => rows,
         };
-        let none = k::Activation::None;
-        // attention.output: dense + bias, then LayerNorm(· + residual), quantized for FFN in
-        let out = &layer.attention.output;
-        out.dense
-            .forward(normed, LinearInput::Rows(context, int8), rows, none);
-        let ffn_in = Some(&layer.intermediate);
-        out.layer_norm
-            .forward(normed, Some(hidden), rows, eps, ffn_in, int8);
-        // intermediate: (rows, F) = GELU(normed · Wiᵀ + b), GELU in the GEMM's epilogue
-        let intermediate = &mut intermediate[..rows * self.config.intermediate_size];
-        let input = LinearInput::Quantized(normed, int8);
-        layer.intermediate.forward(intermediate, input, rows, gelu);
-        // output: dense + bias, then LayerNorm(· + residual), quantized for the next layer
-        let out = &layer.output;
-        out.dense
-            .forward(context, LinearInput::Rows(intermediate, int8), rows, none);
-        out.layer_norm
-            .forward(context, Some(normed), rows, eps, next, int8);
+        // hidden (T, H) = Embeddings(input_ids, token_type_ids), quantized for layer 0's Q/K/V
+        let handoff = Handoff {
+            next: self.query_key_value(0),
+            scratch: &mut workspace.int8,
+        };
+        let hidden = &mut workspace.hidden;
+        self.embeddings.forward(hidden, batch, handoff);
+        keep(&mut all_hidden_states, &workspace.hidden);
+        // hidden (T, H) = BertLayer(hidden), layer after layer
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (rows, next) = (self.last_layer_rows(i, rows), self.query_key_value(i + 1));
+            layer.forward(workspace, batch, rows, next);
+            keep(&mut all_hidden_states, &workspace.hidden);
+        }
+        let t = batch.total_tokens();
+        Ok(&workspace.hidden[..t * self.config.hidden_size])
     }
 
-    /// Rejects ids the embedding tables do not have, and sequences longer than the positions.
-    fn check_batch(&self, batch: &PackedBatch) -> Result<()> {
-        let cfg = &self.config;
-        // The packing itself: offsets from 0 to the token count, every sequence non-empty.
-        let offsets = &batch.seq_offsets;
-        if offsets.first() != Some(&0)
-            || offsets.last() != Some(&batch.input_ids.len())
-            || offsets.windows(2).any(|w| w[0] >= w[1])
-        {
-            return Err(Error::InvalidInput(format!(
-                "a packed batch's seq_offsets must rise strictly from 0 to its {} tokens (every sequence holds at least one token); found {} offsets",
-                batch.input_ids.len(),
-                offsets.len()
-            )));
+    /// The pooling-aware last layer: the rows layer `i` computes. Every layer computes every
+    /// row, except the last when the caller needs each sequence's first row alone (`[CLS]`
+    /// pooling, the pooler, DPR): its keys and values still come from every token, but its
+    /// attention, feed-forward and LayerNorms run on those S rows, bit for bit the rows the full
+    /// pass gives. The other rows of the last hidden state are then the last layer's input.
+    pub fn last_layer_rows(&self, i: usize, rows: Rows) -> Rows {
+        match i + 1 == self.layers.len() {
+            true => rows,
+            false => Rows::All,
         }
-        // The first value of `values` at or past `limit`, if any.
-        fn beyond(values: &[u32], limit: usize) -> Option<u32> {
-            values.iter().copied().find(|&v| v as usize >= limit)
-        }
-        if let Some(id) = beyond(&batch.input_ids, cfg.vocab_size) {
-            return Err(Error::InvalidInput(format!(
-                "token id {id} is beyond the embedding table ({} rows)",
-                cfg.vocab_size
-            )));
-        }
-        let types = cfg.type_vocab_size;
-        if let Some(tt) = beyond(&batch.token_type_ids, types).filter(|_| types > 0) {
-            return Err(Error::InvalidInput(format!(
-                "token type {tt} is beyond type_vocab_size {}",
-                cfg.type_vocab_size
-            )));
-        }
-        if let Some(len) = (0..batch.num_sequences())
-            .map(|s| batch.range(s).len())
-            .find(|&l| l > cfg.max_positions())
-        {
-            return Err(Error::InvalidInput(format!(
-                "a sequence of {len} tokens exceeds the {} positions of the position embeddings",
-                cfg.max_positions()
-            )));
-        }
-        if batch.token_type_ids.len() != batch.input_ids.len() {
-            return Err(Error::InvalidInput(
-                "token_type_ids and input_ids differ in length".into(),
-            ));
-        }
-        Ok(())
     }
 
-    /// `embeddings` before their LayerNorm: word + position + token type. `out`: (T, H).
-    fn embeddings_sum(&self, out: &mut [f32], batch: &PackedBatch) {
-        let h = self.config.hidden_size;
-        let emb = &self.embeddings;
-        let (words, positions) = (
-            emb.word_embeddings.as_slice(),
-            emb.position_embeddings.as_slice(),
-        );
-        let types = emb.token_type_embeddings.as_ref().map(|t| t.as_slice());
-        // Every sequence's positions start at the same id: 0, or RoBERTa's pad_token_id + 1.
-        let first_position = self.config.position_offset;
-        for s in 0..batch.num_sequences() {
-            let range = batch.range(s);
-            for (position, token) in (first_position..).zip(range) {
-                let id = batch.input_ids[token] as usize;
-                let row = &mut out[token * h..(token + 1) * h];
-                let (w, p) = (&words[id * h..][..h], &positions[position * h..][..h]);
-                match types {
-                    // As transformers adds them: (word + token type) + position.
-                    Some(types) => {
-                        let tt = batch.token_type_ids[token] as usize;
-                        let ty = &types[tt * h..][..h];
-                        for j in 0..h {
-                            row[j] = w[j] + ty[j] + p[j];
-                        }
-                    }
-                    None => {
-                        for j in 0..h {
-                            row[j] = w[j] + p[j];
-                        }
-                    }
-                }
-            }
-        }
+    /// Layer `i`'s stacked Q/K/V, if there is a layer `i`: what reads the previous LayerNorm.
+    fn query_key_value(&self, i: usize) -> Option<&Linear> {
+        let layer = self.layers.get(i)?;
+        Some(&layer.attention.self_attention.query_key_value)
     }
 
     /// Number of parameters the model uses.
@@ -309,9 +378,9 @@ impl BertModel {
                 .map_or(0, |t| t.as_slice().len())
             + 2 * self.config.hidden_size;
         for l in &self.layers {
-            n += lin(&l.attention.self_query_key_value)
+            n += lin(&l.attention.self_attention.query_key_value)
                 + lin(&l.attention.output.dense)
-                + lin(&l.intermediate)
+                + lin(&l.intermediate.dense)
                 + lin(&l.output.dense);
             n += 4 * self.config.hidden_size;
         }
@@ -335,21 +404,27 @@ impl BertModel {
     }
 }
 
+/// Appends a copy of the hidden state, when hidden states are kept.
+fn keep(all_hidden_states: &mut Option<&mut Vec<Vec<f32>>>, hidden: &[f32]) {
+    if let Some(states) = all_hidden_states {
+        states.push(hidden.to_vec());
+    }
+}
+
 /// `first (S, H)`: each sequence's first row of `hidden (T, H)`.
-fn gather_first_rows(first: &mut [f32], hidden: &[f32], batch: &PackedBatch, h: usize) {
-    for (seq, row) in first[..batch.num_sequences() * h]
-        .chunks_exact_mut(h)
-        .enumerate()
-    {
-        let t0 = batch.seq_offsets[seq];
+fn gather_first_rows(first: &mut [f32], hidden: &[f32], batch: &PackedBatch) {
+    let h = first.len() / batch.num_sequences().max(1);
+    for (s, row) in first.chunks_exact_mut(h.max(1)).enumerate() {
+        let t0 = batch.seq_offsets()[s];
         row.copy_from_slice(&hidden[t0 * h..(t0 + 1) * h]);
     }
 }
 
 /// The inverse: `first (S, H)` written back to each sequence's first row of `hidden`.
-fn scatter_first_rows(hidden: &mut [f32], first: &[f32], batch: &PackedBatch, h: usize) {
-    for (seq, row) in first.chunks_exact(h).enumerate() {
-        let t0 = batch.seq_offsets[seq];
+fn scatter_first_rows(hidden: &mut [f32], first: &[f32], batch: &PackedBatch) {
+    let h = first.len() / batch.num_sequences().max(1);
+    for (s, row) in first.chunks_exact(h.max(1)).enumerate() {
+        let t0 = batch.seq_offsets()[s];
         hidden[t0 * h..(t0 + 1) * h].copy_from_slice(row);
     }
 }

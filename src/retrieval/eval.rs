@@ -1,9 +1,11 @@
-//! Evaluating retrieval: the rank of each question's gold passage, and the usual metrics
-//! (recall@k, mean reciprocal rank, average rank).
+//! Evaluating retrieval and answers: the rank of each question's gold passage (by the
+//! retriever, and after a cross-encoder reranks), the usual metrics (recall@k, mean reciprocal
+//! rank, average rank), and SQuAD's exact match and F1 of an answer.
 
 use super::reader::Index;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
+use crate::heads::Reranker;
 use crate::io::records::lines;
 use serde_json::Value;
 use std::path::Path;
@@ -114,5 +116,140 @@ impl RetrievalMetrics {
         report.insert("average_rank".into(), self.average_rank.into());
         report.insert("questions_per_s".into(), self.questions_per_s.into());
         Value::Object(report)
+    }
+}
+
+/// Where each question's gold passage ranks once the retriever's best `rerank_top` passages are
+/// rescored by `reranker` (1-based). A gold passage outside those keeps its retriever rank
+/// (above `rerank_top`): reranking cannot reach it. `passage_template` joins titles as for
+/// [`AnswerOptions::passage_template`].
+pub fn reranked_gold_ranks(
+    encoder: &Encoder,
+    index: &Index,
+    reranker: &Reranker,
+    questions: &[String],
+    gold: &[usize],
+    rerank_top: usize,
+    passage_template: &str,
+) -> Result<Vec<usize>> {
+    if questions.len() != gold.len() || rerank_top == 0 {
+        return Err(Error::InvalidInput(format!(
+            "{} questions for {} gold passages, rerank_top {rerank_top}",
+            questions.len(),
+            gold.len()
+        )));
+    }
+    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+    let vectors = encoder.embed(&refs)?;
+    let retriever_ranks = encoder.install(|| index.gold_ranks(&vectors.data, gold))?;
+    // The same question vectors serve both rankings (encoded once).
+    let hits = encoder.install(|| index.search(&vectors.data, rerank_top))?;
+    let mut ranks = Vec::with_capacity(questions.len());
+    for (j, hits) in hits.iter().enumerate() {
+        let Some(at) = hits.iter().position(|h| h.index == gold[j]) else {
+            ranks.push(retriever_ranks[j]);
+            continue;
+        };
+        let texts: Vec<String> = hits
+            .iter()
+            .map(|h| h.passage.templated(passage_template))
+            .collect();
+        let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (refs[j], t.as_str())).collect();
+        let scores: Vec<f32> = reranker
+            .score(&pairs)?
+            .iter()
+            .map(|s| s.scores.last().copied().unwrap_or(0.0))
+            .collect();
+        // A tie counts against the gold passage.
+        let better = scores
+            .iter()
+            .enumerate()
+            .filter(|&(i, &s)| i != at && s >= scores[at])
+            .count();
+        ranks.push(1 + better);
+    }
+    Ok(ranks)
+}
+
+/// SQuAD's answer normalisation, with MLQA's Spanish articles: lowercase, punctuation removed,
+/// the articles (el, la, lo, las, los, un, una, unos, unas; a, an, the) dropped, whitespace
+/// collapsed. Its tokens.
+fn normalized_tokens(text: &str) -> Vec<String> {
+    const ARTICLES: [&str; 12] = [
+        "el", "la", "lo", "las", "los", "un", "una", "unos", "unas", "a", "an", "the",
+    ];
+    let lower = text.to_lowercase();
+    let kept: String = lower
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    kept.split_whitespace()
+        .filter(|w| !ARTICLES.contains(w))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `(exact match, F1)` of a predicted answer against the gold answers (the best over them), as
+/// SQuAD's evaluation script computes them: exact match of the normalised texts, and the F1 of
+/// their token bags.
+pub fn answer_scores(prediction: &str, golds: &[String]) -> (f64, f64) {
+    let predicted = normalized_tokens(prediction);
+    let mut best = (0.0f64, 0.0f64);
+    for gold in golds {
+        let gold = normalized_tokens(gold);
+        let exact = f64::from(u8::from(predicted == gold));
+        let mut remaining = gold.clone();
+        let mut same = 0usize;
+        for token in &predicted {
+            if let Some(at) = remaining.iter().position(|g| g == token) {
+                remaining.swap_remove(at);
+                same += 1;
+            }
+        }
+        let f1 = if same == 0 {
+            // Two empty answers match.
+            f64::from(u8::from(predicted.is_empty() && gold.is_empty()))
+        } else {
+            let precision = same as f64 / predicted.len() as f64;
+            let recall = same as f64 / gold.len() as f64;
+            2.0 * precision * recall / (precision + recall)
+        };
+        best = (best.0.max(exact), best.1.max(f1));
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_scores;
+
+    /// Values worked out by hand from SQuAD's definitions.
+    #[test]
+    fn exact_match_and_f1_follow_squads_definitions() {
+        let golds = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Articles, case and punctuation do not count.
+        assert_eq!(
+            answer_scores("El Quijote.", &golds(&["quijote"])),
+            (1.0, 1.0)
+        );
+        // One shared token of 3 predicted and 2 gold: p = 1/3, r = 1/2, F1 = 0.4.
+        let (em, f1) = answer_scores("Miguel de Cervantes", &golds(&["Cervantes Saavedra"]));
+        assert_eq!(em, 0.0);
+        assert!((f1 - 0.4).abs() < 1e-12, "{f1}");
+        // The best gold answer counts.
+        assert_eq!(
+            answer_scores("1605", &golds(&["en 1615", "1605"])),
+            (1.0, 1.0)
+        );
+        assert_eq!(answer_scores("Madrid", &golds(&["Barcelona"])), (0.0, 0.0));
+        // Repeated tokens count as often as both sides hold them: p = 2/3, r = 1, F1 = 0.8.
+        let (_, f1) = answer_scores("muy muy bien", &golds(&["muy muy"]));
+        assert!((f1 - 0.8).abs() < 1e-12, "{f1}");
     }
 }

@@ -31,6 +31,6 @@ mod passages;
 mod reader;
 
 pub use build::{build_index, BuildReport, IndexOptions, INDEX_FORMAT_VERSION};
-pub use eval::{read_qa_pairs, RetrievalMetrics};
+pub use eval::{answer_scores, read_qa_pairs, reranked_gold_ranks, RetrievalMetrics};
 pub use passages::{read_passages, Passage};
 pub use reader::{Index, SearchHit};

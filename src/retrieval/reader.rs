@@ -220,7 +220,7 @@ impl Index {
 
     /// [`Index::encoding_mismatches`] for another encoding of the same encoder.
     pub fn encoding_mismatches_with(&self, encoder: &Encoder, encoding: &Encoding) -> Vec<String> {
-        let normalizes = encoder.normalizes_with(encoding);
+        let normalizes = encoding.gives_unit_vectors();
         let manifest = self.manifest();
         let mut found = Vec::new();
         if let Some(normalized) = manifest["normalized"].as_bool() {

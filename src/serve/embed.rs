@@ -2,7 +2,7 @@
 
 use super::errors::{parse_json, ApiError, Shape};
 use super::{json_response, RequestFacts, Server};
-use crate::encoder::Encoding;
+use crate::encoder::{Encoder, Encoding, Prompt};
 use crate::tokenizer::{Input, Tokenized};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -98,12 +98,12 @@ fn check_lengths(
 /// `inputs` tokenized with `encoding`, an input the tokenizer had to cut refused unless
 /// `truncate` (413).
 pub(crate) fn tokenize_checked(
-    encoder: &crate::Encoder,
+    encoder: &Encoder,
     inputs: &[Input<'_>],
     encoding: &Encoding,
     truncate: bool,
 ) -> Result<Vec<Tokenized>, ApiError> {
-    let tokenized = encoder.tokenize_with(inputs, encoding)?;
+    let tokenized = encoder.tokenize_on_caller_thread(inputs, encoding)?;
     check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
     Ok(tokenized)
 }
@@ -174,12 +174,18 @@ pub(crate) async fn tei_embed(
         let (texts, _) = texts(&request.inputs, "inputs")?;
         // TEI's `normalize`: unit vectors out, normalised once (not again when the folder's
         // Normalize module already did).
-        let encoder = &server.models.encoder;
-        let (prompt_name, dimensions) = (request.prompt_name.as_deref(), request.dimensions);
-        let mut encoding = encoder.encoding_with(None, prompt_name, dimensions, Some(false))?;
-        if request.normalize && !encoder.normalizes_with(&encoding) {
-            encoding = encoder.encoding_with(None, prompt_name, dimensions, Some(true))?;
+        let mut encoding = server
+            .models
+            .encoder
+            .encoding_builder()
+            .unit_vectors(request.normalize);
+        if let Some(name) = request.prompt_name {
+            encoding = encoding.prompt(Prompt::Named(name));
         }
+        if let Some(dim) = request.dimensions {
+            encoding = encoding.truncate_dim(Some(dim));
+        }
+        let encoding = encoding.build()?;
         let (vectors, facts) = embed_texts(&server, texts, encoding, request.truncate).await?;
         let body = serde_json::to_string(&vectors).map_err(internal)?;
         Ok::<_, ApiError>(json_response(body, facts))
@@ -264,9 +270,11 @@ pub(crate) async fn openai_embeddings(
         // OpenAI's are.
         let encoding = match request.dimensions {
             None => default.clone(),
-            dim => {
-                encoder.encoding_with(None, None, dim, Some(encoder.normalizes_with(default)))?
-            }
+            dim => encoder
+                .encoding_builder()
+                .truncate_dim(dim)
+                .unit_vectors(default.gives_unit_vectors())
+                .build()?,
         };
         let (vectors, facts) = embed_texts(&server, texts, encoding, false).await?;
         let data = vectors
@@ -329,12 +337,17 @@ pub(crate) async fn tokenize(
         let (texts, _) = texts(&request.inputs, "inputs")?;
         check_count(&server, texts.len())?;
         let encoder = server.models.encoder.clone();
-        let prompt_name = request.prompt_name.as_deref();
-        let encoding = encoder.encoding_with(None, prompt_name, None, Some(false))?;
+        let encoding = match request.prompt_name {
+            Some(name) => encoder
+                .encoding_builder()
+                .prompt(Prompt::Named(name))
+                .build()?,
+            None => encoder.encoding().clone(),
+        };
         let keep_special = request.add_special_tokens;
         let (body, facts) = Server::blocking(move || {
             let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
-            let tokenized = encoder.tokenize_with(&inputs, &encoding)?;
+            let tokenized = encoder.tokenize_on_caller_thread(&inputs, &encoding)?;
             let tokenizer = encoder.tokenizer();
             let lists: Vec<Vec<Token>> = tokenized
                 .iter()

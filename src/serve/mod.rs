@@ -19,16 +19,18 @@ mod errors;
 mod metrics;
 mod tasks;
 
-use crate::batching::{BatchLimits, Batcher};
+use crate::batching::{BatchLimits, Batcher, Done, Pending};
 use crate::encoder::{Encoder, Encoding};
 use crate::error::{Error, Result};
-use crate::heads::{AnswerOptions, QaPipeline, Reader, Reranker};
+use crate::heads::{Reader, Reranker};
+use crate::pipeline::{AnswerOptions, QaPipeline};
 use crate::retrieval::Index;
+use crate::tokenizer::Tokenized;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use errors::{ApiError, ErrorKind};
 use metrics::Metrics;
@@ -39,7 +41,8 @@ use std::time::{Duration, Instant};
 /// The server's limits and settings (the `densa serve` flags).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Batching: tokens per pass, the wait for company, the queue's bound in tokens.
+    /// Batching: the wait for company, the queue's bound in tokens (each pass holds at most
+    /// the models' own `max_batch_tokens`).
     pub limits: BatchLimits,
     /// Largest request body, in bytes (413 past it).
     pub max_body_bytes: usize,
@@ -160,18 +163,14 @@ impl Server {
         })
     }
 
-    /// The routes, with authentication, the body limit, the request log and the metrics.
+    /// The routes ([`ROUTES`]), with authentication, the body limit, the request log and the
+    /// metrics.
     pub fn router(self: Arc<Self>) -> Router {
-        let routes = Router::new()
-            .route("/embed", post(embed::tei_embed))
-            .route("/v1/embeddings", post(embed::openai_embeddings))
-            .route("/tokenize", post(embed::tokenize))
-            .route("/rerank", post(tasks::rerank))
-            .route("/search", post(tasks::search))
-            .route("/answer", post(tasks::answer))
-            .route("/info", get(info))
-            .route("/metrics", get(metrics_text))
-            .route("/health", get(health))
+        let routes = ROUTES
+            .iter()
+            .fold(Router::new(), |router, route| {
+                router.route(route.path, (route.handler)())
+            })
             .fallback(not_found);
         routes
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
@@ -200,7 +199,7 @@ impl Server {
             "prompts": prompts,
             "default_prompt_name": st.default_prompt_name,
             "max_input_length": encoder.tokenizer().max_length(),
-            "max_batch_tokens": limits.max_batch_tokens,
+            "max_batch_tokens": encoder.max_batch_tokens(),
             "max_wait_us": limits.max_wait.as_micros() as u64,
             "max_queued_tokens": limits.max_queued_tokens,
             "max_client_batch_size": self.options.max_client_batch_size,
@@ -227,10 +226,7 @@ impl Server {
     }
 
     /// Waits for a queued call, within the request timeout (then its work is withdrawn).
-    async fn wait<T>(
-        &self,
-        pending: crate::batching::Pending<T>,
-    ) -> Result<crate::batching::Done<T>, ApiError> {
+    async fn wait<T>(&self, pending: Pending<T>) -> Result<Done<T>, ApiError> {
         let timeout = self.options.request_timeout;
         match tokio::time::timeout(timeout, pending).await {
             Ok(done) => done.map_err(ApiError::from),
@@ -270,7 +266,7 @@ pub(crate) struct RequestFacts {
 
 impl RequestFacts {
     /// The inputs and tokens of a tokenized request.
-    pub(crate) fn of(tokenized: &[crate::Tokenized]) -> Self {
+    pub(crate) fn of(tokenized: &[Tokenized]) -> Self {
         RequestFacts {
             inputs: tokenized.len(),
             tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
@@ -279,7 +275,7 @@ impl RequestFacts {
     }
 
     /// These facts with the queue and compute times of the call that ran them.
-    pub(crate) fn timed<T>(self, done: &crate::batching::Done<T>) -> Self {
+    pub(crate) fn timed<T>(self, done: &Done<T>) -> Self {
         RequestFacts {
             queued: done.queued,
             compute: done.compute,
@@ -344,20 +340,51 @@ fn route_shape(path: &str) -> errors::Shape {
     }
 }
 
-/// The known routes by name (a fixed set, so unknown paths do not grow the metrics).
-fn route_name(path: &str) -> &'static str {
-    match path {
-        "/embed" => "/embed",
-        "/v1/embeddings" => "/v1/embeddings",
-        "/tokenize" => "/tokenize",
-        "/rerank" => "/rerank",
-        "/search" => "/search",
-        "/answer" => "/answer",
-        "/info" => "/info",
-        "/metrics" => "/metrics",
-        "/health" => "/health",
-        _ => "other",
+/// One route: its path, its method and its handler.
+pub struct Route {
+    pub path: &'static str,
+    pub method: Method,
+    handler: fn() -> MethodRouter<Arc<Server>>,
+}
+
+impl Route {
+    const fn new(
+        path: &'static str,
+        method: Method,
+        handler: fn() -> MethodRouter<Arc<Server>>,
+    ) -> Self {
+        Route {
+            path,
+            method,
+            handler,
+        }
     }
+}
+
+/// Every route the server answers: the router, the metrics' route names, the 404 and 405
+/// messages and the README's table all follow this list.
+pub static ROUTES: [Route; 9] = [
+    Route::new("/embed", Method::POST, || post(embed::tei_embed)),
+    Route::new("/v1/embeddings", Method::POST, || {
+        post(embed::openai_embeddings)
+    }),
+    Route::new("/tokenize", Method::POST, || post(embed::tokenize)),
+    Route::new("/rerank", Method::POST, || post(tasks::rerank)),
+    Route::new("/search", Method::POST, || post(tasks::search)),
+    Route::new("/answer", Method::POST, || post(tasks::answer)),
+    Route::new("/info", Method::GET, || get(info)),
+    Route::new("/metrics", Method::GET, || get(metrics_text)),
+    Route::new("/health", Method::GET, || get(health)),
+];
+
+/// The known route of `path` (`None` for an unknown path).
+fn route_of(path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|route| route.path == path)
+}
+
+/// A route's name for the log and the metrics: a fixed set, so unknown paths do not grow them.
+fn route_name(path: &str) -> &'static str {
+    route_of(path).map_or("other", |route| route.path)
 }
 
 /// One log line and the metrics of each request.
@@ -388,11 +415,7 @@ async fn log_and_count(
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && response.extensions().get::<ErrorKind>().is_none()
     {
-        let verb = if route == "/info" || route == "/metrics" || route == "/health" {
-            "GET"
-        } else {
-            "POST"
-        };
+        let verb = route_of(route).map_or(Method::POST, |r| r.method.clone());
         let allow = response.headers().get(header::ALLOW).cloned();
         response = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -456,10 +479,22 @@ async fn metrics_text(State(server): State<Arc<Server>>) -> Response {
 
 async fn not_found(request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    let list = |method: Method| -> String {
+        let paths: Vec<&str> = ROUTES
+            .iter()
+            .filter(|r| r.method == method)
+            .map(|r| r.path)
+            .collect();
+        format!("{method} {}", paths.join(", "))
+    };
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no route {path} (POST /embed, /v1/embeddings, /rerank, /search, /answer, /tokenize; GET /health, /info, /metrics)"),
+        format!(
+            "no route {path} ({}; {})",
+            list(Method::POST),
+            list(Method::GET)
+        ),
     )
     .in_shape(route_shape(&path))
     .into_response()

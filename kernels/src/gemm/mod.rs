@@ -6,7 +6,7 @@
 //! - [`linear_packed`]: our GEMM. The weight is packed once at load ([`PackedWeight`]) into
 //!   the micro-kernel's panel layout; each call runs the blocked loop below with a per-ISA
 //!   micro-kernel chosen at run time ([`Isa::selected`]) and writes every output element once,
-//!   with the bias, GELU and residual add fused into that write ([`Epilogue`]).
+//!   with the bias and GELU fused into that write ([`Epilogue`]).
 //!
 //! The blocked loop itself is in `driver.rs`, shared with the int8 layers and attention; this
 //! file holds the f32 parts: the packed weight, the kernels' dispatch and the epilogue.
@@ -51,21 +51,19 @@ pub enum Activation {
     GeluTanh,
 }
 
-/// What happens to each output element on its one write: `act(acc + bias) + residual`.
+/// What happens to each output element on its one write: `act(acc + bias)`. (BERT's residual
+/// add is fused into the LayerNorm that follows each sub-layer instead: `add_layer_norm`.)
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
     /// `(N)`
     pub bias: Option<&'a [f32]>,
     pub activation: Activation,
-    /// `(M, N)`, added after the activation (BERT's residual connections).
-    pub residual: Option<&'a [f32]>,
 }
 
 impl Epilogue<'_> {
     pub const NONE: Epilogue<'static> = Epilogue {
         bias: None,
         activation: Activation::None,
-        residual: None,
     };
 }
 
@@ -211,8 +209,8 @@ pub fn linear_packed(
     if k == 0 {
         // Empty product: the epilogue of zero.
         let zeros = vec![0.0; n];
-        for (i, row) in out[..m * n].chunks_exact_mut(n).enumerate() {
-            write_tile(weight.isa, row, &zeros, n, i, 0, &epilogue, true, true);
+        for row in out[..m * n].chunks_exact_mut(n) {
+            write_tile(weight.isa, row, &zeros, 0, &epilogue, true, true);
         }
         return;
     }
@@ -247,14 +245,6 @@ pub(crate) fn check_linear_shapes(
             b.len() >= n,
             "{what}: bias has {} values, needs {n}",
             b.len()
-        );
-    }
-    if let Some(r) = e.residual {
-        assert!(
-            r.len() >= m * n,
-            "{what}: residual has {} values, needs {}",
-            r.len(),
-            m * n
         );
     }
 }
@@ -298,17 +288,7 @@ impl TileSink<f32> for F32Sink<'_> {
         let c = unsafe {
             std::slice::from_raw_parts_mut(self.out.get().add(row * self.ldc + col0), acc.len())
         };
-        write_tile(
-            self.isa,
-            c,
-            acc,
-            self.ldc,
-            row,
-            col0,
-            self.epilogue,
-            first,
-            last,
-        );
+        write_tile(self.isa, c, acc, col0, self.epilogue, first, last);
     }
 }
 
@@ -394,16 +374,13 @@ pub(crate) fn pack_rows(dst: &mut [f32], src: &[f32], ld: usize, k: usize, n: us
 }
 
 /// Merges one row of a micro-tile into the output: on the first K chunk `c = acc`, later
-/// `c += acc`; on the last chunk add the bias, apply the activation, add the residual.
-/// (The int8 path writes its dequantized tile with `first` and `last` both true.)
-#[allow(clippy::too_many_arguments)]
+/// `c += acc`; on the last chunk add the bias and apply the activation. `c` starts at column
+/// `col0`. (The int8 path writes its dequantized tile with `first` and `last` both true.)
 #[inline(always)]
 pub(crate) fn write_tile(
     isa: Isa,
     c: &mut [f32],
     acc: &[f32],
-    n: usize,
-    row: usize,
     col0: usize,
     e: &Epilogue<'_>,
     first: bool,
@@ -428,10 +405,5 @@ pub(crate) fn write_tile(
         Activation::None => {}
         Activation::GeluErf => activation::gelu_erf_chunk_isa(isa, c),
         Activation::GeluTanh => activation::gelu_tanh_chunk_isa(isa, c),
-    }
-    if let Some(residual) = e.residual {
-        c.iter_mut()
-            .zip(&residual[row * n + col0..][..width])
-            .for_each(|(c, r)| *c += r);
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! W (N, K) f32  →  w_q (N, K) ∈ [-63, 63] = round(W / s_w[n]),  s_w[n] = max|W[n, :]| / 63
 //! x (M, K) f32  →  x_q (M, K) ∈ [-127, 127] = round(x / s_x[m]),  s_x[m] = max|x[m, :]| / 127
-//! out[m, n]     =  s_x[m] · s_w[n] · Σ_k x_q[m, k] · w_q[n, k]   (+ bias, GELU, residual)
+//! out[m, n]     =  s_x[m] · s_w[n] · Σ_k x_q[m, k] · w_q[n, k]   (+ bias, GELU)
 //! ```
 //!
 //! Activations are stored shifted to unsigned, `u = x_q + 128 ∈ [1, 255]`, on every path, and
@@ -325,7 +325,7 @@ pub fn linear_int8(
     epilogue: Epilogue<'_>,
     scratch: &mut Int8Scratch,
 ) {
-    // Each step checks its own slices: the input here, the output, bias and residual there.
+    // Each step checks its own slices: the input here, the output and bias there.
     scratch.quantize(inp, m, weight.k);
     linear_int8_quantized(out, weight, m, epilogue, scratch);
 }
@@ -346,7 +346,7 @@ pub fn linear_int8_quantized(
         activations.rows,
         activations.k
     );
-    // The output, bias and residual (the input was checked when it was quantized).
+    // The output and bias (the input was checked when it was quantized).
     crate::gemm::check_linear_shapes("linear_int8", out, &[], m, 0, n, &epilogue);
     if m == 0 || n == 0 {
         return;
@@ -441,16 +441,7 @@ impl TileSink<i32> for Int8Sink<'_> {
             std::slice::from_raw_parts_mut(self.out.get().add(row * self.n + col0), width)
         };
         let (first, last) = (true, true);
-        crate::gemm::write_tile(
-            self.isa,
-            c,
-            &values[..width],
-            self.n,
-            row,
-            col0,
-            self.epilogue,
-            first,
-            last,
-        );
+        let values = &values[..width];
+        crate::gemm::write_tile(self.isa, c, values, col0, self.epilogue, first, last);
     }
 }

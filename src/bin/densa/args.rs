@@ -1,17 +1,8 @@
 //! The flags every subcommand that loads a model shares, and how they open one.
 
-use clap::ValueEnum;
-use densa::{Encoder, Error, Options, Pooling, Precision};
+use densa::sentence_transformers::SentenceTransformers;
+use densa::{Encoder, Error, Options, Pooling, Precision, Prompt};
 use std::path::PathBuf;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum PrecisionArg {
-    /// int8 for a folder written by `densa quantize`, f32 otherwise.
-    Auto,
-    F32,
-    /// Quantize the encoder's linear layers at load (per-channel weights, per-token activations).
-    Int8,
-}
 
 #[derive(clap::Args)]
 pub(crate) struct ModelArgs {
@@ -29,9 +20,11 @@ pub(crate) struct RunArgs {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     pub(crate) threads: usize,
-    /// Arithmetic precision.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub(crate) precision: PrecisionArg,
+    /// Arithmetic precision: auto (int8 for a folder written by densa quantize, f32
+    /// otherwise), f32, or int8 (the encoder's linear layers quantized at load: per-channel
+    /// weights, per-token activations).
+    #[arg(long, value_parser = Precision::parse, default_value = "auto")]
+    pub(crate) precision: Precision,
     /// Most tokens in one forward pass (bounds activation memory; larger batches are split;
     /// 0 = no limit).
     #[arg(long, default_value_t = densa::DEFAULT_MAX_BATCH_TOKENS)]
@@ -80,41 +73,31 @@ pub(crate) fn run_options(
     batch_size: usize,
 ) -> Options {
     let run = &model.run;
-    let precision = match run.precision {
-        PrecisionArg::Auto => Precision::Auto,
-        PrecisionArg::F32 => Precision::F32,
-        PrecisionArg::Int8 => Precision::Int8,
-    };
     Options {
         threads: run.threads,
         max_length,
         batch_size,
-        precision,
+        precision: run.precision,
         allow_non_finite: run.allow_non_finite,
         max_batch_tokens: run.max_batch_tokens,
         ..Options::default()
     }
 }
 
-/// The folder's prompt for `side` ("passage" or "document" for passages, "query" for
-/// questions), when the flags name no prompt of their own.
-pub(crate) fn side_prompt_name(
-    encode: &EncodeArgs,
-    side: Side,
-    st: &densa::sentence_transformers::SentenceTransformers,
-) -> Option<String> {
-    if encode.prompt.is_some() || encode.prompt_name.is_some() {
-        return None;
-    }
+/// The prompt the flags ask for on `side`: theirs, else the folder's prompt for the side
+/// ("passage" or "document" for passages, "query" for questions), else the folder's default.
+pub(crate) fn side_prompt(encode: &EncodeArgs, side: Side, st: &SentenceTransformers) -> Prompt {
+    let flags = Prompt::from_flags(encode.prompt.as_deref(), encode.prompt_name.as_deref());
     let names: &[&str] = match side {
         Side::Any => &[],
         Side::Passage => &["passage", "document"],
         Side::Query => &["query"],
     };
-    names
+    let folders = names
         .iter()
         .find(|name| st.prompts.iter().any(|(n, _)| n == *name))
-        .map(|name| name.to_string())
+        .map(|name| Prompt::Named(name.to_string()));
+    flags.or(folders).unwrap_or_default()
 }
 
 pub(crate) fn open_encoder(
@@ -124,16 +107,11 @@ pub(crate) fn open_encoder(
     max_length: Option<usize>,
     batch_size: usize,
 ) -> Result<Encoder, Error> {
-    let st = densa::sentence_transformers::SentenceTransformers::read(&model.model)?;
-    let prompt_name = encode
-        .prompt_name
-        .clone()
-        .or_else(|| side_prompt_name(encode, side, &st));
+    let st = SentenceTransformers::read(&model.model)?;
     let options = Options {
         pooling: encode.pooling,
         normalize: encode.normalize,
-        prompt: encode.prompt.clone(),
-        prompt_name,
+        prompt: side_prompt(encode, side, &st),
         truncate_dim: encode.truncate_dim,
         ..run_options(model, max_length, batch_size)
     };

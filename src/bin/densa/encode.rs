@@ -5,7 +5,47 @@ use densa::io::output::write_output;
 use densa::io::records::{has_extension, read_records, Record};
 use densa::{Embeddings, Encoder, Error, Input, Options};
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub(crate) struct EmbedArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Input file, or - for standard input. A name ending in .jsonl holds JSON objects.
+    #[arg(long, default_value = "-")]
+    input: String,
+    /// Output file: .npy for a float32 [n, dim] array, anything else for JSON lines.
+    /// Default: JSON lines on standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    encode: EncodeArgs,
+    /// Truncate inputs to this many tokens (default: a sentence-transformers folder's
+    /// max_seq_length, else min(512, max_position_embeddings)).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TokenizeArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value = "-")]
+    input: String,
+    #[arg(long)]
+    max_length: Option<usize>,
+}
+
+/// What the encoder sees of an input record.
+fn input_of(record: &Record) -> Input<'_> {
+    match record {
+        Record::Text(t) => Input::Text(t),
+        Record::Pair(a, b) => Input::Pair(a, b),
+    }
+}
 
 pub(crate) fn write_json_lines(
     out: &mut (impl Write + ?Sized),
@@ -18,17 +58,17 @@ pub(crate) fn write_json_lines(
     Ok(())
 }
 
-pub(crate) fn embed(
-    model: ModelArgs,
-    input: &str,
-    output: Option<&Path>,
-    encode: &EncodeArgs,
-    max_length: Option<usize>,
-    batch_size: usize,
-) -> Result<(), Error> {
-    let encoder = open_encoder(&model, encode, Side::Any, max_length, batch_size)?;
-    let records = read_records(input)?;
-    let inputs: Vec<Input> = records.iter().map(Record::as_input).collect();
+pub(crate) fn embed(args: EmbedArgs) -> Result<(), Error> {
+    let batch_size = args.batch_size;
+    let encoder = open_encoder(
+        &args.model,
+        &args.encode,
+        Side::Any,
+        args.max_length,
+        batch_size,
+    )?;
+    let records = read_records(&args.input)?;
+    let inputs: Vec<Input> = records.iter().map(input_of).collect();
 
     // Work in chunks so the progress bar moves; each chunk is sorted by length inside.
     let progress = progress_bar("texts");
@@ -63,7 +103,7 @@ pub(crate) fn embed(
     }
     let non_finite = embeddings.data.iter().filter(|v| !v.is_finite()).count();
     let (n, dim) = (embeddings.len(), embeddings.dim);
-    let output = output.unwrap_or(Path::new("-"));
+    let output = args.output.as_deref().unwrap_or(Path::new("-"));
     let npy = has_extension(output, "npy");
     if non_finite > 0 {
         // Only reachable with --allow-non-finite (otherwise embedding failed above).
@@ -85,17 +125,17 @@ pub(crate) fn embed(
     })
 }
 
-pub(crate) fn tokenize(model: &Path, input: &str, max_length: Option<usize>) -> Result<(), Error> {
+pub(crate) fn tokenize(args: TokenizeArgs) -> Result<(), Error> {
     let encoder = Encoder::from_dir(
-        model,
+        &args.model,
         Options {
             threads: 1,
-            max_length,
+            max_length: args.max_length,
             ..Options::default()
         },
     )?;
-    let records = read_records(input)?;
-    let inputs: Vec<Input> = records.iter().map(Record::as_input).collect();
+    let records = read_records(&args.input)?;
+    let inputs: Vec<Input> = records.iter().map(input_of).collect();
     let mut out = BufWriter::new(std::io::stdout().lock());
     let io = |e| Error::Io {
         path: "<stdout>".into(),

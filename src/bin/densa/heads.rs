@@ -6,9 +6,89 @@ use densa::io::output::write_output;
 use densa::io::records::{lines, read_input};
 use densa::{AnswerOptions, Error, QaPipeline, ReadOptions, Reader, Reranker};
 use serde_json::{json, Value};
-use std::path::Path;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub(crate) struct RerankArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// How a "title" is joined to the text.
+    #[arg(long, default_value = "{title}. {text}")]
+    passage_template: String,
+    /// JSON lines {"query": ..., "text": ..., "title": optional}, or - for standard input.
+    #[arg(long, default_value = "-")]
+    input: String,
+    /// Output file (JSON lines); default standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Truncate pairs to this many tokens (longest first; default: the model's).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ReadArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Tokens per window, question and special tokens included.
+    #[arg(long, default_value_t = 384)]
+    max_seq_len: usize,
+    /// Context tokens shared by consecutive windows.
+    #[arg(long, default_value_t = 128)]
+    doc_stride: usize,
+    /// Longest answer, in tokens.
+    #[arg(long, default_value_t = 15)]
+    max_answer_len: usize,
+    /// Answers per input (more than 1: {"answers": [...]}).
+    #[arg(long, default_value_t = 1)]
+    top_k: usize,
+    /// JSON lines {"question": ..., "context": ...}, or - for standard input.
+    #[arg(long, default_value = "-")]
+    input: String,
+    /// Output file (JSON lines); default standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct AnswerArgs {
+    /// The question encoder (its vectors must match the index's).
+    #[command(flatten)]
+    model: ModelArgs,
+    /// How questions are encoded (default prompt: the folder's "query").
+    #[command(flatten)]
+    encode: EncodeArgs,
+    /// Index folder written by densa index.
+    #[arg(long)]
+    index: PathBuf,
+    /// The reader (a *ForQuestionAnswering model).
+    #[arg(long)]
+    reader: PathBuf,
+    /// A cross-encoder that rescores the retrieved passages before reading.
+    #[arg(long)]
+    rerank: Option<PathBuf>,
+    /// Passages the reranker rescores.
+    #[arg(long, default_value_t = 20)]
+    rerank_top: usize,
+    /// Passages the reader reads.
+    #[arg(long, default_value_t = 3)]
+    read_top: usize,
+    /// Answers per question.
+    #[arg(long, default_value_t = 1)]
+    top_k: usize,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Questions, one per line (- for standard input).
+    #[arg(long)]
+    input: Option<String>,
+    /// A question (instead of --input).
+    question: Option<String>,
+}
 
 /// The string fields `required` (then `optional`, None where absent) of each line of a JSON
 /// lines file; blank lines are skipped. Errors name the line.
@@ -62,23 +142,17 @@ fn read_pairs(input: &str, template: &str) -> Result<Vec<(String, String)>, Erro
         .collect())
 }
 
-pub(crate) fn rerank(
-    model: ModelArgs,
-    input: &str,
-    output: Option<&Path>,
-    template: &str,
-    (max_length, batch_size): (Option<usize>, usize),
-) -> Result<(), Error> {
-    let options = run_options(&model, max_length, batch_size);
-    let reranker = Reranker::from_dir(&model.model, options)?;
-    let pairs = read_pairs(input, template)?;
+pub(crate) fn rerank(args: RerankArgs) -> Result<(), Error> {
+    let options = run_options(&args.model, args.max_length, args.batch_size);
+    let reranker = Reranker::from_dir(&args.model.model, options)?;
+    let pairs = read_pairs(&args.input, &args.passage_template)?;
     let refs: Vec<(&str, &str)> = pairs
         .iter()
         .map(|(q, t)| (q.as_str(), t.as_str()))
         .collect();
     let results = reranker.score(&refs)?;
     let labels = reranker.labels();
-    write_output(output.unwrap_or(Path::new("-")), |out| {
+    write_output(args.output.as_deref().unwrap_or(Path::new("-")), |out| {
         for scores in &results {
             let line = match scores.logits.as_slice() {
                 [logit] => json!({ "logit": logit, "score": scores.scores[0] }),
@@ -94,14 +168,15 @@ pub(crate) fn rerank(
     })
 }
 
-pub(crate) fn read(
-    model: ModelArgs,
-    input: &str,
-    output: Option<&Path>,
-    options: ReadOptions,
-) -> Result<(), Error> {
-    let reader = Reader::from_dir(&model.model, run_options(&model, None, 32))?;
-    let rows = read_fields(input, &["question", "context"], &[])?;
+pub(crate) fn read(args: ReadArgs) -> Result<(), Error> {
+    let options = ReadOptions {
+        max_seq_len: args.max_seq_len,
+        doc_stride: args.doc_stride,
+        max_answer_len: args.max_answer_len,
+        top_k: args.top_k,
+    };
+    let reader = Reader::from_dir(&args.model.model, run_options(&args.model, None, 32))?;
+    let rows = read_fields(&args.input, &["question", "context"], &[])?;
     let mut lines = Vec::with_capacity(rows.len());
     for row in &rows {
         let (question, context) = (
@@ -115,7 +190,7 @@ pub(crate) fn read(
             _ => json!({ "answers": answers.iter().map(as_json).collect::<Vec<_>>() }),
         });
     }
-    write_output(output.unwrap_or(Path::new("-")), |out| {
+    write_output(args.output.as_deref().unwrap_or(Path::new("-")), |out| {
         for line in &lines {
             writeln!(out, "{line}")?;
         }
@@ -123,50 +198,19 @@ pub(crate) fn read(
     })
 }
 
-/// The models and index `densa answer` loads.
-pub(crate) struct AnswerModels {
-    pub question: ModelArgs,
-    pub encode: EncodeArgs,
-    pub index: PathBuf,
-    pub reader: PathBuf,
-    pub rerank: Option<PathBuf>,
-}
-
-pub(crate) fn answer(
-    models: AnswerModels,
-    options: &AnswerOptions,
-    input: Option<&str>,
-    question: Option<String>,
-    json: bool,
-) -> Result<(), Error> {
-    let questions = questions_from(question, input)?;
-    let index = densa::Index::open(&models.index)?;
-    let question_encoder = open_encoder(&models.question, &models.encode, Side::Query, None, 32)?;
-    let same_run = |dir: &Path| ModelArgs {
-        model: dir.to_owned(),
-        run: models.question.run,
+pub(crate) fn answer(args: AnswerArgs) -> Result<(), Error> {
+    let questions = questions_from(args.question.clone(), args.input.as_deref())?;
+    let pipeline = answer_pipeline(&args)?;
+    let options = AnswerOptions {
+        rerank_top: args.rerank_top,
+        read_top: args.read_top,
+        top_k: args.top_k,
+        ..Default::default()
     };
-    let reader = Reader::from_dir(
-        &models.reader,
-        run_options(&same_run(&models.reader), None, 32),
-    )?;
-    let reranker = match &models.rerank {
-        Some(dir) => Some(Reranker::from_dir(
-            dir,
-            run_options(&same_run(dir), None, 32),
-        )?),
-        None => None,
-    };
-    let pipeline = QaPipeline::new(
-        Arc::new(question_encoder),
-        Arc::new(index),
-        reranker.map(Arc::new),
-        Arc::new(reader),
-    );
     let mut text = String::new();
     for question in &questions {
-        let result = pipeline.answer(question, options)?;
-        if json {
+        let result = pipeline.answer(question, &options)?;
+        if args.json {
             let line = result.to_json(question);
             text += &format!("{line}\n");
         } else {
@@ -185,4 +229,28 @@ pub(crate) fn answer(
         }
     }
     crate::print_stdout(&text)
+}
+
+/// The models and index `densa answer` loads, every model run as the question encoder is.
+fn answer_pipeline(args: &AnswerArgs) -> Result<QaPipeline, Error> {
+    let index = densa::Index::open(&args.index)?;
+    let question_encoder = open_encoder(&args.model, &args.encode, Side::Query, None, 32)?;
+    let same_run = |dir: &Path| ModelArgs {
+        model: dir.to_owned(),
+        run: args.model.run,
+    };
+    let reader = Reader::from_dir(&args.reader, run_options(&same_run(&args.reader), None, 32))?;
+    let reranker = match &args.rerank {
+        Some(dir) => Some(Reranker::from_dir(
+            dir,
+            run_options(&same_run(dir), None, 32),
+        )?),
+        None => None,
+    };
+    Ok(QaPipeline::new(
+        Arc::new(question_encoder),
+        Arc::new(index),
+        reranker.map(Arc::new),
+        Arc::new(reader),
+    ))
 }

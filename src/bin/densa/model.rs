@@ -1,11 +1,51 @@
 //! `densa quantize`, `densa inspect` and `densa bench`.
 
 use crate::{open_encoder, print_stdout, run_options, EncodeArgs, ModelArgs, Side};
+use densa::config::ModelType;
 use densa::{Encoder, Error, Options, Reader, Reranker};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub(crate) fn quantize(model: &Path, output: &Path, force: bool) -> Result<(), Error> {
-    let report = densa::quantize::quantize_dir(model, output, force).map_err(|e| match e {
+#[derive(clap::Args)]
+pub(crate) struct QuantizeArgs {
+    /// f32 (or F16/BF16) model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Folder to write (created if missing; never the model folder or inside it).
+    #[arg(long)]
+    output: PathBuf,
+    /// Replace files an existing output folder already holds.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct InspectArgs {
+    #[arg(long)]
+    model: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Sequences per forward pass.
+    #[arg(long)]
+    batch: usize,
+    /// Tokens per sequence, [CLS] and [SEP] included.
+    #[arg(long)]
+    seq: usize,
+    /// Timed iterations (after two untimed warm-up runs).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Time a task head on the encoder instead of the embedding: a cross-encoder's
+    /// logits (`--batch` pairs) or a reader's start and end logits (`--batch` windows).
+    #[arg(long, value_enum)]
+    head: Option<BenchHead>,
+}
+
+pub(crate) fn quantize(args: QuantizeArgs) -> Result<(), Error> {
+    let (model, output) = (&args.model, &args.output);
+    let report = densa::quantize::quantize_dir(model, output, args.force).map_err(|e| match e {
         Error::WouldOverwrite { dir, files } => Error::InvalidInput(format!(
             "{}: already holds {}; choose another --output, or pass --force to replace them",
             dir.display(),
@@ -38,7 +78,8 @@ fn model_has_tensor(encoder: &Encoder, name: &str) -> bool {
         .any(|p| encoder.checkpoint().contains(&format!("{p}{name}")))
 }
 
-pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
+pub(crate) fn inspect(args: InspectArgs) -> Result<(), Error> {
+    let model_dir = &args.model;
     // Load even a model with NaN or Inf weights, to report where they are.
     let encoder = Encoder::from_dir(
         model_dir,
@@ -48,21 +89,25 @@ pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
             ..Options::default()
         },
     )?;
-    let mut report = String::new();
+    let mut report = format!("model:        {}\n", model_dir.display());
+    report += &describe_network(&encoder);
+    report += &describe_encoding(&encoder, model_dir);
+    report += &describe_tensors(&encoder)?;
+    print_stdout(&report)
+}
+
+/// `inspect`'s lines on the network: architecture, positions, vocabulary, heads.
+fn describe_network(encoder: &Encoder) -> String {
     let model = encoder.model();
     let c = &model.config;
-    report += &format!("model:        {}\n", model_dir.display());
-    report += &format!("architecture: {} (config.json model_type), {} layers, hidden {}, {} heads (head dim {}), FFN {}, activation {:?}\n", c.model_type.name(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim(), c.intermediate_size, c.hidden_act);
+    let mut report = format!("architecture: {} (config.json model_type), {} layers, hidden {}, {} heads (head dim {}), FFN {}, activation {:?}\n", c.model_type.name(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim(), c.intermediate_size, c.hidden_act);
     let positions = if c.sinusoidal_positions {
-        let stored = model_has_tensor(&encoder, "embeddings.position_embeddings.weight");
-        format!(
-            "sinusoidal ({}), from 0",
-            if stored {
-                "stored"
-            } else {
-                "computed: not in the checkpoint"
-            }
-        )
+        let stored = model_has_tensor(encoder, "embeddings.position_embeddings.weight");
+        let source = match stored {
+            true => "stored",
+            false => "computed: not in the checkpoint",
+        };
+        format!("sinusoidal ({source}), from 0")
     } else if c.position_offset > 0 {
         format!(
             "learned, from pad_token_id + 1 = {} in every sequence ({} usable of {})",
@@ -83,33 +128,30 @@ pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
         "vocabulary:   {} tokens, token types {types}, LayerNorm eps {:e}\n",
         c.vocab_size, c.layer_norm_eps
     );
-    report += &format!(
-        "heads:        pooler {}, projection {}\n",
-        if model.pooler.is_some() { "yes" } else { "no" },
-        model
-            .projection
-            .as_ref()
-            .map_or("no".to_string(), |p| format!(
-                "{} -> {}",
-                p.in_features, p.out_features
-            ))
-    );
+    let projection = model.projection.as_ref().map_or("no".to_string(), |p| {
+        format!("{} -> {}", p.in_features, p.out_features)
+    });
+    let pooler = if model.pooler.is_some() { "yes" } else { "no" };
+    report + &format!("heads:        pooler {pooler}, projection {projection}\n")
+}
+
+/// `inspect`'s lines on how texts become vectors: pooling, modules, prompts, width,
+/// precision, length.
+fn describe_encoding(encoder: &Encoder, model_dir: &Path) -> String {
+    let model = encoder.model();
     let st = encoder.sentence_transformers();
-    let pooling_source = match (&st.pooling, c.model_type) {
-        (_, densa::config::ModelType::Dpr) => "DPR: [CLS], then encode_proj if present".to_string(),
+    let pooling_source = match (&st.pooling, model.config.model_type) {
+        (_, ModelType::Dpr) => "DPR: [CLS], then encode_proj if present".to_string(),
         (Some((_, path)), _) => format!("from {}", relative(path, model_dir)),
         (None, _) if model.pooler.is_some() => "pooler.dense in the checkpoint".to_string(),
         (None, _) => "default: [CLS]".to_string(),
     };
-    report += &format!(
-        "pooling:      {} ({pooling_source}){}\n",
-        encoder.pooling().name(),
-        if st.pooling.is_some() && !st.include_prompt {
-            ", prompt tokens left out (include_prompt: false)"
-        } else {
-            ""
-        }
-    );
+    let left_out = match st.pooling.is_some() && !st.include_prompt {
+        true => ", prompt tokens left out (include_prompt: false)",
+        false => "",
+    };
+    let pooling = encoder.pooling().name();
+    let mut report = format!("pooling:      {pooling} ({pooling_source}){left_out}\n");
     let mut modules: Vec<String> = st
         .dense
         .iter()
@@ -139,28 +181,27 @@ pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
         );
     }
     report += &format!("output dim:   {}\n", encoder.dim());
-    report += &format!(
-        "precision:    {} (default)\n",
-        encoder.model().precision.name()
-    );
-    report += &format!(
-        "max length:   {} tokens ({})\n",
-        encoder.tokenizer().max_length(),
-        match st.max_seq_length {
-            Some(_) => "sentence-transformers' max_seq_length",
-            None => "the position embeddings, at most 512",
-        }
-    );
-    report += &format!(
-        "parameters:   {} used by the model\n",
-        model.parameter_count()
-    );
-    report += &format!("mapped bytes: {}\n", encoder.checkpoint().mapped_bytes());
-    let infos = encoder.checkpoint().tensor_infos();
+    report += &format!("precision:    {} (default)\n", model.precision.name());
+    let length_source = match st.max_seq_length {
+        Some(_) => "sentence-transformers' max_seq_length",
+        None => "the position embeddings, at most 512",
+    };
+    let max_length = encoder.tokenizer().max_length();
+    report + &format!("max length:   {max_length} tokens ({length_source})\n")
+}
+
+/// `inspect`'s lines on the checkpoint: parameters, bytes, every tensor and whether its
+/// values are finite.
+fn describe_tensors(encoder: &Encoder) -> Result<String, Error> {
+    let checkpoint = encoder.checkpoint();
+    let parameters = encoder.model().parameter_count();
+    let mut report = format!("parameters:   {parameters} used by the model\n");
+    report += &format!("mapped bytes: {}\n", checkpoint.mapped_bytes());
+    let infos = checkpoint.tensor_infos();
     report += &format!("tensors:      {} stored\n", infos.len());
     let mut poisoned = Vec::new();
     for t in infos {
-        let non_finite = encoder.checkpoint().non_finite_count(&t.name)?;
+        let non_finite = checkpoint.non_finite_count(&t.name)?;
         let warning = if non_finite > 0 {
             poisoned.push(t.name.clone());
             format!("  {non_finite} NaN/Inf values")
@@ -176,7 +217,7 @@ pub(crate) fn inspect(model_dir: &Path) -> Result<(), Error> {
             poisoned.join(", ")
         ),
     };
-    print_stdout(&report)
+    Ok(report)
 }
 
 /// What `densa bench --head` times instead of the embedding.
@@ -217,12 +258,14 @@ impl Timed {
 /// Times `batch` synthetic sequences of exactly `seq` tokens through the encoder (or the
 /// head on it) and prints one JSON line: time, throughput and the fraction of the machine's
 /// measured peak. The head's own layers are not in the FLOP count (under 0.01 % of BERT's).
-pub(crate) fn bench(
-    model: ModelArgs,
-    (batch, seq): (usize, usize),
-    iters: usize,
-    head: Option<BenchHead>,
-) -> Result<(), Error> {
+pub(crate) fn bench(args: BenchArgs) -> Result<(), Error> {
+    let BenchArgs {
+        model,
+        batch,
+        seq,
+        iters,
+        head,
+    } = args;
     let options = run_options(&model, None, batch.max(1));
     let timed = match head {
         Some(BenchHead::Rerank) => Timed::Reranker(Reranker::from_dir(&model.model, options)?),
@@ -251,23 +294,7 @@ pub(crate) fn bench(
     let median = timings.median_ms;
     let flops = encoder.model().flops(&vec![seq; batch]);
     let gflops = flops / (median / 1e3) / 1e9;
-    // The machine's peak for this precision: the probe's single-core rate times the threads
-    // used (f32 FMAs, or int8 vpdpbusd where the int8 path uses it).
-    let (core_peak, isa) = densa_kernels::probe::fma_peak_gflops(300);
-    let int8_peak = match encoder.model().precision {
-        densa::Precision::Int8 => densa_kernels::probe::vnni_peak_gops(300),
-        _ => None,
-    };
-    let (peak, peak_kind) = match int8_peak {
-        // AMX's tiles are faster than the VNNI peak this probe measures: the fraction can
-        // then exceed 1, and the kind says so.
-        Some(gops) if densa_kernels::Int8Isa::selected() == densa_kernels::Int8Isa::Amx => (
-            gops * encoder.threads() as f64,
-            "vnni int8 (amx path, can exceed it)",
-        ),
-        Some(gops) => (gops * encoder.threads() as f64, "vnni int8"),
-        None => (core_peak * encoder.threads() as f64, "fma f32"),
-    };
+    let (peak, peak_kind, isa) = machine_peak(encoder);
     let line = serde_json::json!({
         "head": head.map(|h| match h { BenchHead::Rerank => "rerank", BenchHead::Read => "read" }),
         "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": encoder.model().precision.name(),
@@ -281,4 +308,25 @@ pub(crate) fn bench(
         "rss_mb": densa::bench::resident_megabytes(),
     });
     print_stdout(&format!("{line}\n"))
+}
+
+/// The machine's peak for the encoder's precision, in GFLOP/s (or GOP/s) over its threads:
+/// the probe's single-core rate of f32 FMAs, or of int8 `vpdpbusd` where the int8 path uses
+/// it; what kind of peak it is; the f32 instruction set.
+fn machine_peak(encoder: &Encoder) -> (f64, &'static str, densa_kernels::Isa) {
+    let threads = encoder.threads() as f64;
+    let (core_peak, isa) = densa_kernels::probe::fma_peak_gflops(300);
+    let int8_peak = match encoder.model().precision {
+        densa::Precision::Int8 => densa_kernels::probe::vnni_peak_gops(300),
+        _ => None,
+    };
+    match int8_peak {
+        // AMX's tiles are faster than the VNNI peak this probe measures: the fraction can
+        // then exceed 1, and the kind says so.
+        Some(gops) if densa_kernels::Int8Isa::selected() == densa_kernels::Int8Isa::Amx => {
+            (gops * threads, "vnni int8 (amx path, can exceed it)", isa)
+        }
+        Some(gops) => (gops * threads, "vnni int8", isa),
+        None => (core_peak * threads, "fma f32", isa),
+    }
 }

@@ -1,33 +1,137 @@
 //! `densa index`, `densa search` and `densa eval`.
 
+use crate::args::RunArgs;
 use crate::{
-    describe_encoding, open_encoder, print_stdout, progress_bar, EncodeArgs, ModelArgs, Side,
+    describe_encoding, open_encoder, parse_shard, print_stdout, progress_bar, run_options,
+    EncodeArgs, ModelArgs, Side,
 };
 use densa::io::output::Pending;
 use densa::io::records::{read_records, Record};
-use densa::{Encoder, Error};
-use std::path::Path;
+use densa::retrieval::{answer_scores, read_qa_pairs, reranked_gold_ranks, RetrievalMetrics};
+use densa::{AnswerOptions, Encoder, Error, Index, QaPipeline, Reader, Reranker};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub(crate) fn index(
+#[derive(clap::Args)]
+pub(crate) struct IndexArgs {
+    /// The context (passage) encoder.
+    #[command(flatten)]
     model: ModelArgs,
-    encode: &EncodeArgs,
-    passage_template: Option<&str>,
-    passages: &Path,
-    output: &Path,
-    (batch_size, chunk_size): (usize, usize),
+    /// JSON lines with "text" and optional "id" and "title"; passages are encoded as the
+    /// pair (title, text).
+    #[arg(long)]
+    passages: PathBuf,
+    /// Index folder (created; an interrupted build there is resumed).
+    #[arg(long)]
+    output: PathBuf,
+    /// How passages are encoded (default prompt: the folder's "passage" or "document").
+    #[command(flatten)]
+    encode: EncodeArgs,
+    /// One text per passage made from this template ("{title}. {text}"), instead of the
+    /// (title, text) pair.
+    #[arg(long)]
+    passage_template: Option<String>,
+    /// Passages per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Passages per chunk: the unit written at once, resumed and sharded.
+    #[arg(long, default_value_t = 4096)]
+    chunk_size: usize,
+    /// Encode only every N-th chunk, starting at I (I/N, I from 0): for N processes on N
+    /// machines; copy all shards' chunks/ into one folder and rerun to assemble.
+    #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
-) -> Result<(), Error> {
-    let encoder = open_encoder(&model, encode, Side::Passage, None, batch_size)?;
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SearchArgs {
+    /// The question encoder (its vectors must match the index's).
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Index folder written by densa index.
+    #[arg(long)]
+    index: PathBuf,
+    /// How questions are encoded (default prompt: the folder's "query").
+    #[command(flatten)]
+    encode: EncodeArgs,
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// Questions, one per line (- for standard input).
+    #[arg(long)]
+    input: Option<String>,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+    /// A question (instead of --input).
+    question: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct EvalArgs {
+    /// The question encoder.
+    #[arg(long)]
+    model_q: PathBuf,
+    /// The context encoder (to encode --passages; not needed with --index).
+    #[arg(long)]
+    model_ctx: Option<PathBuf>,
+    /// JSON lines {"question": ..., "passage_id": ...}.
+    #[arg(long)]
+    qa: PathBuf,
+    /// Passages to rank (JSON lines, as for densa index), encoded now with --model-ctx.
+    #[arg(long, conflicts_with = "index")]
+    passages: Option<PathBuf>,
+    /// An index built with the context encoder, instead of --passages.
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Cut-offs for recall@k.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 5, 20])]
+    top_k: Vec<usize>,
+    /// How questions are encoded (default prompt: the folder's "query").
+    #[command(flatten)]
+    encode: EncodeArgs,
+    /// The prompt of --passages (default: the folder's "passage" or "document"); they are
+    /// pooled, truncated and normalised as the questions.
+    #[arg(long)]
+    passage_prompt: Option<String>,
+    /// As --passage-template of densa index, for --passages.
+    #[arg(long)]
+    passage_template: Option<String>,
+    /// A cross-encoder: also report recall@k once it rescores the retriever's best
+    /// --rerank-top passages ("reranked").
+    #[arg(long)]
+    rerank: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    rerank_top: usize,
+    /// A reader: also report exact match and F1 of the best answer against each
+    /// question's "answers" (after reranking when --rerank is given).
+    #[arg(long)]
+    reader: Option<PathBuf>,
+    /// Passages the reader reads per question.
+    #[arg(long, default_value_t = 3)]
+    read_top: usize,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
+    let encoder = open_encoder(
+        &args.model,
+        &args.encode,
+        Side::Passage,
+        None,
+        args.batch_size,
+    )?;
     describe_encoding("densa: passages", &encoder);
     let bar = progress_bar("passages");
     let start = Instant::now();
     let options = densa::IndexOptions {
-        chunk_size,
-        shard,
-        passage_template: passage_template.map(str::to_owned),
+        chunk_size: args.chunk_size,
+        shard: args.shard,
+        passage_template: args.passage_template,
     };
+    let (passages, output) = (&args.passages, &args.output);
     let report = densa::build_index(&encoder, passages, output, &options, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
@@ -130,7 +234,7 @@ pub(crate) fn shorten(text: &str, max: usize) -> String {
 fn question_encoder(
     model: &ModelArgs,
     encode: &EncodeArgs,
-    index: &densa::Index,
+    index: &Index,
 ) -> Result<Encoder, Error> {
     let encoder = open_encoder(model, encode, Side::Query, None, 32)?;
     describe_encoding("densa: questions", &encoder);
@@ -140,23 +244,15 @@ fn question_encoder(
     Ok(encoder)
 }
 
-pub(crate) fn search(
-    model: ModelArgs,
-    encode: &EncodeArgs,
-    index_dir: &Path,
-    top_k: usize,
-    input: Option<&str>,
-    question: Option<String>,
-    json: bool,
-) -> Result<(), Error> {
-    let questions = questions_from(question, input)?;
-    let index = densa::Index::open(index_dir)?;
-    let encoder = question_encoder(&model, encode, &index)?;
+pub(crate) fn search(args: SearchArgs) -> Result<(), Error> {
+    let questions = questions_from(args.question, args.input.as_deref())?;
+    let index = Index::open(&args.index)?;
+    let encoder = question_encoder(&args.model, &args.encode, &index)?;
     let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
-    let results = index.search_questions(&encoder, &refs, top_k)?;
+    let results = index.search_questions(&encoder, &refs, args.top_k)?;
     let mut out = String::new();
     for (question, hits) in questions.iter().zip(&results) {
-        if json {
+        if args.json {
             let hits: Vec<serde_json::Value> = hits
                 .iter()
                 .enumerate()
@@ -183,34 +279,21 @@ pub(crate) fn search(
     print_stdout(&out)
 }
 
-/// A model for a stage after retrieval (reranker, reader) and how many passages it takes.
-pub(crate) type StageModel = (ModelArgs, usize);
-
-pub(crate) fn eval(
-    (model_q, encode_q): (ModelArgs, &EncodeArgs),
-    model_ctx: Option<(ModelArgs, EncodeArgs)>,
-    passage_template: Option<&str>,
-    qa: &Path,
-    (passages, index_dir): (Option<&Path>, Option<&Path>),
-    cutoffs: &[usize],
-    (rerank, reader): (Option<StageModel>, Option<StageModel>),
-) -> Result<(), Error> {
+pub(crate) fn eval(args: EvalArgs) -> Result<(), Error> {
+    let model = |dir: &Path| ModelArgs {
+        model: dir.to_owned(),
+        run: args.run,
+    };
     // The collection: an existing index, or the passages encoded now into a temporary one.
     let scratch = tempfile::Builder::new()
         .prefix("densa-eval-")
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let _remove_on_interrupt = Pending::new(scratch.path());
-    let index_dir = match (index_dir, passages, &model_ctx) {
-        (Some(dir), _, _) => dir.to_owned(),
-        (None, Some(passages), Some((ctx, encode_ctx))) => {
-            let encoder = open_encoder(ctx, encode_ctx, Side::Passage, None, 32)?;
-            describe_encoding("densa: passages", &encoder);
-            let options = densa::IndexOptions {
-                passage_template: passage_template.map(str::to_owned),
-                ..Default::default()
-            };
-            densa::build_index(&encoder, passages, scratch.path(), &options, &mut |_, _| {})?;
+    let index_dir = match (&args.index, &args.passages, &args.model_ctx) {
+        (Some(dir), _, _) => dir.clone(),
+        (None, Some(passages), Some(ctx)) => {
+            encode_passages(&args, &model(ctx), passages, scratch.path())?;
             scratch.path().to_owned()
         }
         (None, Some(_), None) => {
@@ -220,62 +303,95 @@ pub(crate) fn eval(
         }
         (None, None, _) => return Err(Error::InvalidInput("give --index or --passages".into())),
     };
-    let index = densa::Index::open(&index_dir)?;
-    let (questions, gold) = densa::retrieval::read_qa_pairs(qa, &index)?;
-    let encoder = question_encoder(&model_q, encode_q, &index)?;
-    let metrics =
-        densa::retrieval::RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, cutoffs)?;
+    let index = Index::open(&index_dir)?;
+    let (questions, gold) = read_qa_pairs(&args.qa, &index)?;
+    let encoder = question_encoder(&model(&args.model_q), &args.encode, &index)?;
+    let metrics = RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, &args.top_k)?;
     let mut report = metrics.to_json();
-    let mut reranker = None;
-    let template = passage_template.unwrap_or("{title}. {text}");
-    let mut rerank_top = 20;
-    if let Some((cross_encoder, top)) = rerank {
-        rerank_top = top;
-        let start = Instant::now();
-        let options = crate::run_options(&cross_encoder, None, 32);
-        let cross = densa::Reranker::from_dir(&cross_encoder.model, options)?;
-        let ranks = densa::heads::reranked_gold_ranks(
-            &encoder, &index, &cross, &questions, &gold, top, template,
-        )?;
-        let seconds = start.elapsed().as_secs_f64();
-        let reranked =
-            densa::retrieval::RetrievalMetrics::from_ranks(&ranks, index.len(), cutoffs, seconds);
-        let mut reranked = reranked.to_json();
-        reranked["rerank_top"] = top.into();
-        report["reranked"] = reranked;
-        reranker = Some(cross);
-    }
-    if let Some((reader_model, read_top)) = reader {
-        let golds = read_gold_answers(qa)?;
-        let options = crate::run_options(&reader_model, None, 32);
-        let reader = densa::Reader::from_dir(&reader_model.model, options)?;
-        let pipeline = densa::QaPipeline::new(
+    let template = args
+        .passage_template
+        .as_deref()
+        .unwrap_or("{title}. {text}");
+    let reranker = match &args.rerank {
+        Some(dir) => {
+            let start = Instant::now();
+            let cross = Reranker::from_dir(dir, run_options(&model(dir), None, 32))?;
+            let top = args.rerank_top;
+            let ranks =
+                reranked_gold_ranks(&encoder, &index, &cross, &questions, &gold, top, template)?;
+            let seconds = start.elapsed().as_secs_f64();
+            let reranked = RetrievalMetrics::from_ranks(&ranks, index.len(), &args.top_k, seconds);
+            report["reranked"] = reranked.to_json();
+            report["reranked"]["rerank_top"] = top.into();
+            Some(cross)
+        }
+        None => None,
+    };
+    if let Some(dir) = &args.reader {
+        let reader = Reader::from_dir(dir, run_options(&model(dir), None, 32))?;
+        let pipeline = QaPipeline::new(
             Arc::new(encoder),
             Arc::new(index),
             reranker.map(Arc::new),
             Arc::new(reader),
         );
-        let answer_options = densa::AnswerOptions {
-            rerank_top,
-            read_top,
-            passage_template: template.to_owned(),
-            ..Default::default()
-        };
-        let (mut exact, mut f1, mut scored) = (0.0, 0.0, 0usize);
-        for (question, golds) in questions.iter().zip(&golds) {
-            let Some(golds) = golds else { continue };
-            let result = pipeline.answer(question, &answer_options)?;
-            let predicted = result
-                .answers
-                .first()
-                .map_or("", |a| a.answer.answer.as_str());
-            let (e, f) = densa::heads::answer_scores(predicted, golds);
-            (exact, f1, scored) = (exact + e, f1 + f, scored + 1);
-        }
-        let n = scored.max(1) as f64;
-        report["answers"] = serde_json::json!({
-            "questions": scored, "exact_match": exact / n, "f1": f1 / n, "read_top": read_top,
-        });
+        report["answers"] = answer_metrics(&args, &pipeline, &questions, template)?;
     }
     print_stdout(&format!("{report}\n"))
+}
+
+/// `eval --passages`: the passages encoded with `--model-ctx` into the index folder `dir`.
+/// They are pooled, truncated and normalised as the questions; only the prompt differs
+/// (default: the folder's "passage" or "document").
+fn encode_passages(
+    args: &EvalArgs,
+    model_ctx: &ModelArgs,
+    passages: &Path,
+    dir: &Path,
+) -> Result<(), Error> {
+    let passage_side = EncodeArgs {
+        prompt: args.passage_prompt.clone(),
+        prompt_name: None,
+        ..args.encode.clone()
+    };
+    let encoder = open_encoder(model_ctx, &passage_side, Side::Passage, None, 32)?;
+    describe_encoding("densa: passages", &encoder);
+    let options = densa::IndexOptions {
+        passage_template: args.passage_template.clone(),
+        ..Default::default()
+    };
+    densa::build_index(&encoder, passages, dir, &options, &mut |_, _| {})?;
+    Ok(())
+}
+
+/// `eval --reader`: exact match and F1 of the pipeline's best answer to each question that
+/// has gold answers.
+fn answer_metrics(
+    args: &EvalArgs,
+    pipeline: &QaPipeline,
+    questions: &[String],
+    template: &str,
+) -> Result<Value, Error> {
+    let golds = read_gold_answers(&args.qa)?;
+    let options = AnswerOptions {
+        rerank_top: args.rerank_top,
+        read_top: args.read_top,
+        passage_template: template.to_owned(),
+        ..Default::default()
+    };
+    let (mut exact, mut f1, mut scored) = (0.0, 0.0, 0usize);
+    for (question, golds) in questions.iter().zip(&golds) {
+        let Some(golds) = golds else { continue };
+        let result = pipeline.answer(question, &options)?;
+        let predicted = result
+            .answers
+            .first()
+            .map_or("", |a| a.answer.answer.as_str());
+        let (e, f) = answer_scores(predicted, golds);
+        (exact, f1, scored) = (exact + e, f1 + f, scored + 1);
+    }
+    let n = scored.max(1) as f64;
+    Ok(serde_json::json!({
+        "questions": scored, "exact_match": exact / n, "f1": f1 / n, "read_top": args.read_top,
+    }))
 }

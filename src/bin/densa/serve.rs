@@ -1,9 +1,11 @@
 //! `densa serve`: the flags, the models, the runtime; the server itself is `densa::serve`.
 
-use crate::{open_encoder, run_options, side_prompt_name, EncodeArgs, ModelArgs, Side};
+use crate::args::side_prompt;
+use crate::{open_encoder, run_options, EncodeArgs, ModelArgs, Side};
+use densa::batching::DEFAULT_MAX_QUEUED_TOKENS;
 use densa::serve::{Models, ServeOptions, Server};
-use densa::{BatchLimits, Error, Index, Reader, Reranker};
-use std::path::PathBuf;
+use densa::{BatchLimits, Encoder, Encoding, Error, Index, Options, Reader, Reranker};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +40,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 100)]
     max_wait_us: u64,
     /// Most tokens waiting to run; a request that would pass it gets 429 with Retry-After.
-    #[arg(long, default_value_t = 32 * densa::DEFAULT_MAX_BATCH_TOKENS)]
+    /// (Each forward pass holds at most --max-batch-tokens.)
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUED_TOKENS)]
     max_queued_tokens: usize,
     /// Largest request body in bytes (413 past it).
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
@@ -67,52 +70,9 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
-    let model = &args.model;
-    // Sequences per pass are bounded by tokens (--max-batch-tokens), not by count.
-    let encoder = open_encoder(model, &args.encode, Side::Any, args.max_length, 4096)?;
-    // Questions for --index as densa search encodes them: the folder's "query" prompt unless
-    // the flags name one.
-    let st = encoder.sentence_transformers();
-    let query_encoding = match side_prompt_name(&args.encode, Side::Query, st) {
-        Some(name) if args.index.is_some() => {
-            encoder.encoding_with(None, Some(&name), None, None)?
-        }
-        _ => encoder.encoding().clone(),
-    };
-    let same_run = |dir: &PathBuf| ModelArgs {
-        model: dir.clone(),
-        run: model.run,
-    };
-    let reranker = match &args.reranker {
-        Some(dir) => Some(Arc::new(Reranker::from_dir(
-            dir,
-            run_options(&same_run(dir), None, 4096),
-        )?)),
-        None => None,
-    };
-    let reader = match &args.reader {
-        Some(dir) => Some(Arc::new(Reader::from_dir(
-            dir,
-            run_options(&same_run(dir), None, 32),
-        )?)),
-        None => None,
-    };
-    let index = match &args.index {
-        Some(dir) => Some(Arc::new(Index::open(dir)?)),
-        None => None,
-    };
-    if let Some(index) = &index {
-        for mismatch in index.encoding_mismatches_with(&encoder, &query_encoding) {
-            eprintln!("densa serve: warning: {mismatch}");
-        }
-    }
-    let max_batch_tokens = match model.run.max_batch_tokens {
-        0 => usize::MAX,
-        n => n,
-    };
+    let models = load_models(&args)?;
     let options = ServeOptions {
         limits: BatchLimits {
-            max_batch_tokens,
             max_wait: Duration::from_micros(args.max_wait_us),
             max_queued_tokens: args.max_queued_tokens,
         },
@@ -121,25 +81,14 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
         max_concurrent_requests: args.max_concurrent_requests,
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
-        model_id: args.model_id.clone().unwrap_or_else(|| {
-            model
-                .model
-                .canonicalize()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "densa".into())
-        }),
+        model_id: args
+            .model_id
+            .clone()
+            .unwrap_or_else(|| folder_name(&args.model.model)),
         log_requests: !args.quiet,
         answer: densa::AnswerOptions::default(),
     };
     let has_key = options.api_key.is_some();
-    let models = Models {
-        encoder: Arc::new(encoder),
-        query_encoding,
-        reranker,
-        index,
-        reader,
-    };
     let server = Arc::new(Server::new(models, options)?);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if args.http_threads > 0 {
@@ -167,4 +116,66 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
         densa::serve::log_line("densa serve: stopped (requests in flight finished)");
         Ok(())
     })
+}
+
+/// The models `--model`, `--reranker`, `--index` and `--reader` name, each run with the same
+/// flags (threads, precision, tokens per pass). Each pass of the server's queues holds at most
+/// `--max-batch-tokens` tokens, whatever the number of sequences.
+fn load_models(args: &ServeArgs) -> Result<Models, Error> {
+    let model = &args.model;
+    let batch_size = Options::default().batch_size;
+    let encoder = open_encoder(model, &args.encode, Side::Any, args.max_length, batch_size)?;
+    let same_run = |dir: &Path| {
+        run_options(
+            &ModelArgs {
+                model: dir.to_owned(),
+                run: model.run,
+            },
+            None,
+            batch_size,
+        )
+    };
+    let reranker = match &args.reranker {
+        Some(dir) => Some(Arc::new(Reranker::from_dir(dir, same_run(dir))?)),
+        None => None,
+    };
+    let reader = match &args.reader {
+        Some(dir) => Some(Arc::new(Reader::from_dir(dir, same_run(dir))?)),
+        None => None,
+    };
+    let index = match &args.index {
+        Some(dir) => Some(Arc::new(Index::open(dir)?)),
+        None => None,
+    };
+    let query_encoding = query_encoding(args, &encoder)?;
+    if let Some(index) = &index {
+        for mismatch in index.encoding_mismatches_with(&encoder, &query_encoding) {
+            eprintln!("densa serve: warning: {mismatch}");
+        }
+    }
+    Ok(Models {
+        encoder: Arc::new(encoder),
+        query_encoding,
+        reranker,
+        index,
+        reader,
+    })
+}
+
+/// How `/search` and `/answer` encode questions: as densa search does, the folder's "query"
+/// prompt unless the flags name one; without an index, the server's default encoding.
+fn query_encoding(args: &ServeArgs, encoder: &Encoder) -> Result<Encoding, Error> {
+    if args.index.is_none() {
+        return Ok(encoder.encoding().clone());
+    }
+    let prompt = side_prompt(&args.encode, Side::Query, encoder.sentence_transformers());
+    encoder.encoding_builder().prompt(prompt).build()
+}
+
+/// The model's name for `/info` and `/v1/embeddings`: its folder's.
+fn folder_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "densa".into())
 }
