@@ -95,6 +95,103 @@ const MAX_LAYERS: usize = 256;
 const MAX_VOCAB: usize = 1 << 22;
 const MAX_POSITIONS: usize = 1 << 16;
 
+/// `value` if present and in `1..=max`, else an error naming the field.
+fn need(value: Option<usize>, name: &str, max: usize) -> std::result::Result<usize, String> {
+    let v = value.ok_or_else(|| format!("missing field {name}"))?;
+    if v == 0 || v > max {
+        return Err(format!("{name} = {v} is out of range (1..={max})"));
+    }
+    Ok(v)
+}
+
+impl RawConfig {
+    /// The fields of a `config.json` text; a field of the wrong type is named.
+    fn parse(text: &str) -> std::result::Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not a valid config: {e}"))?;
+        let fields = value
+            .as_object()
+            .ok_or("not a valid config: expected a JSON object")?;
+        serde_json::from_value(value.clone()).map_err(|e| {
+            // Name the offending field: every field of RawConfig is optional, so the one
+            // that fails on its own is the culprit.
+            let culprit = fields.iter().find(|(name, v)| {
+                let alone = serde_json::json!({ name.as_str(): v });
+                serde_json::from_value::<RawConfig>(alone).is_err()
+            });
+            match culprit {
+                Some((name, v)) => format!("not a valid config: field {name} = {v}: {e}"),
+                None => format!("not a valid config: {e}"),
+            }
+        })
+    }
+
+    /// DistilBERT spells the shape its own way (and has no token types).
+    fn use_distilbert_names(&mut self) {
+        self.hidden_size = self.dim;
+        self.num_hidden_layers = self.n_layers;
+        self.num_attention_heads = self.n_heads;
+        self.intermediate_size = self.hidden_dim;
+        self.hidden_act = self.activation.clone();
+        self.layer_norm_eps = Some(1e-12);
+    }
+
+    fn hidden_act(&self) -> std::result::Result<Activation, String> {
+        match self.hidden_act.as_deref().unwrap_or("gelu") {
+            "gelu" => Ok(Activation::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
+            other => Err(format!(
+                "hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh)"
+            )),
+        }
+    }
+
+    fn layer_norm_eps(&self) -> std::result::Result<f32, String> {
+        let eps = self.layer_norm_eps.unwrap_or(1e-12);
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(format!("layer_norm_eps = {eps} must be a positive number"));
+        }
+        Ok(eps as f32)
+    }
+
+    /// `(pad_token_id, position_offset, max_position_embeddings)`: RoBERTa's positions start
+    /// after its pad token; only absolute positions are supported.
+    fn positions(
+        &self,
+        model_type: ModelType,
+    ) -> std::result::Result<(usize, usize, usize), String> {
+        match self
+            .position_embedding_type
+            .as_deref()
+            .unwrap_or("absolute")
+        {
+            "absolute" => {}
+            other => {
+                return Err(format!(
+                    "position_embedding_type {other:?} is not supported (absolute only)"
+                ))
+            }
+        }
+        let pad_token_id = self.pad_token_id.unwrap_or(match model_type {
+            ModelType::Roberta => 1,
+            _ => 0,
+        });
+        let position_offset = match model_type {
+            ModelType::Roberta => pad_token_id + 1,
+            _ => 0,
+        };
+        let max = need(
+            self.max_position_embeddings,
+            "max_position_embeddings",
+            MAX_POSITIONS,
+        )?;
+        if position_offset >= max {
+            return Err(format!("pad_token_id {pad_token_id} leaves no position: RoBERTa's positions start at pad_token_id + 1 and max_position_embeddings is {max}"));
+        }
+        Ok((pad_token_id, position_offset, max))
+    }
+}
+
 impl BertConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -107,23 +204,7 @@ impl BertConfig {
 
     /// Parses and validates the text of a `config.json`.
     pub fn from_json(text: &str) -> std::result::Result<Self, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("not a valid config: {e}"))?;
-        let fields = value
-            .as_object()
-            .ok_or("not a valid config: expected a JSON object")?;
-        let raw: RawConfig = serde_json::from_value(value.clone()).map_err(|e| {
-            // Name the offending field: every field of RawConfig is optional, so the one
-            // that fails on its own is the culprit.
-            let culprit = fields.iter().find(|(name, v)| {
-                let alone = serde_json::json!({ name.as_str(): v });
-                serde_json::from_value::<RawConfig>(alone).is_err()
-            });
-            match culprit {
-                Some((name, v)) => format!("not a valid config: field {name} = {v}: {e}"),
-                None => format!("not a valid config: {e}"),
-            }
-        })?;
+        let mut raw = RawConfig::parse(text)?;
         let model_type = match raw.model_type.as_deref() {
             Some("bert") | None => ModelType::Bert,
             Some("dpr") => ModelType::Dpr,
@@ -135,68 +216,15 @@ impl BertConfig {
                 ))
             }
         };
-        let mut raw = raw;
         if model_type == ModelType::DistilBert {
-            // DistilBERT spells the shape its own way and has no token types.
-            raw.hidden_size = raw.dim;
-            raw.num_hidden_layers = raw.n_layers;
-            raw.num_attention_heads = raw.n_heads;
-            raw.intermediate_size = raw.hidden_dim;
-            raw.hidden_act = raw.activation.clone();
-            raw.layer_norm_eps = Some(1e-12);
+            raw.use_distilbert_names();
         }
-        let need =
-            |value: Option<usize>, name: &str, max: usize| -> std::result::Result<usize, String> {
-                let v = value.ok_or_else(|| format!("missing field {name}"))?;
-                if v == 0 || v > max {
-                    return Err(format!("{name} = {v} is out of range (1..={max})"));
-                }
-                Ok(v)
-            };
         let hidden_size = need(raw.hidden_size, "hidden_size", MAX_DIM)?;
         let num_attention_heads = need(raw.num_attention_heads, "num_attention_heads", MAX_DIM)?;
         if hidden_size % num_attention_heads != 0 {
             return Err(format!("hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}"));
         }
-        let hidden_act = match raw.hidden_act.as_deref().unwrap_or("gelu") {
-            "gelu" => Activation::GeluErf,
-            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
-            other => {
-                return Err(format!(
-                    "hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh)"
-                ))
-            }
-        };
-        match raw.position_embedding_type.as_deref().unwrap_or("absolute") {
-            "absolute" => {}
-            other => {
-                return Err(format!(
-                    "position_embedding_type {other:?} is not supported (absolute only)"
-                ))
-            }
-        }
-        let layer_norm_eps = raw.layer_norm_eps.unwrap_or(1e-12);
-        if !(layer_norm_eps.is_finite() && layer_norm_eps > 0.0) {
-            return Err(format!(
-                "layer_norm_eps = {layer_norm_eps} must be a positive number"
-            ));
-        }
-        let pad_token_id = raw.pad_token_id.unwrap_or(match model_type {
-            ModelType::Roberta => 1,
-            _ => 0,
-        });
-        let position_offset = match model_type {
-            ModelType::Roberta => pad_token_id + 1,
-            _ => 0,
-        };
-        let max_position_embeddings = need(
-            raw.max_position_embeddings,
-            "max_position_embeddings",
-            MAX_POSITIONS,
-        )?;
-        if position_offset >= max_position_embeddings {
-            return Err(format!("pad_token_id {pad_token_id} leaves no position: RoBERTa's positions start at pad_token_id + 1 and max_position_embeddings is {max_position_embeddings}"));
-        }
+        let (pad_token_id, position_offset, max_position_embeddings) = raw.positions(model_type)?;
         let type_vocab_size = match model_type {
             ModelType::DistilBert => 0,
             _ => need(
@@ -218,8 +246,8 @@ impl BertConfig {
             intermediate_size: need(raw.intermediate_size, "intermediate_size", MAX_DIM * 4)?,
             max_position_embeddings,
             type_vocab_size,
-            layer_norm_eps: layer_norm_eps as f32,
-            hidden_act,
+            layer_norm_eps: raw.layer_norm_eps()?,
+            hidden_act: raw.hidden_act()?,
             projection_dim,
             pad_token_id,
             position_offset,

@@ -447,22 +447,29 @@ fn special_token(configs: &[Value], key: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// `vocab.txt` of a folder without `tokenizer.json`, or an error that says what the folder
+/// holds instead.
+fn vocab_file(dir: &Path) -> Result<std::path::PathBuf> {
+    let vocab = dir.join("vocab.txt");
+    if vocab.is_file() {
+        return Ok(vocab);
+    }
+    // XLM-R / CamemBERT folders of 2019-2020 ship only a SentencePiece model.
+    let sentencepiece = ["sentencepiece.bpe.model", "spiece.model", "tokenizer.model"]
+        .into_iter()
+        .find(|f| dir.join(f).is_file());
+    Err(Error::MissingFile {
+        path: vocab,
+        hint: match sentencepiece {
+            Some(model) => format!(" (and no tokenizer.json; {model} is a SentencePiece model, which densa does not read: write tokenizer.json with transformers' AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))"),
+            None => " (and no tokenizer.json)".into(),
+        },
+    })
+}
+
 /// The BERT pipeline `transformers` builds from `vocab.txt` (its `BertConverter`).
 fn from_vocab(dir: &Path) -> Result<Tokenizer> {
-    let vocab = dir.join("vocab.txt");
-    if !vocab.is_file() {
-        // XLM-R / CamemBERT folders of 2019-2020 ship only a SentencePiece model.
-        let sentencepiece = ["sentencepiece.bpe.model", "spiece.model", "tokenizer.model"]
-            .into_iter()
-            .find(|f| dir.join(f).is_file());
-        return Err(Error::MissingFile {
-            path: vocab,
-            hint: match sentencepiece {
-                Some(model) => format!(" (and no tokenizer.json; {model} is a SentencePiece model, which densa does not read: write tokenizer.json with transformers' AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))"),
-                None => " (and no tokenizer.json)".into(),
-            },
-        });
-    }
+    let vocab = vocab_file(dir)?;
     let configs: Vec<Value> = [
         read_json_if_present(&dir.join("tokenizer_config.json"))?,
         read_json_if_present(&dir.join("special_tokens_map.json"))?,

@@ -409,3 +409,32 @@ fn a_sentencepiece_only_folder_is_told_how_to_get_a_tokenizer_json() {
         "sentencepiece.bpe.model is a SentencePiece model, which densa does not read",
     );
 }
+
+/// Q, K and V are stacked into one layer, so they must be stored alike: a folder where one is
+/// int8 (with a weight_scale, as densa quantize writes) and the others float is refused,
+/// naming them, instead of being mixed.
+#[test]
+fn int8_and_float_mixed_in_one_stacked_layer_are_refused() {
+    let dir = copy_fixture("bert-tiny");
+    let key = "bert.encoder.layer.0.attention.self.key";
+    rewrite_weights(dir.path(), |t| {
+        let at = t
+            .iter()
+            .position(|(n, ..)| n == &format!("{key}.weight"))
+            .unwrap();
+        let shape = t[at].2.clone();
+        let values = shape.iter().product::<usize>();
+        t[at] = (t[at].0.clone(), Dtype::I8, shape.clone(), vec![1u8; values]);
+        let scales: Vec<u8> = (0..shape[0]).flat_map(|_| 0.01f32.to_le_bytes()).collect();
+        t.push((
+            format!("{key}.weight_scale"),
+            Dtype::F32,
+            vec![shape[0]],
+            scales,
+        ));
+    });
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::InvalidInput(_)), "{e}");
+    assert!(e.to_string().contains(key), "{e}");
+    assert!(e.to_string().contains("some are int8"), "{e}");
+}

@@ -603,3 +603,23 @@ fn a_closed_stderr_loses_log_lines_not_requests() {
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
 }
+
+/// The README's route table lists every route the server answers (`densa::serve::ROUTES`, the
+/// one list the router, the metrics and the error messages are made from), and no other.
+#[test]
+fn the_readme_lists_every_route() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+    let readme = readme.unwrap();
+    let rows: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `POST /") || l.starts_with("| `GET /"))
+        .collect();
+    for route in densa::serve::ROUTES.iter() {
+        let row = format!("| `{} {}` |", route.method, route.path);
+        assert!(
+            rows.iter().any(|r| r.starts_with(&row)),
+            "README lacks {row}"
+        );
+    }
+    assert_eq!(rows.len(), densa::serve::ROUTES.len(), "{rows:#?}");
+}

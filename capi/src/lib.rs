@@ -4,6 +4,9 @@
 //! and reports failures through a thread-local last-error string. This crate is the FFI
 //! boundary: its `unsafe` is reading the caller's pointers, each use argued in place.
 
+// Functions stay short enough to read at once (clippy.toml: 80 lines).
+#![warn(clippy::too_many_lines)]
+
 use densa::{Encoder, Input, Options, Precision, Prompt};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};

@@ -16,6 +16,9 @@
 //! Parallel kernels run on the *current* rayon pool, so a caller that wants `T` threads
 //! installs a pool of `T` threads around the call (`pool.install(|| ...)`).
 
+// Functions stay short enough to read at once (clippy.toml: 80 lines).
+#![warn(clippy::too_many_lines)]
+
 pub mod activation;
 pub mod attention;
 pub mod gemm;

@@ -241,12 +241,20 @@ impl WeightLoader<'_> {
         let n = names.len() * out_features;
         let linear = Linear::new(
             &names.join("+"),
-            StoredWeight::stack(names, weights)?,
+            StoredWeight::stack(&self.full_names(names), weights)?,
             Tensor::from_vec(vec![n], bias),
             self.precision,
         )?;
         names.iter().for_each(|name| self.release(name));
         Ok(linear)
+    }
+
+    /// `names` under this loader's prefix, as the checkpoint spells them.
+    fn full_names(&self, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .map(|n| format!("{}{n}", self.prefix))
+            .collect()
     }
 
     /// Gives back the mapped pages of a linear layer's weight once it is packed.

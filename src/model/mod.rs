@@ -3,13 +3,12 @@
 //! The types mirror Hugging Face's module tree and tensor names (`BertModel { embeddings,
 //! encoder.layer[N] { attention { self, output }, intermediate, output }, pooler }`), each with
 //! its `forward` right after it, so this file reads side by side with
-//! [`modeling_bert.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py)
+//! [`modeling_bert.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py) (transformers 4.46; each `forward` links the lines it mirrors)
 //! from the embeddings to `BertModel::forward` at the end. RoBERTa / XLM-R
-//! ([`modeling_xlm_roberta.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/xlm_roberta/modeling_xlm_roberta.py))
-//! and DistilBERT
-//! ([`modeling_distilbert.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py))
-//! are the same steps with other data (see docs/DESIGN.md). Loading is in `load.rs`, the
-//! linear layer in `linear.rs`, the packed batch and the buffers in `batch.rs`.
+//! ([`modeling_xlm_roberta.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/xlm_roberta/modeling_xlm_roberta.py)) and DistilBERT ([`modeling_distilbert.py`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py)) are the
+//! same steps with other data (see docs/DESIGN.md); where their lines differ, they are linked
+//! too. Loading is in `load.rs`, the linear layer in `linear.rs`, the packed batch and the
+//! buffers in `batch.rs`.
 //!
 //! The forward pass works on a *packed* batch: the tokens of all sequences concatenated,
 //! `(T, H)` for `T` tokens, with `seq_offsets` marking where each sequence starts. The linear
@@ -92,7 +91,10 @@ pub struct Embeddings {
 
 impl Embeddings {
     /// `BertEmbeddings.forward`: `out (T, H) = LayerNorm(word + token type + position)`, the
-    /// positions counted from `first_position` in every sequence.
+    /// positions counted from `first_position` in every sequence
+    /// ([modeling_bert.py#L214-L218](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L214-L218); XLM-R's positions from the pad token,
+    /// [modeling_xlm_roberta.py#L1697](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/xlm_roberta/modeling_xlm_roberta.py#L1697); DistilBERT's without types,
+    /// [modeling_distilbert.py#L131](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L131)).
     pub fn forward(&self, out: &mut [f32], batch: &PackedBatch, handoff: Handoff<'_>) {
         let h = self.layer_norm.weight.as_slice().len();
         let (words, positions) = (
@@ -138,7 +140,9 @@ pub struct BertSelfAttention {
 impl BertSelfAttention {
     /// `BertSelfAttention.forward`: `context (R, H) = softmax(Q Kᵀ/√d) V` within each
     /// sequence, head by head, for the query rows `rows`; Q, K, V `(T, 3H)` from every token of
-    /// `hidden (T, H)` (which the LayerNorm before quantized, when Q/K/V is int8).
+    /// `hidden (T, H)` (which the LayerNorm before quantized, when Q/K/V is int8)
+    /// ([modeling_bert.py#L265-L344](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L265-L344); DistilBERT's `q_lin` …,
+    /// [modeling_distilbert.py#L213-L232](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L213-L232)).
     pub fn forward(
         &self,
         context: &mut [f32],
@@ -166,8 +170,11 @@ pub struct DenseLayerNorm {
 }
 
 impl DenseLayerNorm {
-    /// `out (rows, H) = LayerNorm(x · Wᵀ + b + residual)`, handed off to `handoff.next`
-    /// (`BertSelfOutput.forward(hidden_states, input_tensor)`).
+    /// `out (rows, H) = LayerNorm(x · Wᵀ + b + residual)`, handed off to `handoff.next`:
+    /// `BertSelfOutput.forward(hidden_states, input_tensor)`
+    /// ([modeling_bert.py#L468](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L468)) and `BertOutput`'s ([#L554](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L554));
+    /// DistilBERT's `sa_layer_norm` and `output_layer_norm`
+    /// ([modeling_distilbert.py#L492](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L492), [#L496](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L496)).
     pub fn forward(
         &self,
         out: &mut [f32],
@@ -193,8 +200,8 @@ pub struct BertAttention {
 impl BertAttention {
     /// `BertAttention.forward`: `attention_output (R, H) = LayerNorm(context · Woᵀ + b + input)`
     /// with `context` self-attention over `hidden (T, H)` and `input` the rows `rows` of
-    /// `hidden` (gathered into `first_rows` when those are each sequence's first).
-    /// `intermediate` reads the output.
+    /// `hidden` (gathered into `first_rows` when those are each sequence's first)
+    /// ([modeling_bert.py#L524](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L524)). `intermediate` reads the output.
     fn forward(
         &self,
         workspace: &mut Workspace,
@@ -239,7 +246,9 @@ pub struct BertIntermediate {
 
 impl BertIntermediate {
     /// `BertIntermediate.forward`: `out (rows, F) = GELU(x · Wᵀ + b)`, `x` as the LayerNorm
-    /// before left it (quantized, when the layer is int8).
+    /// before left it (quantized, when the layer is int8)
+    /// ([modeling_bert.py#L540](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L540); DistilBERT's `lin1`,
+    /// [modeling_distilbert.py#L432-L433](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L432-L433)).
     pub fn forward(&self, out: &mut [f32], x: &[f32], rows: usize, scratch: &k::Int8Scratch) {
         let input = LinearInput::Quantized(x, scratch);
         self.dense.forward(out, input, rows, self.activation);
@@ -256,7 +265,9 @@ pub struct BertLayer {
 
 impl BertLayer {
     /// `BertLayer.forward`: the layer's output replaces its input in `hidden (T, H)`, at the
-    /// rows `rows` (the others keep the input), handed off to `next` (the next layer's Q/K/V).
+    /// rows `rows` (the others keep the input), handed off to `next` (the next layer's Q/K/V)
+    /// ([modeling_bert.py#L573-L642](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L573-L642); DistilBERT's `TransformerBlock`,
+    /// [modeling_distilbert.py#L460-L501](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L460-L501)).
     pub fn forward(
         &self,
         workspace: &mut Workspace,
@@ -313,7 +324,8 @@ pub struct BertModel {
 }
 
 impl BertModel {
-    /// `BertModel.forward` up to the last hidden state `(T, H)`, which lives in `workspace`.
+    /// `BertModel.forward` up to the last hidden state `(T, H)`, which lives in `workspace`:
+    /// the embeddings, then the layers in turn ([`BertEncoder.forward`](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L676)).
     /// `rows` says which of its rows are needed (see [`BertModel::last_layer_rows`]). When
     /// `all_hidden_states` is given, it receives the embedding output and every layer's output
     /// (as `output_hidden_states=True`; every row is then computed). Once `workspace` has seen

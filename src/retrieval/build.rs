@@ -145,53 +145,16 @@ pub fn build_index(
     options: &IndexOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BuildReport> {
-    if options.chunk_size == 0 {
-        return Err(Error::InvalidInput("chunk_size must be at least 1".into()));
-    }
-    let (shard, shards) = options.shard.unwrap_or((0, 1));
-    if shards == 0 || shard >= shards {
-        return Err(Error::InvalidInput(format!(
-            "shard {shard} of {shards}: the shard must be below the number of shards (shards are numbered from 0)"
-        )));
-    }
+    let (shard, shards) = check_options(options)?;
     let (passages, passages_fingerprint) = read_passages(passages_path)?;
     let total = passages.len();
     let chunk_count = total.div_ceil(options.chunk_size);
-    let manifest = json!({
-        "format": "densa-index",
-        "version": INDEX_FORMAT_VERSION,
-        "dim": encoder.dim(),
-        "passages": total,
-        "chunk_size": options.chunk_size,
-        "chunks": chunk_count,
-        "passages_fingerprint": format!("{passages_fingerprint:016x}"),
-        "model_fingerprint": format!("{:016x}", model_fingerprint(encoder)),
-        "precision": encoder.model().precision.name(),
-        "pooling": encoder.pooling().name(),
-        "normalized": encoder.normalizes(),
-        "max_length": encoder.tokenizer().max_length(),
-        "prompt": encoder.prompt(),
-        "passage_template": options.passage_template,
-        "complete": false,
-    });
-    // Chunk files are named after the build, so chunks of another build (a shard run with
-    // another model, passages file or chunk size, copied in by mistake) are never mixed in.
-    let tag = format!(
-        "{:08x}",
-        fnv1a(
-            format!(
-                "{}|{}",
-                manifest["model_fingerprint"], manifest["passages_fingerprint"]
-            )
-            .as_bytes(),
-            fnv1a(&options.chunk_size.to_le_bytes(), FNV_OFFSET)
-        ) as u32
-    );
+    let manifest = manifest_of(encoder, options, total, passages_fingerprint);
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
     let _lock = lock_folder(output)?;
     let chunks = ChunkFiles {
         dir: output.join("chunks"),
-        tag,
+        tag: build_tag(&manifest, options.chunk_size),
         count: chunk_count,
     };
     remove_orphaned_temporaries(output, &chunks);
@@ -232,27 +195,7 @@ pub fn build_index(
             continue;
         }
         let part = &passages[chunk_range(k)];
-        let texts: Vec<String> = match &options.passage_template {
-            Some(template) => part.iter().map(|p| p.templated(template)).collect(),
-            None => Vec::new(),
-        };
-        let inputs: Vec<Input> = match &options.passage_template {
-            Some(_) => texts.iter().map(|t| Input::Text(t)).collect(),
-            None => part.iter().map(Passage::input).collect(),
-        };
-        // embed_inputs sorts by length into batches and returns rows in input order.
-        let vectors = encoder.embed_inputs(&inputs)?;
-        // Passages first, vectors last: a chunk counts as done once both exist.
-        write_output(&chunks.path(k, "jsonl"), |out| {
-            for p in part {
-                out.write_all(p.to_json_line().as_bytes())?;
-                out.write_all(b"\n")?;
-            }
-            Ok(())
-        })?;
-        write_output(&chunks.path(k, "npy"), |out| {
-            npy::write_f32_matrix(out, &vectors.data, part.len(), vectors.dim)
-        })?;
+        encode_chunk(encoder, part, options, &chunks, k)?;
         chunks_encoded += 1;
         passages_encoded += part.len();
         done += part.len();
@@ -266,6 +209,92 @@ pub fn build_index(
         chunks.remove()?;
     }
     Ok(report(chunks_encoded, passages_encoded, missing))
+}
+
+/// `(I, N)` of `--shard I/N` (`(0, 1)` without one), once the options are checked.
+fn check_options(options: &IndexOptions) -> Result<(usize, usize)> {
+    if options.chunk_size == 0 {
+        return Err(Error::InvalidInput("chunk_size must be at least 1".into()));
+    }
+    let (shard, shards) = options.shard.unwrap_or((0, 1));
+    if shards == 0 || shard >= shards {
+        return Err(Error::InvalidInput(format!(
+            "shard {shard} of {shards}: the shard must be below the number of shards (shards are numbered from 0)"
+        )));
+    }
+    Ok((shard, shards))
+}
+
+/// What `manifest.json` says of a build: what was encoded with what (`complete` false until
+/// it is assembled).
+fn manifest_of(
+    encoder: &Encoder,
+    options: &IndexOptions,
+    passages: usize,
+    passages_fingerprint: u64,
+) -> Value {
+    json!({
+        "format": "densa-index",
+        "version": INDEX_FORMAT_VERSION,
+        "dim": encoder.dim(),
+        "passages": passages,
+        "chunk_size": options.chunk_size,
+        "chunks": passages.div_ceil(options.chunk_size),
+        "passages_fingerprint": format!("{passages_fingerprint:016x}"),
+        "model_fingerprint": format!("{:016x}", model_fingerprint(encoder)),
+        "precision": encoder.model().precision.name(),
+        "pooling": encoder.pooling().name(),
+        "normalized": encoder.normalizes(),
+        "max_length": encoder.tokenizer().max_length(),
+        "prompt": encoder.prompt(),
+        "passage_template": options.passage_template,
+        "complete": false,
+    })
+}
+
+/// The build's tag in its chunk files' names: chunks of another build (a shard run with
+/// another model, passages file or chunk size, copied in by mistake) are never mixed in.
+fn build_tag(manifest: &Value, chunk_size: usize) -> String {
+    let build = format!(
+        "{}|{}",
+        manifest["model_fingerprint"], manifest["passages_fingerprint"]
+    );
+    let hash = fnv1a(
+        build.as_bytes(),
+        fnv1a(&chunk_size.to_le_bytes(), FNV_OFFSET),
+    );
+    format!("{:08x}", hash as u32)
+}
+
+/// Encodes chunk `k` (`part`) and writes its files whole: passages first, vectors last, so a
+/// chunk counts as done once both exist.
+fn encode_chunk(
+    encoder: &Encoder,
+    part: &[Passage],
+    options: &IndexOptions,
+    chunks: &ChunkFiles,
+    k: usize,
+) -> Result<()> {
+    let texts: Vec<String> = match &options.passage_template {
+        Some(template) => part.iter().map(|p| p.templated(template)).collect(),
+        None => Vec::new(),
+    };
+    let inputs: Vec<Input> = match &options.passage_template {
+        Some(_) => texts.iter().map(|t| Input::Text(t)).collect(),
+        None => part.iter().map(Passage::input).collect(),
+    };
+    // embed_inputs sorts by length into batches and returns rows in input order.
+    let vectors = encoder.embed_inputs(&inputs)?;
+    write_output(&chunks.path(k, "jsonl"), |out| {
+        for p in part {
+            out.write_all(p.to_json_line().as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
+    write_output(&chunks.path(k, "npy"), |out| {
+        npy::write_f32_matrix(out, &vectors.data, part.len(), vectors.dim)
+    })
 }
 
 /// A resumed build must be the same build: same passages, model, options and chunking.

@@ -68,6 +68,19 @@ impl Metrics {
     /// The text of `/metrics`: the routes' counters, then each queue's (`(name, stats)`).
     pub fn render(&self, queues: &[(&str, BatchStats)], uptime: Duration) -> String {
         let mut t = Text::default();
+        self.render_routes(&mut t);
+        render_queues(&mut t, queues);
+        t.family(
+            "densa_uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+        );
+        t.sample("densa_uptime_seconds", "", uptime.as_secs_f64());
+        t.0
+    }
+
+    /// The routes' counters and latency histograms.
+    fn render_routes(&self, t: &mut Text) {
         let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         t.family(
             "densa_requests_total",
@@ -105,13 +118,8 @@ impl Metrics {
         );
         for (r, s) in routes.iter() {
             let labels = format!("route=\"{r}\"");
-            t.histogram(
-                name,
-                &labels,
-                &LATENCY_BUCKETS,
-                &s.latency_counts,
-                s.latency_sum,
-            );
+            let (counts, sum) = (&s.latency_counts, s.latency_sum);
+            t.histogram(name, &labels, &LATENCY_BUCKETS, counts, sum);
         }
         let name = "densa_request_inputs_total";
         t.family(name, "counter", "Texts (or pairs) received, by route.");
@@ -123,95 +131,88 @@ impl Metrics {
         for (r, s) in routes.iter() {
             t.sample(name, &format!("route=\"{r}\""), s.tokens);
         }
-        drop(routes);
-        let per_queue: [QueueFamily; 9] = [
-            (
-                "densa_queue_calls",
-                "gauge",
-                "Calls waiting in the batching queue.",
-                |s| s.queued_calls as f64,
-            ),
-            (
-                "densa_queue_tokens",
-                "gauge",
-                "Tokens waiting in the batching queue.",
-                |s| s.queued_tokens as f64,
-            ),
-            (
-                "densa_batches_total",
-                "counter",
-                "Forward passes run.",
-                |s| s.batches as f64,
-            ),
-            (
-                "densa_batched_inputs_total",
-                "counter",
-                "Inputs run in forward passes.",
-                |s| s.inputs as f64,
-            ),
-            (
-                "densa_batched_tokens_total",
-                "counter",
-                "Tokens run in forward passes.",
-                |s| s.tokens as f64,
-            ),
-            (
-                "densa_compute_seconds_total",
-                "counter",
-                "Time spent in forward passes.",
-                |s| s.compute_micros as f64 / 1e6,
-            ),
-            (
-                "densa_tokens_per_second",
-                "gauge",
-                "Tokens per second of forward-pass time since start.",
-                |s| {
-                    let seconds = s.compute_micros as f64 / 1e6;
-                    if seconds > 0.0 {
-                        s.tokens as f64 / seconds
-                    } else {
-                        0.0
-                    }
-                },
-            ),
-            (
-                "densa_withdrawn_total",
-                "counter",
-                "Calls withdrawn before they ran (the client went away).",
-                |s| s.withdrawn as f64,
-            ),
-            (
-                "densa_refused_total",
-                "counter",
-                "Calls refused because the queue was full (429).",
-                |s| s.refused as f64,
-            ),
-        ];
-        for (name, kind, help, value) in per_queue {
-            t.family(name, kind, help);
-            for (q, s) in queues {
-                t.sample(name, &format!("queue=\"{q}\""), value(s));
+    }
+}
+
+/// The metrics that are one number per batching queue.
+const QUEUE_FAMILIES: [QueueFamily; 9] = [
+    (
+        "densa_queue_calls",
+        "gauge",
+        "Calls waiting in the batching queue.",
+        |s| s.queued_calls as f64,
+    ),
+    (
+        "densa_queue_tokens",
+        "gauge",
+        "Tokens waiting in the batching queue.",
+        |s| s.queued_tokens as f64,
+    ),
+    (
+        "densa_batches_total",
+        "counter",
+        "Forward passes run.",
+        |s| s.batches as f64,
+    ),
+    (
+        "densa_batched_inputs_total",
+        "counter",
+        "Inputs run in forward passes.",
+        |s| s.inputs as f64,
+    ),
+    (
+        "densa_batched_tokens_total",
+        "counter",
+        "Tokens run in forward passes.",
+        |s| s.tokens as f64,
+    ),
+    (
+        "densa_compute_seconds_total",
+        "counter",
+        "Time spent in forward passes.",
+        |s| s.compute_micros as f64 / 1e6,
+    ),
+    (
+        "densa_tokens_per_second",
+        "gauge",
+        "Tokens per second of forward-pass time since start.",
+        |s| {
+            let seconds = s.compute_micros as f64 / 1e6;
+            if seconds > 0.0 {
+                s.tokens as f64 / seconds
+            } else {
+                0.0
             }
-        }
-        let name = "densa_batch_size";
-        t.family(name, "histogram", "Inputs per forward pass.");
+        },
+    ),
+    (
+        "densa_withdrawn_total",
+        "counter",
+        "Calls withdrawn before they ran (the client went away).",
+        |s| s.withdrawn as f64,
+    ),
+    (
+        "densa_refused_total",
+        "counter",
+        "Calls refused because the queue was full (429).",
+        |s| s.refused as f64,
+    ),
+];
+
+/// Each queue's numbers ([`QUEUE_FAMILIES`]) and its batch-size histogram.
+fn render_queues(t: &mut Text, queues: &[(&str, BatchStats)]) {
+    for (name, kind, help, value) in QUEUE_FAMILIES {
+        t.family(name, kind, help);
         for (q, s) in queues {
-            let labels = format!("queue=\"{q}\"");
-            t.histogram(
-                name,
-                &labels,
-                &BATCH_SIZE_BUCKETS,
-                &s.batch_size_counts,
-                s.inputs as f64,
-            );
+            t.sample(name, &format!("queue=\"{q}\""), value(s));
         }
-        t.family(
-            "densa_uptime_seconds",
-            "gauge",
-            "Seconds since the server started.",
-        );
-        t.sample("densa_uptime_seconds", "", uptime.as_secs_f64());
-        t.0
+    }
+    let name = "densa_batch_size";
+    t.family(name, "histogram", "Inputs per forward pass.");
+    for (q, s) in queues {
+        let labels = format!("queue=\"{q}\"");
+        let (counts, sum) = (&s.batch_size_counts, s.inputs as f64);
+        t.histogram(name, &labels, &BATCH_SIZE_BUCKETS, counts, sum);
     }
 }
 
