@@ -122,7 +122,7 @@ impl RetrievalMetrics {
 /// Where each question's gold passage ranks once the retriever's best `rerank_top` passages are
 /// rescored by `reranker` (1-based). A gold passage outside those keeps its retriever rank
 /// (above `rerank_top`): reranking cannot reach it. `passage_template` joins titles as for
-/// [`AnswerOptions::passage_template`].
+/// [`crate::pipeline::AnswerOptions::passage_template`].
 pub fn reranked_gold_ranks(
     encoder: &Encoder,
     index: &Index,
