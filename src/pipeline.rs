@@ -67,7 +67,7 @@ impl PipelineResult {
                 serde_json::json!({
                     "answer": a.answer.answer, "score": a.answer.score,
                     "start": a.answer.start, "end": a.answer.end,
-                    "passage_id": a.passage.id, "title": a.passage.title,
+                    "passage_id": a.passage.id.to_json(), "title": a.passage.title,
                     "retrieval_score": a.retrieval_score, "rerank_score": a.rerank_score,
                 })
             })

@@ -383,6 +383,57 @@ impl TextTokenizer {
         }
     }
 
+    /// Where each token of `text` comes from: its byte range in `text`, in order (no special
+    /// tokens, no truncation). Tokenized piece by piece (cut before whitespace), so memory stays
+    /// bounded whatever the text's length. Under `do_lower_case`, a piece whose lowercase has
+    /// another number of characters gives each of its words' tokens the whole word's range.
+    pub fn token_byte_spans(&self, text: &str) -> Result<Vec<(usize, usize)>> {
+        let piece_bytes = self.max_length.max(16) * PREFIX_BYTES_PER_TOKEN * 4;
+        let (mut start, mut spans) = (0, Vec::new());
+        while start < text.len() {
+            let end = whitespace_at_or_after(text, start + piece_bytes).unwrap_or(text.len());
+            self.piece_spans(&text[start..end], start, &mut spans)?;
+            start = end;
+        }
+        Ok(spans)
+    }
+
+    /// [`TextTokenizer::token_byte_spans`] of one piece starting at byte `at` of the text.
+    fn piece_spans(&self, piece: &str, at: usize, spans: &mut Vec<(usize, usize)>) -> Result<()> {
+        let encode = |text: &str| {
+            self.untruncated
+                .encode_char_offsets(text, false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))
+        };
+        let chars: Vec<usize> = piece
+            .char_indices()
+            .map(|(b, _)| at + b)
+            .chain([at + piece.len()])
+            .collect();
+        let lower = self.lowercase_input.then(|| piece.to_lowercase());
+        match &lower {
+            Some(lower) if lower.chars().count() != chars.len() - 1 => {
+                // Lowercasing changed the characters: word by word, each word's range.
+                for (word_start, word) in words_of(piece) {
+                    let tokens = encode(&word.to_lowercase())?.len();
+                    let range = (at + word_start, at + word_start + word.len());
+                    spans.extend(std::iter::repeat_n(range, tokens));
+                }
+            }
+            _ => {
+                let encoding = encode(lower.as_deref().unwrap_or(piece))?;
+                let char_byte = |c: usize| chars[c.min(chars.len() - 1)];
+                spans.extend(
+                    encoding
+                        .get_offsets()
+                        .iter()
+                        .map(|&(s, e)| (char_byte(s), char_byte(e))),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The token count of a whole text, tokenized piece by piece (cut before whitespace, as
     /// for prefixes), so that memory stays bounded whatever its length.
     fn count_whole(&self, text: &BoundedText<'_>) -> Result<usize> {
@@ -420,6 +471,13 @@ struct BoundedText<'a> {
     /// Whether `text` is a strict prefix of `whole`.
     cut: bool,
     whole: &'a str,
+}
+
+/// The words of `text` (maximal runs of non-whitespace) with their byte positions.
+fn words_of(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split(char::is_whitespace)
+        .filter(|w| !w.is_empty())
+        .map(move |w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
 }
 
 /// The byte index of the first whitespace character at or after byte `from` of `text`.

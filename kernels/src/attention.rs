@@ -34,15 +34,15 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Which rows of a packed batch a step computes: attention's query rows here, and the rows of
-/// the last hidden state in the model that calls it.
+/// Which rows of a packed batch a step computes: attention's query rows here (its `queries`),
+/// and in a model the rows of a layer's output (densa's last layer when pooling reads `[CLS]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rows {
-    /// Every token's: `context` is `(total_tokens, H · d)`.
+    /// Every token's: `T` rows (attention's `context` is `(total_tokens, H · d)`).
     All,
-    /// Each sequence's first token only (`[CLS]`; keys and values still over every token):
-    /// `context` is `(num_sequences, H · d)`, row `s` for sequence `s`. Bit for bit the first
-    /// rows of [`Rows::All`] (each query row is computed on its own).
+    /// Each sequence's first token only (`[CLS]`; attention's keys and values still over every
+    /// token): `S` rows, row `s` for sequence `s` (`context` is `(num_sequences, H · d)`). Bit
+    /// for bit the first rows of [`Rows::All`] (each query row is computed on its own).
     FirstOfEachSequence,
 }
 

@@ -264,6 +264,9 @@ impl Encoder {
         truncate_dim: Option<usize>,
         normalize: Option<bool>,
     ) -> PyResult<densa::Encoding> {
+        if (prompt, prompt_name, truncate_dim, normalize) == (None, None, None, None) {
+            return Ok(self.inner.encoding().clone());
+        }
         let mut builder = self.inner.encoding_builder();
         if let Some(prompt) = densa::Prompt::from_flags(prompt, prompt_name) {
             builder = builder.prompt(prompt);

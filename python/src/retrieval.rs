@@ -8,6 +8,20 @@ use pyo3::types::{PyDict, PyList};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// An id as the passages file wrote it: a `str`, or an `int` (a `float` for a fractional
+/// number).
+fn id_to_py<'py>(py: Python<'py>, id: &densa::retrieval::Id) -> PyResult<Bound<'py, PyAny>> {
+    use densa::retrieval::Id;
+    Ok(match id {
+        Id::Text(text) => text.into_pyobject(py)?.into_any(),
+        Id::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.into_pyobject(py)?.into_any(),
+            (_, Some(u), _) => u.into_pyobject(py)?.into_any(),
+            (_, _, f) => f.unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+    })
+}
+
 /// A complete index written by `densa index` / `build_index`, memory-mapped.
 #[pyclass(frozen, module = "densa._densa")]
 pub(crate) struct Index {
@@ -24,7 +38,8 @@ impl Index {
     }
 
     /// The `k` best passages by inner product for each query vector (`(dim,)` or `(q, dim)`
-    /// float32): per query a list of `{"index", "id", "title", "text", "score"}`, best first.
+    /// float32): per query a list of `{"index", "id", "title", "text", "score"}` (and
+    /// `"doc_id"`, `"start"`, `"end"` for passages cut from documents), best first.
     fn search<'py>(
         &self,
         py: Python<'py>,
@@ -58,10 +73,15 @@ impl Index {
             for h in query_hits {
                 let d = PyDict::new(py);
                 d.set_item("index", h.index)?;
-                d.set_item("id", &h.passage.id)?;
+                d.set_item("id", id_to_py(py, &h.passage.id)?)?;
                 d.set_item("title", &h.passage.title)?;
                 d.set_item("text", &h.passage.text)?;
                 d.set_item("score", h.score)?;
+                if let Some(origin) = &h.passage.origin {
+                    d.set_item("doc_id", id_to_py(py, &origin.doc_id)?)?;
+                    d.set_item("start", origin.start)?;
+                    d.set_item("end", origin.end)?;
+                }
                 list.append(d)?;
             }
             if single {
@@ -92,10 +112,14 @@ impl Index {
 
 /// Builds (or resumes) an index of the passages in `passages` (JSON lines `{"id", "title",
 /// "text"}`) with `encoder` into `output`, as `densa index`; `shard=(i, n)` encodes only the
-/// chunks `k % n == i`. Returns `{"passages", "chunks", "chunks_encoded", "passages_encoded",
-/// "chunks_missing", "complete"}`.
+/// chunks `k % n == i`. With `documents=True` the file holds documents, cut into passages as
+/// `densa index --documents` cuts them (`words`, or `max_tokens` and `overlap_tokens`);
+/// `truncate=True` encodes passages longer than the model's max length truncated instead of
+/// refusing them. Returns `{"passages", "chunks", "chunks_encoded", "passages_encoded",
+/// "chunks_missing", "truncated", "complete"}`.
 #[pyfunction]
-#[pyo3(signature = (encoder, passages, output, chunk_size=4096, shard=None, passage_template=None))]
+#[pyo3(signature = (encoder, passages, output, chunk_size=4096, shard=None, passage_template=None, documents=false, words=None, max_tokens=None, overlap_tokens=0, truncate=false))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build_index<'py>(
     py: Python<'py>,
     encoder: &Encoder,
@@ -104,11 +128,25 @@ pub(crate) fn build_index<'py>(
     chunk_size: usize,
     shard: Option<(usize, usize)>,
     passage_template: Option<String>,
+    documents: bool,
+    words: Option<usize>,
+    max_tokens: Option<usize>,
+    overlap_tokens: usize,
+    truncate: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let chunking = match words {
+        Some(n) => densa::retrieval::Chunking::Words(n),
+        None => densa::retrieval::Chunking::Tokens {
+            max_tokens,
+            overlap: overlap_tokens,
+        },
+    };
     let options = densa::IndexOptions {
         chunk_size,
         shard,
         passage_template,
+        documents: documents.then_some(chunking),
+        truncate,
     };
     let inner = &encoder.inner;
     let report = py
@@ -120,6 +158,7 @@ pub(crate) fn build_index<'py>(
     d.set_item("chunks_encoded", report.chunks_encoded)?;
     d.set_item("passages_encoded", report.passages_encoded)?;
     d.set_item("chunks_missing", report.chunks_missing)?;
+    d.set_item("truncated", report.truncated)?;
     d.set_item("complete", report.is_complete())?;
     Ok(d)
 }

@@ -37,12 +37,7 @@ impl Encoder {
         inputs: &[Input<'_>],
         encoding: &Encoding,
     ) -> Result<Embeddings> {
-        let tokenized = self.pool.install(|| {
-            inputs
-                .par_iter()
-                .map(|&input| self.tokenize_one(input, encoding))
-                .collect::<Result<Vec<_>>>()
-        })?;
+        let tokenized = self.tokenize_on_pool(inputs, encoding)?;
         self.embed_tokenized_with(&tokenized, encoding)
     }
 
@@ -50,10 +45,19 @@ impl Encoder {
     /// encoder's threads. The prompt, if any, goes before each text (before the title of a
     /// pair); a model without token types (RoBERTa, XLM-R, DistilBERT) gets type 0 throughout.
     pub fn tokenize(&self, inputs: &[Input<'_>]) -> Result<Vec<Tokenized>> {
+        self.tokenize_on_pool(inputs, &self.encoding)
+    }
+
+    /// Tokenizes inputs with `encoding`'s prompt, in parallel on the encoder's threads.
+    fn tokenize_on_pool(
+        &self,
+        inputs: &[Input<'_>],
+        encoding: &Encoding,
+    ) -> Result<Vec<Tokenized>> {
         self.pool.install(|| {
             inputs
                 .par_iter()
-                .map(|&input| self.tokenize_one(input, &self.encoding))
+                .map(|&input| self.tokenize_one(input, encoding))
                 .collect()
         })
     }
@@ -183,7 +187,8 @@ impl Encoder {
     }
 
     /// The inputs `order` lists, packed into consecutive passes of at most `max_inputs`
-    /// inputs and `max_batch_tokens` tokens; each input is checked as it is packed.
+    /// inputs and `max_batch_tokens` tokens; each input is checked as it is packed and against
+    /// the model's tables, all before any pass runs.
     fn packed_batches<T: Borrow<Tokenized>>(
         &self,
         tokenized: &[T],
@@ -201,6 +206,7 @@ impl Encoder {
                     let t = tokenized[i].borrow();
                     batch.push(i, &t.ids, &t.type_ids)?;
                 }
+                batch.check_against(&self.model.config)?;
                 Ok(batch)
             })
             .collect()

@@ -175,7 +175,8 @@ impl<'a> EncodingBuilder<'a> {
         self
     }
 
-    /// L2-normalise each vector after truncation, on top of what the folder does.
+    /// L2-normalise each vector after truncation, on top of what the folder does. Replaces
+    /// what [`EncodingBuilder::unit_vectors`] said (the last of the two wins).
     pub fn normalize(mut self, on: bool) -> Self {
         self.normalize = Normalize::Extra(on);
         self
@@ -183,7 +184,7 @@ impl<'a> EncodingBuilder<'a> {
 
     /// `true`: the vectors come out L2-normalised, normalised once (not again where the
     /// folder's Normalize module, untruncated, already did: TEI's `normalize`). `false`: no
-    /// extra normalisation.
+    /// extra normalisation. Replaces what [`EncodingBuilder::normalize`] said.
     pub fn unit_vectors(mut self, on: bool) -> Self {
         self.normalize = Normalize::UnitVectors(on);
         self

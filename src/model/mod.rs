@@ -49,13 +49,13 @@ pub struct Handoff<'a> {
 }
 
 impl LayerNorm {
-    /// `x (rows, H) = LayerNorm(x + residual)` (no residual for the embeddings'), handed off
-    /// to `handoff.next`.
+    /// `x (row_count, H) = LayerNorm(x + residual)` (no residual for the embeddings'), handed
+    /// off to `handoff.next`.
     pub fn forward(
         &self,
         x: &mut [f32],
         residual: Option<&[f32]>,
-        rows: usize,
+        row_count: usize,
         handoff: Handoff<'_>,
     ) {
         let (gamma, beta) = (self.weight.as_slice(), self.bias.as_slice());
@@ -70,7 +70,7 @@ impl LayerNorm {
             residual,
             gamma,
             beta,
-            rows,
+            row_count,
             gamma.len(),
             self.eps,
             quantized,
@@ -170,7 +170,7 @@ pub struct DenseLayerNorm {
 }
 
 impl DenseLayerNorm {
-    /// `out (rows, H) = LayerNorm(x · Wᵀ + b + residual)`, handed off to `handoff.next`:
+    /// `out (row_count, H) = LayerNorm(x · Wᵀ + b + residual)`, handed off to `handoff.next`:
     /// `BertSelfOutput.forward(hidden_states, input_tensor)`
     /// ([modeling_bert.py#L468](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L468)) and `BertOutput`'s ([#L554](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L554));
     /// DistilBERT's `sa_layer_norm` and `output_layer_norm`
@@ -180,12 +180,19 @@ impl DenseLayerNorm {
         out: &mut [f32],
         x: &[f32],
         residual: &[f32],
-        rows: usize,
+        row_count: usize,
         handoff: Handoff<'_>,
     ) {
         let input = LinearInput::Rows(x, &mut *handoff.scratch);
-        self.dense.forward(out, input, rows, k::Activation::None);
-        self.layer_norm.forward(out, Some(residual), rows, handoff);
+        self.dense
+            .forward(out, input, row_count, k::Activation::None);
+        self.layer_norm
+            .forward(out, Some(residual), row_count, handoff);
+    }
+
+    /// `H`: the width of its output.
+    pub fn width(&self) -> usize {
+        self.layer_norm.weight.as_slice().len()
     }
 }
 
@@ -201,13 +208,14 @@ impl BertAttention {
     /// `BertAttention.forward`: `attention_output (R, H) = LayerNorm(context · Woᵀ + b + input)`
     /// with `context` self-attention over `hidden (T, H)` and `input` the rows `rows` of
     /// `hidden` (gathered into `first_rows` when those are each sequence's first)
-    /// ([modeling_bert.py#L524](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L524)). `intermediate` reads the output.
-    fn forward(
+    /// ([modeling_bert.py#L524](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L524)), handed off to `next` (the layer's intermediate
+    /// dense, which reads it).
+    pub fn forward(
         &self,
         workspace: &mut Workspace,
         batch: &PackedBatch,
         rows: Rows,
-        intermediate: &Linear,
+        next: &Linear,
     ) {
         let Workspace {
             hidden,
@@ -223,12 +231,12 @@ impl BertAttention {
         let input = match rows {
             Rows::All => &hidden[..],
             Rows::FirstOfEachSequence => {
-                gather_first_rows(first_rows, hidden, batch);
+                gather_first_rows(first_rows, hidden, batch, self.output.width());
                 &first_rows[..]
             }
         };
         let handoff = Handoff {
-            next: Some(intermediate),
+            next: Some(next),
             scratch: int8,
         };
         let r = row_count(rows, batch);
@@ -245,13 +253,13 @@ pub struct BertIntermediate {
 }
 
 impl BertIntermediate {
-    /// `BertIntermediate.forward`: `out (rows, F) = GELU(x · Wᵀ + b)`, `x` as the LayerNorm
+    /// `BertIntermediate.forward`: `out (row_count, F) = GELU(x · Wᵀ + b)`, `x` as the LayerNorm
     /// before left it (quantized, when the layer is int8)
     /// ([modeling_bert.py#L540](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L540); DistilBERT's `lin1`,
     /// [modeling_distilbert.py#L432-L433](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L432-L433)).
-    pub fn forward(&self, out: &mut [f32], x: &[f32], rows: usize, scratch: &k::Int8Scratch) {
+    pub fn forward(&self, out: &mut [f32], x: &[f32], row_count: usize, scratch: &k::Int8Scratch) {
         let input = LinearInput::Quantized(x, scratch);
-        self.dense.forward(out, input, rows, self.activation);
+        self.dense.forward(out, input, row_count, self.activation);
     }
 }
 
@@ -304,7 +312,7 @@ impl BertLayer {
         self.output
             .forward(output, intermediate, attention_output, r, handoff);
         if rows == Rows::FirstOfEachSequence {
-            scatter_first_rows(hidden, first_rows, batch);
+            scatter_first_rows(hidden, first_rows, batch, self.output.width());
         }
     }
 }
@@ -424,19 +432,17 @@ fn keep(all_hidden_states: &mut Option<&mut Vec<Vec<f32>>>, hidden: &[f32]) {
 }
 
 /// `first (S, H)`: each sequence's first row of `hidden (T, H)`.
-fn gather_first_rows(first: &mut [f32], hidden: &[f32], batch: &PackedBatch) {
-    let h = first.len() / batch.num_sequences().max(1);
-    for (s, row) in first.chunks_exact_mut(h.max(1)).enumerate() {
+fn gather_first_rows(first: &mut [f32], hidden: &[f32], batch: &PackedBatch, h: usize) {
+    for s in 0..batch.num_sequences() {
         let t0 = batch.seq_offsets()[s];
-        row.copy_from_slice(&hidden[t0 * h..(t0 + 1) * h]);
+        first[s * h..(s + 1) * h].copy_from_slice(&hidden[t0 * h..(t0 + 1) * h]);
     }
 }
 
 /// The inverse: `first (S, H)` written back to each sequence's first row of `hidden`.
-fn scatter_first_rows(hidden: &mut [f32], first: &[f32], batch: &PackedBatch) {
-    let h = first.len() / batch.num_sequences().max(1);
-    for (s, row) in first.chunks_exact(h.max(1)).enumerate() {
+fn scatter_first_rows(hidden: &mut [f32], first: &[f32], batch: &PackedBatch, h: usize) {
+    for s in 0..batch.num_sequences() {
         let t0 = batch.seq_offsets()[s];
-        hidden[t0 * h..(t0 + 1) * h].copy_from_slice(row);
+        hidden[t0 * h..(t0 + 1) * h].copy_from_slice(&first[s * h..(s + 1) * h]);
     }
 }

@@ -1,11 +1,12 @@
 //! Building an index: chunks encoded and written whole, resumed, sharded, then assembled.
 
-use super::passages::{fnv1a, model_fingerprint, read_passages, Passage, FNV_OFFSET};
+use super::chunk::{Chunking, PassageEncoding};
+use super::collection::read_collection;
+use super::passages::{fnv1a, model_fingerprint, Passage, FNV_OFFSET};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::io::output::{is_temporary_of, sync_folder_of, write_output};
 use crate::io::{failpoint, npy, read_json};
-use crate::tokenizer::Input;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,10 @@ pub struct IndexOptions {
     /// One text per passage from this template (`"{title}. {text}"`; a passage without a
     /// title gives its text alone) instead of the (title, text) pair.
     pub passage_template: Option<String>,
+    /// The input holds documents, cut into passages this way (`None`: it holds passages).
+    pub documents: Option<Chunking>,
+    /// Encode passages longer than the model's max length truncated, instead of refusing them.
+    pub truncate: bool,
 }
 
 impl Default for IndexOptions {
@@ -38,6 +43,8 @@ impl Default for IndexOptions {
             chunk_size: 4096,
             shard: None,
             passage_template: None,
+            documents: None,
+            truncate: false,
         }
     }
 }
@@ -53,6 +60,8 @@ pub struct BuildReport {
     pub passages_encoded: usize,
     /// Chunks still missing (other shards' work); 0 once the index is complete.
     pub chunks_missing: usize,
+    /// Passages longer than the model's max length, encoded truncated (with `truncate`).
+    pub truncated: usize,
 }
 
 impl BuildReport {
@@ -136,17 +145,23 @@ fn lock_folder(output: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// Builds (or resumes building) the index of the passages in `passages_path` into `output`.
-/// `progress(done, total)` is called after each chunk with passages done so far.
+/// Builds (or resumes building) the index of the passages (or, with
+/// [`IndexOptions::documents`], of the documents) in `input` into `output`. `progress(done,
+/// total)` is called after each chunk with passages done so far.
 pub fn build_index(
     encoder: &Encoder,
-    passages_path: &Path,
+    input: &Path,
     output: &Path,
     options: &IndexOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BuildReport> {
     let (shard, shards) = check_options(options)?;
-    let (passages, passages_fingerprint) = read_passages(passages_path)?;
+    let encoding = PassageEncoding {
+        encoder,
+        template: options.passage_template.as_deref(),
+    };
+    let collection = read_collection(input, options.documents, &encoding, options.truncate)?;
+    let (passages, passages_fingerprint) = (collection.passages, collection.fingerprint);
     let total = passages.len();
     let chunk_count = total.div_ceil(options.chunk_size);
     let manifest = manifest_of(encoder, options, total, passages_fingerprint);
@@ -164,6 +179,7 @@ pub fn build_index(
         chunks_encoded,
         passages_encoded,
         chunks_missing,
+        truncated: collection.truncated,
     };
 
     let manifest_path = output.join("manifest.json");
@@ -195,7 +211,7 @@ pub fn build_index(
             continue;
         }
         let part = &passages[chunk_range(k)];
-        encode_chunk(encoder, part, options, &chunks, k)?;
+        encode_chunk(&encoding, part, &chunks, k)?;
         chunks_encoded += 1;
         passages_encoded += part.len();
         done += part.len();
@@ -248,6 +264,7 @@ fn manifest_of(
         "max_length": encoder.tokenizer().max_length(),
         "prompt": encoder.prompt(),
         "passage_template": options.passage_template,
+        "chunking": options.documents.map(|c| c.describe()),
         "complete": false,
     })
 }
@@ -269,22 +286,15 @@ fn build_tag(manifest: &Value, chunk_size: usize) -> String {
 /// Encodes chunk `k` (`part`) and writes its files whole: passages first, vectors last, so a
 /// chunk counts as done once both exist.
 fn encode_chunk(
-    encoder: &Encoder,
+    encoding: &PassageEncoding<'_>,
     part: &[Passage],
-    options: &IndexOptions,
     chunks: &ChunkFiles,
     k: usize,
 ) -> Result<()> {
-    let texts: Vec<String> = match &options.passage_template {
-        Some(template) => part.iter().map(|p| p.templated(template)).collect(),
-        None => Vec::new(),
-    };
-    let inputs: Vec<Input> = match &options.passage_template {
-        Some(_) => texts.iter().map(|t| Input::Text(t)).collect(),
-        None => part.iter().map(Passage::input).collect(),
-    };
+    let templated = encoding.templated(part);
+    let inputs = PassageEncoding::inputs(part, &templated);
     // embed_inputs sorts by length into batches and returns rows in input order.
-    let vectors = encoder.embed_inputs(&inputs)?;
+    let vectors = encoding.encoder.embed_inputs(&inputs)?;
     write_output(&chunks.path(k, "jsonl"), |out| {
         for p in part {
             out.write_all(p.to_json_line().as_bytes())?;
@@ -313,6 +323,7 @@ fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()>
         "max_length",
         "prompt",
         "passage_template",
+        "chunking",
     ] {
         if existing[key] != wanted[key] {
             return Err(Error::Config {

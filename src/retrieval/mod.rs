@@ -26,11 +26,15 @@
 //! same command there (it finds all chunks and only concatenates). See docs/RETRIEVAL.md.
 
 mod build;
+mod chunk;
+mod collection;
 mod eval;
 mod passages;
 mod reader;
 
 pub use build::{build_index, BuildReport, IndexOptions, INDEX_FORMAT_VERSION};
+pub use chunk::{chunk_documents, Chunking, PassageEncoding};
+pub use collection::{read_collection, Collection};
 pub use eval::{answer_scores, read_qa_pairs, reranked_gold_ranks, RetrievalMetrics};
-pub use passages::{read_passages, Passage};
+pub use passages::{read_passages, Id, Origin, Passage};
 pub use reader::{Index, SearchHit};

@@ -8,13 +8,68 @@ use crate::tokenizer::Input;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
+/// An id as the user wrote it in JSON: a string or a number, given back the same way (the id
+/// is what ties a hit to the user's own database).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Id {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl Id {
+    /// The id a JSON value holds (`None` for anything but a string or a number).
+    pub fn from_json(value: &Value) -> Option<Id> {
+        match value {
+            Value::String(s) => Some(Id::Text(s.clone())),
+            Value::Number(n) => Some(Id::Number(n.clone())),
+            _ => None,
+        }
+    }
+
+    /// The id as JSON, as it came.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Id::Text(s) => Value::String(s.clone()),
+            Id::Number(n) => Value::Number(n.clone()),
+        }
+    }
+}
+
+/// The text of the id (a number as JSON writes it): what eval's `passage_id` and the text
+/// output match and print.
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Id::Text(s) => f.write_str(s),
+            Id::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl From<&str> for Id {
+    fn from(text: &str) -> Id {
+        Id::Text(text.to_owned())
+    }
+}
+
+/// Where a passage cut from a document comes from: the document's id and the passage's
+/// characters (Unicode scalar values, as Python indexes strings) `start..end` of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub doc_id: Id,
+    pub start: usize,
+    pub end: usize,
+}
+
 /// One passage of a collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passage {
-    pub id: String,
+    pub id: Id,
     /// Encoded as the first text of the pair; an absent title encodes the text alone.
     pub title: Option<String>,
     pub text: String,
+    /// The document it was cut from (`densa chunk`), if any.
+    pub origin: Option<Origin>,
 }
 
 impl Passage {
@@ -37,9 +92,60 @@ impl Passage {
         }
     }
 
+    /// The passage as JSON: `{"id", "title", "text"}`, and `"doc_id"`, `"start"`, `"end"` for
+    /// a passage cut from a document.
+    pub fn to_json(&self) -> Value {
+        let mut value = json!({ "id": self.id.to_json(), "title": self.title, "text": self.text });
+        if let Some(origin) = &self.origin {
+            value["doc_id"] = origin.doc_id.to_json();
+            value["start"] = origin.start.into();
+            value["end"] = origin.end.into();
+        }
+        value
+    }
+
     /// The passage as one line of `passages.jsonl` (no newline).
     pub(crate) fn to_json_line(&self) -> String {
-        json!({ "id": self.id, "title": self.title, "text": self.text }).to_string()
+        self.to_json().to_string()
+    }
+
+    /// A passage from one JSON object of a collection (`{"text", "id"?, "title"?, "doc_id"?,
+    /// "start"?, "end"?}`); `default_id` when it has no `"id"`. The error says which field is
+    /// wrong.
+    pub fn from_json(value: &Value, default_id: usize) -> std::result::Result<Passage, String> {
+        let string = |key: &str| match value.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("\"{key}\" must be a string")),
+        };
+        let id = |key: &str| match value.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Id::from_json(v)
+                .map(Some)
+                .ok_or_else(|| format!("\"{key}\" must be a string or a number")),
+        };
+        let offset = |key: &str| {
+            value[key]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| format!("\"{key}\" must be a character offset (an integer from 0)"))
+        };
+        let origin = match id("doc_id")? {
+            Some(doc_id) => {
+                let (start, end) = (offset("start")?, offset("end")?);
+                if start > end {
+                    return Err(format!("\"start\" {start} is after \"end\" {end}"));
+                }
+                Some(Origin { doc_id, start, end })
+            }
+            None => None,
+        };
+        Ok(Passage {
+            id: id("id")?.unwrap_or_else(|| Id::Text(default_id.to_string())),
+            title: string("title")?,
+            text: string("text")?.ok_or("no \"text\" field")?,
+            origin,
+        })
     }
 }
 
@@ -60,20 +166,12 @@ pub fn read_passages(path: &Path) -> Result<(Vec<Passage>, u64)> {
             continue;
         }
         let record = parse_json_record(line).map_err(at)?;
-        let id = match record.value.get("id") {
-            None | Some(Value::Null) => i.to_string(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(_) => return Err(at("\"id\" must be a string or a number".into())),
-        };
-        if let Some(first) = seen.insert(id.clone(), i + 1) {
+        let passage = Passage::from_json(&record.value, i).map_err(at)?;
+        if let Some(first) = seen.insert(passage.id.to_string(), i + 1) {
+            let id = passage.id.to_string();
             return Err(at(format!("id {id:?} was already used on line {first}")));
         }
-        passages.push(Passage {
-            id,
-            title: record.title,
-            text: record.text,
-        });
+        passages.push(passage);
     }
     Ok((passages, fingerprint))
 }

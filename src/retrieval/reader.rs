@@ -21,13 +21,15 @@ pub struct SearchHit {
 }
 
 impl SearchHit {
-    /// `{"rank", "id", "score", "title", "text"}` (`rank` from 1), as `densa search --json`
-    /// prints and `densa serve`'s `/search` returns.
+    /// `{"rank", "id", "score", "title", "text"}` (`rank` from 1; the id as the passages
+    /// file wrote it, string or number), and `"doc_id"`, `"start"`, `"end"` for a passage cut
+    /// from a document: what `densa search --json` prints and `densa serve`'s `/search`
+    /// returns.
     pub fn to_json(&self, rank: usize) -> Value {
-        json!({
-            "rank": rank, "id": self.passage.id, "score": self.score,
-            "title": self.passage.title, "text": self.passage.text,
-        })
+        let mut value = self.passage.to_json();
+        value["rank"] = rank.into();
+        value["score"] = json!(self.score);
+        value
     }
 }
 
@@ -142,15 +144,16 @@ impl Index {
             }
         };
         let line = &self.passages[start..end];
-        let value: Value = serde_json::from_slice(line).map_err(|e| {
-            Error::InvalidInput(format!("{}: passage {i}: {e}", self.dir.display()))
-        })?;
-        let field = |k: &str| value[k].as_str().map(str::to_owned);
-        Ok(Passage {
-            id: field("id").unwrap_or_default(),
-            title: field("title"),
-            text: field("text").unwrap_or_default(),
-        })
+        let bad = |e: String| {
+            let path = self.dir.join("passages.jsonl");
+            Error::InvalidInput(format!(
+                "{}: passage {i} (line {}): {e}",
+                path.display(),
+                i + 1
+            ))
+        };
+        let value: Value = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
+        Passage::from_json(&value, i).map_err(bad)
     }
 
     /// The `k` passages with the largest inner product with each query vector (`queries` is
@@ -277,10 +280,10 @@ impl Index {
         ))
     }
 
-    /// Rows of every passage id (for evaluation: gold ids to rows).
+    /// Rows of every passage id, by the id's text (for evaluation: gold ids to rows).
     pub fn id_rows(&self) -> Result<std::collections::HashMap<String, usize>> {
         (0..self.len())
-            .map(|i| Ok((self.passage(i)?.id, i)))
+            .map(|i| Ok((self.passage(i)?.id.to_string(), i)))
             .collect()
     }
 }

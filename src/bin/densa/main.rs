@@ -5,8 +5,8 @@
 //! - `encode.rs`: `embed` ([`encode::EmbedArgs`]), `tokenize` ([`encode::TokenizeArgs`]);
 //! - `model.rs`: `quantize`, `inspect`, `bench` ([`model::QuantizeArgs`],
 //!   [`model::InspectArgs`], [`model::BenchArgs`]);
-//! - `retrieval.rs`: `index`, `search`, `eval` ([`retrieval::IndexArgs`],
-//!   [`retrieval::SearchArgs`], [`retrieval::EvalArgs`]);
+//! - `retrieval.rs`: `chunk`, `index`, `search`, `eval` ([`retrieval::ChunkCommandArgs`],
+//!   [`retrieval::IndexArgs`], [`retrieval::SearchArgs`], [`retrieval::EvalArgs`]);
 //! - `heads.rs`: `rerank`, `read`, `answer` ([`heads::RerankArgs`], [`heads::ReadArgs`],
 //!   [`heads::AnswerArgs`]);
 //! - `serve.rs`: `serve` ([`serve::ServeArgs`]);
@@ -52,7 +52,11 @@ enum Command {
     Quantize(model::QuantizeArgs),
     /// Describe a model folder: architecture, tensors, parameters, mapped bytes, pooling.
     Inspect(model::InspectArgs),
-    /// Encode a passage collection into a searchable index (resumable, shardable).
+    /// Cut documents into passages at word boundaries, by the model's tokens or DPR's 100
+    /// words, with each passage's character offsets in its document.
+    Chunk(retrieval::ChunkCommandArgs),
+    /// Encode a passage collection (or documents, cut first) into a searchable index
+    /// (resumable, shardable).
     Index(retrieval::IndexArgs),
     /// Answer questions from an index: encode them and print the top-k passages.
     Search(retrieval::SearchArgs),
@@ -100,6 +104,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Tokenize(args) => encode::tokenize(args),
         Command::Quantize(args) => model::quantize(args),
         Command::Inspect(args) => model::inspect(args),
+        Command::Chunk(args) => retrieval::chunk(args),
         Command::Index(args) => retrieval::index(args),
         Command::Search(args) => retrieval::search(args),
         Command::Eval(args) => retrieval::eval(args),

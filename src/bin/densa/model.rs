@@ -90,14 +90,14 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<(), Error> {
         },
     )?;
     let mut report = format!("model:        {}\n", model_dir.display());
-    report += &describe_network(&encoder);
-    report += &describe_encoding(&encoder, model_dir);
-    report += &describe_tensors(&encoder)?;
+    report += &inspect_network(&encoder);
+    report += &inspect_encoding(&encoder, model_dir);
+    report += &inspect_tensors(&encoder)?;
     print_stdout(&report)
 }
 
 /// `inspect`'s lines on the network: architecture, positions, vocabulary, heads.
-fn describe_network(encoder: &Encoder) -> String {
+fn inspect_network(encoder: &Encoder) -> String {
     let model = encoder.model();
     let c = &model.config;
     let mut report = format!("architecture: {} (config.json model_type), {} layers, hidden {}, {} heads (head dim {}), FFN {}, activation {:?}\n", c.model_type.name(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim(), c.intermediate_size, c.hidden_act);
@@ -137,7 +137,7 @@ fn describe_network(encoder: &Encoder) -> String {
 
 /// `inspect`'s lines on how texts become vectors: pooling, modules, prompts, width,
 /// precision, length.
-fn describe_encoding(encoder: &Encoder, model_dir: &Path) -> String {
+fn inspect_encoding(encoder: &Encoder, model_dir: &Path) -> String {
     let model = encoder.model();
     let st = encoder.sentence_transformers();
     let pooling_source = match (&st.pooling, model.config.model_type) {
@@ -192,7 +192,7 @@ fn describe_encoding(encoder: &Encoder, model_dir: &Path) -> String {
 
 /// `inspect`'s lines on the checkpoint: parameters, bytes, every tensor and whether its
 /// values are finite.
-fn describe_tensors(encoder: &Encoder) -> Result<String, Error> {
+fn inspect_tensors(encoder: &Encoder) -> Result<String, Error> {
     let checkpoint = encoder.checkpoint();
     let parameters = encoder.model().parameter_count();
     let mut report = format!("parameters:   {parameters} used by the model\n");

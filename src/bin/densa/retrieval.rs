@@ -5,14 +5,65 @@ use crate::{
     describe_encoding, open_encoder, parse_shard, print_stdout, progress_bar, run_options,
     EncodeArgs, ModelArgs, Side,
 };
-use densa::io::output::Pending;
+use densa::io::output::{write_output, Pending};
 use densa::io::records::{read_records, Record};
-use densa::retrieval::{answer_scores, read_qa_pairs, reranked_gold_ranks, RetrievalMetrics};
+use densa::retrieval::{
+    answer_scores, read_qa_pairs, reranked_gold_ranks, Chunking, PassageEncoding, RetrievalMetrics,
+};
 use densa::{AnswerOptions, Encoder, Error, Index, QaPipeline, Reader, Reranker};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How documents are cut into passages (`densa chunk`, `densa index --documents`).
+#[derive(clap::Args)]
+pub(crate) struct ChunkArgs {
+    /// DPR's way: disjoint passages of N words.
+    #[arg(long, conflicts_with_all = ["max_tokens", "overlap_tokens"])]
+    words: Option<usize>,
+    /// Most tokens per passage as the index encodes it (title, prompt and special tokens
+    /// counted; default: the model's max length, so that no passage is truncated).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Tokens (of whole words) consecutive passages share.
+    #[arg(long, default_value_t = 0)]
+    overlap_tokens: usize,
+}
+
+impl ChunkArgs {
+    fn chunking(&self) -> Chunking {
+        match self.words {
+            Some(n) => Chunking::Words(n),
+            None => Chunking::Tokens {
+                max_tokens: self.max_tokens,
+                overlap: self.overlap_tokens,
+            },
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ChunkCommandArgs {
+    /// The context (passage) encoder the passages are cut for.
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Documents: JSON lines {"id", "title"?, "text"} (id a string or a number; default the
+    /// line number).
+    #[arg(long)]
+    input: PathBuf,
+    /// Passages: JSON lines {"id": "<doc id>#<n>", "doc_id", "title", "text", "start", "end"}.
+    #[arg(long)]
+    output: PathBuf,
+    #[command(flatten)]
+    chunk: ChunkArgs,
+    /// How passages will be encoded (their prompt counts against --max-tokens).
+    #[command(flatten)]
+    encode: EncodeArgs,
+    /// As densa index --passage-template (the joined text counts against --max-tokens).
+    #[arg(long)]
+    passage_template: Option<String>,
+}
 
 #[derive(clap::Args)]
 pub(crate) struct IndexArgs {
@@ -21,8 +72,22 @@ pub(crate) struct IndexArgs {
     model: ModelArgs,
     /// JSON lines with "text" and optional "id" and "title"; passages are encoded as the
     /// pair (title, text).
+    #[arg(
+        long,
+        required_unless_present = "documents",
+        conflicts_with = "documents"
+    )]
+    passages: Option<PathBuf>,
+    /// Documents (JSON lines {"id", "title"?, "text"}) to cut into passages first, as densa
+    /// chunk does (--words, --max-tokens, --overlap-tokens).
     #[arg(long)]
-    passages: PathBuf,
+    documents: Option<PathBuf>,
+    #[command(flatten)]
+    chunk: ChunkArgs,
+    /// Encode passages longer than the model's max length truncated to it (without this, such
+    /// passages are an error that names them).
+    #[arg(long)]
+    truncate: bool,
     /// Index folder (created; an interrupted build there is resumed).
     #[arg(long)]
     output: PathBuf,
@@ -98,6 +163,9 @@ pub(crate) struct EvalArgs {
     /// As --passage-template of densa index, for --passages.
     #[arg(long)]
     passage_template: Option<String>,
+    /// As --truncate of densa index, for --passages.
+    #[arg(long)]
+    truncate: bool,
     /// A cross-encoder: also report recall@k once it rescores the retriever's best
     /// --rerank-top passages ("reranked").
     #[arg(long)]
@@ -130,9 +198,13 @@ pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
         chunk_size: args.chunk_size,
         shard: args.shard,
         passage_template: args.passage_template,
+        documents: args.documents.is_some().then(|| args.chunk.chunking()),
+        truncate: args.truncate,
     };
-    let (passages, output) = (&args.passages, &args.output);
-    let report = densa::build_index(&encoder, passages, output, &options, &mut |done, total| {
+    let input = args.documents.as_ref().or(args.passages.as_ref());
+    let input = input.expect("clap requires --passages or --documents");
+    let output = &args.output;
+    let report = densa::build_index(&encoder, input, output, &options, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -146,6 +218,12 @@ pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
         report.chunks_encoded,
         report.chunks
     );
+    if report.truncated > 0 {
+        eprintln!(
+            "densa: {} passages were longer than the model's max length and were encoded truncated (--truncate)",
+            report.truncated
+        );
+    }
     if report.is_complete() {
         eprintln!("densa: index complete: {}", output.display());
     } else {
@@ -153,6 +231,38 @@ pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
             "densa: {} chunks belong to other shards; copy their {}/chunks/ files here and rerun this command to assemble",
             report.chunks_missing,
             output.display()
+        );
+    }
+    Ok(())
+}
+
+/// `densa chunk`: documents cut into passages for the model, written as JSON lines.
+pub(crate) fn chunk(args: ChunkCommandArgs) -> Result<(), Error> {
+    let encoder = open_encoder(&args.model, &args.encode, Side::Passage, None, 32)?;
+    let encoding = PassageEncoding {
+        encoder: &encoder,
+        template: args.passage_template.as_deref(),
+    };
+    let chunking = args.chunk.chunking();
+    // Counted, not refused: densa index refuses them (or --truncate encodes them cut).
+    let collection =
+        densa::retrieval::read_collection(&args.input, Some(chunking), &encoding, true)?;
+    write_output(&args.output, |out| {
+        for passage in &collection.passages {
+            writeln!(out, "{}", passage.to_json())?;
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "densa: {} passages ({})",
+        collection.passages.len(),
+        chunking.describe()
+    );
+    if collection.truncated > 0 {
+        eprintln!(
+            "densa: warning: {} passages are longer than the model's max length ({} tokens): densa index refuses them unless --truncate; cut by tokens (--max-tokens) to avoid it",
+            collection.truncated,
+            encoder.tokenizer().max_length()
         );
     }
     Ok(())
@@ -358,6 +468,7 @@ fn encode_passages(
     describe_encoding("densa: passages", &encoder);
     let options = densa::IndexOptions {
         passage_template: args.passage_template.clone(),
+        truncate: args.truncate,
         ..Default::default()
     };
     densa::build_index(&encoder, passages, dir, &options, &mut |_, _| {})?;

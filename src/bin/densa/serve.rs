@@ -4,7 +4,7 @@ use crate::args::side_prompt;
 use crate::{open_encoder, run_options, EncodeArgs, ModelArgs, Side};
 use densa::batching::DEFAULT_MAX_QUEUED_TOKENS;
 use densa::serve::{Models, ServeOptions, Server};
-use densa::{BatchLimits, Encoder, Encoding, Error, Index, Options, Reader, Reranker};
+use densa::{BatchLimits, Encoder, Encoding, Error, Index, Reader, Reranker};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,11 +119,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
 }
 
 /// The models `--model`, `--reranker`, `--index` and `--reader` name, each run with the same
-/// flags (threads, precision, tokens per pass). Each pass of the server's queues holds at most
-/// `--max-batch-tokens` tokens, whatever the number of sequences.
+/// flags (threads, precision, tokens per pass).
 fn load_models(args: &ServeArgs) -> Result<Models, Error> {
     let model = &args.model;
-    let batch_size = Options::default().batch_size;
+    // A served model's passes are bounded by tokens alone (--max-batch-tokens), whether its
+    // queue merged them or /answer calls it directly: no second bound by sequence count.
+    let batch_size = usize::MAX;
     let encoder = open_encoder(model, &args.encode, Side::Any, args.max_length, batch_size)?;
     let same_run = |dir: &Path| {
         run_options(
