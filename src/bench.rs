@@ -87,6 +87,14 @@ pub fn resident_megabytes() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// The peak resident memory of this process so far, in MiB (`VmHWM`; Linux only).
+pub fn peak_resident_megabytes() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use crate::encoder::{Encoder, Encoding};
 use crate::error::{Error, Result};
 use crate::heads::{Answer, ReadOptions, Reader, Reranker};
-use crate::retrieval::{Index, Passage};
+use crate::retrieval::{Index, Passage, SearchOptions};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +21,8 @@ pub struct AnswerOptions {
     pub passage_template: String,
     /// How the reader reads each passage (its `top_k` is this struct's).
     pub read: ReadOptions,
+    /// How the index is searched (exact scan or graph, its expansion, rescoring).
+    pub search: SearchOptions,
 }
 
 impl Default for AnswerOptions {
@@ -31,6 +33,7 @@ impl Default for AnswerOptions {
             top_k: 1,
             passage_template: "{title}. {text}".into(),
             read: ReadOptions::default(),
+            search: SearchOptions::default(),
         }
     }
 }
@@ -127,6 +130,7 @@ impl QaPipeline {
                 &self.question_encoding,
                 &[question],
                 first_k,
+                &options.search,
             )?
             .remove(0);
         let retrieve_ms = started.elapsed().as_secs_f64() * 1e3;

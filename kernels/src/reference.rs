@@ -127,3 +127,51 @@ pub fn inner_products(queries: &[f32], vectors: &[f32], dim: usize) -> Vec<Vec<f
         })
         .collect()
 }
+
+/// `scores[r][j] = queries[j] · rows[r]` with `rows` binary16 bits decoded by the `half` crate.
+pub fn f16_products(queries: &[f32], rows: &[u16], dim: usize) -> Vec<Vec<f64>> {
+    rows.chunks_exact(dim)
+        .map(|row| {
+            queries
+                .chunks_exact(dim)
+                .map(|q| {
+                    row.iter()
+                        .zip(q)
+                        .map(|(&h, &b)| half::f16::from_bits(h).to_f64() * b as f64)
+                        .sum()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `scores[r][j] = weights[j] · codes[r]` (int8 codes).
+pub fn int8_products(weights: &[f32], codes: &[i8], dim: usize) -> Vec<Vec<f64>> {
+    codes
+        .chunks_exact(dim)
+        .map(|row| {
+            weights
+                .chunks_exact(dim)
+                .map(|w| row.iter().zip(w).map(|(&c, &x)| c as f64 * x as f64).sum())
+                .collect()
+        })
+        .collect()
+}
+
+/// `scores[r][j]` = minus the number of bit positions where `queries[j]` and `rows[r]` differ,
+/// bit by bit.
+pub fn hamming_products(queries: &[u8], rows: &[u8], bytes: usize) -> Vec<Vec<f64>> {
+    let differ = |a: &[u8], b: &[u8]| -> usize {
+        (0..bytes * 8)
+            .filter(|&i| (a[i / 8] >> (i % 8)) & 1 != (b[i / 8] >> (i % 8)) & 1)
+            .count()
+    };
+    rows.chunks_exact(bytes)
+        .map(|row| {
+            queries
+                .chunks_exact(bytes)
+                .map(|q| -(differ(q, row) as f64))
+                .collect()
+        })
+        .collect()
+}

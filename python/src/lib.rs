@@ -336,6 +336,7 @@ fn _densa(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<heads::Reader>()?;
     m.add_class::<retrieval::Index>()?;
     m.add_function(wrap_pyfunction!(retrieval::build_index, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::build_ann, m)?)?;
     let py = m.py();
     m.add("DensaError", py.get_type::<DensaError>())?;
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;

@@ -30,21 +30,37 @@ pub(crate) struct Index {
 
 #[pymethods]
 impl Index {
+    /// `exact=True` opens the index for the exact scan alone (its HNSW graph, if any, is
+    /// not read).
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, exact=false))]
+    fn new(py: Python<'_>, path: PathBuf, exact: bool) -> PyResult<Self> {
+        let open = || match exact {
+            true => densa::Index::open_exact(&path),
+            false => densa::Index::open(&path),
+        };
         Ok(Index {
-            inner: crate::load(py, || densa::Index::open(&path))?,
+            inner: crate::load(py, open)?,
         })
     }
 
     /// The `k` best passages by inner product for each query vector (`(dim,)` or `(q, dim)`
     /// float32): per query a list of `{"index", "id", "title", "text", "score"}` (and
     /// `"doc_id"`, `"start"`, `"end"` for passages cut from documents), best first.
+    ///
+    /// `exact`: `True` scans every vector even where there is a graph, `False` searches the
+    /// graph whatever the collection's size (`None`: the graph from 20,000 vectors on); `ef`:
+    /// the graph's candidates per query; `rescore`: over int8 or binary codes, candidates per
+    /// result rescored against the float vectors.
+    #[pyo3(signature = (query_vectors, k, exact=None, ef=None, rescore=None))]
     fn search<'py>(
         &self,
         py: Python<'py>,
         query_vectors: PyReadonlyArrayDyn<'py, f32>,
         k: usize,
+        exact: Option<bool>,
+        ef: Option<usize>,
+        rescore: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
         let single = query_vectors.ndim() == 1;
         if query_vectors.ndim() > 2 {
@@ -66,7 +82,10 @@ impl Index {
             )
         })?;
         let inner = &self.inner;
-        let hits = py.detach(|| inner.search(queries, k)).map_err(to_py)?;
+        let options = densa::retrieval::SearchOptions { rescore, exact, ef };
+        let hits = py
+            .detach(|| inner.search_with(queries, k, &options))
+            .map_err(to_py)?;
         let out = PyList::empty(py);
         for query_hits in hits {
             let list = PyList::empty(py);
@@ -95,7 +114,7 @@ impl Index {
     /// The stored vectors `(passages, dim)` (a copy).
     fn vectors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let dim = self.inner.dim();
-        let array = Array2::from_shape_vec((self.inner.len(), dim), self.inner.vectors().to_vec())
+        let array = Array2::from_shape_vec((self.inner.len(), dim), self.inner.vectors_f32())
             .map_err(|e| DensaError::new_err(format!("internal error: {e}")))?;
         Ok(array.into_pyarray(py))
     }
@@ -115,10 +134,12 @@ impl Index {
 /// chunks `k % n == i`. With `documents=True` the file holds documents, cut into passages as
 /// `densa index --documents` cuts them (`words`, or `max_tokens` and `overlap_tokens`);
 /// `truncate=True` encodes passages longer than the model's max length truncated instead of
-/// refusing them. Returns `{"passages", "chunks", "chunks_encoded", "passages_encoded",
+/// refusing them; `vectors` is how the index stores them for search (`"f32"`, `"f16"`,
+/// `"int8"`, `"binary"`, as `densa index --vectors`). Returns `{"passages", "chunks",
+/// "chunks_encoded", "passages_encoded",
 /// "chunks_missing", "truncated", "complete"}`.
 #[pyfunction]
-#[pyo3(signature = (encoder, passages, output, chunk_size=4096, shard=None, passage_template=None, documents=false, words=None, max_tokens=None, overlap_tokens=0, truncate=false))]
+#[pyo3(signature = (encoder, passages, output, chunk_size=4096, shard=None, passage_template=None, documents=false, words=None, max_tokens=None, overlap_tokens=0, truncate=false, vectors="f32"))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build_index<'py>(
     py: Python<'py>,
@@ -133,6 +154,7 @@ pub(crate) fn build_index<'py>(
     max_tokens: Option<usize>,
     overlap_tokens: usize,
     truncate: bool,
+    vectors: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let chunking = match words {
         Some(n) => densa::retrieval::Chunking::Words(n),
@@ -147,6 +169,8 @@ pub(crate) fn build_index<'py>(
         passage_template,
         documents: documents.then_some(chunking),
         truncate,
+        vectors: densa::retrieval::VectorKind::parse(vectors)
+            .map_err(InvalidInputError::new_err)?,
     };
     let inner = &encoder.inner;
     let report = py
@@ -160,5 +184,36 @@ pub(crate) fn build_index<'py>(
     d.set_item("chunks_missing", report.chunks_missing)?;
     d.set_item("truncated", report.truncated)?;
     d.set_item("complete", report.is_complete())?;
+    Ok(d)
+}
+
+/// Builds the HNSW graph of the index in `path` (as `densa ann`): `vectors` is how the graph
+/// holds them (`"f32"`, `"f16"`, `"int8"`, `"binary"`), `connectivity` HNSW's M,
+/// `expansion_add` its efConstruction, `expansion_search` its default ef. Returns `{"file",
+/// "bytes", "vectors"}`.
+#[pyfunction]
+#[pyo3(signature = (path, vectors="f32", connectivity=16, expansion_add=128, expansion_search=64))]
+pub(crate) fn build_ann<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    vectors: &str,
+    connectivity: usize,
+    expansion_add: usize,
+    expansion_search: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let options = densa::retrieval::AnnOptions {
+        vectors: densa::retrieval::VectorKind::parse(vectors)
+            .map_err(InvalidInputError::new_err)?,
+        connectivity,
+        expansion_add,
+        expansion_search,
+    };
+    let report = py
+        .detach(|| densa::retrieval::build_ann(&path, &options, &|_, _| {}))
+        .map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("file", report.file)?;
+    d.set_item("bytes", report.bytes)?;
+    d.set_item("vectors", report.vectors)?;
     Ok(d)
 }

@@ -1,5 +1,6 @@
-//! Read-only memory maps: an index's vectors (a `.npy` float32 matrix) and passages.
+//! Read-only memory maps: an index's vectors and codes (`.npy` matrices) and passages.
 
+use super::npy::Dtype;
 use crate::error::{Error, Result};
 use memmap2::Mmap;
 use std::path::Path;
@@ -14,44 +15,66 @@ pub fn map_file(path: &Path) -> Result<Arc<Mmap>> {
     Ok(Arc::new(map))
 }
 
-/// A float32 matrix `(rows, cols)` in a memory-mapped `.npy` file (an index's vectors): no
-/// copy, pages read on demand and shared between processes.
+/// A matrix `(rows, cols)` in a memory-mapped `.npy` file (an index's vectors, float32 or
+/// float16, or its codes, int8 or packed bits): no copy, pages read on demand and shared
+/// between processes.
 pub struct MappedMatrix {
     map: Arc<Mmap>,
+    dtype: Dtype,
     offset: usize,
     rows: usize,
     cols: usize,
 }
 
 impl MappedMatrix {
-    /// Maps `path`, a C-order little-endian float32 2-D `.npy` file, checking its header
-    /// against the file's size.
+    /// Maps `path`, a C-order little-endian 2-D `.npy` file of one of densa's element types,
+    /// checking its header against the file's size.
     pub fn open(path: &Path) -> Result<Self> {
         let map = map_file(path)?;
         let bad = |message: String| Error::InvalidInput(format!("{}: {message}", path.display()));
-        let (rows, cols, offset) = super::npy::parse_f32_header(&map).map_err(bad)?;
+        let (dtype, rows, cols, offset) = super::npy::parse_header(&map).map_err(bad)?;
         let needed = rows
             .checked_mul(cols)
-            .and_then(|n| n.checked_mul(4))
+            .and_then(|n| n.checked_mul(dtype.size()))
             .and_then(|n| n.checked_add(offset));
         if needed != Some(map.len()) {
             return Err(bad(format!(
-                "{} bytes, but a ({rows}, {cols}) float32 array after a {offset}-byte header needs {}",
+                "{} bytes, but a ({rows}, {cols}) '{}' array after a {offset}-byte header needs {}",
                 map.len(),
+                dtype.descr(),
                 needed.map_or("more than 2^64".to_string(), |n| n.to_string())
             )));
         }
-        if !(map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>())
+        if !(map.as_ptr() as usize + offset).is_multiple_of(dtype.size())
             || cfg!(target_endian = "big")
         {
-            return Err(bad("data not 4-byte aligned little-endian f32".into()));
+            return Err(bad(format!(
+                "data not {}-byte aligned little-endian values",
+                dtype.size()
+            )));
         }
         Ok(MappedMatrix {
             map,
+            dtype,
             offset,
             rows,
             cols,
         })
+    }
+
+    /// Like [`MappedMatrix::open`], and its element type must be one of `dtypes`.
+    pub fn open_as(path: &Path, dtypes: &[Dtype]) -> Result<Self> {
+        let matrix = Self::open(path)?;
+        if !dtypes.contains(&matrix.dtype) {
+            let wanted: Vec<&str> = dtypes.iter().map(|d| d.descr()).collect();
+            return Err(Error::InvalidInput(format!(
+                "{}: holds '{}' values, expected {}",
+                path.display(),
+                matrix.dtype.descr(),
+                wanted.join(" or ")
+            )));
+        }
+        Ok(matrix)
     }
 
     pub fn rows(&self) -> usize {
@@ -62,14 +85,92 @@ impl MappedMatrix {
         self.cols
     }
 
-    /// The values, row-major `(rows, cols)`.
-    pub fn as_slice(&self) -> &[f32] {
-        let len = self.rows * self.cols;
-        let bytes = &self.map[self.offset..self.offset + len * 4];
-        // SAFETY: `bytes` is in bounds (sliced above; the size was checked at open) and holds
-        // exactly `len * 4` bytes starting 4-byte aligned (checked at open; mmap bases are
-        // page-aligned); every bit pattern is a valid f32; the Arc keeps the map alive for
-        // as long as `self`.
-        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), len) }
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// The data's bytes, row-major.
+    fn bytes(&self) -> &[u8] {
+        &self.map[self.offset..self.offset + self.rows * self.cols * self.dtype.size()]
+    }
+
+    /// The values of a float32 matrix, row-major `(rows, cols)`.
+    ///
+    /// # Panics
+    /// On another element type (a caller's bug: check [`MappedMatrix::dtype`] first).
+    pub fn as_f32(&self) -> &[f32] {
+        assert_eq!(
+            self.dtype,
+            Dtype::F32,
+            "as_f32 on a '{}' matrix",
+            self.dtype.descr()
+        );
+        let bytes = self.bytes();
+        // SAFETY: `bytes` holds rows · cols · 4 bytes (sliced above; the size was checked at
+        // open), 4-byte aligned (checked at open; mmap bases are page-aligned); every bit
+        // pattern is a valid f32; the Arc keeps the map alive for as long as `self`.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), bytes.len() / 4) }
+    }
+
+    /// The binary16 bits of a float16 matrix, row-major.
+    ///
+    /// # Panics
+    /// On another element type.
+    pub fn as_f16_bits(&self) -> &[u16] {
+        assert_eq!(
+            self.dtype,
+            Dtype::F16,
+            "as_f16_bits on a '{}' matrix",
+            self.dtype.descr()
+        );
+        let bytes = self.bytes();
+        // SAFETY: as for `as_f32`, with 2-byte elements (alignment checked at open); every
+        // bit pattern is a valid u16.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u16>(), bytes.len() / 2) }
+    }
+
+    /// The codes of an int8 matrix, row-major.
+    ///
+    /// # Panics
+    /// On another element type.
+    pub fn as_i8(&self) -> &[i8] {
+        assert_eq!(
+            self.dtype,
+            Dtype::I8,
+            "as_i8 on a '{}' matrix",
+            self.dtype.descr()
+        );
+        let bytes = self.bytes();
+        // SAFETY: one-byte elements of the same size and alignment as u8; every bit pattern
+        // is a valid i8; the Arc keeps the map alive for as long as `self`.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
+    }
+
+    /// The bytes of a uint8 matrix (packed bits), row-major.
+    ///
+    /// # Panics
+    /// On another element type.
+    pub fn as_u8(&self) -> &[u8] {
+        assert_eq!(
+            self.dtype,
+            Dtype::U8,
+            "as_u8 on a '{}' matrix",
+            self.dtype.descr()
+        );
+        self.bytes()
+    }
+
+    /// Row `i` of a float32 or float16 matrix as f32 values, into `out` (`cols` long).
+    pub fn row_f32(&self, i: usize, out: &mut [f32]) {
+        let range = i * self.cols..(i + 1) * self.cols;
+        match self.dtype {
+            Dtype::F16 => {
+                let bits = &self.as_f16_bits()[range];
+                for (o, &h) in out.iter_mut().zip(bits) {
+                    *o = densa_kernels::search::f16_to_f32(h);
+                }
+            }
+            _ => out.copy_from_slice(&self.as_f32()[range]),
+        }
     }
 }

@@ -1,7 +1,50 @@
-//! `.npy` files (NumPy's format, version 1.0) holding a float32 matrix `(rows, cols)`: written
-//! by `densa embed` and `densa index`, read (mapped) by `densa search`.
+//! `.npy` files (NumPy's format, version 1.0) holding a matrix `(rows, cols)`: float32 as
+//! `densa embed` and `densa index` write them, and the other element types an index's
+//! compressed vectors use (float16, int8 codes, packed bits as uint8); read (mapped) by
+//! `densa search`.
 
 use std::io::Write;
+
+/// The element types densa's `.npy` files hold, all little-endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    I8,
+    U8,
+}
+
+impl Dtype {
+    /// NumPy's `descr` for it.
+    pub fn descr(self) -> &'static str {
+        match self {
+            Dtype::F32 => "<f4",
+            Dtype::F16 => "<f2",
+            Dtype::I8 => "|i1",
+            Dtype::U8 => "|u1",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 => 2,
+            Dtype::I8 | Dtype::U8 => 1,
+        }
+    }
+
+    fn from_descr(descr: &str) -> Option<Dtype> {
+        // NumPy writes one-byte types as '|i1' / '|u1', some writers as '<i1'.
+        match descr {
+            "<f4" => Some(Dtype::F32),
+            "<f2" => Some(Dtype::F16),
+            "|i1" | "<i1" => Some(Dtype::I8),
+            "|u1" | "<u1" => Some(Dtype::U8),
+            _ => None,
+        }
+    }
+}
 
 /// Writes `data` as a C-order little-endian float32 array of shape `(rows, cols)`.
 pub fn write_f32_matrix(
@@ -32,8 +75,19 @@ pub fn write_f32_header(
     rows: usize,
     cols: usize,
 ) -> std::io::Result<()> {
+    write_header(out, Dtype::F32, rows, cols)
+}
+
+/// Writes the header of a `(rows, cols)` array of `dtype`; `rows · cols` values must follow.
+pub fn write_header(
+    out: &mut (impl Write + ?Sized),
+    dtype: Dtype,
+    rows: usize,
+    cols: usize,
+) -> std::io::Result<()> {
+    let descr = dtype.descr();
     let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
@@ -46,6 +100,19 @@ pub fn write_f32_header(
 /// Reads the header of a float32 2-D array: `(rows, cols, data_offset)`. Accepts what
 /// [`write_f32_header`] and NumPy (`np.save` of a C-order float32 matrix) write.
 pub fn parse_f32_header(bytes: &[u8]) -> Result<(usize, usize, usize), String> {
+    match parse_header(bytes)? {
+        (Dtype::F32, rows, cols, offset) => Ok((rows, cols, offset)),
+        (dtype, ..) => Err(format!(
+            "dtype must be little-endian float32 ('<f4'), not '{}'",
+            dtype.descr()
+        )),
+    }
+}
+
+/// Reads the header of a 2-D array of one of densa's element types: `(dtype, rows, cols,
+/// data_offset)`. Accepts what [`write_header`] and NumPy (`np.save` of a C-order matrix)
+/// write.
+pub fn parse_header(bytes: &[u8]) -> Result<(Dtype, usize, usize, usize), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file".into());
     }
@@ -62,11 +129,16 @@ pub fn parse_f32_header(bytes: &[u8]) -> Result<(usize, usize, usize), String> {
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or("truncated or non-UTF-8 .npy header")?;
     let compact: String = header.chars().filter(|c| !c.is_whitespace()).collect();
-    if !compact.contains("'descr':'<f4'") {
-        return Err(format!(
-            "dtype must be little-endian float32 ('<f4'): {header}"
-        ));
-    }
+    let dtype = compact
+        .split("'descr':'")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .and_then(Dtype::from_descr)
+        .ok_or_else(|| {
+            format!(
+                "dtype must be float32 '<f4', float16 '<f2', int8 '|i1' or uint8 '|u1': {header}"
+            )
+        })?;
     if !compact.contains("'fortran_order':False") {
         return Err("the array must be C-order".into());
     }
@@ -84,7 +156,7 @@ pub fn parse_f32_header(bytes: &[u8]) -> Result<(usize, usize, usize), String> {
         })
         .collect::<Result<_, _>>()?;
     match dims[..] {
-        [rows, cols] => Ok((rows, cols, start + len)),
+        [rows, cols] => Ok((dtype, rows, cols, start + len)),
         _ => Err(format!("expected a 2-D array, found shape ({shape})")),
     }
 }

@@ -3,8 +3,10 @@
 use super::chunk::{Chunking, PassageEncoding};
 use super::collection::read_collection;
 use super::passages::{fnv1a, model_fingerprint, Passage, FNV_OFFSET};
+use super::storage::{write_codes, VectorKind};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
+use crate::io::npy::Dtype;
 use crate::io::output::{is_temporary_of, sync_folder_of, write_output};
 use crate::io::{failpoint, npy, read_json};
 use serde_json::{json, Value};
@@ -35,6 +37,9 @@ pub struct IndexOptions {
     pub documents: Option<Chunking>,
     /// Encode passages longer than the model's max length truncated, instead of refusing them.
     pub truncate: bool,
+    /// How the vectors are stored for search (f16 halves `vectors.npy`; int8 and binary add
+    /// codes beside it).
+    pub vectors: VectorKind,
 }
 
 impl Default for IndexOptions {
@@ -45,6 +50,7 @@ impl Default for IndexOptions {
             passage_template: None,
             documents: None,
             truncate: false,
+            vectors: VectorKind::F32,
         }
     }
 }
@@ -133,7 +139,7 @@ fn remove_orphaned_temporaries(output: &Path, chunks: &ChunkFiles) {
 /// Takes the folder's advisory lock (`flock` on the folder itself): a second build of the same
 /// folder fails at once instead of encoding every chunk twice. Released when dropped, and by
 /// the kernel when the process dies.
-fn lock_folder(output: &Path) -> Result<std::fs::File> {
+pub(super) fn lock_folder(output: &Path) -> Result<std::fs::File> {
     let folder = std::fs::File::open(output).map_err(|e| Error::io(output, e))?;
     match folder.try_lock() {
         Ok(()) => Ok(folder),
@@ -220,7 +226,14 @@ pub fn build_index(
 
     let missing = (0..chunk_count).filter(|&k| !chunks.done(k)).count();
     if missing == 0 {
-        assemble(output, &chunks, &chunk_range, encoder.dim(), &manifest)?;
+        let kind = options.vectors;
+        assemble(
+            output,
+            &chunks,
+            &chunk_range,
+            (encoder.dim(), kind),
+            &manifest,
+        )?;
         failpoint("index-complete");
         chunks.remove()?;
     }
@@ -265,6 +278,7 @@ fn manifest_of(
         "prompt": encoder.prompt(),
         "passage_template": options.passage_template,
         "chunking": options.documents.map(|c| c.describe()),
+        "vectors": options.vectors.name(),
         "complete": false,
     })
 }
@@ -324,6 +338,7 @@ fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()>
         "prompt",
         "passage_template",
         "chunking",
+        "vectors",
     ] {
         if existing[key] != wanted[key] {
             return Err(Error::Config {
@@ -338,14 +353,15 @@ fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()>
     Ok(())
 }
 
-/// Concatenates the chunks into the final files and marks the manifest complete. Every chunk
-/// is checked first (rows, dimension, lines); each final file is renamed into place whole;
-/// until the manifest says complete, a rerun simply does this again.
+/// Concatenates the chunks into the final files (the vectors as `kind` stores them, its codes
+/// beside them) and marks the manifest complete. Every chunk is checked first (rows,
+/// dimension, lines); each final file is renamed into place whole; until the manifest says
+/// complete, a rerun simply does this again.
 fn assemble(
     output: &Path,
     chunks: &ChunkFiles,
     chunk_range: &dyn Fn(usize) -> std::ops::Range<usize>,
-    dim: usize,
+    (dim, kind): (usize, VectorKind),
     manifest: &Value,
 ) -> Result<()> {
     let bad = |path: &Path, message: String| {
@@ -384,10 +400,15 @@ fn assemble(
         offsets_in_chunks.push(offset);
     }
     let total: usize = (0..chunks.count).map(|k| chunk_range(k).len()).sum();
+    let dtype = kind.vectors_dtype();
     write_output(&output.join("vectors.npy"), |out| {
-        npy::write_f32_header(out, total, dim)?;
+        npy::write_header(out, dtype, total, dim)?;
         for (k, &offset) in offsets_in_chunks.iter().enumerate() {
-            out.write_all(&std::fs::read(chunks.path(k, "npy"))?[offset..])?;
+            let bytes = std::fs::read(chunks.path(k, "npy"))?;
+            match dtype {
+                Dtype::F16 => out.write_all(&f16_bytes(&bytes[offset..]))?,
+                _ => out.write_all(&bytes[offset..])?,
+            }
             if k == 0 {
                 out.flush()?;
                 failpoint("index-assembly");
@@ -411,9 +432,23 @@ fn assemble(
             .iter()
             .try_for_each(|o| out.write_all(&o.to_le_bytes()))
     })?;
+    if kind.code_files(output).is_some() {
+        write_codes(output, kind)?;
+    }
     let mut complete = manifest.clone();
     complete["complete"] = json!(true);
     write_output(&output.join("manifest.json"), |out| {
         out.write_all(serde_json::to_string_pretty(&complete)?.as_bytes())
     })
+}
+
+/// Little-endian float32 bytes as little-endian binary16 bytes (round to nearest, ties to even).
+fn f16_bytes(f32_bytes: &[u8]) -> Vec<u8> {
+    f32_bytes
+        .chunks_exact(4)
+        .flat_map(|b| {
+            let x = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            half::f16::from_f32(x).to_bits().to_le_bytes()
+        })
+        .collect()
 }

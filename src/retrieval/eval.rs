@@ -3,6 +3,7 @@
 //! rank, average rank), and SQuAD's exact match and F1 of an answer.
 
 use super::reader::Index;
+use super::search::SearchOptions;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::heads::Reranker;
@@ -80,13 +81,14 @@ impl RetrievalMetrics {
     }
 
     /// Encodes `questions` with `encoder`, ranks every passage of `index` for each, and
-    /// measures where `gold[j]` (a row) lands for question `j`.
+    /// measures where `gold[j]` (a row) lands for question `j`, as a search with `options`
+    /// ranks it ([`Index::search_ranks`]).
     pub fn evaluate(
         encoder: &Encoder,
         index: &Index,
         questions: &[String],
         gold: &[usize],
-        cutoffs: &[usize],
+        (cutoffs, options): (&[usize], &SearchOptions),
     ) -> Result<Self> {
         if encoder.dim() != index.dim() {
             return Err(Error::InvalidInput(format!(
@@ -98,7 +100,8 @@ impl RetrievalMetrics {
         let start = Instant::now();
         let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
         let vectors = encoder.embed(&refs)?;
-        let ranks = encoder.install(|| index.gold_ranks(&vectors.data, gold))?;
+        let depth = cutoffs.iter().copied().max().unwrap_or(1);
+        let ranks = encoder.install(|| index.search_ranks(&vectors.data, gold, depth, options))?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(Self::from_ranks(&ranks, index.len(), cutoffs, seconds))
     }

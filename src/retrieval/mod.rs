@@ -25,16 +25,22 @@
 //! a collection, and merging is copying every shard's `chunks/` into one folder and running the
 //! same command there (it finds all chunks and only concatenates). See docs/RETRIEVAL.md.
 
+mod ann;
 mod build;
 mod chunk;
 mod collection;
 mod eval;
 mod passages;
 mod reader;
+mod search;
+mod storage;
 
+pub use ann::{build_ann, AnnOptions, AnnReport};
 pub use build::{build_index, BuildReport, IndexOptions, INDEX_FORMAT_VERSION};
 pub use chunk::{chunk_documents, Chunking, PassageEncoding};
 pub use collection::{read_collection, Collection};
 pub use eval::{answer_scores, read_qa_pairs, reranked_gold_ranks, RetrievalMetrics};
 pub use passages::{read_passages, Id, Origin, Passage};
 pub use reader::{Index, SearchHit};
+pub use search::{SearchOptions, ANN_MIN_ROWS};
+pub use storage::{write_codes, Calibration, VectorKind};

@@ -1,11 +1,14 @@
-//! A complete index, memory-mapped, and exact inner-product search over it.
+//! A complete index, memory-mapped: its vectors (and codes), its passages, the checks that it
+//! is whole and consistent. Searching it is `search.rs`.
 
+use super::ann::Ann;
 use super::build::INDEX_FORMAT_VERSION;
 use super::passages::Passage;
+use super::storage::{Calibration, VectorKind};
 use crate::encoder::{Encoder, Encoding};
 use crate::error::{Error, Result};
 use crate::io::mapped::{map_file, MappedMatrix};
-use crate::tokenizer::Input;
+use crate::io::npy::Dtype;
 use memmap2::Mmap;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -37,7 +40,14 @@ impl SearchHit {
 /// processes share their pages.
 pub struct Index {
     manifest: Value,
-    vectors: MappedMatrix,
+    /// How the vectors are stored for search.
+    pub(super) kind: VectorKind,
+    /// `vectors.npy`: float32, or float16 for [`VectorKind::F16`].
+    pub(super) vectors: MappedMatrix,
+    /// The int8 or binary codes and their calibration.
+    pub(super) codes: Option<(MappedMatrix, Calibration)>,
+    /// The HNSW graph, when the index has one and it was opened with it.
+    pub(super) ann: Option<Ann>,
     passages: Arc<Mmap>,
     /// `(len + 1)` byte offsets of the lines of `passages`.
     offsets: Vec<u64>,
@@ -45,9 +55,19 @@ pub struct Index {
 }
 
 impl Index {
-    /// Opens a complete index folder written by [`build_index`](super::build_index).
+    /// Opens a complete index folder written by [`build_index`](super::build_index), with its
+    /// HNSW graph if it has one (a graph that fails its checks is an error: open with
+    /// [`Index::open_exact`] to search by the exact scan anyway).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
+        Self::open_with(dir.as_ref(), true)
+    }
+
+    /// Opens an index for the exact scan alone: its graph, if any, is not read.
+    pub fn open_exact(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir.as_ref(), false)
+    }
+
+    fn open_with(dir: &Path, with_ann: bool) -> Result<Self> {
         let manifest_path = dir.join("manifest.json");
         if !manifest_path.is_file() {
             return Err(Error::MissingFile {
@@ -74,7 +94,14 @@ impl Index {
                 "the index is incomplete (a build was interrupted, or shards are missing): rerun densa index with the same arguments".into(),
             ));
         }
-        let vectors = MappedMatrix::open(&dir.join("vectors.npy"))?;
+        let kind = match &manifest["vectors"] {
+            Value::Null => VectorKind::F32,
+            Value::String(name) => {
+                VectorKind::parse(name).map_err(|e| bad(format!("vectors: {e}")))?
+            }
+            other => return Err(bad(format!("vectors is {other}, not a vector kind"))),
+        };
+        let vectors = MappedMatrix::open_as(&dir.join("vectors.npy"), &[kind.vectors_dtype()])?;
         let passages = map_file(&dir.join("passages.jsonl"))?;
         let offsets_path = dir.join("passages.offsets");
         let offset_bytes = std::fs::read(&offsets_path).map_err(|e| Error::io(&offsets_path, e))?;
@@ -83,21 +110,39 @@ impl Index {
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect();
         let (n, dim) = (vectors.rows(), vectors.cols());
-        let consistent = dim > 0
-            && manifest["passages"] == json!(n)
-            && manifest["dim"] == json!(dim)
-            && offset_bytes.len() == 8 * (n + 1)
+        for (key, value) in [("passages", n), ("dim", dim)] {
+            if manifest[key] != json!(value) || value == 0 && key == "dim" {
+                return Err(bad(format!(
+                    "{key} is {}, but vectors.npy holds ({n}, {dim}) vectors",
+                    manifest[key]
+                )));
+            }
+        }
+        let offsets_consistent = offset_bytes.len() == 8 * (n + 1)
             && offsets.windows(2).all(|w| w[0] <= w[1])
             && offsets.first() == Some(&0)
             && offsets.last() == Some(&(passages.len() as u64));
-        if !consistent {
-            return Err(bad(format!(
-                "vectors.npy ({n}, {dim}), passages.jsonl and passages.offsets do not match the manifest"
+        if !offsets_consistent {
+            return Err(Error::InvalidInput(format!(
+                "{}: {} bytes, not {} rising line offsets from 0 to the {} bytes of passages.jsonl (one per passage, and its end)",
+                offsets_path.display(),
+                offset_bytes.len(),
+                n + 1,
+                passages.len()
             )));
         }
+        let codes = open_codes(dir, kind, n, dim)?;
+        let ann = match &manifest["ann"] {
+            Value::Null => None,
+            _ if !with_ann => None,
+            entry => Some(Ann::open(dir, entry, n, dim)?),
+        };
         Ok(Index {
             manifest,
+            kind,
             vectors,
+            codes,
+            ann,
             passages,
             offsets,
             dir: dir.to_owned(),
@@ -118,9 +163,29 @@ impl Index {
         self.vectors.cols()
     }
 
-    /// All vectors, row-major `(len, dim)`.
-    pub fn vectors(&self) -> &[f32] {
-        self.vectors.as_slice()
+    /// How the vectors are stored for search.
+    pub fn vector_kind(&self) -> VectorKind {
+        self.kind
+    }
+
+    /// How the HNSW graph holds the vectors, when the index was opened with one.
+    pub fn ann_vectors(&self) -> Option<VectorKind> {
+        self.ann.as_ref().map(|a| a.options().vectors)
+    }
+
+    /// The stored vectors (`vectors.npy`: float32, or float16 for an f16 index).
+    pub fn vectors(&self) -> &MappedMatrix {
+        &self.vectors
+    }
+
+    /// All vectors as float32, row-major `(len, dim)` (a copy; decoded for an f16 index).
+    pub fn vectors_f32(&self) -> Vec<f32> {
+        let dim = self.dim();
+        let mut out = vec![0.0f32; self.len() * dim];
+        for (i, row) in out.chunks_exact_mut(dim.max(1)).enumerate() {
+            self.vectors.row_f32(i, row);
+        }
+        out
     }
 
     /// The manifest (what was encoded with what).
@@ -154,64 +219,6 @@ impl Index {
         };
         let value: Value = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
         Passage::from_json(&value, i).map_err(bad)
-    }
-
-    /// The `k` passages with the largest inner product with each query vector (`queries` is
-    /// `(q, dim)` row-major), best first. Exact search over all vectors, multi-threaded on
-    /// the current rayon pool.
-    pub fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<SearchHit>>> {
-        if !queries.len().is_multiple_of(self.dim()) {
-            return Err(Error::InvalidInput(format!(
-                "query vectors have {} values, not whole rows of the index's dimension {}",
-                queries.len(),
-                self.dim()
-            )));
-        }
-        densa_kernels::top_k_inner_product(queries, self.vectors(), self.dim(), k)
-            .into_iter()
-            .map(|hits| {
-                hits.into_iter()
-                    .map(|h| {
-                        Ok(SearchHit {
-                            index: h.index,
-                            score: h.score,
-                            passage: self.passage(h.index)?,
-                        })
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Encodes the questions with `encoder` (DPR's question encoder) and searches: the top
-    /// `k` passages of each question. The search runs on the encoder's thread pool.
-    pub fn search_questions(
-        &self,
-        encoder: &Encoder,
-        questions: &[&str],
-        k: usize,
-    ) -> Result<Vec<Vec<SearchHit>>> {
-        self.search_questions_with(encoder, encoder.encoding(), questions, k)
-    }
-
-    /// [`Index::search_questions`] with another encoding of the same encoder.
-    pub fn search_questions_with(
-        &self,
-        encoder: &Encoder,
-        encoding: &Encoding,
-        questions: &[&str],
-        k: usize,
-    ) -> Result<Vec<Vec<SearchHit>>> {
-        let dim = encoder.dim_of(encoding);
-        if dim != self.dim() {
-            return Err(Error::InvalidInput(format!(
-                "the question encoder gives {dim}-dimensional vectors, the index holds {}-dimensional ones (wrong model pair?)",
-                self.dim()
-            )));
-        }
-        let inputs: Vec<Input> = questions.iter().map(|&q| Input::Text(q)).collect();
-        let queries = encoder.embed_inputs_with(&inputs, encoding)?;
-        encoder.install(|| self.search(&queries.data, k))
     }
 
     /// Ways the question encoder looks inconsistent with how the passages were encoded
@@ -256,34 +263,39 @@ impl Index {
         found
     }
 
-    /// The 1-based rank of passage `gold[j]` for query `j` among all passages (ties: lower
-    /// row first), for evaluation. Runs on the current rayon pool.
-    pub fn gold_ranks(&self, queries: &[f32], gold: &[usize]) -> Result<Vec<usize>> {
-        if queries.len() != gold.len() * self.dim() {
-            return Err(Error::InvalidInput(format!(
-                "{} query values for {} gold passages of dimension {}",
-                queries.len(),
-                gold.len(),
-                self.dim()
-            )));
-        }
-        if let Some(&g) = gold.iter().find(|&&g| g >= self.len()) {
-            return Err(Error::InvalidInput(format!(
-                "gold passage {g} is beyond the index"
-            )));
-        }
-        Ok(densa_kernels::search::ranks_of(
-            queries,
-            self.vectors(),
-            self.dim(),
-            gold,
-        ))
-    }
-
     /// Rows of every passage id, by the id's text (for evaluation: gold ids to rows).
     pub fn id_rows(&self) -> Result<std::collections::HashMap<String, usize>> {
         (0..self.len())
             .map(|i| Ok((self.passage(i)?.id.to_string(), i)))
             .collect()
     }
+}
+
+/// The codes of an int8 or binary index (`vectors.<kind>.npy`, `calibration.<kind>.npy`),
+/// checked against the vectors' shape; `None` for f32 and f16.
+fn open_codes(
+    dir: &Path,
+    kind: VectorKind,
+    n: usize,
+    dim: usize,
+) -> Result<Option<(MappedMatrix, Calibration)>> {
+    let Some((codes_path, calibration_path)) = kind.code_files(dir) else {
+        return Ok(None);
+    };
+    let dtype = match kind {
+        VectorKind::Int8 => Dtype::I8,
+        _ => Dtype::U8,
+    };
+    let codes = MappedMatrix::open_as(&codes_path, &[dtype])?;
+    let width = kind.code_width(dim);
+    if (codes.rows(), codes.cols()) != (n, width) {
+        return Err(Error::InvalidInput(format!(
+            "{}: holds ({}, {}) codes, the index ({n}, {dim}) vectors need ({n}, {width})",
+            codes_path.display(),
+            codes.rows(),
+            codes.cols()
+        )));
+    }
+    let calibration = Calibration::read(kind, &calibration_path, dim)?;
+    Ok(Some((codes, calibration)))
 }

@@ -58,7 +58,8 @@ pub struct ServeOptions {
     pub model_id: String,
     /// One log line per request on standard error.
     pub log_requests: bool,
-    /// The defaults of `/answer` (a request can change `read_top`, `rerank_top`, `top_k`).
+    /// The defaults of `/answer` (a request can change `read_top`, `rerank_top`, `top_k`);
+    /// its `search` is also how `/search` searches the index.
     pub answer: AnswerOptions,
 }
 

@@ -142,10 +142,10 @@ pub(crate) async fn search(
         let encoding = server.models.query_encoding.clone();
         let (vectors, facts) =
             embed_texts(&server, queries.clone(), encoding, request.truncate).await?;
-        let k = request.k;
+        let (k, search) = (request.k, server.options.answer.search);
         let vectors: Vec<f32> = vectors.concat();
         let results = Server::blocking(move || {
-            let hits = index.search(&vectors, k)?;
+            let hits = index.search_with(&vectors, k, &search)?;
             let results: Vec<Value> = queries
                 .iter()
                 .zip(hits)

@@ -7,6 +7,8 @@
 //!   [`model::InspectArgs`], [`model::BenchArgs`]);
 //! - `retrieval.rs`: `chunk`, `index`, `search`, `eval` ([`retrieval::ChunkCommandArgs`],
 //!   [`retrieval::IndexArgs`], [`retrieval::SearchArgs`], [`retrieval::EvalArgs`]);
+//! - `ann.rs`: `ann`, `bench-search` ([`ann::AnnArgs`], [`ann::BenchSearchArgs`]), and the
+//!   graph and search flags `index`, `search`, `eval` and `serve` share;
 //! - `heads.rs`: `rerank`, `read`, `answer` ([`heads::RerankArgs`], [`heads::ReadArgs`],
 //!   [`heads::AnswerArgs`]);
 //! - `serve.rs`: `serve` ([`serve::ServeArgs`]);
@@ -16,6 +18,7 @@
 // Functions stay short enough to read at once (clippy.toml: 80 lines).
 #![warn(clippy::too_many_lines)]
 
+mod ann;
 mod args;
 mod encode;
 mod heads;
@@ -58,6 +61,8 @@ enum Command {
     /// Encode a passage collection (or documents, cut first) into a searchable index
     /// (resumable, shardable).
     Index(retrieval::IndexArgs),
+    /// Build an HNSW graph for an index (approximate search), without encoding again.
+    Ann(ann::AnnArgs),
     /// Answer questions from an index: encode them and print the top-k passages.
     Search(retrieval::SearchArgs),
     /// Measure retrieval: recall@k, MRR and average rank of the gold passage of each question.
@@ -76,6 +81,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Time the forward pass on synthetic inputs of a fixed shape; prints one JSON line.
     Bench(model::BenchArgs),
+    /// Time searching an index with query vectors (the exact scan and the search asked for,
+    /// interleaved): latency percentiles, speed-up, recall@k; prints one JSON line.
+    BenchSearch(ann::BenchSearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +114,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Inspect(args) => model::inspect(args),
         Command::Chunk(args) => retrieval::chunk(args),
         Command::Index(args) => retrieval::index(args),
+        Command::Ann(args) => ann::ann(args),
         Command::Search(args) => retrieval::search(args),
         Command::Eval(args) => retrieval::eval(args),
         Command::Rerank(args) => heads::rerank(args),
@@ -114,6 +123,7 @@ fn run(command: Command) -> Result<(), Error> {
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::serve(args),
         Command::Bench(args) => model::bench(args),
+        Command::BenchSearch(args) => ann::bench_search(args),
     }
 }
 
@@ -183,6 +193,14 @@ pub(crate) fn parse_shard(text: &str) -> Result<(usize, usize), String> {
 }
 
 /// A progress bar on a terminal (passages, rate, ETA), nothing otherwise.
+/// A progress callback `(done, total)` that moves `bar`.
+pub(crate) fn advance(bar: &indicatif::ProgressBar) -> impl Fn(usize, usize) + Sync + '_ {
+    move |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
+}
+
 pub(crate) fn progress_bar(what: &str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();

@@ -1,14 +1,16 @@
 //! `densa index`, `densa search` and `densa eval`.
 
+use crate::ann::{build_graph, GraphArgs, SearchFlags};
 use crate::args::RunArgs;
 use crate::{
-    describe_encoding, open_encoder, parse_shard, print_stdout, progress_bar, run_options,
+    advance, describe_encoding, open_encoder, parse_shard, print_stdout, progress_bar, run_options,
     EncodeArgs, ModelArgs, Side,
 };
 use densa::io::output::{write_output, Pending};
 use densa::io::records::{read_records, Record};
 use densa::retrieval::{
     answer_scores, read_qa_pairs, reranked_gold_ranks, Chunking, PassageEncoding, RetrievalMetrics,
+    VectorKind,
 };
 use densa::{AnswerOptions, Encoder, Error, Index, QaPipeline, Reader, Reranker};
 use serde_json::Value;
@@ -88,6 +90,17 @@ pub(crate) struct IndexArgs {
     /// passages are an error that names them).
     #[arg(long)]
     truncate: bool,
+    /// How the vectors are stored for search: f32, f16 (half the bytes), int8 (codes a
+    /// quarter of the bytes, calibrated per dimension) or binary (sign bits, 1/32); int8 and
+    /// binary candidates are rescored against the float32 vectors.
+    #[arg(long, value_parser = VectorKind::parse, default_value = "f32")]
+    vectors: VectorKind,
+    /// Also build an HNSW graph for approximate search (over the --vectors kind), once the
+    /// index is complete.
+    #[arg(long, value_parser = ["hnsw"])]
+    ann: Option<String>,
+    #[command(flatten)]
+    graph: GraphArgs,
     /// Index folder (created; an interrupted build there is resumed).
     #[arg(long)]
     output: PathBuf,
@@ -123,6 +136,8 @@ pub(crate) struct SearchArgs {
     encode: EncodeArgs,
     #[arg(long, default_value_t = 10)]
     top_k: usize,
+    #[command(flatten)]
+    search: SearchFlags,
     /// Questions, one per line (- for standard input).
     #[arg(long)]
     input: Option<String>,
@@ -179,6 +194,10 @@ pub(crate) struct EvalArgs {
     /// Passages the reader reads per question.
     #[arg(long, default_value_t = 3)]
     read_top: usize,
+    /// How the index is searched (an index with a graph or codes is ranked as its search
+    /// ranks: the gold passage's position among the first 100 hits).
+    #[command(flatten)]
+    search: SearchFlags,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -200,13 +219,14 @@ pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
         passage_template: args.passage_template,
         documents: args.documents.is_some().then(|| args.chunk.chunking()),
         truncate: args.truncate,
+        vectors: args.vectors,
     };
     let input = args.documents.as_ref().or(args.passages.as_ref());
     let input = input.expect("clap requires --passages or --documents");
     let output = &args.output;
+    let advance = advance(&bar);
     let report = densa::build_index(&encoder, input, output, &options, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
+        advance(done, total)
     })?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
@@ -226,6 +246,10 @@ pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
     }
     if report.is_complete() {
         eprintln!("densa: index complete: {}", output.display());
+        if args.ann.is_some() {
+            let threads = args.model.run.threads;
+            build_graph(output, &args.graph.options(args.vectors), threads)?;
+        }
     } else {
         eprintln!(
             "densa: {} chunks belong to other shards; copy their {}/chunks/ files here and rerun this command to assemble",
@@ -356,10 +380,12 @@ fn question_encoder(
 
 pub(crate) fn search(args: SearchArgs) -> Result<(), Error> {
     let questions = questions_from(args.question, args.input.as_deref())?;
-    let index = Index::open(&args.index)?;
+    let index = args.search.open(&args.index)?;
     let encoder = question_encoder(&args.model, &args.encode, &index)?;
     let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
-    let results = index.search_questions(&encoder, &refs, args.top_k)?;
+    let options = args.search.options();
+    let encoding = encoder.encoding();
+    let results = index.search_questions_with(&encoder, encoding, &refs, args.top_k, &options)?;
     let mut out = String::new();
     for (question, hits) in questions.iter().zip(&results) {
         if args.json {
@@ -413,10 +439,11 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), Error> {
         }
         (None, None, _) => return Err(Error::InvalidInput("give --index or --passages".into())),
     };
-    let index = Index::open(&index_dir)?;
+    let index = args.search.open(&index_dir)?;
     let (questions, gold) = read_qa_pairs(&args.qa, &index)?;
     let encoder = question_encoder(&model(&args.model_q), &args.encode, &index)?;
-    let metrics = RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, &args.top_k)?;
+    let how = (&args.top_k[..], &args.search.options());
+    let metrics = RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, how)?;
     let mut report = metrics.to_json();
     let template = args
         .passage_template

@@ -1,10 +1,11 @@
 //! `densa serve`: the flags, the models, the runtime; the server itself is `densa::serve`.
 
+use crate::ann::SearchFlags;
 use crate::args::side_prompt;
 use crate::{open_encoder, run_options, EncodeArgs, ModelArgs, Side};
 use densa::batching::DEFAULT_MAX_QUEUED_TOKENS;
 use densa::serve::{Models, ServeOptions, Server};
-use densa::{BatchLimits, Encoder, Encoding, Error, Index, Reader, Reranker};
+use densa::{BatchLimits, Encoder, Encoding, Error, Reader, Reranker};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub(crate) struct ServeArgs {
     /// An index written by densa index, for /search (questions encoded by --model).
     #[arg(long)]
     index: Option<PathBuf>,
+    /// How /search and /answer search the index (its graph, if it has one, or --exact).
+    #[command(flatten)]
+    search: SearchFlags,
     /// A reader (*ForQuestionAnswering) for /answer (needs --index).
     #[arg(long)]
     reader: Option<PathBuf>,
@@ -86,7 +90,10 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
             .clone()
             .unwrap_or_else(|| folder_name(&args.model.model)),
         log_requests: !args.quiet,
-        answer: densa::AnswerOptions::default(),
+        answer: densa::AnswerOptions {
+            search: args.search.options(),
+            ..Default::default()
+        },
     };
     let has_key = options.api_key.is_some();
     let server = Arc::new(Server::new(models, options)?);
@@ -145,7 +152,7 @@ fn load_models(args: &ServeArgs) -> Result<Models, Error> {
         None => None,
     };
     let index = match &args.index {
-        Some(dir) => Some(Arc::new(Index::open(dir)?)),
+        Some(dir) => Some(Arc::new(args.search.open(dir)?)),
         None => None,
     };
     let query_encoding = query_encoding(args, &encoder)?;

@@ -1,12 +1,25 @@
 //! Exact maximum-inner-product search: the scores of queries against a matrix of vectors, and
 //! the best `k` of them per query, kept in a bounded heap, multi-threaded over blocks of the
 //! matrix. Memory-bound: each block of vectors is read once for all queries.
+//!
+//! The vectors may be stored as float32 (here), or compressed (`codes.rs`): float16, int8
+//! codes scored against per-dimension query weights, or sign bits compared by Hamming
+//! distance. Every kind runs through the same block loop and heap ([`top_k_by`]).
+
+mod codes;
+
+pub use codes::{
+    f16_products, f16_products_isa, f16_to_f32, hamming_products, hamming_products_isa,
+    int8_products, int8_products_isa, top_k_f16, top_k_f16_isa, top_k_hamming, top_k_hamming_isa,
+    top_k_int8, top_k_int8_isa,
+};
 
 use crate::simd::multiversion;
 use crate::simd::LANES;
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::ops::Range;
 
 /// Vectors per parallel task: 1024 × 768 floats = 3 MiB, read once per task.
 const BLOCK_ROWS: usize = 1024;
@@ -21,7 +34,7 @@ pub struct Hit {
 impl Hit {
     /// The ranking order: higher score first, then lower index (ties are deterministic); NaN
     /// ranks last.
-    fn rank_cmp(&self, other: &Hit) -> Ordering {
+    pub fn rank_cmp(&self, other: &Hit) -> Ordering {
         let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
         key(other.score)
             .total_cmp(&key(self.score))
@@ -90,20 +103,21 @@ impl TopK {
     }
 }
 
-/// `Σ a[i] · b[i]` in `LANES` partial sums (vectorises).
+/// `Σ a[i] · widen(b[i])` in `LANES` partial sums: vectorises for f32, f16 bits (widened by
+/// bit operations) and i8 codes alike, the one dot product of every storage kind.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_by<T: Copy>(a: &[f32], b: &[T], widen: impl Fn(T) -> f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(&x, &y)| x * widen(y))
         .sum();
     for (x, y) in ca.zip(cb) {
         for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+            acc[l] += x[l] * widen(y[l]);
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -115,7 +129,7 @@ multiversion! {
         let q = queries.len() / dim;
         for (row, out) in vectors.chunks_exact(dim).zip(scores.chunks_exact_mut(q)) {
             for (query, s) in queries.chunks_exact(dim).zip(out.iter_mut()) {
-                *s = dot(row, query);
+                *s = dot_by(query, row, |x| x);
             }
         }
     }
@@ -176,17 +190,32 @@ pub fn top_k_inner_product_isa(
     k: usize,
 ) -> Vec<Vec<Hit>> {
     let (q, n) = check_shapes(queries, vectors, dim);
+    top_k_by(n, q, k, |rows, scores| {
+        let block = &vectors[rows.start * dim..rows.end * dim];
+        inner_products_body_isa(isa, queries, block, scores, dim);
+    })
+}
+
+/// The best `k` of `n` stored rows for each of `q` queries, best first (ties: lower row first;
+/// NaN last), where `score(rows, scores)` writes `scores[(r - rows.start) · q + j]`, the score
+/// of row `r` for query `j`, for a block of rows: the one loop of every storage kind. Runs on
+/// the current rayon pool, blocks of 1024 rows per task.
+pub fn top_k_by(
+    n: usize,
+    q: usize,
+    k: usize,
+    score: impl Fn(Range<usize>, &mut [f32]) + Sync,
+) -> Vec<Vec<Hit>> {
     // More than n results cannot exist: a huge k costs nothing.
     let k = k.min(n);
-    let empty = || (0..q).map(|_| TopK::new(k)).collect::<Vec<_>>();
     if k == 0 || q == 0 {
         return vec![Vec::new(); q];
     }
-    let best = fold_scores(
-        isa,
-        queries,
-        vectors,
-        dim,
+    let empty = || (0..q).map(|_| TopK::new(k)).collect::<Vec<_>>();
+    let best = fold_rows(
+        n,
+        q,
+        score,
         empty,
         |best: &mut Vec<TopK>, index, scores| {
             for (top, &score) in best.iter_mut().zip(scores) {
@@ -198,29 +227,27 @@ pub fn top_k_inner_product_isa(
     best.into_iter().map(TopK::into_sorted).collect()
 }
 
-/// Scores every vector against all queries, block by block on the current rayon pool, and
-/// folds them into one accumulator per task (`visit(acc, row, scores of that row (q))`), merged
-/// at the end. The vectors of a block are read once for all queries.
-fn fold_scores<A: Send>(
-    isa: crate::Isa,
-    queries: &[f32],
-    vectors: &[f32],
-    dim: usize,
+/// Scores every row against all queries, block by block on the current rayon pool, and folds
+/// them into one accumulator per task (`visit(acc, row, scores of that row (q))`), merged at the
+/// end. A block's rows are read once for all queries.
+fn fold_rows<A: Send>(
+    n: usize,
+    q: usize,
+    score: impl Fn(Range<usize>, &mut [f32]) + Sync,
     init: impl Fn() -> A + Sync + Send,
     visit: impl Fn(&mut A, usize, &[f32]) + Sync + Send,
     merge: impl Fn(A, A) -> A + Sync + Send,
 ) -> A {
-    let q = queries.len() / dim;
-    vectors
-        .par_chunks(BLOCK_ROWS * dim)
-        .enumerate()
+    (0..n.div_ceil(BLOCK_ROWS))
+        .into_par_iter()
         .fold(
             || (init(), Vec::new()),
-            |(mut acc, mut scores): (A, Vec<f32>), (b, block)| {
-                scores.resize(block.len() / dim * q, 0.0);
-                inner_products_body_isa(isa, queries, block, &mut scores, dim);
+            |(mut acc, mut scores): (A, Vec<f32>), b| {
+                let rows = b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(n);
+                scores.resize(rows.len() * q, 0.0);
+                score(rows.clone(), &mut scores);
                 for (r, row_scores) in scores.chunks_exact(q).enumerate() {
-                    visit(&mut acc, b * BLOCK_ROWS + r, row_scores);
+                    visit(&mut acc, rows.start + r, row_scores);
                 }
                 (acc, scores)
             },
@@ -235,6 +262,21 @@ fn fold_scores<A: Send>(
 /// rank is the position the search would give. Multi-threaded over blocks of vectors.
 pub fn ranks_of(queries: &[f32], vectors: &[f32], dim: usize, gold: &[usize]) -> Vec<usize> {
     let (q, n) = check_shapes(queries, vectors, dim);
+    let isa = crate::Isa::selected();
+    ranks_by(n, q, gold, |rows, scores| {
+        let block = &vectors[rows.start * dim..rows.end * dim];
+        inner_products_body_isa(isa, queries, block, scores, dim);
+    })
+}
+
+/// [`ranks_of`] for any storage: `score` as for [`top_k_by`] (each gold row's own score is
+/// taken from the same function, so the rank is the position [`top_k_by`] would give).
+pub fn ranks_by(
+    n: usize,
+    q: usize,
+    gold: &[usize],
+    score: impl Fn(Range<usize>, &mut [f32]) + Sync,
+) -> Vec<usize> {
     assert!(
         gold.len() == q && gold.iter().all(|&g| g < n),
         "ranks_of: need one gold row below {n} per query"
@@ -242,28 +284,22 @@ pub fn ranks_of(queries: &[f32], vectors: &[f32], dim: usize, gold: &[usize]) ->
     if q == 0 {
         return Vec::new();
     }
-    let isa = crate::Isa::selected();
     let gold_hits: Vec<Hit> = gold
         .iter()
         .enumerate()
         .map(|(j, &g)| {
-            let mut score = [0.0f32];
-            let (query, row) = (
-                &queries[j * dim..(j + 1) * dim],
-                &vectors[g * dim..(g + 1) * dim],
-            );
-            inner_products_body_isa(isa, query, row, &mut score, dim);
+            let mut scores = vec![0.0f32; q];
+            score(g..g + 1, &mut scores);
             Hit {
                 index: g,
-                score: score[0],
+                score: scores[j],
             }
         })
         .collect();
-    let ahead = fold_scores(
-        isa,
-        queries,
-        vectors,
-        dim,
+    let ahead = fold_rows(
+        n,
+        q,
+        score,
         || vec![0usize; q],
         |ahead: &mut Vec<usize>, index, scores| {
             for ((count, &score), gold) in ahead.iter_mut().zip(scores).zip(&gold_hits) {
