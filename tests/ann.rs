@@ -305,7 +305,28 @@ fn untrustworthy_manifests_are_errors_naming_the_field() {
         (
             "ann",
             json!({"file": "x.usearch", "vectors": "f32"}),
+            "metric",
+        ),
+        (
+            "ann",
+            json!({"file": "x.usearch", "vectors": "int8", "metric": "1 - a.b"}),
+            "metric",
+        ),
+        (
+            "ann",
+            json!({"file": "x.usearch", "vectors": "f32", "metric": "1 - a.b"}),
             "connectivity",
+        ),
+        (
+            "shard",
+            json!({"index": 2, "count": 2, "passages": 50}),
+            "shard",
+        ),
+        ("shard", json!({"index": 0, "count": 2}), "shard"),
+        (
+            "shard",
+            json!({"index": 0, "count": 2, "passages": 40}),
+            "chunk_size",
         ),
     ];
     for (key, value, needle) in cases {

@@ -265,6 +265,56 @@ fn long_collection(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
+/// Each shard folder `shard{i}` (of 3) of `whole` is its shard's own index: its rows are the
+/// whole index's rows at their collection rows (chunks `k % 3 == i` of 64), and its hits,
+/// merged by score with ties to the lower collection row, are the whole index's.
+fn shards_search_as_the_whole_index(dir: &Path, whole: &Path) {
+    let whole = densa::Index::open(whole).unwrap();
+    let all = whole.vectors_f32();
+    let dim = whole.dim();
+    let shards: Vec<densa::Index> = (0..3)
+        .map(|i| densa::Index::open(dir.join(format!("shard{i}"))).unwrap())
+        .collect();
+    let mut rows_seen = 0;
+    for (i, shard) in shards.iter().enumerate() {
+        let info = shard.shard().expect("a shard's folder says so");
+        assert_eq!((info.index, info.count, info.chunk_size), (i, 3, 64));
+        let own = shard.vectors_f32();
+        for row in 0..shard.len() {
+            // By the definition: chunk c of shard i is the collection's chunk i + 3c.
+            let (c, within) = (row / 64, row % 64);
+            let collection_row = (i + 3 * c) * 64 + within;
+            assert_eq!(shard.collection_row(row), collection_row);
+            assert_eq!(
+                own[row * dim..(row + 1) * dim],
+                all[collection_row * dim..(collection_row + 1) * dim]
+            );
+        }
+        rows_seen += shard.len();
+    }
+    assert_eq!(rows_seen, whole.len());
+    // Queries: a few of the collection's own vectors, and their sums (near-ties).
+    let mut queries = all[..4 * dim].to_vec();
+    queries.extend((0..dim).map(|j| all[j] + all[dim * 300 + j]));
+    let k = 7;
+    let want = whole.search(&queries, k).unwrap();
+    let per_shard: Vec<_> = shards
+        .iter()
+        .map(|s| s.search(&queries, k).unwrap())
+        .collect();
+    for (j, want) in want.iter().enumerate() {
+        let mut merged: Vec<(f32, usize)> = shards
+            .iter()
+            .zip(&per_shard)
+            .flat_map(|(s, hits)| hits[j].iter().map(|h| (h.score, s.collection_row(h.index))))
+            .collect();
+        merged.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        merged.truncate(k);
+        let want: Vec<(f32, usize)> = want.iter().map(|h| (h.score, h.index)).collect();
+        assert_eq!(merged, want, "query {j}");
+    }
+}
+
 #[test]
 fn interrupted_and_sharded_builds_end_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
@@ -294,7 +344,7 @@ fn interrupted_and_sharded_builds_end_byte_identical() {
             &shard_dir,
             &["--chunk-size", "64", "--shard", &format!("{i}/3")],
         );
-        assert!(log.contains("other shards"), "{log}");
+        assert!(log.contains(&format!("shard {i} of 3 complete")), "{log}");
         std::fs::create_dir_all(merged.join("chunks")).unwrap();
         for entry in std::fs::read_dir(shard_dir.join("chunks")).unwrap() {
             let entry = entry.unwrap();
@@ -316,6 +366,7 @@ fn interrupted_and_sharded_builds_end_byte_identical() {
         reference,
         "merged shards differ from one build"
     );
+    shards_search_as_the_whole_index(dir.path(), &whole);
 
     // Killed mid-build (SIGKILL: no clean-up at all), then resumed.
     let killed = dir.path().join("killed");

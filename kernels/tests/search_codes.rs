@@ -6,7 +6,7 @@
 use densa_kernels::{self as k, reference, search};
 mod common;
 
-use common::{values, with_threads};
+use common::{f16_rows, i8_codes, values, with_threads};
 use proptest::prelude::*;
 
 /// Every binary16 bit pattern decodes as the `half` crate decodes it (NaN as NaN).
@@ -22,27 +22,6 @@ fn every_f16_bit_pattern_decodes_exactly() {
             "{bits:#06x}: {got:e} vs {want:e}"
         );
     }
-}
-
-/// f16 rows of mixed magnitude: finite values, with zeros (both signs), subnormals and the
-/// largest finite values among them.
-fn f16_rows(len: usize) -> impl Strategy<Value = Vec<u16>> {
-    let finite = prop_oneof![
-        4 => (-3.0f32..3.0).prop_map(|v| half::f16::from_f32(v).to_bits()),
-        1 => Just(0x0000u16),
-        1 => Just(0x8000u16),
-        1 => (1u16..0x0400).prop_map(|m| m | if m % 2 == 0 { 0x8000 } else { 0 }),
-        1 => Just(0x7bffu16),
-        1 => Just(0xfbffu16),
-    ];
-    prop::collection::vec(finite, len)
-}
-
-fn i8_codes(len: usize) -> impl Strategy<Value = Vec<i8>> {
-    prop::collection::vec(
-        prop_oneof![4 => any::<i8>(), 1 => Just(i8::MIN), 1 => Just(i8::MAX), 1 => Just(0i8)],
-        len,
-    )
 }
 
 /// Checks that `got (n, q)` is `want[r][j]` within `(terms + 2) · ε · magnitude(r, j)`.

@@ -45,8 +45,11 @@ impl Index {
     }
 
     /// The `k` best passages by inner product for each query vector (`(dim,)` or `(q, dim)`
-    /// float32): per query a list of `{"index", "id", "title", "text", "score"}` (and
-    /// `"doc_id"`, `"start"`, `"end"` for passages cut from documents), best first.
+    /// float32): per query a list of `{"index", "collection_row", "id", "title", "text",
+    /// "score"}` (and `"doc_id"`, `"start"`, `"end"` for passages cut from documents), best
+    /// first. `index` is the row in this folder, `collection_row` the row in the whole
+    /// collection (the same, unless the folder is a shard): ties between equal scores go to
+    /// the lower collection row, so shards' hits merge into the whole index's order.
     ///
     /// `exact`: `True` scans every vector even where there is a graph, `False` searches the
     /// graph whatever the collection's size (`None`: the graph from 20,000 vectors on); `ef`:
@@ -92,6 +95,7 @@ impl Index {
             for h in query_hits {
                 let d = PyDict::new(py);
                 d.set_item("index", h.index)?;
+                d.set_item("collection_row", inner.collection_row(h.index))?;
                 d.set_item("id", id_to_py(py, &h.passage.id)?)?;
                 d.set_item("title", &h.passage.title)?;
                 d.set_item("text", &h.passage.text)?;
@@ -119,6 +123,13 @@ impl Index {
         Ok(array.into_pyarray(py))
     }
 
+    /// `(I, N)` when the folder is shard I of N of a collection (`densa index --shard I/N`),
+    /// else `None`.
+    #[getter]
+    fn shard(&self) -> Option<(usize, usize)> {
+        self.inner.shard().map(|s| (s.index, s.count))
+    }
+
     #[getter]
     fn dim(&self) -> usize {
         self.inner.dim()
@@ -135,11 +146,12 @@ impl Index {
 /// `densa index --documents` cuts them (`words`, or `max_tokens` and `overlap_tokens`);
 /// `truncate=True` encodes passages longer than the model's max length truncated instead of
 /// refusing them; `vectors` is how the index stores them for search (`"f32"`, `"f16"`,
-/// `"int8"`, `"binary"`, as `densa index --vectors`). Returns `{"passages", "chunks",
-/// "chunks_encoded", "passages_encoded",
-/// "chunks_missing", "truncated", "complete"}`.
+/// `"int8"`, `"binary"`, as `densa index --vectors`). With `shard=(I, N)` the folder
+/// becomes shard I's own index unless `encode_only` (then it only holds chunks for a merge).
+/// Returns `{"passages", "chunks", "chunks_encoded", "passages_encoded", "chunks_missing",
+/// "truncated", "complete", "shard"}` (`shard`: `(I, N)` when one was assembled).
 #[pyfunction]
-#[pyo3(signature = (encoder, passages, output, chunk_size=4096, shard=None, passage_template=None, documents=false, words=None, max_tokens=None, overlap_tokens=0, truncate=false, vectors="f32"))]
+#[pyo3(signature = (encoder, passages, output, chunk_size=4096, shard=None, passage_template=None, documents=false, words=None, max_tokens=None, overlap_tokens=0, truncate=false, vectors="f32", encode_only=false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build_index<'py>(
     py: Python<'py>,
@@ -155,6 +167,7 @@ pub(crate) fn build_index<'py>(
     overlap_tokens: usize,
     truncate: bool,
     vectors: &str,
+    encode_only: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let chunking = match words {
         Some(n) => densa::retrieval::Chunking::Words(n),
@@ -166,6 +179,7 @@ pub(crate) fn build_index<'py>(
     let options = densa::IndexOptions {
         chunk_size,
         shard,
+        assemble_shard: !encode_only,
         passage_template,
         documents: documents.then_some(chunking),
         truncate,
@@ -182,6 +196,7 @@ pub(crate) fn build_index<'py>(
     d.set_item("chunks_encoded", report.chunks_encoded)?;
     d.set_item("passages_encoded", report.passages_encoded)?;
     d.set_item("chunks_missing", report.chunks_missing)?;
+    d.set_item("shard", report.shard_assembled)?;
     d.set_item("truncated", report.truncated)?;
     d.set_item("complete", report.is_complete())?;
     Ok(d)

@@ -277,3 +277,45 @@ def test_ray_indexing_writes_densa_index_s_bytes(tmp_path):
         assert (tmp_path / "ray" / name).read_bytes() == (cli_index / name).read_bytes(), name
     assert not (tmp_path / "ray.shards").exists()
     shutil.rmtree(tmp_path / "ray")
+
+
+def test_ray_serve_shards_answer_as_the_whole_index_hit_for_hit(tmp_path):
+    ray = pytest.importorskip("ray")
+    serve = pytest.importorskip("ray.serve")
+    import densa.ray
+
+    model = MODELS / "dpr-ctx-tiny"
+    passages = DEMO / "pasajes.jsonl"
+    # Two shards as two machines would build them, and the whole collection's index.
+    shards = []
+    for i in range(2):
+        shards.append(tmp_path / f"shard-{i}")
+        subprocess.run([cli_path(), "index", "--model", model, "--passages", passages, "--output",
+                        shards[-1], "--chunk-size", "3", "--shard", f"{i}/2"],
+                       check=True, capture_output=True)
+    whole = tmp_path / "whole"
+    subprocess.run([cli_path(), "index", "--model", model, "--passages", passages, "--output",
+                    whole, "--chunk-size", "3"], check=True, capture_output=True)
+    assert densa.Index(str(shards[1])).shard == (1, 2) and densa.Index(str(whole)).shard is None
+    questions = [q for q in (DEMO / "preguntas.txt").read_text(encoding="utf-8").splitlines() if q]
+    encoder = densa.Encoder(str(model))
+    want = densa.Index(str(whole)).search(encoder.encode(questions), 5, exact=True)
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        router = densa.ray.serve_index([str(s) for s in shards], model=str(model), exact=True,
+                                       shard_cpus=0.5, router_cpus=0.5, route_prefix=None)
+        got = router.search.remote(questions, 5).result()
+        by_vectors = router.search.remote(encoder.encode(questions[:2]), 5).result()
+        with pytest.raises(Exception, match="at least 1"):
+            router.search.remote(questions, 0).result()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    assert len(got) == len(questions)
+    for g, w in zip(got, want):
+        assert [(h["id"], h["score"], h["collection_row"]) for h in g] == \
+            [(h["id"], h["score"], h["index"]) for h in w]
+    assert by_vectors == got[:2]
+    with pytest.raises(ValueError, match="not the 2 shards"):
+        densa.ray.serve_index([str(shards[0]), str(whole)])

@@ -90,6 +90,52 @@ fn usearch_options(options: &AnnOptions, dim: usize) -> IndexOptions {
     }
 }
 
+/// Has `graph` measure with densa's kernels on this CPU's ISA (USearch, built without its
+/// optional SIMD library, would use baseline x86-64 code): the same distance, `1 − a·b` for
+/// float rows, `−a·b` for int8 codes, Hamming for bits. Set at every build and every open,
+/// since a graph file records only the metric's kind.
+fn use_densa_metric(
+    graph: &mut usearch::Index,
+    kind: VectorKind,
+    dim: usize,
+    calibration: Option<&Calibration>,
+) {
+    use densa_kernels::search::graph as metric;
+    // SAFETY: USearch calls a graph's metric only on two of its vectors (stored rows or the
+    // query being searched, which `Row` builds at the graph's width), each of the graph's
+    // `dim` dimensions: `dim` f32, f16 or i8 values, or ⌈dim / 8⌉ bytes of bits.
+    unsafe {
+        match kind {
+            VectorKind::F32 => graph.change_metric::<f32>(metric::ip_f32(dim)),
+            VectorKind::F16 => {
+                let ip = metric::ip_f16(dim);
+                graph.change_metric::<usearch::f16>(Box::new(move |a, b| ip(a.cast(), b.cast())))
+            }
+            VectorKind::Int8 => {
+                let scales = calibration.map_or(&[][..], |c| &c.values[..]);
+                assert_eq!(scales.len(), dim, "an int8 graph's calibration");
+                graph.change_metric::<i8>(metric::ip_i8(scales))
+            }
+            VectorKind::Binary => {
+                let hamming = metric::hamming(dim.div_ceil(8));
+                graph.change_metric::<usearch::b1x8>(Box::new(move |a, b| {
+                    hamming(a.cast(), b.cast())
+                }))
+            }
+        }
+    }
+}
+
+/// The distance a graph of `kind` vectors was built with (recorded in the manifest: a graph
+/// built with another is refused, not searched with the wrong one).
+fn graph_metric(kind: VectorKind) -> &'static str {
+    match kind {
+        VectorKind::F32 | VectorKind::F16 => "1 - a.b",
+        VectorKind::Int8 => "-sum(scale^2 a b)",
+        VectorKind::Binary => "hamming",
+    }
+}
+
 fn usearch_error(what: &str, error: impl std::fmt::Display) -> Error {
     Error::Internal(format!("USearch: {what}: {error}"))
 }
@@ -167,8 +213,9 @@ pub fn build_ann(
         }
         VectorKind::F32 | VectorKind::F16 => None,
     };
-    let graph = usearch::Index::new(&usearch_options(options, dim))
+    let mut graph = usearch::Index::new(&usearch_options(options, dim))
         .map_err(|e| usearch_error("creating the graph", e))?;
+    use_densa_metric(&mut graph, options.vectors, dim, calibration.as_ref());
     let threads = rayon::current_num_threads();
     graph
         .reserve_capacity_and_threads(n, threads)
@@ -220,6 +267,7 @@ pub fn build_ann(
         "fingerprint": format!("{:016x}", sampled_fingerprint(&file)?),
         "vectors_fingerprint": format!("{:016x}", sampled_fingerprint(&dir.join("vectors.npy"))?),
         "vectors": options.vectors.name(),
+        "metric": graph_metric(options.vectors),
         "connectivity": options.connectivity,
         "expansion_add": options.expansion_add,
         "expansion_search": options.expansion_search,
@@ -325,18 +373,11 @@ impl Ann {
             .to_str()
             .ok_or_else(|| bad("file's path is not UTF-8".into()))?;
         Self::check_header(path, &options, n, dim).map_err(&bad)?;
-        let graph = usearch::Index::new(&usearch_options(&options, dim))
+        let mut graph = usearch::Index::new(&usearch_options(&options, dim))
             .map_err(|e| usearch_error("creating the graph", e))?;
         graph
             .view(path)
             .map_err(|e| bad(format!("file {name} cannot be mapped ({e})")))?;
-        if graph.size() != n || graph.dimensions() != dim {
-            return Err(bad(format!(
-                "file {name} holds {} vectors of {} dimensions",
-                graph.size(),
-                graph.dimensions()
-            )));
-        }
         let calibration = match options.vectors {
             VectorKind::Int8 | VectorKind::Binary => {
                 let kind = options.vectors;
@@ -345,6 +386,14 @@ impl Ann {
             }
             VectorKind::F32 | VectorKind::F16 => None,
         };
+        use_densa_metric(&mut graph, options.vectors, dim, calibration.as_ref());
+        if graph.size() != n || graph.dimensions() != dim {
+            return Err(bad(format!(
+                "file {name} holds {} vectors of {} dimensions",
+                graph.size(),
+                graph.dimensions()
+            )));
+        }
         Ok(Ann {
             graph,
             expansion: RwLock::new(()),
@@ -372,6 +421,14 @@ impl Ann {
             Some(Ok(kind)) => kind,
             _ => return Err(format!("entry has vectors {}", entry["vectors"])),
         };
+        let metric = graph_metric(vectors);
+        if entry["metric"] != json!(metric) {
+            return Err(format!(
+                "was built with the metric {} (this densa searches {} graphs with \"{metric}\")",
+                entry["metric"],
+                vectors.name()
+            ));
+        }
         let options = AnnOptions {
             vectors,
             connectivity: field("connectivity")?,
@@ -495,14 +552,8 @@ impl Ann {
                     .map(|&x| half::f16::from_f32(x).to_bits() as i16)
                     .collect(),
             ),
-            (VectorKind::Int8, Some(calibration)) => {
-                // Weights q_j · s_j, scaled to int8 as a whole (one factor ranks alike).
-                let weights = calibration.query_weights(query);
-                let largest = weights.iter().fold(0.0f32, |m, w| m.max(w.abs()));
-                let scale = if largest > 0.0 { 127.0 / largest } else { 1.0 };
-                Row::I8(weights.iter().map(|w| (w * scale).round() as i8).collect())
-            }
-            (VectorKind::Binary, Some(calibration)) => {
+            // Coded like the rows, which the metric weighs back into the vectors' space.
+            (VectorKind::Int8 | VectorKind::Binary, Some(calibration)) => {
                 Row::from_f32(query.to_vec(), Some(calibration))
             }
             _ => Row::F32(query.to_vec()),

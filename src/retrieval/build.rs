@@ -28,8 +28,13 @@ const FINAL_FILES: [&str; 4] = [
 pub struct IndexOptions {
     /// Passages per chunk: the unit of resumption and sharding.
     pub chunk_size: usize,
-    /// `(I, N)`: encode only chunks `k` with `k % N == I`.
+    /// `(I, N)`: encode only chunks `k` with `k % N == I`, then (with `assemble_shard`)
+    /// assemble them as shard `I`'s own index, searchable alone. The chunks stay, so that
+    /// every shard's chunks copied into one folder assemble the whole collection's index.
     pub shard: Option<(usize, usize)>,
+    /// With `shard`: assemble the shard's index once its chunks are encoded (default); off
+    /// when the shards are only encoding for one merged index (as `densa.ray.build_index`).
+    pub assemble_shard: bool,
     /// One text per passage from this template (`"{title}. {text}"`; a passage without a
     /// title gives its text alone) instead of the (title, text) pair.
     pub passage_template: Option<String>,
@@ -47,6 +52,7 @@ impl Default for IndexOptions {
         IndexOptions {
             chunk_size: 4096,
             shard: None,
+            assemble_shard: true,
             passage_template: None,
             documents: None,
             truncate: false,
@@ -68,12 +74,15 @@ pub struct BuildReport {
     pub chunks_missing: usize,
     /// Passages longer than the model's max length, encoded truncated (with `truncate`).
     pub truncated: usize,
+    /// `(I, N)` when this run assembled shard `I` of `N`'s own index.
+    pub shard_assembled: Option<(usize, usize)>,
 }
 
 impl BuildReport {
-    /// Whether the index is complete (assembled and ready to search).
+    /// Whether the folder holds a complete index, ready to search: the collection's, or
+    /// (after a shard run) its shard's.
     pub fn is_complete(&self) -> bool {
-        self.chunks_missing == 0
+        self.chunks_missing == 0 || self.shard_assembled.is_some()
     }
 }
 
@@ -170,7 +179,15 @@ pub fn build_index(
     let (passages, passages_fingerprint) = (collection.passages, collection.fingerprint);
     let total = passages.len();
     let chunk_count = total.div_ceil(options.chunk_size);
-    let manifest = manifest_of(encoder, options, total, passages_fingerprint);
+    let chunk_range = |k: usize| k * options.chunk_size..((k + 1) * options.chunk_size).min(total);
+    // The chunks this run encodes, and whether it assembles them alone (a shard's index).
+    let mine: Vec<usize> = (shard..chunk_count).step_by(shards).collect();
+    let as_shard = shards > 1 && options.assemble_shard;
+    let mut manifest = manifest_of(encoder, options, total, passages_fingerprint);
+    if as_shard {
+        let rows: usize = mine.iter().map(|&k| chunk_range(k).len()).sum();
+        manifest["shard"] = json!({"index": shard, "count": shards, "passages": rows});
+    }
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
     let _lock = lock_folder(output)?;
     let chunks = ChunkFiles {
@@ -179,6 +196,7 @@ pub fn build_index(
         count: chunk_count,
     };
     remove_orphaned_temporaries(output, &chunks);
+    let missing = || (0..chunk_count).filter(|&k| !chunks.done(k)).count();
     let report = |chunks_encoded, passages_encoded, chunks_missing| BuildReport {
         passages: total,
         chunks: chunk_count,
@@ -186,33 +204,26 @@ pub fn build_index(
         passages_encoded,
         chunks_missing,
         truncated: collection.truncated,
+        shard_assembled: as_shard.then_some((shard, shards)),
     };
 
-    let manifest_path = output.join("manifest.json");
-    if manifest_path.is_file() {
-        let existing = read_json(&manifest_path)?;
-        check_same_build(&manifest_path, &existing, &manifest)?;
-        if existing["complete"] == json!(true) {
+    if start_or_resume(&output.join("manifest.json"), &manifest)? {
+        if !as_shard {
             // A run killed after completing may have left its chunks: they go now.
             chunks.remove()?;
-            progress(total, total);
-            return Ok(report(0, 0, 0));
         }
-    } else {
-        write_output(&manifest_path, |out| {
-            out.write_all(serde_json::to_string_pretty(&manifest)?.as_bytes())
-        })?;
+        progress(total, total);
+        return Ok(report(0, 0, missing()));
     }
 
     std::fs::create_dir_all(&chunks.dir).map_err(|e| Error::io(&chunks.dir, e))?;
-    let chunk_range = |k: usize| k * options.chunk_size..((k + 1) * options.chunk_size).min(total);
     let mut done: usize = (0..chunk_count)
         .filter(|&k| chunks.done(k))
         .map(|k| chunk_range(k).len())
         .sum();
     progress(done, total);
     let (mut chunks_encoded, mut passages_encoded) = (0, 0);
-    for k in (shard..chunk_count).step_by(shards) {
+    for &k in &mine {
         if chunks.done(k) {
             continue;
         }
@@ -224,20 +235,37 @@ pub fn build_index(
         progress(done, total);
     }
 
-    let missing = (0..chunk_count).filter(|&k| !chunks.done(k)).count();
-    if missing == 0 {
-        let kind = options.vectors;
-        assemble(
-            output,
-            &chunks,
-            &chunk_range,
-            (encoder.dim(), kind),
-            &manifest,
-        )?;
+    let missing = missing();
+    let storage = (encoder.dim(), options.vectors);
+    if as_shard {
+        // Every chunk of this shard is encoded (the loop above): its own index.
+        assemble(output, &chunks, &mine, &chunk_range, storage, &manifest)?;
+    } else if missing == 0 {
+        let all: Vec<usize> = (0..chunk_count).collect();
+        assemble(output, &chunks, &all, &chunk_range, storage, &manifest)?;
         failpoint("index-complete");
         chunks.remove()?;
     }
     Ok(report(chunks_encoded, passages_encoded, missing))
+}
+
+/// Writes this build's `manifest` (complete: false) into a new folder, or checks that the
+/// folder's is the same build's. `true` when the folder already holds this build's complete
+/// index (the same shard, or the whole collection); a complete index of another shard (or of
+/// the whole collection, for a shard run) is marked incomplete until this run assembles its
+/// own.
+fn start_or_resume(manifest_path: &Path, manifest: &Value) -> Result<bool> {
+    if manifest_path.is_file() {
+        let existing = read_json(manifest_path)?;
+        check_same_build(manifest_path, &existing, manifest)?;
+        if existing["shard"] == manifest["shard"] {
+            return Ok(existing["complete"] == json!(true));
+        }
+    }
+    write_output(manifest_path, |out| {
+        out.write_all(serde_json::to_string_pretty(manifest)?.as_bytes())
+    })?;
+    Ok(false)
 }
 
 /// `(I, N)` of `--shard I/N` (`(0, 1)` without one), once the options are checked.
@@ -353,13 +381,14 @@ fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()>
     Ok(())
 }
 
-/// Concatenates the chunks into the final files (the vectors as `kind` stores them, its codes
+/// Concatenates the chunks `ks` (all, or one shard's) into the final files (the vectors as `kind` stores them, its codes
 /// beside them) and marks the manifest complete. Every chunk is checked first (rows,
 /// dimension, lines); each final file is renamed into place whole; until the manifest says
 /// complete, a rerun simply does this again.
 fn assemble(
     output: &Path,
     chunks: &ChunkFiles,
+    ks: &[usize],
     chunk_range: &dyn Fn(usize) -> std::ops::Range<usize>,
     (dim, kind): (usize, VectorKind),
     manifest: &Value,
@@ -371,8 +400,8 @@ fn assemble(
         ))
     };
     // Check everything before writing anything: (data offset of each vectors chunk).
-    let mut offsets_in_chunks = Vec::with_capacity(chunks.count);
-    for k in 0..chunks.count {
+    let mut offsets_in_chunks = Vec::with_capacity(ks.len());
+    for &k in ks {
         let (vectors, passages, rows) = (
             chunks.path(k, "npy"),
             chunks.path(k, "jsonl"),
@@ -399,17 +428,17 @@ fn assemble(
         }
         offsets_in_chunks.push(offset);
     }
-    let total: usize = (0..chunks.count).map(|k| chunk_range(k).len()).sum();
+    let total: usize = ks.iter().map(|&k| chunk_range(k).len()).sum();
     let dtype = kind.vectors_dtype();
     write_output(&output.join("vectors.npy"), |out| {
         npy::write_header(out, dtype, total, dim)?;
-        for (k, &offset) in offsets_in_chunks.iter().enumerate() {
+        for (i, (&k, &offset)) in ks.iter().zip(&offsets_in_chunks).enumerate() {
             let bytes = std::fs::read(chunks.path(k, "npy"))?;
             match dtype {
                 Dtype::F16 => out.write_all(&f16_bytes(&bytes[offset..]))?,
                 _ => out.write_all(&bytes[offset..])?,
             }
-            if k == 0 {
+            if i == 0 {
                 out.flush()?;
                 failpoint("index-assembly");
             }
@@ -418,7 +447,7 @@ fn assemble(
     })?;
     let mut offsets: Vec<u64> = vec![0];
     write_output(&output.join("passages.jsonl"), |out| {
-        for k in 0..chunks.count {
+        for &k in ks {
             let bytes = std::fs::read(chunks.path(k, "jsonl"))?;
             for line in bytes.split_inclusive(|&b| b == b'\n') {
                 offsets.push(offsets.last().copied().unwrap_or(0) + line.len() as u64);

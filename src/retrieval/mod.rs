@@ -41,6 +41,6 @@ pub use chunk::{chunk_documents, Chunking, PassageEncoding};
 pub use collection::{read_collection, Collection};
 pub use eval::{answer_scores, read_qa_pairs, reranked_gold_ranks, RetrievalMetrics};
 pub use passages::{read_passages, Id, Origin, Passage};
-pub use reader::{Index, SearchHit};
+pub use reader::{Index, SearchHit, Shard};
 pub use search::{SearchOptions, ANN_MIN_ROWS};
 pub use storage::{write_codes, Calibration, VectorKind};

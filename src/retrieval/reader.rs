@@ -52,6 +52,107 @@ pub struct Index {
     /// `(len + 1)` byte offsets of the lines of `passages`.
     offsets: Vec<u64>,
     dir: PathBuf,
+    /// Which shard of a collection this folder holds (`densa index --shard I/N`).
+    shard: Option<Shard>,
+}
+
+/// Shard `index` of `count` of a collection cut into chunks of `chunk_size` passages: it holds
+/// the chunks `k` with `k % count == index`, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+    pub chunk_size: usize,
+}
+
+impl Shard {
+    /// The row in the whole collection of this shard's row `row`: chunk `row / chunk_size` of
+    /// the shard is the collection's chunk `index + count · (row / chunk_size)` (only the
+    /// collection's last chunk may be short, and it is its shard's last).
+    pub fn collection_row(&self, row: usize) -> usize {
+        let (chunk, within) = (row / self.chunk_size, row % self.chunk_size);
+        (self.index + self.count * chunk) * self.chunk_size + within
+    }
+}
+
+/// The manifest's `shard` entry, checked (`None` for a whole collection's index).
+fn shard_of(manifest: &Value) -> std::result::Result<Option<Shard>, String> {
+    let entry = &manifest["shard"];
+    if entry.is_null() {
+        return Ok(None);
+    }
+    let number = |v: &Value, key: &str| {
+        v[key]
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| format!("{key} is {}, not a whole number", v[key]))
+    };
+    let (index, count) = (number(entry, "index")?, number(entry, "count")?);
+    let chunk_size = number(manifest, "chunk_size")?;
+    number(entry, "passages")?;
+    if index >= count || chunk_size == 0 {
+        return Err(format!(
+            "shard {index} of {count} in chunks of {chunk_size}: need index < count and chunks of at least 1"
+        ));
+    }
+    Ok(Some(Shard {
+        index,
+        count,
+        chunk_size,
+    }))
+}
+
+/// Reads `manifest.json` and checks that it is a complete densa index of this format.
+fn read_complete_manifest(manifest_path: &Path) -> Result<Value> {
+    if !manifest_path.is_file() {
+        return Err(Error::MissingFile {
+            path: manifest_path.to_owned(),
+            hint: " (not a densa index folder)".into(),
+        });
+    }
+    let manifest = crate::io::read_json(manifest_path)?;
+    let bad = |message: String| Error::Config {
+        path: manifest_path.to_owned(),
+        message,
+    };
+    if manifest["format"] != json!("densa-index") {
+        return Err(bad("not a densa index manifest".into()));
+    }
+    if manifest["version"] != json!(INDEX_FORMAT_VERSION) {
+        return Err(bad(format!(
+            "index format version {} (this densa reads {INDEX_FORMAT_VERSION})",
+            manifest["version"]
+        )));
+    }
+    if manifest["complete"] != json!(true) {
+        return Err(bad(
+            "the index is incomplete (a build was interrupted, or shards are missing): rerun densa index with the same arguments".into(),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Reads `passages.offsets`: `n + 1` rising little-endian u64 line offsets from 0 to the end
+/// of `passages.jsonl` (`passages_len` bytes).
+fn read_offsets(offsets_path: &Path, n: usize, passages_len: usize) -> Result<Vec<u64>> {
+    let offset_bytes = std::fs::read(offsets_path).map_err(|e| Error::io(offsets_path, e))?;
+    let offsets: Vec<u64> = offset_bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    let offsets_consistent = offset_bytes.len() == 8 * (n + 1)
+        && offsets.windows(2).all(|w| w[0] <= w[1])
+        && offsets.first() == Some(&0)
+        && offsets.last() == Some(&(passages_len as u64));
+    if !offsets_consistent {
+        return Err(Error::InvalidInput(format!(
+            "{}: {} bytes, not {} rising line offsets from 0 to the {passages_len} bytes of passages.jsonl (one per passage, and its end)",
+            offsets_path.display(),
+            offset_bytes.len(),
+            n + 1,
+        )));
+    }
+    Ok(offsets)
 }
 
 impl Index {
@@ -69,31 +170,11 @@ impl Index {
 
     fn open_with(dir: &Path, with_ann: bool) -> Result<Self> {
         let manifest_path = dir.join("manifest.json");
-        if !manifest_path.is_file() {
-            return Err(Error::MissingFile {
-                path: manifest_path,
-                hint: " (not a densa index folder)".into(),
-            });
-        }
-        let manifest = crate::io::read_json(&manifest_path)?;
+        let manifest = read_complete_manifest(&manifest_path)?;
         let bad = |message: String| Error::Config {
             path: manifest_path.clone(),
             message,
         };
-        if manifest["format"] != json!("densa-index") {
-            return Err(bad("not a densa index manifest".into()));
-        }
-        if manifest["version"] != json!(INDEX_FORMAT_VERSION) {
-            return Err(bad(format!(
-                "index format version {} (this densa reads {INDEX_FORMAT_VERSION})",
-                manifest["version"]
-            )));
-        }
-        if manifest["complete"] != json!(true) {
-            return Err(bad(
-                "the index is incomplete (a build was interrupted, or shards are missing): rerun densa index with the same arguments".into(),
-            ));
-        }
         let kind = match &manifest["vectors"] {
             Value::Null => VectorKind::F32,
             Value::String(name) => {
@@ -103,34 +184,26 @@ impl Index {
         };
         let vectors = MappedMatrix::open_as(&dir.join("vectors.npy"), &[kind.vectors_dtype()])?;
         let passages = map_file(&dir.join("passages.jsonl"))?;
-        let offsets_path = dir.join("passages.offsets");
-        let offset_bytes = std::fs::read(&offsets_path).map_err(|e| Error::io(&offsets_path, e))?;
-        let offsets: Vec<u64> = offset_bytes
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
         let (n, dim) = (vectors.rows(), vectors.cols());
-        for (key, value) in [("passages", n), ("dim", dim)] {
-            if manifest[key] != json!(value) || value == 0 && key == "dim" {
+        // A shard's folder holds its own passages; "passages" counts the whole collection.
+        let shard = shard_of(&manifest).map_err(|e| bad(format!("shard: {e}")))?;
+        let rows_key = if shard.is_some() {
+            "shard.passages"
+        } else {
+            "passages"
+        };
+        let rows_field = match shard {
+            Some(_) => &manifest["shard"]["passages"],
+            None => &manifest["passages"],
+        };
+        for (key, field, value) in [(rows_key, rows_field, n), ("dim", &manifest["dim"], dim)] {
+            if *field != json!(value) || value == 0 && key == "dim" {
                 return Err(bad(format!(
-                    "{key} is {}, but vectors.npy holds ({n}, {dim}) vectors",
-                    manifest[key]
+                    "{key} is {field}, but vectors.npy holds ({n}, {dim}) vectors"
                 )));
             }
         }
-        let offsets_consistent = offset_bytes.len() == 8 * (n + 1)
-            && offsets.windows(2).all(|w| w[0] <= w[1])
-            && offsets.first() == Some(&0)
-            && offsets.last() == Some(&(passages.len() as u64));
-        if !offsets_consistent {
-            return Err(Error::InvalidInput(format!(
-                "{}: {} bytes, not {} rising line offsets from 0 to the {} bytes of passages.jsonl (one per passage, and its end)",
-                offsets_path.display(),
-                offset_bytes.len(),
-                n + 1,
-                passages.len()
-            )));
-        }
+        let offsets = read_offsets(&dir.join("passages.offsets"), n, passages.len())?;
         let codes = open_codes(dir, kind, n, dim)?;
         let ann = match &manifest["ann"] {
             Value::Null => None,
@@ -146,7 +219,18 @@ impl Index {
             passages,
             offsets,
             dir: dir.to_owned(),
+            shard,
         })
+    }
+
+    /// Which shard of a collection this folder holds, if it is one.
+    pub fn shard(&self) -> Option<Shard> {
+        self.shard
+    }
+
+    /// The row in the whole collection of this folder's row `row` (itself, unless a shard).
+    pub fn collection_row(&self, row: usize) -> usize {
+        self.shard.map_or(row, |s| s.collection_row(row))
     }
 
     /// Number of passages.

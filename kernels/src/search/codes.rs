@@ -30,7 +30,7 @@ pub fn f16_to_f32(h: u16) -> f32 {
 
 /// The number of differing bits of `a` and `b` (64 at a time, then byte by byte).
 #[inline(always)]
-fn hamming(a: &[u8], b: &[u8]) -> u32 {
+pub(crate) fn hamming(a: &[u8], b: &[u8]) -> u32 {
     let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: u32 = wa
         .remainder()

@@ -7,6 +7,7 @@
 //! distance. Every kind runs through the same block loop and heap ([`top_k_by`]).
 
 mod codes;
+pub mod graph;
 
 pub use codes::{
     f16_products, f16_products_isa, f16_to_f32, hamming_products, hamming_products_isa,

@@ -56,3 +56,29 @@ pub fn linear_case(
         )
     })
 }
+
+/// f16 rows of mixed magnitude: finite values, with zeros (both signs), subnormals and the
+/// largest finite values among them.
+#[allow(dead_code)]
+pub fn f16_rows(len: usize) -> impl proptest::strategy::Strategy<Value = Vec<u16>> {
+    use proptest::prelude::*;
+    let finite = prop_oneof![
+        4 => (-3.0f32..3.0).prop_map(|v| half::f16::from_f32(v).to_bits()),
+        1 => Just(0x0000u16),
+        1 => Just(0x8000u16),
+        1 => (1u16..0x0400).prop_map(|m| m | if m % 2 == 0 { 0x8000 } else { 0 }),
+        1 => Just(0x7bffu16),
+        1 => Just(0xfbffu16),
+    ];
+    prop::collection::vec(finite, len)
+}
+
+/// int8 codes, with both ends and zero among them.
+#[allow(dead_code)]
+pub fn i8_codes(len: usize) -> impl proptest::strategy::Strategy<Value = Vec<i8>> {
+    use proptest::prelude::*;
+    prop::collection::vec(
+        prop_oneof![4 => any::<i8>(), 1 => Just(i8::MIN), 1 => Just(i8::MAX), 1 => Just(0i8)],
+        len,
+    )
+}

@@ -117,10 +117,15 @@ pub(crate) struct IndexArgs {
     /// Passages per chunk: the unit written at once, resumed and sharded.
     #[arg(long, default_value_t = 4096)]
     chunk_size: usize,
-    /// Encode only every N-th chunk, starting at I (I/N, I from 0): for N processes on N
-    /// machines; copy all shards' chunks/ into one folder and rerun to assemble.
+    /// Encode only every N-th chunk, starting at I (I/N, I from 0), for N processes on N
+    /// machines. The folder becomes shard I's own index (searched alone, or served with the
+    /// others by densa.ray); all shards' chunks/ copied into one folder and this command
+    /// rerun there without --shard assemble the whole collection's index.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// With --shard: only encode the shard's chunks, for a merged index (no shard index).
+    #[arg(long, requires = "shard")]
+    encode_only: bool,
 }
 
 #[derive(clap::Args)]
@@ -216,6 +221,7 @@ pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
     let options = densa::IndexOptions {
         chunk_size: args.chunk_size,
         shard: args.shard,
+        assemble_shard: !args.encode_only,
         passage_template: args.passage_template,
         documents: args.documents.is_some().then(|| args.chunk.chunking()),
         truncate: args.truncate,
@@ -244,8 +250,16 @@ pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
             report.truncated
         );
     }
-    if report.is_complete() {
+    if let Some((i, n)) = report.shard_assembled {
+        eprintln!(
+            "densa: shard {i} of {n} complete: {} ({} of the collection's chunks still elsewhere)",
+            output.display(),
+            report.chunks_missing
+        );
+    } else if report.is_complete() {
         eprintln!("densa: index complete: {}", output.display());
+    }
+    if report.is_complete() {
         if args.ann.is_some() {
             let threads = args.model.run.threads;
             build_graph(output, &args.graph.options(args.vectors), threads)?;
