@@ -207,7 +207,7 @@ pub(crate) fn build_index<'py>(
 /// `expansion_add` its efConstruction, `expansion_search` its default ef. Returns `{"file",
 /// "bytes", "vectors"}`.
 #[pyfunction]
-#[pyo3(signature = (path, vectors="f32", connectivity=16, expansion_add=128, expansion_search=64))]
+#[pyo3(signature = (path, vectors="f32", connectivity=32, expansion_add=256, expansion_search=768))]
 pub(crate) fn build_ann<'py>(
     py: Python<'py>,
     path: PathBuf,
