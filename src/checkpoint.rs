@@ -5,6 +5,7 @@
 //! `F16` and `BF16` tensors are converted to `f32` once at load.
 
 use crate::error::{Error, Result};
+use densa_kernels::memory::SharedBytes;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
@@ -297,6 +298,12 @@ impl Checkpoint {
     /// The stored dtype, shape and bytes of a tensor in a mapped file (None for a missing
     /// tensor or one held in memory).
     pub fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        let (dtype, shape, file, bytes) = self.located(name)?;
+        Some((dtype, shape, &self.files[file].1[bytes]))
+    }
+
+    /// A tensor stored in a mapped file: its dtype, shape, file and byte range.
+    fn located(&self, name: &str) -> Option<(Dtype, &[usize], usize, std::ops::Range<usize>)> {
         match self.entries.get(name)? {
             (
                 shape,
@@ -309,10 +316,20 @@ impl Checkpoint {
             ) => Some((
                 *dtype,
                 shape.as_slice(),
-                &self.files[*file].1[*byte_start..*byte_start + *byte_len],
+                *file,
+                *byte_start..*byte_start + *byte_len,
             )),
             (_, Source::Memory(_)) => None,
         }
+    }
+
+    /// [`Checkpoint::raw`] with the bytes held by a shared handle on the mapped file, so that
+    /// a kernel can keep using them in place after the checkpoint is dropped.
+    pub fn shared(&self, name: &str) -> Option<(Dtype, &[usize], SharedBytes)> {
+        let (dtype, shape, file, bytes) = self.located(name)?;
+        let map: Arc<dyn AsRef<[u8]> + Send + Sync> = self.files[file].1.clone();
+        let bytes = SharedBytes::new(map, bytes.start, bytes.len())?;
+        Some((dtype, shape, bytes))
     }
 
     /// Raw tensor bytes (from [`Checkpoint::raw`]) viewed as the I8 values they hold.

@@ -1,22 +1,26 @@
 //! `densa quantize`: write a model folder whose encoder linear layers are stored as int8.
 //!
-//! Layout (also in docs/QUANTIZATION.md): for every encoder linear layer
-//! (`encoder.layer.N.attention.self.{query,key,value}`, `attention.output.dense`,
-//! `intermediate.dense`, `output.dense`, or DistilBERT's `transformer.layer.N.attention.q_lin`
-//! … `ffn.lin2`, under the checkpoint's own prefix):
-//! - `<layer>.weight`: I8 `(out, in)`, symmetric, per output channel;
-//! - `<layer>.weight_scale`: F32 `(out)`, so that `W ≈ weight_scale[:, None] · weight`.
+//! Layout (also in docs/QUANTIZATION.md): for every linear layer of the encoder as densa runs
+//! it (`encoder.layer.N.attention.self.query_key_value`: Q, K and V stacked, then
+//! `attention.output.dense`, `intermediate.dense`, `output.dense`, or DistilBERT's
+//! `transformer.layer.N.attention.q_lin_k_lin_v_lin` … `ffn.lin2`, under the checkpoint's own
+//! prefix):
+//! - `<layer>.weight_panels`: I8 `(panels, K_pad / 4, 16, 4)`, the 7-bit weights (symmetric,
+//!   per output channel) in the int8 kernels' panel layout ([`densa_kernels::int8::packed_shape`]);
+//! - `<layer>.weight_scale`: F32 `(out)`, so that `W ≈ weight_scale[:, None] · w_q`.
 //!
-//! Every other tensor is copied as it is. The file's metadata carries
-//! `densa_quantization = "int8-symmetric-per-output-channel"`, which makes `--precision auto`
-//! (the default) load it as int8. Loading maps the file and packs the int8 weights: no f32
-//! copy of them ever exists.
+//! The biases and every other tensor are copied as they are. The file's metadata carries
+//! `densa_quantization = "int7-symmetric-per-output-channel"`, which makes `--precision auto`
+//! (the default) load it as int8, and `densa_int8_layout` = [`LAYOUT_VALUE`]. Loading maps the
+//! file and uses the panels in place (checked, not copied): the process starts without
+//! repacking. Folders written with the earlier row layout (`<layer>.weight` I8 `(out, in)`, no
+//! layout key) still load, packed at load.
 
 use crate::checkpoint::Checkpoint;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::io::output::{write_folder, FileContent, FolderFile};
-use crate::model::{Precision, TensorNames};
+use crate::model::{fused_name, Precision, TensorNames};
 use safetensors::Dtype;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +28,12 @@ use std::path::{Path, PathBuf};
 pub const METADATA_KEY: &str = "densa_quantization";
 /// Its value: 7-bit weights (±63) stored as I8, the int8 kernels' input on every CPU.
 pub const METADATA_VALUE: &str = "int7-symmetric-per-output-channel";
+/// Metadata key naming how the int8 weights are laid out (absent: rows, packed at load).
+pub const LAYOUT_KEY: &str = "densa_int8_layout";
+/// Its value: the kernels' panels (16 columns, 4 k per group, K padded to 64, an even number
+/// of panels), version 1. A folder with another value is refused with a message to quantize
+/// again.
+pub const LAYOUT_VALUE: &str = "panels-16x4-k64-v1";
 /// The value written before weights became 7-bit (±127): such folders are refused with a
 /// message to quantize again.
 pub const METADATA_VALUE_8BIT: &str = "int8-symmetric-per-output-channel";
@@ -43,11 +53,25 @@ pub fn resolve_precision(
             dir.display()
         )));
     }
+    if let Some(layout) = checkpoint.metadata(LAYOUT_KEY) {
+        if layout != LAYOUT_VALUE {
+            return Err(Error::InvalidInput(format!(
+                "{}: int8 weights laid out as {layout:?}, this densa reads {LAYOUT_VALUE:?}: re-run densa quantize on the original folder",
+                dir.display()
+            )));
+        }
+    }
     Ok(match requested {
         Precision::Auto if written_by_quantize.is_some() => Precision::Int8,
         Precision::Auto => Precision::F32,
         chosen => chosen,
     })
+}
+
+/// Whether a model loaded from `checkpoint` at `precision` runs its int8 weights in place
+/// from the mapped file (a `densa quantize` folder in the panel layout, loaded as int8).
+pub fn uses_stored_panels(checkpoint: &Checkpoint, precision: Precision) -> bool {
+    precision == Precision::Int8 && checkpoint.metadata(LAYOUT_KEY).as_deref() == Some(LAYOUT_VALUE)
 }
 
 /// What [`quantize_dir`] did.
@@ -57,32 +81,6 @@ pub struct QuantizeReport {
     pub copied_tensors: usize,
     pub bytes_in: usize,
     pub bytes_out: usize,
-}
-
-/// Whether `name` (without the trunk prefix) is an encoder linear layer's weight, under the
-/// architecture's names.
-fn is_encoder_linear_weight(names: &TensorNames, name: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix(names.layer)
-        .and_then(|r| r.strip_prefix('.'))
-    else {
-        return false;
-    };
-    let Some((index, layer)) = rest.split_once('.') else {
-        return false;
-    };
-    let linear = [
-        names.query,
-        names.key,
-        names.value,
-        names.attention_output,
-        names.intermediate,
-        names.output,
-    ];
-    index.parse::<usize>().is_ok()
-        && layer
-            .strip_suffix(".weight")
-            .is_some_and(|l| linear.contains(&l))
 }
 
 /// Reads the model folder `src` and writes `dst` with int8 encoder linear layers; every other
@@ -104,58 +102,58 @@ pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeR
     let names = TensorNames::of(config.model_type);
     let prefix = names.find_prefix(&checkpoint)?;
 
-    // Owned bytes of every tensor to write: int8 weights and scales, and the rest as stored.
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    // The encoder's linear layers as the model runs them: Q, K and V stacked into one.
+    let (h, f) = (config.hidden_size, config.intermediate_size);
+    let groups: Vec<Vec<(String, usize, usize)>> = (0..config.num_hidden_layers)
+        .flat_map(|i| {
+            let [q, k, v, attention_output, intermediate, output] = names.linear_layers(i, h, f);
+            [
+                vec![q, k, v],
+                vec![attention_output],
+                vec![intermediate],
+                vec![output],
+            ]
+        })
+        .collect();
+    let quantized: std::collections::HashSet<String> = groups
+        .iter()
+        .flatten()
+        .map(|(name, ..)| format!("{prefix}{name}.weight"))
+        .collect();
+
+    // Owned bytes of every tensor to write: packed int8 weights and scales, and the rest as
+    // stored.
+    let mut owned: Vec<OwnedTensor> = Vec::new();
     let mut report = QuantizeReport {
         quantized_tensors: 0,
         copied_tensors: 0,
         bytes_in: checkpoint.mapped_bytes(),
         bytes_out: 0,
     };
-    for info in checkpoint.tensor_infos() {
-        let short = info.name.strip_prefix(prefix).unwrap_or(&info.name);
-        if info.name.starts_with(prefix)
-            && is_encoder_linear_weight(&names, short)
-            && info.shape.len() == 2
-        {
-            let (n, k) = (info.shape[0], info.shape[1]);
-            let weight = checkpoint.tensor(&info.name, &info.shape)?;
-            let mut q = vec![0i8; n * k];
-            let mut scales = Vec::with_capacity(n);
-            for (row, q_row) in weight
-                .as_slice()
-                .chunks_exact(k.max(1))
-                .zip(q.chunks_exact_mut(k.max(1)))
-            {
-                scales.push(densa_kernels::int8::quantize_weight_row(row, q_row));
-            }
-            let scale_name = format!("{}_scale", info.name);
-            owned.push((
-                info.name.clone(),
-                Dtype::I8,
-                vec![n, k],
-                q.into_iter().map(|v| v as u8).collect(),
-            ));
-            owned.push((
-                scale_name,
-                Dtype::F32,
-                vec![n],
-                scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-            ));
-            report.quantized_tensors += 1;
-        } else {
-            let (dtype, shape, bytes) =
-                checkpoint
-                    .raw(&info.name)
-                    .ok_or_else(|| Error::MissingTensor {
-                        name: info.name.clone(),
-                        prefixes: String::new(),
-                    })?;
-            owned.push((info.name.clone(), dtype, shape.to_vec(), bytes.to_vec()));
-            report.copied_tensors += 1;
-        }
+    for group in &groups {
+        owned.extend(quantize_group(&checkpoint, prefix, group)?);
+        report.quantized_tensors += group.len();
     }
-    let weights = safetensors_bytes(owned, &[("format", "pt"), (METADATA_KEY, METADATA_VALUE)]);
+    for info in checkpoint.tensor_infos() {
+        if quantized.contains(&info.name) {
+            continue;
+        }
+        let (dtype, shape, bytes) =
+            checkpoint
+                .raw(&info.name)
+                .ok_or_else(|| Error::MissingTensor {
+                    name: info.name.clone(),
+                    prefixes: String::new(),
+                })?;
+        owned.push((info.name.clone(), dtype, shape.to_vec(), bytes.to_vec()));
+        report.copied_tensors += 1;
+    }
+    let metadata = [
+        ("format", "pt"),
+        (METADATA_KEY, METADATA_VALUE),
+        (LAYOUT_KEY, LAYOUT_VALUE),
+    ];
+    let weights = safetensors_bytes(owned, &metadata);
     report.bytes_out = weights.len();
     // The folder's other files first, the weights last: a folder without model.safetensors
     // is never mistaken for a model.
@@ -167,6 +165,51 @@ pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeR
     write_folder(dst, &files, overwrite)?;
     Ok(report)
 }
+
+/// The layers of `group` (`(name, out_features, in_features)`, one input), quantized row by
+/// row and stacked into one weight: its panels and scales, as tensors to write.
+fn quantize_group(
+    checkpoint: &Checkpoint,
+    prefix: &str,
+    group: &[(String, usize, usize)],
+) -> Result<[OwnedTensor; 2]> {
+    let in_features = group[0].2;
+    let (mut rows, mut scales) = (Vec::new(), Vec::new());
+    for (name, out_features, _) in group {
+        let name = format!("{prefix}{name}.weight");
+        let weight = checkpoint.tensor(&name, &[*out_features, in_features])?;
+        for row in weight.as_slice().chunks_exact(in_features.max(1)) {
+            let start = rows.len();
+            rows.resize(start + in_features, 0i8);
+            scales.push(densa_kernels::int8::quantize_weight_row(
+                row,
+                &mut rows[start..],
+            ));
+        }
+    }
+    let n = scales.len();
+    let packed = densa_kernels::QuantizedWeight::from_quantized(&rows, &scales, n, in_features)
+        .ok_or_else(|| Error::InvalidInput(format!("{prefix}: a quantized weight outside ±63")))?;
+    let names: Vec<String> = group.iter().map(|(name, ..)| name.clone()).collect();
+    let name = format!("{prefix}{}", fused_name(&names));
+    Ok([
+        (
+            format!("{name}.weight_panels"),
+            Dtype::I8,
+            densa_kernels::int8::packed_shape(n, in_features).to_vec(),
+            packed.panels().iter().map(|&v| v as u8).collect(),
+        ),
+        (
+            format!("{name}.weight_scale"),
+            Dtype::F32,
+            vec![n],
+            scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        ),
+    ])
+}
+
+/// A tensor to write: name, dtype, shape, little-endian bytes.
+type OwnedTensor = (String, Dtype, Vec<usize>, Vec<u8>);
 
 /// Every file of the model folder (and of its sub-folders, one level: sentence-transformers'
 /// `1_Pooling/`) except the weights, which `quantize_dir` writes itself.

@@ -31,3 +31,44 @@ pub fn zeroed_vec<T: Copy + Default>(len: usize) -> Vec<T> {
     }
     values
 }
+
+/// Bytes that live in a buffer someone else owns (a memory-mapped file), kept alive by a
+/// shared handle: weights stored in the layout a kernel reads are used in place, not copied.
+#[derive(Clone)]
+pub struct SharedBytes {
+    owner: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>,
+    start: usize,
+    len: usize,
+}
+
+impl SharedBytes {
+    /// `owner`'s bytes `start .. start + len`; `None` if the range is not inside them.
+    pub fn new(
+        owner: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>,
+        start: usize,
+        len: usize,
+    ) -> Option<Self> {
+        let end = start.checked_add(len)?;
+        ((*owner).as_ref().len() >= end).then_some(SharedBytes { owner, start, len })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &(*self.owner).as_ref()[self.start..self.start + self.len]
+    }
+
+    /// The bytes as `i8` values.
+    pub fn as_i8(&self) -> &[i8] {
+        let bytes = self.as_bytes();
+        // SAFETY: i8 and u8 have the same size and alignment and every bit pattern is valid in
+        // both; the slice keeps the borrow of `self`.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}

@@ -243,3 +243,128 @@ fn densa_isa_avx2_selects_the_avx2_int8_path() {
         _ => assert_eq!(Int8Isa::selected(), *Int8Isa::available().last().unwrap()),
     }
 }
+
+/// Packs `q (n, k)` into the panel layout from its definition (kernels/src/int8/panels.rs):
+/// `panels[p][g][j][t] = q[16·p + j, 4·g + t]`, `P = 2·ceil(n / 32)`, `K_pad` = k rounded up
+/// to 64, zeros elsewhere.
+fn pack_panels_twin(q: &[i8], n: usize, kk: usize) -> Vec<u8> {
+    let (panels, k_pad) = (n.div_ceil(32) * 2, kk.div_ceil(64) * 64);
+    let mut out = vec![0u8; panels * k_pad * 16];
+    for column in 0..n {
+        for input in 0..kk {
+            let (p, j, g, t) = (column / 16, column % 16, input / 4, input % 4);
+            out[p * k_pad * 16 + g * 64 + j * 4 + t] = q[column * kk + input] as u8;
+        }
+    }
+    out
+}
+
+fn shared(bytes: Vec<u8>) -> k::memory::SharedBytes {
+    let len = bytes.len();
+    k::memory::SharedBytes::new(std::sync::Arc::new(bytes), 0, len).unwrap()
+}
+
+proptest! {
+    #![proptest_config(common::proptest_config(40, "tests/int8.proptest-regressions"))]
+
+    /// A weight stored in the panel layout (as `densa quantize` writes it) is used in place:
+    /// its values unpack to the quantized rows, its layout is the definition's, and the layer
+    /// gives the same bits as the weight packed at load.
+    #[test]
+    fn stored_panels_equal_the_weight_packed_at_load(
+        (m, kk, n, inp, weight, bias) in linear_case(1usize..12, 1usize..200, 1usize..70),
+    ) {
+        let packed = QuantizedWeight::new(&weight, n, kk);
+        let q = packed.rows();
+        let want_q: Vec<i8> = (0..n)
+            .flat_map(|j| quantize_weight_twin(&weight[j * kk..(j + 1) * kk]).0)
+            .map(|v| v as i8)
+            .collect();
+        prop_assert_eq!(&q, &want_q);
+        let bytes = pack_panels_twin(&q, n, kk);
+        let panel_bytes: Vec<u8> = packed.panels().iter().map(|&v| v as u8).collect();
+        prop_assert_eq!(&panel_bytes, &bytes);
+        prop_assert_eq!(int8::packed_shape(n, kk).iter().product::<usize>(), bytes.len());
+
+        let stored = QuantizedWeight::from_panels(shared(bytes), packed.scales().to_vec(), n, kk).unwrap();
+        prop_assert!(stored.is_borrowed() && !packed.is_borrowed());
+        prop_assert_eq!(stored.rows(), q);
+        let epilogue = Epilogue { bias: Some(&bias), ..Epilogue::NONE };
+        let run = |w: &QuantizedWeight| {
+            let mut out = vec![f32::NAN; m * n];
+            k::linear_int8(&mut out, &inp, w, m, epilogue, &mut k::Int8Scratch::default());
+            out
+        };
+        let (a, b) = (run(&packed), run(&stored));
+        prop_assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
+
+#[test]
+fn damaged_panels_are_refused() {
+    // n = 17 outputs, k = 70 inputs: two panels (columns 17..32 are padding) and inputs
+    // 70..128 padded.
+    let (n, kk) = (17, 70);
+    let q: Vec<i8> = (0..n * kk).map(|i| ((i * 7) % 127) as i8 - 63).collect();
+    let good = pack_panels_twin(&q, n, kk);
+    let scales = vec![0.5f32; n];
+    let ok = QuantizedWeight::from_panels(shared(good.clone()), scales.clone(), n, kk).unwrap();
+    assert_eq!(ok.rows(), q);
+
+    let refuse = |bytes: Vec<u8>, scales: Vec<f32>| {
+        QuantizedWeight::from_panels(shared(bytes), scales, n, kk)
+            .err()
+            .expect("refused")
+    };
+    // Too short by one byte.
+    let mut short = good.clone();
+    short.pop();
+    assert!(matches!(
+        refuse(short, scales.clone()),
+        int8::PanelError::Length { .. }
+    ));
+    // One scale missing.
+    assert!(matches!(
+        refuse(good.clone(), vec![0.5; n - 1]),
+        int8::PanelError::Scales {
+            expected: 17,
+            found: 16
+        }
+    ));
+    // 64 at output 3, input 5 (panel 0, group 1, lane 3·4 + 1).
+    let mut big = good.clone();
+    big[64 + 3 * 4 + 1] = 64;
+    assert_eq!(
+        refuse(big, scales.clone()),
+        int8::PanelError::OutOfRange {
+            column: 3,
+            k: 5,
+            value: 64
+        }
+    );
+    // -128 in the same place.
+    let mut low = good.clone();
+    low[64 + 3 * 4 + 1] = (-128i8) as u8;
+    assert_eq!(
+        refuse(low, scales.clone()),
+        int8::PanelError::OutOfRange {
+            column: 3,
+            k: 5,
+            value: -128
+        }
+    );
+    // A padding input of a real column: output 2, input 71 (group 17, lane 2·4 + 3).
+    let mut padded_input = good.clone();
+    padded_input[17 * 64 + 2 * 4 + 3] = 1;
+    assert_eq!(
+        refuse(padded_input, scales.clone()),
+        int8::PanelError::Padding { column: 2, k: 71 }
+    );
+    // A padding column: output 20 (panel 1, column 4), input 0.
+    let mut padded_column = good.clone();
+    padded_column[128 * 16 + 4 * 4] = 1;
+    assert_eq!(
+        refuse(padded_column, scales),
+        int8::PanelError::Padding { column: 20, k: 0 }
+    );
+}

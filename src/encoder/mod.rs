@@ -198,8 +198,11 @@ impl Encoder {
         let allow_non_finite = options.allow_non_finite;
         let model =
             pool.install(|| BertModel::load(&checkpoint, &config, precision, allow_non_finite))?;
-        // The linear weights now live in packed form: give back the pages packing read.
-        checkpoint.release_resident_pages();
+        // The linear weights now live in packed form: give back the pages packing read. (Not
+        // when the int8 weights are densa quantize's panels: they are used from those pages.)
+        if !crate::quantize::uses_stored_panels(&checkpoint, precision) {
+            checkpoint.release_resident_pages();
+        }
         let pooling = resolve_pooling(options.pooling, &model, &st);
         let width = modules_width(&st, pooling, &model)?;
         let encoding = EncodingBuilder::new(&st, &tokenizer, width)

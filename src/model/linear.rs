@@ -193,6 +193,34 @@ impl Linear {
         })
     }
 
+    /// A weight stored quantized and packed (`densa quantize`'s panels, used in place from the
+    /// mapped file); dequantized into f32 panels if f32 is asked for.
+    pub(super) fn from_quantized(
+        weight: k::QuantizedWeight,
+        bias: Tensor,
+        precision: Precision,
+    ) -> Self {
+        let (out_features, in_features) = weight.shape();
+        let weight = match precision {
+            Precision::Int8 | Precision::Auto => LinearWeight::Int8(weight),
+            Precision::F32 => {
+                let values: Vec<f32> = weight
+                    .rows()
+                    .chunks_exact(in_features.max(1))
+                    .zip(weight.scales())
+                    .flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s))
+                    .collect();
+                LinearWeight::F32(k::PackedWeight::new(&values, out_features, in_features))
+            }
+        };
+        Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        }
+    }
+
     /// Whether the weight is int8 (its input is then quantized per token).
     pub fn is_int8(&self) -> bool {
         matches!(self.weight, LinearWeight::Int8(_))

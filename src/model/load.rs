@@ -108,6 +108,25 @@ impl TensorNames {
     }
 }
 
+/// The name of several linear layers of the same input stacked into one, as `densa quantize`
+/// stores their packed weight: the first's parent and every last component, joined by `_`
+/// (`….attention.self.query`, `key`, `value` → `….attention.self.query_key_value`). One name
+/// is itself.
+pub(crate) fn fused_name(names: &[String]) -> String {
+    let last = |n: &str| n.rsplit_once('.').map_or(n, |(_, last)| last).to_string();
+    match names {
+        [one] => one.clone(),
+        _ => {
+            let parent = names[0].rsplit_once('.').map_or("", |(parent, _)| parent);
+            let joined: Vec<String> = names.iter().map(|n| last(n)).collect();
+            match parent {
+                "" => joined.join("_"),
+                parent => format!("{parent}.{}", joined.join("_")),
+            }
+        }
+    }
+}
+
 /// Finds the tensors of one model inside a checkpoint, whatever prefix it uses.
 struct WeightLoader<'a> {
     checkpoint: &'a Checkpoint,
@@ -213,9 +232,46 @@ impl WeightLoader<'_> {
         })
     }
 
+    /// `{name}.weight_panels` (I8 in the int8 kernels' panel layout, as `densa quantize`
+    /// writes it; `name` is [`fused_name`] of the layers stacked into it) with
+    /// `{name}.weight_scale`: the weight checked and used in place from the mapped file.
+    /// `None` if the checkpoint stores the weight otherwise.
+    fn stored_panels(
+        &self,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Option<k::QuantizedWeight>> {
+        let full = format!("{}{name}.weight_panels", self.prefix);
+        let Some((dtype, shape, panels)) = self.checkpoint.shared(&full) else {
+            return Ok(None);
+        };
+        let expected = k::int8::packed_shape(out_features, in_features);
+        if shape != expected || dtype != safetensors::Dtype::I8 {
+            return Err(Error::InvalidInput(format!(
+                "tensor {full}: {dtype:?} {shape:?}, the panels of a ({out_features}, {in_features}) layer are I8 {expected:?} (re-run densa quantize on the original folder)"
+            )));
+        }
+        let scales = self
+            .tensor(&format!("{name}.weight_scale"), &[out_features])?
+            .as_slice()
+            .to_vec();
+        k::QuantizedWeight::from_panels(panels, scales, out_features, in_features)
+            .map(Some)
+            .map_err(|e| {
+                Error::InvalidInput(format!(
+                    "tensor {full}: {e}: not the panels densa quantize writes (re-run densa quantize on the original folder)"
+                ))
+            })
+    }
+
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
+        let bias = || self.tensor(&format!("{name}.bias"), &[out_features]);
+        if let Some(panels) = self.stored_panels(name, in_features, out_features)? {
+            return Ok(Linear::from_quantized(panels, bias()?, self.precision));
+        }
         let weight = self.stored_weight(name, in_features, out_features)?;
-        let bias = self.tensor(&format!("{name}.bias"), &[out_features])?;
+        let bias = bias()?;
         let linear = Linear::new(name, weight, bias, self.precision)?;
         self.release(name);
         Ok(linear)
@@ -229,20 +285,27 @@ impl WeightLoader<'_> {
         in_features: usize,
         out_features: usize,
     ) -> Result<Linear> {
-        let mut weights = Vec::new();
-        let mut bias = Vec::new();
-        for name in names {
-            weights.push(self.stored_weight(name, in_features, out_features)?);
-            bias.extend_from_slice(
-                self.tensor(&format!("{name}.bias"), &[out_features])?
-                    .as_slice(),
-            );
-        }
         let n = names.len() * out_features;
+        let bias = || -> Result<Tensor> {
+            let mut bias = Vec::with_capacity(n);
+            for name in names {
+                let one = self.tensor(&format!("{name}.bias"), &[out_features])?;
+                bias.extend_from_slice(one.as_slice());
+            }
+            Ok(Tensor::from_vec(vec![n], bias))
+        };
+        if let Some(panels) = self.stored_panels(&fused_name(names), in_features, n)? {
+            return Ok(Linear::from_quantized(panels, bias()?, self.precision));
+        }
+        let weights = names
+            .iter()
+            .map(|name| self.stored_weight(name, in_features, out_features))
+            .collect::<Result<Vec<_>>>()?;
+        let bias = bias()?;
         let linear = Linear::new(
             &names.join("+"),
             StoredWeight::stack(&self.full_names(names), weights)?,
-            Tensor::from_vec(vec![n], bias),
+            bias,
             self.precision,
         )?;
         names.iter().for_each(|name| self.release(name));

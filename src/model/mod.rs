@@ -23,6 +23,7 @@ mod load;
 pub use batch::{PackedBatch, Rows, Workspace, DEFAULT_MAX_BATCH_TOKENS};
 pub use dense::{Dense, DenseActivation};
 pub use linear::{Linear, LinearInput, LinearWeight, Precision};
+pub(crate) use load::fused_name;
 pub use load::{parameter_shapes, TensorNames};
 
 use crate::checkpoint::Tensor;

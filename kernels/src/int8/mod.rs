@@ -32,11 +32,14 @@ mod amx;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avxvnni;
+mod panels;
 mod quantize;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
+use panels::PanelData;
+pub use panels::{packed_shape, PanelError};
 pub(crate) use quantize::quantize_rows_for;
 pub use quantize::{quantize_activation_row, quantize_weight_row, Int8Scratch, RowQuantization};
 
@@ -169,7 +172,7 @@ pub struct QuantizedWeight {
     k_pad: usize,
     n: usize,
     /// `panel[p][k/4][j][k%4]` in panels of 16 columns, zero-padded to an even count.
-    data: Vec<i8>,
+    data: PanelData,
     /// `(N)`: dequantization scale of each output channel.
     scales: Vec<f32>,
     /// `(N)`: `Σ_k w_q[n, k]`, for the activations' zero points.
@@ -289,7 +292,7 @@ impl QuantizedWeight {
             k,
             k_pad,
             n,
-            data,
+            data: PanelData::Owned(data),
             scales,
             channel_sums,
         }
@@ -355,7 +358,7 @@ pub fn linear_int8_quantized(
     let ops = Operands {
         a: &activations.quantized[..m.next_multiple_of(ROW_BLOCK) * k_pad],
         lda: k_pad,
-        b: &weight.data,
+        b: weight.data.as_i8(),
         // Panels of nr columns: one or two 16-column panels of the stored layout.
         panel_len: k_pad * nr,
         k: k_pad,
