@@ -290,6 +290,40 @@ impl Checkpoint {
         let _ = (map, start, end);
     }
 
+    /// Drops this process's resident pages wholly inside `values`, a slice of one of the
+    /// mapped files (nothing for other memory): for a large tensor used in place but read
+    /// sparsely (a vocabulary's embedding table), once a load-time pass has read it all.
+    pub fn release_pages_within<T>(&self, values: &[T]) {
+        let page = 4096;
+        let start = values.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(values);
+        for (_, map) in &self.files {
+            let base = map.as_ptr() as usize;
+            if start < base || end > base + map.len() {
+                continue;
+            }
+            let (first, last) = (
+                (start - base).next_multiple_of(page),
+                (end - base) / page * page,
+            );
+            #[cfg(unix)]
+            if last > first {
+                // SAFETY: as in release_resident_pages: the mapping is private and read-only,
+                // so MADV_DONTNEED on a range inside it loses nothing (a later read faults the
+                // same file bytes back in) and invalidates no reference.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        last - first,
+                    )
+                };
+            }
+            #[cfg(not(unix))]
+            let _ = (first, last);
+        }
+    }
+
     /// Total bytes of the mapped files.
     pub fn mapped_bytes(&self) -> usize {
         self.files.iter().map(|(_, m)| m.len()).sum()

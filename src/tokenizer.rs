@@ -72,8 +72,9 @@ pub struct Window {
 
 pub struct TextTokenizer {
     inner: Tokenizer,
-    /// The same tokenizer without truncation, to count the tokens of a prefix.
-    untruncated: Tokenizer,
+    /// The same tokenizer without truncation, to count the tokens of a prefix: made at its
+    /// first use (a copy of the vocabulary that most runs, short texts only, never need).
+    untruncated: std::sync::OnceLock<Tokenizer>,
     max_length: usize,
     /// sentence-transformers' `do_lower_case`: lowercase text before the tokenizer sees it.
     lowercase_input: bool,
@@ -102,10 +103,6 @@ impl TextTokenizer {
                 specials.max(1)
             )));
         }
-        let mut untruncated = inner.clone();
-        untruncated
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         inner
             .with_truncation(Some(TruncationParams {
                 max_length,
@@ -123,10 +120,21 @@ impl TextTokenizer {
         special_ids.sort_unstable();
         Ok(TextTokenizer {
             inner,
-            untruncated,
+            untruncated: std::sync::OnceLock::new(),
             max_length,
             lowercase_input: false,
             special_ids,
+        })
+    }
+
+    /// The tokenizer without truncation.
+    fn untruncated(&self) -> &Tokenizer {
+        self.untruncated.get_or_init(|| {
+            let mut tokenizer = self.inner.clone();
+            // Switching truncation off cannot fail (only a truncation too short for the
+            // special tokens does).
+            let _ = tokenizer.with_truncation(None);
+            tokenizer
         })
     }
 
@@ -164,7 +172,7 @@ impl TextTokenizer {
     /// (a copy of this one with that truncation; building it copies the vocabulary, so a
     /// reader keeps it between calls).
     pub fn windowing(&self, max_seq_len: usize, doc_stride: usize) -> Result<WindowTokenizer> {
-        let mut tokenizer = self.untruncated.clone();
+        let mut tokenizer = self.untruncated().clone();
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_seq_len,
@@ -283,7 +291,7 @@ impl TextTokenizer {
     /// The tokens of `text` alone, without special tokens or truncation.
     fn count_tokens(&self, text: &str) -> Result<usize> {
         let encoding = self
-            .untruncated
+            .untruncated()
             .encode(text, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encoding.len())
@@ -401,7 +409,7 @@ impl TextTokenizer {
     /// [`TextTokenizer::token_byte_spans`] of one piece starting at byte `at` of the text.
     fn piece_spans(&self, piece: &str, at: usize, spans: &mut Vec<(usize, usize)>) -> Result<()> {
         let encode = |text: &str| {
-            self.untruncated
+            self.untruncated()
                 .encode_char_offsets(text, false)
                 .map_err(|e| Error::Tokenizer(e.to_string()))
         };

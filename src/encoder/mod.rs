@@ -141,9 +141,15 @@ impl Encoder {
             .max_length
             .or(st.max_seq_length)
             .unwrap_or(config.max_positions().min(512));
-        let mut tokenizer =
-            TextTokenizer::from_dir(dir, max_length.min(config.max_positions()).max(1))?;
-        tokenizer.set_lowercase_input(st.do_lower_case);
+        let (tokenizer_length, lowercase) = (
+            max_length.min(config.max_positions()).max(1),
+            st.do_lower_case,
+        );
+        let tokenizer = || {
+            let mut tokenizer = TextTokenizer::from_dir(dir, tokenizer_length)?;
+            tokenizer.set_lowercase_input(lowercase);
+            Ok(tokenizer)
+        };
         Self::build(
             config,
             checkpoint,
@@ -167,7 +173,7 @@ impl Encoder {
         Self::build(
             config,
             checkpoint,
-            tokenizer,
+            || Ok(tokenizer),
             SentenceTransformers {
                 include_prompt: true,
                 ..Default::default()
@@ -181,14 +187,13 @@ impl Encoder {
     fn build(
         config: BertConfig,
         checkpoint: Checkpoint,
-        tokenizer: TextTokenizer,
+        tokenizer: impl FnOnce() -> Result<TextTokenizer> + Send,
         st: SentenceTransformers,
         options: Options,
         dir: PathBuf,
         max_length: usize,
     ) -> Result<Self> {
         densa_kernels::Isa::check_env().map_err(Error::InvalidInput)?;
-        check_tokenizer(&config, &tokenizer, max_length, &dir)?;
         if options.batch_size == 0 {
             return Err(Error::InvalidInput("batch_size must be at least 1".into()));
         }
@@ -196,8 +201,23 @@ impl Encoder {
         let pool = thread_pool(options.threads)?;
         // Packing runs on the encoder's own threads, as every later call does.
         let allow_non_finite = options.allow_non_finite;
-        let model =
-            pool.install(|| BertModel::load(&checkpoint, &config, precision, allow_non_finite))?;
+        // The tokenizer (its vocabulary read and checked against the embedding table) loads
+        // on its own thread while the weights load on the pool: a cold start waits for the
+        // slower of the two, not for both.
+        let (tokenizer, model) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| {
+                let tokenizer = tokenizer()?;
+                check_tokenizer(&config, &tokenizer, max_length, &dir)?;
+                Ok::<_, Error>(tokenizer)
+            });
+            let model =
+                pool.install(|| BertModel::load(&checkpoint, &config, precision, allow_non_finite));
+            let tokenizer = tokenizer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (tokenizer, model)
+        });
+        let (tokenizer, model) = (tokenizer?, model?);
         // The linear weights now live in packed form: give back the pages packing read. (Not
         // when the int8 weights are densa quantize's panels: they are used from those pages.)
         if !crate::quantize::uses_stored_panels(&checkpoint, precision) {
