@@ -191,6 +191,29 @@ fn inspect_and_bench() {
         v["min_ms"].as_f64() <= v["median_ms"].as_f64()
             && v["median_ms"].as_f64() <= v["max_ms"].as_f64()
     );
+    // The weights a pass streams, from the folder's config: (4·H² + 2·H·F) f32 per layer.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let (h, f, layers) = (
+        config["hidden_size"].as_f64().unwrap(),
+        config["intermediate_size"].as_f64().unwrap(),
+        config["num_hidden_layers"].as_f64().unwrap(),
+    );
+    assert_eq!(
+        v["weight_bytes"].as_f64(),
+        Some((4.0 * h * h + 2.0 * h * f) * 4.0 * layers),
+        "{line}"
+    );
+    let (weight_gbs, bandwidth) = (
+        v["weight_gbs"].as_f64().unwrap(),
+        v["read_bandwidth_gbs"].as_f64().unwrap(),
+    );
+    assert!(bandwidth > 0.0, "{line}");
+    assert!(
+        (v["fraction_of_bandwidth"].as_f64().unwrap() - weight_gbs / bandwidth).abs()
+            <= 1e-12 * (weight_gbs / bandwidth),
+        "{line}"
+    );
 
     // The heads: a cross-encoder's pairs and a reader's windows, each on its own folder; a
     // folder without the head asked for is a clear error.

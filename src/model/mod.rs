@@ -423,6 +423,22 @@ impl BertModel {
         let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * f) + attention;
         per_layer * self.layers.len() as f64
     }
+
+    /// Bytes of the encoder's linear weights a forward pass streams once, whatever its shape:
+    /// `(4·H² + 2·H·F)` per layer, 4 bytes each at f32, 1 at int8 (scales and biases aside).
+    /// At a few tokens, where every weight is used for little work, the pass is bound by
+    /// reading these from memory.
+    pub fn linear_weight_bytes(&self) -> f64 {
+        let (h, f) = (
+            self.config.hidden_size as f64,
+            self.config.intermediate_size as f64,
+        );
+        let per_value = match self.precision {
+            Precision::Int8 => 1.0,
+            _ => 4.0,
+        };
+        (4.0 * h * h + 2.0 * h * f) * per_value * self.layers.len() as f64
+    }
 }
 
 /// Appends a copy of the hidden state, when hidden states are kept.

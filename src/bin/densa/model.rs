@@ -294,7 +294,13 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), Error> {
     let median = timings.median_ms;
     let flops = encoder.model().flops(&vec![seq; batch]);
     let gflops = flops / (median / 1e3) / 1e9;
+    let rss_mb = densa::bench::resident_megabytes();
     let (peak, peak_kind, isa) = machine_peak(encoder);
+    // The memory limit: every thread of the pool streaming its share of 1 GiB (far beyond the
+    // last-level cache), best of a few passes.
+    let bandwidth = encoder.install(|| densa_kernels::probe::read_bandwidth_gbs(1 << 30, 400));
+    let weight_bytes = encoder.model().linear_weight_bytes();
+    let weight_gbs = weight_bytes / (median / 1e3) / 1e9;
     let line = serde_json::json!({
         "head": head.map(|h| match h { BenchHead::Rerank => "rerank", BenchHead::Read => "read" }),
         "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": encoder.model().precision.name(),
@@ -305,7 +311,11 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), Error> {
         "peak_gflops": peak,
         "peak_kind": peak_kind,
         "fraction_of_peak": gflops / peak,
-        "rss_mb": densa::bench::resident_megabytes(),
+        "weight_bytes": weight_bytes,
+        "weight_gbs": weight_gbs,
+        "read_bandwidth_gbs": bandwidth,
+        "fraction_of_bandwidth": weight_gbs / bandwidth,
+        "rss_mb": rss_mb,
     });
     print_stdout(&format!("{line}\n"))
 }
