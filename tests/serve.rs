@@ -67,6 +67,49 @@ fn openai_error(reply: &Reply, status: u16, kind: &str) -> String {
     error["message"].as_str().unwrap().to_owned()
 }
 
+/// TEI's `POST /` embeds with the loaded embedding model (what `huggingface_hub`'s
+/// `InferenceClient.feature_extraction` posts to a base URL); OpenAI's `GET /v1/models` lists
+/// the model.
+#[test]
+fn root_and_models_routes_answer_as_tei_and_openai() {
+    let served = Served::start(&["--model", s(&model_dir("st-tiny")), "--threads", "1"]);
+    let root = served.post_ok("/", &json!({ "inputs": TEXTS }));
+    assert_eq!(
+        bits(&rows(&root)),
+        bits(&cli_vectors("st-tiny", &TEXTS, &[]))
+    );
+    let reply = served.call("GET", "/v1/models", "");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let models = reply.json();
+    assert_eq!(models["object"], "list");
+    let data = models["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["id"], "st-tiny");
+    assert_eq!(data[0]["object"], "model");
+    assert!(data[0]["created"].as_u64().unwrap() > 1_700_000_000);
+    // /info lists every route.
+    let info = served.call("GET", "/info", "").json();
+    let routes: Vec<&str> = info["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for route in [
+        "POST /",
+        "POST /embed",
+        "POST /v1/rerank",
+        "GET /v1/models",
+        "GET /health",
+    ] {
+        assert!(routes.contains(&route), "{routes:?}");
+    }
+    assert_eq!(routes.len(), densa::serve::ROUTES.len());
+    // A wrong body on / is TEI's error, as on /embed.
+    let reply = served.call("POST", "/", "not json");
+    assert!(tei_error(&reply, 400, "validation").contains("invalid JSON"));
+}
+
 #[test]
 fn embed_routes_give_the_cli_vectors() {
     // st-tiny: mean pooling, a Normalize module, prompts with default_prompt_name "query".
@@ -263,6 +306,57 @@ fn rerank_search_and_answer_give_the_cli_answers() {
     }
     let no_text = served.post_ok("/rerank", &json!({ "query": question, "texts": texts }));
     assert!(no_text[0].get("text").is_none() && no_text[0]["index"].is_u64());
+
+    // /v1/rerank (Cohere's and Jina's body): the same sigmoid scores, best first, at most
+    // top_n, documents as strings or {"text"} objects, echoed when asked.
+    let mut want: Vec<(usize, f32)> = cli
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, c["score"].as_f64().unwrap() as f32))
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let objects: Vec<Value> = texts.iter().map(|t| json!({ "text": t })).collect();
+    for documents in [json!(texts), json!(objects)] {
+        let body = json!({ "model": "rr", "query": question, "documents": documents,
+                           "top_n": 2, "return_documents": true });
+        let reply = served.post_ok("/v1/rerank", &body);
+        assert_eq!(reply["model"], "rr");
+        let results = reply["results"].as_array().unwrap();
+        assert_eq!(results.len(), 2);
+        for (got, (i, score)) in results.iter().zip(&want) {
+            assert_eq!(got["index"], *i);
+            let relevance = got["relevance_score"].as_f64().unwrap() as f32;
+            assert_eq!(relevance.to_bits(), score.to_bits());
+            assert_eq!(got["document"]["text"], texts[*i]);
+        }
+        assert!(reply["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    }
+    let all = served.post_ok(
+        "/v1/rerank",
+        &json!({ "query": question, "documents": texts }),
+    );
+    let results = all["results"].as_array().unwrap();
+    assert_eq!(results.len(), texts.len());
+    assert!(results[0].get("document").is_none());
+    for (body, says) in [
+        (json!({ "query": question, "documents": [] }), "empty"),
+        (
+            json!({ "query": question, "documents": [{ "title": "x" }] }),
+            "documents[0]",
+        ),
+        (
+            json!({ "query": question, "documents": texts, "top_n": 0 }),
+            "top_n",
+        ),
+        (
+            json!({ "query": question, "documents": texts, "rank_fields": ["a"] }),
+            "rank_fields",
+        ),
+    ] {
+        let reply = served.call("POST", "/v1/rerank", &body.to_string());
+        let message = openai_error(&reply, 422, "validation");
+        assert!(message.contains(says), "{message}");
+    }
 
     // /search: `densa search --json`'s hits.
     let cli: Vec<Value> = json_lines(&ok(&densa(

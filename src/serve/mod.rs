@@ -1,7 +1,7 @@
 //! `densa serve`: embeddings, reranking, search and answers over HTTP, with the request and
-//! response bodies of Hugging Face text-embeddings-inference (`/embed`, `/rerank`,
-//! `/tokenize`, `/info`, `/health`) and OpenAI (`/v1/embeddings`), so their clients work
-//! unchanged.
+//! response bodies of Hugging Face text-embeddings-inference (`/`, `/embed`, `/rerank`,
+//! `/tokenize`, `/info`, `/health`), OpenAI (`/v1/embeddings`, `/v1/models`) and Cohere/Jina
+//! (`/v1/rerank`), so their clients work unchanged.
 //!
 //! Each model sits behind a [`Batcher`]: concurrent requests are merged into one packed forward
 //! pass (a vector never depends on what it was batched with). Requests are bounded (body
@@ -214,6 +214,7 @@ impl Server {
                 "passages": i.len(), "dimension": i.dim(),
             })),
             "reader": self.models.reader.is_some(),
+            "routes": ROUTES.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>(),
             "version": env!("CARGO_PKG_VERSION"),
         })
     }
@@ -364,13 +365,17 @@ impl Route {
 
 /// Every route the server answers: the router, the metrics' route names, the 404 and 405
 /// messages and the README's table all follow this list.
-pub static ROUTES: [Route; 9] = [
+pub static ROUTES: [Route; 12] = [
     Route::new("/embed", Method::POST, || post(embed::tei_embed)),
+    // TEI's root route answers as the loaded model's task: an embedding model embeds.
+    Route::new("/", Method::POST, || post(embed::tei_embed)),
     Route::new("/v1/embeddings", Method::POST, || {
         post(embed::openai_embeddings)
     }),
     Route::new("/tokenize", Method::POST, || post(embed::tokenize)),
     Route::new("/rerank", Method::POST, || post(tasks::rerank)),
+    Route::new("/v1/rerank", Method::POST, || post(tasks::v1_rerank)),
+    Route::new("/v1/models", Method::GET, || get(openai_models)),
     Route::new("/search", Method::POST, || post(tasks::search)),
     Route::new("/answer", Method::POST, || post(tasks::answer)),
     Route::new("/info", Method::GET, || get(info)),
@@ -459,6 +464,24 @@ async fn log_and_count(
 pub fn log_line(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// `GET /v1/models`: OpenAI's model list, the one model this server embeds with.
+async fn openai_models(State(server): State<Arc<Server>>) -> Response {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        - server.started.elapsed().as_secs();
+    let body = serde_json::json!({
+        "object": "list",
+        "data": [{
+            "id": server.options.model_id,
+            "object": "model",
+            "created": created,
+            "owned_by": "densa",
+        }],
+    });
+    json_response(body.to_string(), RequestFacts::default())
 }
 
 async fn health() -> &'static str {

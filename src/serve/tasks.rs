@@ -1,4 +1,5 @@
-//! `POST /rerank` (TEI), `POST /search` and `POST /answer`: the steps after embedding.
+//! `POST /rerank` (TEI), `POST /v1/rerank` (Cohere's and Jina's body), `POST /search` and
+//! `POST /answer`: the steps after embedding.
 
 use super::embed::{
     check_count, check_direction, embed_texts, internal, parse_body, texts, tokenize_checked,
@@ -57,49 +58,149 @@ pub(crate) async fn rerank(
     let result = async {
         let request: RerankRequest = parse_body(&server, body)?;
         check_direction(request.truncation_direction.as_deref())?;
-        let (Some(reranker), Some(queue)) = (&server.models.reranker, &server.rerank_queue) else {
-            return Err(not_loaded("cross-encoder: start it with --reranker DIR"));
-        };
         let (passages, _) = texts(&request.texts, "texts")?;
-        check_count(&server, passages.len())?;
-        let reranker = reranker.clone();
-        let query = request.query;
-        let truncate = request.truncate;
-        let (tokenized, passages) = Server::blocking(move || {
-            let encoder = reranker.encoder();
-            let inputs: Vec<Input> = passages.iter().map(|t| Input::Pair(&query, t)).collect();
-            let tokenized = tokenize_checked(encoder, &inputs, encoder.encoding(), truncate)?;
-            Ok((tokenized, passages))
-        })
+        let (mut ranked, passages, facts) = rank(
+            &server,
+            request.query,
+            passages,
+            request.truncate,
+            request.raw_scores,
+        )
         .await?;
-        let facts = RequestFacts::of(&tokenized);
-        let done = server.wait(queue.submit((), tokenized)?).await?;
-        let mut ranked: Vec<Ranked> = done
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(index, scores)| Ranked {
-                index,
-                score: if request.raw_scores {
-                    scores.logits[0]
-                } else {
-                    scores.scores[0]
-                },
-                text: None,
-            })
-            .collect();
-        // Stable: equal scores keep input order.
-        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
         if request.return_text {
             for r in &mut ranked {
                 r.text = Some(passages[r.index].clone());
             }
         }
-        let facts = facts.timed(&done);
         let body = serde_json::to_string(&ranked).map_err(internal)?;
-        Ok(json_response(body, facts))
+        Ok::<_, ApiError>(json_response(body, facts))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The cross-encoder's score of `(query, passage)` for every passage, best first (stable:
+/// equal scores keep input order): the sigmoid, or the logit with `raw_scores`. Returns the
+/// passages back and the request's facts.
+async fn rank(
+    server: &Server,
+    query: String,
+    passages: Vec<String>,
+    truncate: bool,
+    raw_scores: bool,
+) -> Result<(Vec<Ranked>, Vec<String>, RequestFacts), ApiError> {
+    let (Some(reranker), Some(queue)) = (&server.models.reranker, &server.rerank_queue) else {
+        return Err(not_loaded("cross-encoder: start it with --reranker DIR"));
+    };
+    check_count(server, passages.len())?;
+    let reranker = reranker.clone();
+    let (tokenized, passages) = Server::blocking(move || {
+        let encoder = reranker.encoder();
+        let inputs: Vec<Input> = passages.iter().map(|t| Input::Pair(&query, t)).collect();
+        let tokenized = tokenize_checked(encoder, &inputs, encoder.encoding(), truncate)?;
+        Ok((tokenized, passages))
+    })
+    .await?;
+    let facts = RequestFacts::of(&tokenized);
+    let done = server.wait(queue.submit((), tokenized)?).await?;
+    let mut ranked: Vec<Ranked> = done
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(index, scores)| Ranked {
+            index,
+            score: if raw_scores {
+                scores.logits[0]
+            } else {
+                scores.scores[0]
+            },
+            text: None,
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok((ranked, passages, facts.timed(&done)))
+}
+
+/// Cohere's and Jina's `/v1/rerank` body (what llama.cpp's server, vLLM and infinity take).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct V1RerankRequest {
+    #[serde(default)]
+    model: Option<String>,
+    query: String,
+    documents: Value,
+    #[serde(default)]
+    top_n: Option<usize>,
+    #[serde(default)]
+    return_documents: bool,
+}
+
+/// The documents of a `/v1/rerank` body: strings, or Cohere's `{"text": ...}` objects.
+fn documents(value: &Value) -> Result<Vec<String>, ApiError> {
+    let Value::Array(items) = value else {
+        return texts(value, "documents").map(|(texts, _)| texts);
+    };
+    if items.is_empty() {
+        return Err(ApiError::validation("documents is an empty list"));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(text) => Ok(text.clone()),
+            Value::Object(fields) => match fields.get("text") {
+                Some(Value::String(text)) => Ok(text.clone()),
+                _ => Err(ApiError::validation(format!(
+                    "documents[{i}] is an object without a \"text\" string"
+                ))),
+            },
+            other => Err(ApiError::validation(format!(
+                "documents[{i}] is {}, not a string or {{\"text\": ...}}",
+                super::embed::json_type(other)
+            ))),
+        })
+        .collect()
+}
+
+/// `POST /v1/rerank`: `{"model", "query", "documents", "top_n", "return_documents"}` →
+/// `{"model", "results": [{"index", "relevance_score"(, "document": {"text"})}], "usage":
+/// {"total_tokens"}}`, best first: the same scores as `/rerank` (the cross-encoder's sigmoid),
+/// at most `top_n`. Errors in OpenAI's shape, as on every `/v1/` route.
+pub(crate) async fn v1_rerank(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: V1RerankRequest = parse_body(&server, body)?;
+        if request.top_n == Some(0) {
+            return Err(ApiError::validation("top_n must be at least 1"));
+        }
+        let passages = documents(&request.documents)?;
+        let (mut ranked, passages, facts) =
+            rank(&server, request.query, passages, true, false).await?;
+        ranked.truncate(request.top_n.unwrap_or(usize::MAX));
+        let results: Vec<Value> = ranked
+            .iter()
+            .map(|r| {
+                let mut result = json!({ "index": r.index, "relevance_score": r.score });
+                if request.return_documents {
+                    result["document"] = json!({ "text": passages[r.index] });
+                }
+                result
+            })
+            .collect();
+        let model = request
+            .model
+            .unwrap_or_else(|| server.options.model_id.clone());
+        let body = json!({
+            "model": model,
+            "results": results,
+            "usage": { "total_tokens": facts.tokens },
+        });
+        Ok(json_response(body.to_string(), facts))
+    };
+    result
+        .await
+        .unwrap_or_else(|e| e.in_shape(super::errors::Shape::OpenAi).into_response())
 }
 
 /// `/search`'s body.
