@@ -163,6 +163,11 @@ impl TextTokenizer {
         self.special_ids.binary_search(&id).is_ok()
     }
 
+    /// The token of an id, if the vocabulary has it.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// The id of a token, if the vocabulary has it.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)

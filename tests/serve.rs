@@ -248,6 +248,32 @@ fn normalize_is_tei_s_on_a_model_without_a_normalize_module() {
         bits(&rows(&off)),
         bits(&cli_vectors("bert-tiny", &TEXTS, &[]))
     );
+
+    // Token ids (the CLI tokenizer's, special tokens included) give the texts' vectors, on
+    // /embed and on OpenAI's route, as a list of lists or, for one input, one list.
+    let stdin = TEXTS.join("\n") + "\n";
+    let ids: Vec<Value> = json_lines(&ok(&densa(
+        &[
+            "tokenize",
+            "--model",
+            s(&model_dir("bert-tiny")),
+            "--input",
+            "-",
+        ],
+        Some(stdin.as_bytes()),
+    )))
+    .iter()
+    .map(|t: &Value| t["ids"].clone())
+    .collect();
+    let by_ids = served.post_ok("/embed", &json!({ "inputs": ids, "normalize": false }));
+    assert_eq!(bits(&rows(&by_ids)), bits(&rows(&off)));
+    let one = served.post_ok("/v1/embeddings", &json!({ "input": ids[0] }));
+    let got = floats(&one["data"][0]["embedding"]);
+    assert_eq!(bits(&[got]), bits(&rows(&off)[..1]));
+    assert_eq!(
+        one["usage"]["total_tokens"],
+        ids[0].as_array().unwrap().len()
+    );
 }
 
 #[test]
@@ -451,7 +477,7 @@ fn bad_requests_get_clear_errors_with_their_status() {
             b"{\"inputs\": [\"a\", 1]}",
             422,
             "validation",
-            "inputs[1] is a number",
+            "inputs[1] is a token id or a list of them among texts",
         ),
         (
             "/embed",
@@ -582,8 +608,19 @@ fn bad_requests_get_clear_errors_with_their_status() {
             b"{\"input\": \"a\", \"encoding_format\": \"int8\"}",
             "encoding_format",
         ),
-        (b"{\"input\": [1, 2, 3]}", "token id"),
-        (b"{\"input\": [[1, 2]]}", "token id"),
+        (
+            b"{\"input\": [1, 2, 99999999]}",
+            "token id 99999999, outside",
+        ),
+        (
+            b"{\"input\": [[1, -2]]}",
+            "input[0][1] is -2, not a token id",
+        ),
+        (
+            b"{\"input\": [\"a\", [1, 2]]}",
+            "all texts or all token ids",
+        ),
+        (b"{\"input\": [[]]}", "empty list of token ids"),
         (b"{\"input\": []}", "empty list"),
         (b"{\"model\": \"m\"}", "missing field `input`"),
     ];

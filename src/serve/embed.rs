@@ -41,9 +41,11 @@ pub(crate) fn texts(value: &Value, field: &str) -> Result<(Vec<String>, bool), A
             .enumerate()
             .map(|(i, item)| match item {
                 Value::String(text) => Ok(text.clone()),
-                Value::Number(_) | Value::Array(_) if field == "input" => Err(ApiError::validation(format!(
-                    "input[{i}] is a token id or a list of them; this server takes text (strings) only"
-                ))),
+                Value::Number(_) | Value::Array(_) if field == "input" || field == "inputs" => {
+                    Err(ApiError::validation(format!(
+                        "{field}[{i}] is a token id or a list of them among texts: a request's inputs are all texts or all token ids"
+                    )))
+                }
                 other => Err(ApiError::validation(format!(
                     "{field}[{i}] is {}, not a string",
                     json_type(other)
@@ -106,6 +108,113 @@ pub(crate) fn tokenize_checked(
     let tokenized = encoder.tokenize_on_caller_thread(inputs, encoding)?;
     check_lengths(&tokenized, truncate, encoder.tokenizer().max_length())?;
     Ok(tokenized)
+}
+
+/// What an embedding request embeds: texts, or token ids (the pre-tokenized form OpenAI's,
+/// TEI's, vLLM's and llama.cpp's servers take: one list of ids, or a list of such lists),
+/// used as given: special tokens included, no prompt added.
+pub(crate) enum EmbedInputs {
+    Texts(Vec<String>),
+    Ids(Vec<Vec<u32>>),
+}
+
+impl EmbedInputs {
+    /// `field`'s inputs: a string, a list of strings, a list of token ids, or a list of lists.
+    pub(crate) fn parse(value: &Value, field: &str) -> Result<Self, ApiError> {
+        let ids_of = |items: &[Value], what: &str| -> Result<Vec<u32>, ApiError> {
+            if items.is_empty() {
+                return Err(ApiError::validation(format!(
+                    "{what} is an empty list of token ids"
+                )));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(j, item)| {
+                    item.as_u64()
+                        .and_then(|id| u32::try_from(id).ok())
+                        .ok_or_else(|| {
+                            ApiError::validation(format!(
+                                "{what}[{j}] is {item}, not a token id (an integer from 0)"
+                            ))
+                        })
+                })
+                .collect()
+        };
+        match value {
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_number) => {
+                Ok(EmbedInputs::Ids(vec![ids_of(items, field)?]))
+            }
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_array) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    ids_of(
+                        item.as_array().map_or(&[], Vec::as_slice),
+                        &format!("{field}[{i}]"),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(EmbedInputs::Ids),
+            _ => texts(value, field).map(|(texts, _)| EmbedInputs::Texts(texts)),
+        }
+    }
+}
+
+/// Token ids as the model's inputs: every id inside the embedding table (422 naming the
+/// first that is not), longer than the model's length refused unless `truncate` (413).
+fn tokenized_ids(
+    encoder: &Encoder,
+    inputs: Vec<Vec<u32>>,
+    truncate: bool,
+) -> Result<Vec<Tokenized>, ApiError> {
+    let vocab = encoder.model().config.vocab_size;
+    let max_length = encoder.tokenizer().max_length();
+    let mut tokenized = Vec::with_capacity(inputs.len());
+    for (i, mut ids) in inputs.into_iter().enumerate() {
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ApiError::validation(format!(
+                "input {i} has token id {id}, outside the model's vocabulary of {vocab} ids (0 to {})",
+                vocab.saturating_sub(1)
+            )));
+        }
+        let truncated = ids.len() > max_length;
+        ids.truncate(max_length);
+        let tokens = ids
+            .iter()
+            .map(|&id| encoder.tokenizer().id_to_token(id).unwrap_or_default())
+            .collect();
+        tokenized.push(Tokenized {
+            type_ids: vec![0; ids.len()],
+            ids,
+            tokens,
+            truncated,
+        });
+    }
+    check_lengths(&tokenized, truncate, max_length)?;
+    Ok(tokenized)
+}
+
+/// The vectors of an embedding request's inputs: texts tokenized with `encoding`'s prompt,
+/// token ids as given.
+pub(crate) async fn embed_inputs(
+    server: &Arc<Server>,
+    inputs: EmbedInputs,
+    encoding: Encoding,
+    truncate: bool,
+) -> Result<(Vec<Vec<f32>>, RequestFacts), ApiError> {
+    let ids = match inputs {
+        EmbedInputs::Texts(texts) => return embed_texts(server, texts, encoding, truncate).await,
+        EmbedInputs::Ids(ids) => ids,
+    };
+    check_count(server, ids.len())?;
+    let tokenized = tokenized_ids(&server.models.encoder, ids, truncate)?;
+    let facts = RequestFacts::of(&tokenized);
+    let done = server
+        .wait(server.embed_queue.submit(encoding, tokenized)?)
+        .await?;
+    let facts = facts.timed(&done);
+    Ok((done.outputs, facts))
 }
 
 /// Tokenizes (off the async threads), queues and waits: the vectors of `texts`.
@@ -171,7 +280,12 @@ pub(crate) async fn tei_embed(
     let result = async {
         let request: EmbedRequest = parse_body(&server, body)?;
         check_direction(request.truncation_direction.as_deref())?;
-        let (texts, _) = texts(&request.inputs, "inputs")?;
+        let inputs = EmbedInputs::parse(&request.inputs, "inputs")?;
+        if matches!(inputs, EmbedInputs::Ids(_)) && request.prompt_name.is_some() {
+            return Err(ApiError::validation(
+                "prompt_name applies to texts; token ids are embedded as given",
+            ));
+        }
         // TEI's `normalize`: unit vectors out, normalised once (not again when the folder's
         // Normalize module already did).
         let mut encoding = server
@@ -186,7 +300,7 @@ pub(crate) async fn tei_embed(
             encoding = encoding.truncate_dim(Some(dim));
         }
         let encoding = encoding.build()?;
-        let (vectors, facts) = embed_texts(&server, texts, encoding, request.truncate).await?;
+        let (vectors, facts) = embed_inputs(&server, inputs, encoding, request.truncate).await?;
         let body = serde_json::to_string(&vectors).map_err(internal)?;
         Ok::<_, ApiError>(json_response(body, facts))
     };
@@ -263,7 +377,7 @@ pub(crate) async fn openai_embeddings(
                 )))
             }
         };
-        let (texts, _) = texts(&request.input, "input")?;
+        let inputs = EmbedInputs::parse(&request.input, "input")?;
         let encoder = &server.models.encoder;
         let default = encoder.encoding();
         // With `dimensions`, unit vectors stay unit (normalised again after the cut), as
@@ -276,7 +390,7 @@ pub(crate) async fn openai_embeddings(
                 .unit_vectors(default.gives_unit_vectors())
                 .build()?,
         };
-        let (vectors, facts) = embed_texts(&server, texts, encoding, false).await?;
+        let (vectors, facts) = embed_inputs(&server, inputs, encoding, false).await?;
         let data = vectors
             .into_iter()
             .enumerate()
