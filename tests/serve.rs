@@ -87,6 +87,27 @@ fn root_and_models_routes_answer_as_tei_and_openai() {
     assert_eq!(data[0]["id"], "st-tiny");
     assert_eq!(data[0]["object"], "model");
     assert!(data[0]["created"].as_u64().unwrap() > 1_700_000_000);
+    // /similarity (and / with its body): the cosine of the source's vector with each
+    // sentence's, from the CLI's vectors in f64.
+    let cli = cli_vectors("st-tiny", &TEXTS, &[]);
+    let body = json!({ "inputs": { "source_sentence": TEXTS[0], "sentences": &TEXTS[1..] } });
+    let similar = served.post_ok("/similarity", &body);
+    let scores = floats(&similar);
+    assert_eq!(scores.len(), TEXTS.len() - 1);
+    let norm = |v: &[f32]| v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    for (j, &score) in scores.iter().enumerate() {
+        let (a, b) = (&cli[0], &cli[j + 1]);
+        let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        let want = dot / (norm(a) * norm(b));
+        // One rounding to f32 of a value in [-1, 1].
+        assert!((score as f64 - want).abs() <= 1e-7, "{score} vs {want}");
+    }
+    let with_parameters = json!({ "inputs": body["inputs"], "parameters": { "truncate": true } });
+    assert_eq!(served.post_ok("/", &with_parameters), similar);
+    let empty = json!({ "inputs": { "source_sentence": "a", "sentences": [] } });
+    let reply = served.call("POST", "/similarity", &empty.to_string());
+    assert!(tei_error(&reply, 422, "validation").contains("empty"));
+
     // /info lists every route.
     let info = served.call("GET", "/info", "").json();
     let routes: Vec<&str> = info["routes"]
@@ -357,6 +378,12 @@ fn rerank_search_and_answer_give_the_cli_answers() {
         }
         assert!(reply["usage"]["total_tokens"].as_u64().unwrap() > 0);
     }
+    // Cohere's v2 client posts the same body to /v2/rerank.
+    let body = json!({ "model": "rr", "query": question, "documents": texts, "top_n": 2 });
+    assert_eq!(
+        served.post_ok("/v2/rerank", &body),
+        served.post_ok("/v1/rerank", &body)
+    );
     let all = served.post_ok(
         "/v1/rerank",
         &json!({ "query": question, "documents": texts }),

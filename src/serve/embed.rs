@@ -279,32 +279,137 @@ pub(crate) async fn tei_embed(
 ) -> Response {
     let result = async {
         let request: EmbedRequest = parse_body(&server, body)?;
-        check_direction(request.truncation_direction.as_deref())?;
-        let inputs = EmbedInputs::parse(&request.inputs, "inputs")?;
-        if matches!(inputs, EmbedInputs::Ids(_)) && request.prompt_name.is_some() {
-            return Err(ApiError::validation(
-                "prompt_name applies to texts; token ids are embedded as given",
-            ));
-        }
-        // TEI's `normalize`: unit vectors out, normalised once (not again when the folder's
-        // Normalize module already did).
-        let mut encoding = server
-            .models
-            .encoder
-            .encoding_builder()
-            .unit_vectors(request.normalize);
-        if let Some(name) = request.prompt_name {
-            encoding = encoding.prompt(Prompt::Named(name));
-        }
-        if let Some(dim) = request.dimensions {
-            encoding = encoding.truncate_dim(Some(dim));
-        }
-        let encoding = encoding.build()?;
-        let (vectors, facts) = embed_inputs(&server, inputs, encoding, request.truncate).await?;
-        let body = serde_json::to_string(&vectors).map_err(internal)?;
-        Ok::<_, ApiError>(json_response(body, facts))
+        embed_request(&server, request).await
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /`: TEI's root route, as TEI answers it for an embedding model: a body whose
+/// `inputs` is `{"source_sentence", "sentences"}` is a `/similarity` request, any other an
+/// `/embed` request.
+pub(crate) async fn tei_root(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let value: Value = parse_body(&server, body)?;
+        let parse_error =
+            |e: serde_json::Error| ApiError::validation(format!("invalid JSON body: {e}"));
+        if value["inputs"].is_object() {
+            let request = serde_json::from_value(value).map_err(parse_error)?;
+            similarity(&server, request).await
+        } else {
+            let request = serde_json::from_value(value).map_err(parse_error)?;
+            embed_request(&server, request).await
+        }
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// TEI's `/similarity` body (what `huggingface_hub`'s `sentence_similarity` posts).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SimilarityRequest {
+    inputs: SimilarityInputs,
+    #[serde(default)]
+    parameters: Option<SimilarityParameters>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimilarityInputs {
+    source_sentence: String,
+    sentences: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SimilarityParameters {
+    #[serde(default)]
+    truncate: bool,
+    #[serde(default)]
+    truncation_direction: Option<String>,
+    #[serde(default)]
+    prompt_name: Option<String>,
+}
+
+/// `POST /similarity`: `{"inputs": {"source_sentence", "sentences"}, "parameters":
+/// {"truncate", "prompt_name"}}` → `[f32]`, the cosine similarity of the source sentence's
+/// vector with each sentence's (the server's encoding, `prompt_name` applied to all).
+pub(crate) async fn tei_similarity(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: SimilarityRequest = parse_body(&server, body)?;
+        similarity(&server, request).await
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn similarity(
+    server: &Arc<Server>,
+    request: SimilarityRequest,
+) -> Result<Response, ApiError> {
+    let parameters = request.parameters.unwrap_or_default();
+    check_direction(parameters.truncation_direction.as_deref())?;
+    if request.inputs.sentences.is_empty() {
+        return Err(ApiError::validation("inputs.sentences is an empty list"));
+    }
+    let mut encoding = server.models.encoder.encoding_builder();
+    if let Some(name) = parameters.prompt_name {
+        encoding = encoding.prompt(Prompt::Named(name));
+    }
+    let encoding = encoding.build()?;
+    let mut texts = vec![request.inputs.source_sentence];
+    texts.extend(request.inputs.sentences);
+    let (vectors, facts) = embed_texts(server, texts, encoding, parameters.truncate).await?;
+    let scores: Vec<f32> = vectors[1..]
+        .iter()
+        .map(|v| cosine(&vectors[0], v))
+        .collect();
+    let body = serde_json::to_string(&scores).map_err(internal)?;
+    Ok(json_response(body, facts))
+}
+
+/// `a·b / (|a| |b|)` in f64 (0 where a vector is all zeros).
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    let denominator = norm(a) * norm(b);
+    if denominator > 0.0 {
+        (dot / denominator) as f32
+    } else {
+        0.0
+    }
+}
+
+/// An `/embed` request's vectors, as TEI answers it.
+async fn embed_request(server: &Arc<Server>, request: EmbedRequest) -> Result<Response, ApiError> {
+    check_direction(request.truncation_direction.as_deref())?;
+    let inputs = EmbedInputs::parse(&request.inputs, "inputs")?;
+    if matches!(inputs, EmbedInputs::Ids(_)) && request.prompt_name.is_some() {
+        return Err(ApiError::validation(
+            "prompt_name applies to texts; token ids are embedded as given",
+        ));
+    }
+    // TEI's `normalize`: unit vectors out, normalised once (not again when the folder's
+    // Normalize module already did).
+    let mut encoding = server
+        .models
+        .encoder
+        .encoding_builder()
+        .unit_vectors(request.normalize);
+    if let Some(name) = request.prompt_name {
+        encoding = encoding.prompt(Prompt::Named(name));
+    }
+    if let Some(dim) = request.dimensions {
+        encoding = encoding.truncate_dim(Some(dim));
+    }
+    let encoding = encoding.build()?;
+    let (vectors, facts) = embed_inputs(server, inputs, encoding, request.truncate).await?;
+    let body = serde_json::to_string(&vectors).map_err(internal)?;
+    Ok(json_response(body, facts))
 }
 
 pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {

@@ -335,7 +335,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn route_shape(path: &str) -> errors::Shape {
-    if path.starts_with("/v1/") {
+    if path.starts_with("/v1/") || path.starts_with("/v2/") {
         errors::Shape::OpenAi
     } else {
         errors::Shape::Tei
@@ -365,16 +365,20 @@ impl Route {
 
 /// Every route the server answers: the router, the metrics' route names, the 404 and 405
 /// messages and the README's table all follow this list.
-pub static ROUTES: [Route; 12] = [
+pub static ROUTES: [Route; 14] = [
     Route::new("/embed", Method::POST, || post(embed::tei_embed)),
-    // TEI's root route answers as the loaded model's task: an embedding model embeds.
-    Route::new("/", Method::POST, || post(embed::tei_embed)),
+    // TEI's root route answers as the loaded model's task: an embedding model embeds (or
+    // compares, for a similarity body).
+    Route::new("/", Method::POST, || post(embed::tei_root)),
+    Route::new("/similarity", Method::POST, || post(embed::tei_similarity)),
     Route::new("/v1/embeddings", Method::POST, || {
         post(embed::openai_embeddings)
     }),
     Route::new("/tokenize", Method::POST, || post(embed::tokenize)),
     Route::new("/rerank", Method::POST, || post(tasks::rerank)),
     Route::new("/v1/rerank", Method::POST, || post(tasks::v1_rerank)),
+    // Cohere's v2 client (`cohere.ClientV2`) posts the same body here.
+    Route::new("/v2/rerank", Method::POST, || post(tasks::v1_rerank)),
     Route::new("/v1/models", Method::GET, || get(openai_models)),
     Route::new("/search", Method::POST, || post(tasks::search)),
     Route::new("/answer", Method::POST, || post(tasks::answer)),
