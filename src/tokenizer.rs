@@ -163,6 +163,13 @@ impl TextTokenizer {
         self.special_ids.binary_search(&id).is_ok()
     }
 
+    /// The text of `ids`, as the tokenizer decodes it (special tokens left out when asked).
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
     /// The token of an id, if the vocabulary has it.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)

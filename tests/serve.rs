@@ -78,6 +78,28 @@ fn root_and_models_routes_answer_as_tei_and_openai() {
         bits(&rows(&root)),
         bits(&cli_vectors("st-tiny", &TEXTS, &[]))
     );
+    // /decode: the CLI tokenizer's ids back to the text it read, its prompt included (special
+    // tokens skipped by default, kept when asked).
+    let ids = &json_lines::<Value>(&ok(&densa(
+        &[
+            "tokenize",
+            "--model",
+            s(&model_dir("st-tiny")),
+            "--input",
+            "-",
+        ],
+        Some(b"hola mundo\n"),
+    )))[0]["ids"];
+    let decoded = served.post_ok("/decode", &json!({ "ids": ids }));
+    assert_eq!(decoded, json!(["query: hola mundo"]));
+    let kept = served.post_ok(
+        "/decode",
+        &json!({ "ids": [ids], "skip_special_tokens": false }),
+    );
+    let kept = kept[0].as_str().unwrap();
+    assert!(kept.starts_with("<s>") && kept.ends_with("</s>"), "{kept}");
+    let reply = served.call("POST", "/decode", &json!({ "ids": [5, 99999] }).to_string());
+    assert!(tei_error(&reply, 422, "validation").contains("token id 99999"));
     let reply = served.call("GET", "/v1/models", "");
     assert_eq!(reply.status, 200, "{}", reply.text());
     let models = reply.json();
@@ -269,6 +291,25 @@ fn normalize_is_tei_s_on_a_model_without_a_normalize_module() {
         bits(&rows(&off)),
         bits(&cli_vectors("bert-tiny", &TEXTS, &[]))
     );
+
+    // /embed_all: every token's last hidden state, transformers' (tests/fixtures/golden, made
+    // by tools/make_fixtures.py) within the fidelity tolerance of tests/reference.rs.
+    let golden = common::Golden::load("bert-tiny");
+    for (i, case) in common::cases().iter().enumerate() {
+        let densa::Input::Text(text) = case.input() else {
+            continue;
+        };
+        let reply = served.post_ok("/embed_all", &json!({ "inputs": [text], "truncate": true }));
+        let tokens = reply[0].as_array().unwrap();
+        let (shape, expected) = golden.f32(&format!("case{i}.hidden_states"));
+        let (t, h) = (shape[1], shape[2]);
+        assert_eq!(tokens.len(), t, "case {i}");
+        let last = &expected[(shape[0] - 1) * t * h..];
+        for (j, token) in tokens.iter().enumerate() {
+            let diff = common::max_abs_diff(&floats(token), &last[j * h..(j + 1) * h]);
+            assert!(diff <= 1e-5, "case {i} token {j}: {diff:e}");
+        }
+    }
 
     // Token ids (the CLI tokenizer's, special tokens included) give the texts' vectors, on
     // /embed and on OpenAI's route, as a list of lists or, for one input, one list.

@@ -1,6 +1,6 @@
 //! `densa serve`: embeddings, reranking, search and answers over HTTP, with the request and
-//! response bodies of Hugging Face text-embeddings-inference (`/`, `/embed`, `/rerank`,
-//! `/tokenize`, `/info`, `/health`), OpenAI (`/v1/embeddings`, `/v1/models`) and Cohere/Jina
+//! response bodies of Hugging Face text-embeddings-inference (`/`, `/embed`, `/similarity`,
+//! `/embed_all`, `/rerank`, `/tokenize`, `/decode`, `/info`, `/health`), OpenAI (`/v1/embeddings`, `/v1/models`) and Cohere/Jina
 //! (`/v1/rerank`), so their clients work unchanged.
 //!
 //! Each model sits behind a [`Batcher`]: concurrent requests are merged into one packed forward
@@ -18,6 +18,7 @@ mod embed;
 mod errors;
 mod metrics;
 mod tasks;
+mod tokens;
 
 use crate::batching::{BatchLimits, Batcher, Done, Pending};
 use crate::encoder::{Encoder, Encoding};
@@ -365,7 +366,7 @@ impl Route {
 
 /// Every route the server answers: the router, the metrics' route names, the 404 and 405
 /// messages and the README's table all follow this list.
-pub static ROUTES: [Route; 14] = [
+pub static ROUTES: [Route; 16] = [
     Route::new("/embed", Method::POST, || post(embed::tei_embed)),
     // TEI's root route answers as the loaded model's task: an embedding model embeds (or
     // compares, for a similarity body).
@@ -374,7 +375,9 @@ pub static ROUTES: [Route; 14] = [
     Route::new("/v1/embeddings", Method::POST, || {
         post(embed::openai_embeddings)
     }),
+    Route::new("/embed_all", Method::POST, || post(tokens::embed_all)),
     Route::new("/tokenize", Method::POST, || post(embed::tokenize)),
+    Route::new("/decode", Method::POST, || post(tokens::decode)),
     Route::new("/rerank", Method::POST, || post(tasks::rerank)),
     Route::new("/v1/rerank", Method::POST, || post(tasks::v1_rerank)),
     // Cohere's v2 client (`cohere.ClientV2`) posts the same body here.

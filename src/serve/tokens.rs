@@ -1,0 +1,121 @@
+//! `POST /decode` and `POST /embed_all` (TEI): token ids back to text, and every token's last
+//! hidden state.
+
+use super::embed::{check_count, check_direction, internal, parse_body, texts, tokenize_checked};
+use super::errors::ApiError;
+use super::{json_response, RequestFacts, Server};
+use crate::encoder::Prompt;
+use crate::tokenizer::Input;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// TEI's `/decode` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecodeRequest {
+    ids: Value,
+    #[serde(default = "yes")]
+    skip_special_tokens: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /decode`: `{"ids": [id] | [[id]], "skip_special_tokens": true}` → `[str]`, one text
+/// per list of ids, as the tokenizer decodes them. An id outside the vocabulary is a 422
+/// naming it.
+pub(crate) async fn decode(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: DecodeRequest = parse_body(&server, body)?;
+        let lists = match super::embed::EmbedInputs::parse(&request.ids, "ids")? {
+            super::embed::EmbedInputs::Ids(lists) => lists,
+            super::embed::EmbedInputs::Texts(_) => return Err(ApiError::validation(
+                "ids is text; /decode takes token ids: a list of integers or a list of such lists",
+            )),
+        };
+        check_count(&server, lists.len())?;
+        let encoder = &server.models.encoder;
+        let vocab = encoder.model().config.vocab_size;
+        let mut decoded = Vec::with_capacity(lists.len());
+        for (i, ids) in lists.iter().enumerate() {
+            if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(ApiError::validation(format!(
+                    "ids {i} has token id {id}, outside the model's vocabulary of {vocab} ids"
+                )));
+            }
+            decoded.push(
+                encoder
+                    .tokenizer()
+                    .decode(ids, request.skip_special_tokens)?,
+            );
+        }
+        let facts = RequestFacts {
+            inputs: lists.len(),
+            tokens: lists.iter().map(Vec::len).sum(),
+            ..Default::default()
+        };
+        let body = serde_json::to_string(&decoded).map_err(internal)?;
+        Ok(json_response(body, facts))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// TEI's `/embed_all` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbedAllRequest {
+    inputs: Value,
+    #[serde(default)]
+    truncate: bool,
+    #[serde(default)]
+    truncation_direction: Option<String>,
+    #[serde(default)]
+    prompt_name: Option<String>,
+}
+
+/// `POST /embed_all`: `{"inputs", "truncate", "prompt_name"}` → `[[[f32]]]`: per input, the
+/// last hidden state of each of its tokens (special and prompt tokens included), before any
+/// pooling. Runs on the encoder's threads beside the batched embedding queue.
+pub(crate) async fn embed_all(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let request: EmbedAllRequest = parse_body(&server, body)?;
+        check_direction(request.truncation_direction.as_deref())?;
+        let (texts, _) = texts(&request.inputs, "inputs")?;
+        check_count(&server, texts.len())?;
+        let encoder = server.models.encoder.clone();
+        let mut encoding = encoder.encoding_builder();
+        if let Some(name) = request.prompt_name {
+            encoding = encoding.prompt(Prompt::Named(name));
+        }
+        let encoding = encoding.build()?;
+        let truncate = request.truncate;
+        let (body, facts) = Server::blocking(move || {
+            let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
+            let tokenized = tokenize_checked(&encoder, &inputs, &encoding, truncate)?;
+            let hidden = encoder.last_hidden_state(&tokenized)?;
+            let h = encoder.model().config.hidden_size;
+            let mut rows = hidden.chunks_exact(h.max(1));
+            let states: Vec<Vec<&[f32]>> = tokenized
+                .iter()
+                .map(|t| rows.by_ref().take(t.ids.len()).collect())
+                .collect();
+            let facts = RequestFacts::of(&tokenized);
+            Ok((serde_json::to_string(&states).map_err(internal)?, facts))
+        })
+        .await?;
+        Ok::<_, ApiError>(json_response(body, facts))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
