@@ -259,35 +259,9 @@ impl Checkpoint {
     /// been copied into packed form, so that loading never holds a weight twice: the peak
     /// stays near the packed weights' size instead of the file's plus theirs.
     pub fn release_tensor_pages(&self, name: &str) {
-        let Some((
-            _,
-            Source::File {
-                file,
-                byte_start,
-                byte_len,
-                ..
-            },
-        )) = self.entries.get(name)
-        else {
-            return;
-        };
-        let map = &self.files[*file].1;
-        let page = 4096;
-        let (start, end) = (
-            byte_start.next_multiple_of(page),
-            (byte_start + byte_len) / page * page,
-        );
-        #[cfg(unix)]
-        if end > start {
-            // SAFETY: as in release_resident_pages: the mapping is private and read-only, so
-            // MADV_DONTNEED on a range inside it loses nothing (a later read faults the same
-            // file bytes back in) and invalidates no reference.
-            let _ = unsafe {
-                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
-            };
+        if let Some((_, _, file, bytes)) = self.located(name) {
+            self.release_pages_within(&self.files[file].1[bytes]);
         }
-        #[cfg(not(unix))]
-        let _ = (map, start, end);
     }
 
     /// Drops this process's resident pages wholly inside `values`, a slice of one of the

@@ -184,7 +184,7 @@ impl TextTokenizer {
     /// (a copy of this one with that truncation; building it copies the vocabulary, so a
     /// reader keeps it between calls).
     pub fn windowing(&self, max_seq_len: usize, doc_stride: usize) -> Result<WindowTokenizer> {
-        let mut tokenizer = self.untruncated().clone();
+        let mut tokenizer = self.inner.clone();
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_seq_len,

@@ -204,12 +204,14 @@ impl Linear {
         let weight = match precision {
             Precision::Int8 | Precision::Auto => LinearWeight::Int8(weight),
             Precision::F32 => {
-                let values: Vec<f32> = weight
-                    .rows()
-                    .chunks_exact(in_features.max(1))
-                    .zip(weight.scales())
-                    .flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s))
-                    .collect();
+                let rows = weight.rows();
+                let stored = StoredWeight::Int8 {
+                    q: vec![&rows],
+                    scales: weight.scales().to_vec(),
+                    out_features,
+                    in_features,
+                };
+                let values = stored.dequantized();
                 LinearWeight::F32(k::PackedWeight::new(&values, out_features, in_features))
             }
         };

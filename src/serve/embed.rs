@@ -161,6 +161,18 @@ impl EmbedInputs {
     }
 }
 
+/// Refuses (422) an id outside the model's embedding table, naming `what` holds it.
+pub(crate) fn check_ids(encoder: &Encoder, what: &str, ids: &[u32]) -> Result<(), ApiError> {
+    let vocab = encoder.model().config.vocab_size;
+    match ids.iter().find(|&&id| id as usize >= vocab) {
+        Some(&id) => Err(ApiError::validation(format!(
+            "{what} has token id {id}, outside the model's vocabulary of {vocab} ids (0 to {})",
+            vocab.saturating_sub(1)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Token ids as the model's inputs: every id inside the embedding table (422 naming the
 /// first that is not), longer than the model's length refused unless `truncate` (413).
 fn tokenized_ids(
@@ -168,16 +180,10 @@ fn tokenized_ids(
     inputs: Vec<Vec<u32>>,
     truncate: bool,
 ) -> Result<Vec<Tokenized>, ApiError> {
-    let vocab = encoder.model().config.vocab_size;
     let max_length = encoder.tokenizer().max_length();
     let mut tokenized = Vec::with_capacity(inputs.len());
     for (i, mut ids) in inputs.into_iter().enumerate() {
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ApiError::validation(format!(
-                "input {i} has token id {id}, outside the model's vocabulary of {vocab} ids (0 to {})",
-                vocab.saturating_sub(1)
-            )));
-        }
+        check_ids(encoder, &format!("input {i}"), &ids)?;
         let truncated = ids.len() > max_length;
         ids.truncate(max_length);
         let tokens = ids

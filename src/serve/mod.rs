@@ -478,7 +478,7 @@ async fn openai_models(State(server): State<Arc<Server>>) -> Response {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-        - server.started.elapsed().as_secs();
+        .saturating_sub(server.started.elapsed().as_secs());
     let body = serde_json::json!({
         "object": "list",
         "data": [{

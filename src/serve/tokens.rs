@@ -1,7 +1,9 @@
 //! `POST /decode` and `POST /embed_all` (TEI): token ids back to text, and every token's last
 //! hidden state.
 
-use super::embed::{check_count, check_direction, internal, parse_body, texts, tokenize_checked};
+use super::embed::{
+    check_count, check_direction, check_ids, internal, parse_body, texts, tokenize_checked,
+};
 use super::errors::ApiError;
 use super::{json_response, RequestFacts, Server};
 use crate::encoder::Prompt;
@@ -44,14 +46,9 @@ pub(crate) async fn decode(
         };
         check_count(&server, lists.len())?;
         let encoder = &server.models.encoder;
-        let vocab = encoder.model().config.vocab_size;
         let mut decoded = Vec::with_capacity(lists.len());
         for (i, ids) in lists.iter().enumerate() {
-            if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
-                return Err(ApiError::validation(format!(
-                    "ids {i} has token id {id}, outside the model's vocabulary of {vocab} ids"
-                )));
-            }
+            check_ids(encoder, &format!("ids {i}"), ids)?;
             decoded.push(
                 encoder
                     .tokenizer()
