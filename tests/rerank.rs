@@ -74,9 +74,22 @@ fn every_head_matches_transformers() {
                 "{name} pair {i}"
             );
         }
+        // Texts alone, as a sequence classifier reads them (/predict, densa classify).
+        let texts: Vec<String> = serde_json::from_str(&golden.metadata("texts").unwrap()).unwrap();
+        let inputs: Vec<densa::Input> = texts.iter().map(|t| densa::Input::Text(t)).collect();
+        let classified = reranker.classify(&inputs).unwrap();
+        for (i, scores) in classified.iter().enumerate() {
+            let want = golden.f32(&format!("text{i}.logits")).1;
+            let diff = common::max_abs_diff(&scores.logits, &want);
+            assert!(diff <= TOLERANCE, "{name} text {i}: {diff:e}");
+            worst = worst.max(diff);
+            let ids = reranker.encoder().tokenize(&inputs[i..i + 1]).unwrap();
+            assert_eq!(ids[0].ids, golden.ids(&format!("text{i}.input_ids")));
+        }
         println!(
-            "FIDELITY {name}: {} pairs, worst |diff| logits {worst:.3e}",
-            got.len()
+            "FIDELITY {name}: {} pairs and {} texts, worst |diff| logits {worst:.3e}",
+            got.len(),
+            texts.len()
         );
         // int8 under the head: the same ranking signal.
         let int8 = open(name, Precision::Int8).score(&refs).unwrap();
@@ -175,18 +188,19 @@ fn rerank_cli_prints_logits_and_scores_in_input_order() {
         ))
     };
     assert_eq!(run(&titled), run(&joined));
-    // A line without "query" is an error naming the line.
+    // A line without "text" is an error naming the line (one without "query" is a text
+    // classified alone).
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(
         &bad,
-        "{\"query\": \"a\", \"text\": \"b\"}\n{\"text\": \"sin pregunta\"}\n",
+        "{\"query\": \"a\", \"text\": \"b\"}\n{\"query\": \"sin texto\"}\n",
     )
     .unwrap();
     let stderr = fails(&densa(
         &["rerank", "--model", s(&model), "--input", s(&bad)],
         None,
     ));
-    assert!(stderr.contains("line 2: no \"query\" string"), "{stderr}");
+    assert!(stderr.contains("line 2: no \"text\" string"), "{stderr}");
 }
 
 /// `densa eval --rerank` reports, beside the retriever's figures, those after the cross-encoder

@@ -5,7 +5,7 @@
 mod common;
 
 use base64::Engine;
-use common::cli::{densa, json_lines, ok, s};
+use common::cli::{densa, fails, json_lines, ok, s};
 use common::http::{request, Reply, Served};
 use common::model_dir;
 use serde_json::{json, Value};
@@ -502,6 +502,139 @@ fn rerank_search_and_answer_give_the_cli_answers() {
     for stage in ["retrieve", "rerank", "read"] {
         assert!(answered["ms"][stage].as_f64().unwrap() >= 0.0);
     }
+}
+
+/// TEI's `/predict` with a three-label classifier: transformers' logits (the golden pairs of
+/// xlmr-rerank-tiny) and their softmax, labels named by `id2label`, best first; single texts
+/// as `densa classify` scores them; the root route as `--root` says.
+#[test]
+fn predict_gives_transformers_labels_as_tei() {
+    const LABELS: [&str; 3] = ["contradicción", "neutral", "implicación"];
+    let classifier = model_dir("xlmr-rerank-tiny");
+    let served = Served::start(&[
+        "--model",
+        s(&model_dir("st-tiny")),
+        "--classifier",
+        s(&classifier),
+        "--root",
+        "predict",
+        "--threads",
+        "1",
+    ]);
+    let golden = common::Golden::load("xlmr-rerank-tiny");
+    let pairs: Vec<[String; 2]> = serde_json::from_str(&golden.metadata("pairs").unwrap()).unwrap();
+    // Each prediction list as {label: score}, checked best first.
+    let by_label = |predictions: &Value| -> Vec<f32> {
+        let list = predictions.as_array().unwrap();
+        assert_eq!(list.len(), LABELS.len(), "{predictions}");
+        let scores: Vec<f32> = list
+            .iter()
+            .map(|p| p["score"].as_f64().unwrap() as f32)
+            .collect();
+        assert!(
+            scores.windows(2).all(|w| w[0] >= w[1]),
+            "not best first: {predictions}"
+        );
+        LABELS
+            .iter()
+            .map(|label| {
+                let p = list.iter().find(|p| p["label"] == *label).unwrap();
+                p["score"].as_f64().unwrap() as f32
+            })
+            .collect()
+    };
+    for raw in [true, false] {
+        let body = json!({ "inputs": pairs, "raw_scores": raw, "truncate": true });
+        let batch = served.post_ok("/predict", &body);
+        let batch = batch.as_array().unwrap();
+        assert_eq!(batch.len(), pairs.len());
+        for (i, predictions) in batch.iter().enumerate() {
+            let logits = golden.f32(&format!("pair{i}.logits")).1;
+            let want: Vec<f32> = if raw {
+                logits
+            } else {
+                let sum: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
+                logits
+                    .iter()
+                    .map(|&l| ((l as f64).exp() / sum) as f32)
+                    .collect()
+            };
+            let diff = common::max_abs_diff(&by_label(predictions), &want);
+            // As tests/rerank.rs: 1e-5 on the logits (a softmax is no more sensitive).
+            assert!(diff <= 1e-5, "pair {i} raw {raw}: {diff:e}");
+        }
+    }
+    // One pair, as TEI reads ["a", "b"]: a flat list, the batch's first answer.
+    let one = served.post_ok("/predict", &json!({ "inputs": pairs[0] }));
+    let first = served.post_ok("/predict", &json!({ "inputs": [pairs[0].clone()] }));
+    assert_eq!(one, first[0]);
+
+    // Single texts: `densa classify`'s scores bit for bit, and through / and /invocations.
+    let lines: String = TEXTS
+        .iter()
+        .map(|t| json!({ "text": t }).to_string() + "\n")
+        .collect();
+    let cli: Vec<Value> = json_lines(&ok(&densa(
+        &["classify", "--model", s(&classifier), "--input", "-"],
+        Some(lines.as_bytes()),
+    )));
+    for (text, row) in TEXTS.iter().zip(&cli) {
+        let want = floats(&row["scores"]);
+        for route in ["/predict", "/", "/invocations"] {
+            let got = by_label(&served.post_ok(route, &json!({ "inputs": text })));
+            assert_eq!(bits(&[got]), bits(std::slice::from_ref(&want)), "{route}");
+        }
+        // huggingface_hub's text_classification parameters: the logits, the best one only.
+        let body = json!({ "inputs": text,
+                           "parameters": { "function_to_apply": "none", "top_k": 1 } });
+        let top = served.post_ok("/predict", &body);
+        let best = row["label"].as_str().unwrap();
+        let logit = floats(&row["logits"])[LABELS.iter().position(|l| *l == best).unwrap()];
+        let top = top.as_array().unwrap();
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0]["label"], best);
+        assert_eq!(
+            (top[0]["score"].as_f64().unwrap() as f32).to_bits(),
+            logit.to_bits()
+        );
+    }
+
+    // A rerank needs one label (TEI: 424); bad inputs are 422 naming what is wrong.
+    let reply = served.call(
+        "POST",
+        "/rerank",
+        &json!({ "query": "a", "texts": ["b"] }).to_string(),
+    );
+    assert!(tei_error(&reply, 424, "backend").contains("3 labels"));
+    for (inputs, says) in [
+        (json!(["a", "b", "c"]), "3 strings"),
+        (json!([["a"], 5]), "inputs[1]"),
+        (json!([]), "empty"),
+    ] {
+        let reply = served.call("POST", "/predict", &json!({ "inputs": inputs }).to_string());
+        assert!(tei_error(&reply, 422, "validation").contains(says));
+    }
+    let body = json!({ "inputs": "a", "parameters": { "function_to_apply": "relu" } });
+    let reply = served.call("POST", "/predict", &body.to_string());
+    assert!(tei_error(&reply, 422, "validation").contains("relu"));
+
+    // Without a classifier, /predict is a 404 and --root predict a refusal at start.
+    let embedding_only = Served::start(&["--model", s(&model_dir("st-tiny")), "--threads", "1"]);
+    let reply = embedding_only.call("POST", "/predict", &json!({ "inputs": "a" }).to_string());
+    assert!(tei_error(&reply, 404, "not_found").contains("--classifier"));
+    let refused = fails(&densa(
+        &[
+            "serve",
+            "--model",
+            s(&model_dir("st-tiny")),
+            "--root",
+            "predict",
+            "--port",
+            "0",
+        ],
+        None,
+    ));
+    assert!(refused.contains("--classifier"), "{refused}");
 }
 
 #[test]

@@ -338,6 +338,14 @@ RERANK_PAIRS = [[p[0], p[1]] for p in PAIRS] + [
 ]
 
 
+RERANK_TEXTS = [
+    "¡Qué bien se come en Valencia!",
+    "El Ebro nace en Fontibre (Cantabria) y desemboca en el Mediterráneo, 930 km después.",
+    "No me gustó nada la película.",
+    "",
+]
+
+
 def copy_tokenizer(src, folder):
     for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
         if (MODELS / src / f).exists():
@@ -369,24 +377,28 @@ def head_fixture(name, model_class, cfg, seed, tokenizer_from):
 
 
 def rerank_golden(name, folder, model, token_types):
-    """Logits of every (query, text) pair of RERANK_PAIRS, ids from the `tokenizers` library."""
+    """Logits of every (query, text) pair of RERANK_PAIRS and of every text of RERANK_TEXTS
+    alone (a sequence classifier's input), ids from the `tokenizers` library."""
     import tokenizers
     tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
     tok.enable_truncation(512, strategy="longest_first")
     out = {}
-    for i, (query, text) in enumerate(RERANK_PAIRS):
-        enc = tok.encode(query, text)
+    inputs = [(f"pair{i}", pair) for i, pair in enumerate(RERANK_PAIRS)]
+    inputs += [(f"text{i}", [text]) for i, text in enumerate(RERANK_TEXTS)]
+    for key, sequence in inputs:
+        enc = tok.encode(*sequence)
         ids = torch.tensor([enc.ids])
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
         if token_types:
             kwargs["token_type_ids"] = torch.tensor([enc.type_ids])
         with torch.no_grad():
-            out[f"pair{i}.logits"] = model(**kwargs).logits[0].numpy().astype(np.float32)
-        out[f"pair{i}.input_ids"] = ids[0].numpy().astype(np.int64)
+            out[f"{key}.logits"] = model(**kwargs).logits[0].numpy().astype(np.float32)
+        out[f"{key}.input_ids"] = ids[0].numpy().astype(np.int64)
     save_numpy(out, str(GOLDEN / f"{name}.safetensors"), metadata={
         "transformers": transformers.__version__, "torch": torch.__version__,
-        "pairs": json.dumps(RERANK_PAIRS, ensure_ascii=False)})
-    print(f"{name}: {len(RERANK_PAIRS)} pairs")
+        "pairs": json.dumps(RERANK_PAIRS, ensure_ascii=False),
+        "texts": json.dumps(RERANK_TEXTS, ensure_ascii=False)})
+    print(f"{name}: {len(RERANK_PAIRS)} pairs, {len(RERANK_TEXTS)} texts")
 
 
 def make_rerank_tiny():

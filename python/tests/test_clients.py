@@ -23,12 +23,11 @@ def client(name, package=None):
                                             f"(pip install {package}); .ci/run installs it")
 
 
-@pytest.fixture(scope="module")
-def server():
-    """`densa serve` on st-tiny with a cross-encoder, on a free port: its base URL."""
+def serve(*flags):
+    """`densa serve` on st-tiny with FLAGS, on a free port: its base URL, then stopped."""
     process = subprocess.Popen(
-        [cli_path(), "serve", "--model", str(MODELS / "st-tiny"), "--reranker",
-         str(MODELS / "bert-rerank-tiny"), "--port", "0", "--threads", "2"],
+        [cli_path(), "serve", "--model", str(MODELS / "st-tiny"), *flags, "--port", "0",
+         "--threads", "2"],
         stderr=subprocess.PIPE, text=True)
     url = None
     for line in process.stderr:
@@ -41,6 +40,18 @@ def server():
     yield url
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """With a cross-encoder (one label): /rerank and /v1/rerank."""
+    yield from serve("--reranker", str(MODELS / "bert-rerank-tiny"))
+
+
+@pytest.fixture(scope="module")
+def classifier_server():
+    """With a three-label classifier answering TEI's root route, as TEI serves one."""
+    yield from serve("--classifier", str(MODELS / "xlmr-rerank-tiny"), "--root", "predict")
 
 
 def cosine(a, b):
@@ -67,6 +78,24 @@ def test_huggingface_hub_feature_extraction_and_sentence_similarity(server):
     assert len(scores) == len(TEXTS) - 1
     for score, vector in zip(scores, want[1:]):
         assert abs(score - cosine(want[0], vector)) <= 1e-6
+
+
+def test_huggingface_hub_text_classification(classifier_server):
+    hub = client("huggingface_hub")
+    inference = hub.InferenceClient(base_url=classifier_server)
+    rows = cli("classify", "--model", MODELS / "xlmr-rerank-tiny", "--input", "-",
+               stdin="".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    for text, row in zip(TEXTS, rows):
+        best = int(np.argmax(row["logits"]))
+        # TEI answers one text with a flat list of {label, score}, best first; the hub
+        # client reads its first element: the best label with its softmax probability.
+        top = inference.text_classification(text)
+        assert top.label == row["label"]
+        assert np.float32(top.score) == np.float32(row["scores"][best])
+        # function_to_apply="none": the logit itself.
+        raw = inference.text_classification(text, function_to_apply="none", top_k=1)
+        assert raw.label == row["label"]
+        assert np.float32(raw.score) == np.float32(row["logits"][best])
 
 
 def test_openai_embeddings_models_and_token_ids(server):

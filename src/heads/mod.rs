@@ -19,6 +19,7 @@ mod reader;
 mod reranker;
 
 pub use reader::{Answer, ReadOptions, Reader, WindowLogits};
+pub(crate) use reranker::{sigmoid, softmax};
 pub use reranker::{PairScores, Reranker};
 
 use crate::checkpoint::Checkpoint;

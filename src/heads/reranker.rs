@@ -101,7 +101,13 @@ impl Reranker {
     /// Logits and scores of each `(query, text)` pair, in input order.
     pub fn score(&self, pairs: &[(&str, &str)]) -> Result<Vec<PairScores>> {
         let inputs: Vec<Input> = pairs.iter().map(|&(a, b)| Input::Pair(a, b)).collect();
-        let tokenized = self.encoder.tokenize(&inputs)?;
+        self.classify(&inputs)
+    }
+
+    /// Logits and scores of each input, a text or a pair, in input order (a sequence
+    /// classifier's labels of single texts, as transformers' text-classification).
+    pub fn classify(&self, inputs: &[Input]) -> Result<Vec<PairScores>> {
+        let tokenized = self.encoder.tokenize(inputs)?;
         self.score_tokenized(&tokenized)
     }
 
@@ -163,11 +169,21 @@ impl BatchTask for Reranker {
     }
 }
 
-/// sigmoid of a single logit, softmax of several (in f64).
+/// sigmoid of a single logit, softmax of several.
 fn scores(logits: &[f32]) -> Vec<f32> {
     if let [logit] = logits {
-        return vec![(1.0 / (1.0 + (-(*logit as f64)).exp())) as f32];
+        return vec![sigmoid(*logit)];
     }
+    softmax(logits)
+}
+
+/// `1 / (1 + e^-x)`, in f64.
+pub(crate) fn sigmoid(logit: f32) -> f32 {
+    (1.0 / (1.0 + (-(logit as f64)).exp())) as f32
+}
+
+/// The softmax of `logits`, in f64 (shifted by the largest, so no exponential overflows).
+pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let exps: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
     let sum: f64 = exps.iter().sum();

@@ -248,7 +248,7 @@ pub(crate) async fn embed_texts(
 /// TEI's `/embed` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmbedRequest {
+pub(crate) struct EmbedRequest {
     inputs: Value,
     #[serde(default = "yes")]
     normalize: bool,
@@ -286,28 +286,6 @@ pub(crate) async fn tei_embed(
     let result = async {
         let request: EmbedRequest = parse_body(&server, body)?;
         embed_request(&server, request).await
-    };
-    result.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// `POST /`: TEI's root route, as TEI answers it for an embedding model: a body whose
-/// `inputs` is `{"source_sentence", "sentences"}` is a `/similarity` request, any other an
-/// `/embed` request.
-pub(crate) async fn tei_root(
-    State(server): State<Arc<Server>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let value: Value = parse_body(&server, body)?;
-        let parse_error =
-            |e: serde_json::Error| ApiError::validation(format!("invalid JSON body: {e}"));
-        if value["inputs"].is_object() {
-            let request = serde_json::from_value(value).map_err(parse_error)?;
-            similarity(&server, request).await
-        } else {
-            let request = serde_json::from_value(value).map_err(parse_error)?;
-            embed_request(&server, request).await
-        }
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -353,7 +331,7 @@ pub(crate) async fn tei_similarity(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn similarity(
+pub(crate) async fn similarity(
     server: &Arc<Server>,
     request: SimilarityRequest,
 ) -> Result<Response, ApiError> {
@@ -391,7 +369,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// An `/embed` request's vectors, as TEI answers it.
-async fn embed_request(server: &Arc<Server>, request: EmbedRequest) -> Result<Response, ApiError> {
+pub(crate) async fn embed_request(
+    server: &Arc<Server>,
+    request: EmbedRequest,
+) -> Result<Response, ApiError> {
     check_direction(request.truncation_direction.as_deref())?;
     let inputs = EmbedInputs::parse(&request.inputs, "inputs")?;
     if matches!(inputs, EmbedInputs::Ids(_)) && request.prompt_name.is_some() {

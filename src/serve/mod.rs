@@ -1,7 +1,8 @@
 //! `densa serve`: embeddings, reranking, search and answers over HTTP, with the request and
-//! response bodies of Hugging Face text-embeddings-inference (`/`, `/embed`, `/similarity`,
-//! `/embed_all`, `/rerank`, `/tokenize`, `/decode`, `/info`, `/health`), OpenAI (`/v1/embeddings`, `/v1/models`) and Cohere/Jina
-//! (`/v1/rerank`), so their clients work unchanged.
+//! response bodies of Hugging Face text-embeddings-inference (`/`, `/invocations`, `/embed`,
+//! `/similarity`, `/embed_all`, `/predict`, `/rerank`, `/tokenize`, `/decode`, `/info`,
+//! `/health`), OpenAI (`/v1/embeddings`, `/v1/models`) and Cohere/Jina (`/v1/rerank`), so their
+//! clients work unchanged.
 //!
 //! Each model sits behind a [`Batcher`]: concurrent requests are merged into one packed forward
 //! pass (a vector never depends on what it was batched with). Requests are bounded (body
@@ -17,6 +18,7 @@
 mod embed;
 mod errors;
 mod metrics;
+mod predict;
 mod tasks;
 mod tokens;
 
@@ -59,6 +61,8 @@ pub struct ServeOptions {
     pub model_id: String,
     /// One log line per request on standard error.
     pub log_requests: bool,
+    /// What `POST /` and `POST /invocations` answer (TEI answers its one model's task).
+    pub root: RootTask,
     /// The defaults of `/answer` (a request can change `read_top`, `rerank_top`, `top_k`);
     /// its `search` is also how `/search` searches the index.
     pub answer: AnswerOptions,
@@ -75,8 +79,41 @@ impl Default for ServeOptions {
             api_key: None,
             model_id: "densa".into(),
             log_requests: true,
+            root: RootTask::Embed,
             answer: AnswerOptions::default(),
         }
+    }
+}
+
+/// The task of TEI's root route. Whatever it is, a `/rerank` body (`query`, `texts`) is
+/// reranked and a `/similarity` body (`inputs: {source_sentence, sentences}`) compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootTask {
+    /// `/embed` with the embedding model.
+    Embed,
+    /// `/similarity`: TEI's `TASK=sentence-similarity`.
+    Similarity,
+    /// `/predict` with the sequence classifier.
+    Predict,
+    /// `/rerank` with the cross-encoder.
+    Rerank,
+}
+
+impl RootTask {
+    pub const NAMES: [&'static str; 4] = ["embed", "similarity", "predict", "rerank"];
+
+    pub fn from_name(name: &str) -> Option<RootTask> {
+        Some(match name {
+            "embed" => RootTask::Embed,
+            "similarity" => RootTask::Similarity,
+            "predict" => RootTask::Predict,
+            "rerank" => RootTask::Rerank,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
 }
 
@@ -111,16 +148,24 @@ pub struct Server {
 pub const ANSWER_SLOTS: usize = 4;
 
 impl Server {
-    /// Starts the batching queues. A cross-encoder must have one label (TEI's `/rerank`
-    /// returns one score per text); a reader needs an index.
+    /// Starts the batching queues. A reader needs an index; `--root predict` or `rerank` a
+    /// classifier (reranking one of one label).
     pub fn new(models: Models, options: ServeOptions) -> Result<Self> {
-        if let Some(reranker) = &models.reranker {
-            if reranker.labels().len() != 1 {
+        match (options.root, &models.reranker) {
+            (RootTask::Predict | RootTask::Rerank, None) => {
                 return Err(Error::InvalidInput(format!(
-                    "the cross-encoder has {} labels; /rerank needs one (a relevance logit)",
-                    reranker.labels().len()
-                )));
+                    "--root {} answers with a sequence classifier: give one with --classifier DIR",
+                    options.root.name()
+                )))
             }
+            (RootTask::Rerank, Some(reranker)) if reranker.labels().len() != 1 => {
+                return Err(Error::InvalidInput(format!(
+                    "--root rerank needs a cross-encoder of one label; the classifier has {} ({})",
+                    reranker.labels().len(),
+                    reranker.labels().join(", ")
+                )))
+            }
+            _ => {}
         }
         if let Some(index) = &models.index {
             let dim = models.encoder.dim_of(&models.query_encoding);
@@ -207,7 +252,9 @@ impl Server {
             "max_client_batch_size": self.options.max_client_batch_size,
             "max_body_bytes": self.options.max_body_bytes,
             "threads": encoder.threads(),
+            "root": self.options.root.name(),
             "reranker": self.models.reranker.as_ref().map(|r| serde_json::json!({
+                "labels": r.labels(),
                 "model_dtype": r.encoder().model().precision.name(),
                 "max_input_length": r.encoder().tokenizer().max_length(),
             })),
@@ -366,11 +413,11 @@ impl Route {
 
 /// Every route the server answers: the router, the metrics' route names, the 404 and 405
 /// messages and the README's table all follow this list.
-pub static ROUTES: [Route; 16] = [
+pub static ROUTES: [Route; 18] = [
     Route::new("/embed", Method::POST, || post(embed::tei_embed)),
-    // TEI's root route answers as the loaded model's task: an embedding model embeds (or
-    // compares, for a similarity body).
-    Route::new("/", Method::POST, || post(embed::tei_root)),
+    // TEI's root route (and its SageMaker twin) answers as the task --root names.
+    Route::new("/", Method::POST, || post(predict::tei_root)),
+    Route::new("/invocations", Method::POST, || post(predict::tei_root)),
     Route::new("/similarity", Method::POST, || post(embed::tei_similarity)),
     Route::new("/v1/embeddings", Method::POST, || {
         post(embed::openai_embeddings)
@@ -378,6 +425,7 @@ pub static ROUTES: [Route; 16] = [
     Route::new("/embed_all", Method::POST, || post(tokens::embed_all)),
     Route::new("/tokenize", Method::POST, || post(embed::tokenize)),
     Route::new("/decode", Method::POST, || post(tokens::decode)),
+    Route::new("/predict", Method::POST, || post(predict::predict)),
     Route::new("/rerank", Method::POST, || post(tasks::rerank)),
     Route::new("/v1/rerank", Method::POST, || post(tasks::v1_rerank)),
     // Cohere's v2 client (`cohere.ClientV2`) posts the same body here.

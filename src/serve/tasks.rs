@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// TEI's `/rerank` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RerankRequest {
+pub(crate) struct RerankRequest {
     query: String,
     texts: Value,
     #[serde(default)]
@@ -57,25 +57,33 @@ pub(crate) async fn rerank(
 ) -> Response {
     let result = async {
         let request: RerankRequest = parse_body(&server, body)?;
-        check_direction(request.truncation_direction.as_deref())?;
-        let (passages, _) = texts(&request.texts, "texts")?;
-        let (mut ranked, passages, facts) = rank(
-            &server,
-            request.query,
-            passages,
-            request.truncate,
-            request.raw_scores,
-        )
-        .await?;
-        if request.return_text {
-            for r in &mut ranked {
-                r.text = Some(passages[r.index].clone());
-            }
-        }
-        let body = serde_json::to_string(&ranked).map_err(internal)?;
-        Ok::<_, ApiError>(json_response(body, facts))
+        rerank_request(&server, request).await
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A `/rerank` request's ranking, as TEI answers it.
+pub(crate) async fn rerank_request(
+    server: &Server,
+    request: RerankRequest,
+) -> Result<Response, ApiError> {
+    check_direction(request.truncation_direction.as_deref())?;
+    let (passages, _) = texts(&request.texts, "texts")?;
+    let (mut ranked, passages, facts) = rank(
+        server,
+        request.query,
+        passages,
+        request.truncate,
+        request.raw_scores,
+    )
+    .await?;
+    if request.return_text {
+        for r in &mut ranked {
+            r.text = Some(passages[r.index].clone());
+        }
+    }
+    let body = serde_json::to_string(&ranked).map_err(internal)?;
+    Ok(json_response(body, facts))
 }
 
 /// The cross-encoder's score of `(query, passage)` for every passage, best first (stable:
@@ -91,6 +99,18 @@ async fn rank(
     let (Some(reranker), Some(queue)) = (&server.models.reranker, &server.rerank_queue) else {
         return Err(not_loaded("cross-encoder: start it with --reranker DIR"));
     };
+    // As TEI: a classifier of several labels has no one relevance score to rank by.
+    if reranker.labels().len() != 1 {
+        return Err(ApiError::new(
+            StatusCode::FAILED_DEPENDENCY,
+            "backend",
+            format!(
+                "the loaded classifier has {} labels ({}); reranking needs a cross-encoder with one (a relevance logit): use /predict",
+                reranker.labels().len(),
+                reranker.labels().join(", ")
+            ),
+        ));
+    }
     check_count(server, passages.len())?;
     let reranker = reranker.clone();
     let (tokenized, passages) = Server::blocking(move || {

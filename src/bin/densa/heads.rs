@@ -4,7 +4,7 @@ use crate::retrieval::questions_from;
 use crate::{open_encoder, run_options, EncodeArgs, ModelArgs, Side};
 use densa::io::output::write_output;
 use densa::io::records::{lines, read_input};
-use densa::{AnswerOptions, Error, QaPipeline, ReadOptions, Reader, Reranker};
+use densa::{AnswerOptions, Error, Input, QaPipeline, ReadOptions, Reader, Reranker};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +16,8 @@ pub(crate) struct RerankArgs {
     /// How a "title" is joined to the text.
     #[arg(long, default_value = "{title}. {text}")]
     passage_template: String,
-    /// JSON lines {"query": ..., "text": ..., "title": optional}, or - for standard input.
+    /// JSON lines {"query": ..., "text": ..., "title": optional}, or - for standard input. A
+    /// line without "query" classifies its text alone (a sequence classifier's labels).
     #[arg(long, default_value = "-")]
     input: String,
     /// Output file (JSON lines); default standard output.
@@ -120,17 +121,15 @@ fn read_fields(
     Ok(rows)
 }
 
-/// Pairs of a JSON lines file: `"query"`, `"text"` and an optional `"title"` joined to the text
-/// by `template` (`{title}` and `{text}` replaced).
-fn read_pairs(input: &str, template: &str) -> Result<Vec<(String, String)>, Error> {
-    let rows = read_fields(input, &["query", "text"], &["title"])?;
+/// Pairs of a JSON lines file: an optional `"query"` (none: the text is classified alone),
+/// `"text"`, and an optional `"title"` joined to the text by `template` (`{title}` and
+/// `{text}` replaced).
+fn read_pairs(input: &str, template: &str) -> Result<Vec<(Option<String>, String)>, Error> {
+    let rows = read_fields(input, &["text"], &["query", "title"])?;
     Ok(rows
         .into_iter()
         .map(|row| {
-            let (query, text) = (
-                row[0].clone().unwrap_or_default(),
-                row[1].clone().unwrap_or_default(),
-            );
+            let (text, query) = (row[0].clone().unwrap_or_default(), row[1].clone());
             let text = match &row[2] {
                 Some(title) if !title.is_empty() => {
                     template.replace("{title}", title).replace("{text}", &text)
@@ -146,11 +145,14 @@ pub(crate) fn rerank(args: RerankArgs) -> Result<(), Error> {
     let options = run_options(&args.model, args.max_length, args.batch_size);
     let reranker = Reranker::from_dir(&args.model.model, options)?;
     let pairs = read_pairs(&args.input, &args.passage_template)?;
-    let refs: Vec<(&str, &str)> = pairs
+    let inputs: Vec<Input> = pairs
         .iter()
-        .map(|(q, t)| (q.as_str(), t.as_str()))
+        .map(|(query, text)| match query {
+            Some(query) => Input::Pair(query, text),
+            None => Input::Text(text),
+        })
         .collect();
-    let results = reranker.score(&refs)?;
+    let results = reranker.classify(&inputs)?;
     let labels = reranker.labels();
     write_output(args.output.as_deref().unwrap_or(Path::new("-")), |out| {
         for scores in &results {

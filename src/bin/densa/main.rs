@@ -67,8 +67,9 @@ enum Command {
     Search(retrieval::SearchArgs),
     /// Measure retrieval: recall@k, MRR and average rank of the gold passage of each question.
     Eval(retrieval::EvalArgs),
-    /// Score (query, text) pairs with a cross-encoder (a *ForSequenceClassification model):
-    /// one JSON line per input, in input order.
+    /// Score (query, text) pairs with a cross-encoder, or texts with a sequence classifier
+    /// (a *ForSequenceClassification model): one JSON line per input, in input order.
+    #[command(visible_alias = "classify")]
     Rerank(heads::RerankArgs),
     /// Extract answers with a reader (a *ForQuestionAnswering model), as transformers 4's
     /// question-answering pipeline did: one JSON line per input.

@@ -4,7 +4,7 @@ use crate::ann::SearchFlags;
 use crate::args::side_prompt;
 use crate::{open_encoder, run_options, EncodeArgs, ModelArgs, Side};
 use densa::batching::DEFAULT_MAX_QUEUED_TOKENS;
-use densa::serve::{Models, ServeOptions, Server};
+use densa::serve::{Models, RootTask, ServeOptions, Server};
 use densa::{BatchLimits, Encoder, Encoding, Error, Reader, Reranker};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,9 +22,15 @@ pub(crate) struct ServeArgs {
     /// Truncation length in tokens (default: the model's).
     #[arg(long)]
     max_length: Option<usize>,
-    /// A cross-encoder (*ForSequenceClassification, one label) for /rerank and /answer.
-    #[arg(long)]
+    /// A sequence classifier (*ForSequenceClassification) for /predict; with one label (a
+    /// cross-encoder) also for /rerank, /v1/rerank and /answer.
+    #[arg(long, visible_alias = "classifier")]
     reranker: Option<PathBuf>,
+    /// What TEI's root route (POST / and /invocations) answers: embed, similarity, predict
+    /// (needs --classifier) or rerank (needs --reranker). A /rerank or /similarity body is
+    /// answered as such whatever the task.
+    #[arg(long, default_value = "embed", value_parser = clap::builder::PossibleValuesParser::new(RootTask::NAMES))]
+    root: String,
     /// An index written by densa index, for /search (questions encoded by --model).
     #[arg(long)]
     index: Option<PathBuf>,
@@ -90,6 +96,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<(), Error> {
             .clone()
             .unwrap_or_else(|| folder_name(&args.model.model)),
         log_requests: !args.quiet,
+        root: RootTask::from_name(&args.root).expect("clap checked the name"),
         answer: densa::AnswerOptions {
             search: args.search.options(),
             ..Default::default()
