@@ -27,6 +27,7 @@ pub mod error;
 pub mod heads;
 pub mod io;
 pub mod model;
+pub mod pack;
 pub mod pipeline;
 pub mod pooling;
 pub mod quantize;

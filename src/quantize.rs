@@ -34,6 +34,8 @@ pub const LAYOUT_KEY: &str = "densa_int8_layout";
 /// of panels), version 1. A folder with another value is refused with a message to quantize
 /// again.
 pub const LAYOUT_VALUE: &str = "panels-16x4-k64-v1";
+/// Metadata key naming the f32 panel layout of a `densa pack` folder ([`crate::pack`]).
+pub const F32_LAYOUT_KEY: &str = "densa_f32_layout";
 /// The value written before weights became 7-bit (±127): such folders are refused with a
 /// message to quantize again.
 pub const METADATA_VALUE_8BIT: &str = "int8-symmetric-per-output-channel";
@@ -68,13 +70,8 @@ pub fn resolve_precision(
     })
 }
 
-/// Whether a model loaded from `checkpoint` at `precision` runs its int8 weights in place
-/// from the mapped file (a `densa quantize` folder in the panel layout, loaded as int8).
-pub fn uses_stored_panels(checkpoint: &Checkpoint, precision: Precision) -> bool {
-    precision == Precision::Int8 && checkpoint.metadata(LAYOUT_KEY).as_deref() == Some(LAYOUT_VALUE)
-}
-
-/// What [`quantize_dir`] did.
+/// What [`quantize_dir`] (or [`crate::pack::pack_dir`]) did: `quantized_tensors` counts the
+/// linear weights converted.
 #[derive(Debug, Clone)]
 pub struct QuantizeReport {
     pub quantized_tensors: usize,
@@ -90,17 +87,48 @@ pub struct QuantizeReport {
 /// into place whole; an existing one must not hold any file this would write unless
 /// `overwrite` is set (each file is then replaced whole, keeping its permissions).
 pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeReport> {
-    let config = BertConfig::from_file(&src.join("config.json"))?;
     let checkpoint = Checkpoint::open_dir(src)?;
-    refuse_output_inside_input(src, dst)?;
     if checkpoint.metadata(METADATA_KEY).is_some() {
         return Err(Error::InvalidInput(format!(
             "{}: already quantized",
             src.display()
         )));
     }
+    refuse_packed(&checkpoint, src, "quantize")?;
+    let metadata = [
+        ("format", "pt"),
+        (METADATA_KEY, METADATA_VALUE),
+        (LAYOUT_KEY, LAYOUT_VALUE),
+    ];
+    rewrite_linear_layers(src, &checkpoint, dst, overwrite, &metadata, quantize_group)
+}
+
+/// Refuses to quantize or pack (`what`) a folder densa pack wrote: convert the original.
+pub(crate) fn refuse_packed(checkpoint: &Checkpoint, dir: &Path, what: &str) -> Result<()> {
+    if checkpoint.metadata(F32_LAYOUT_KEY).is_some() {
+        return Err(Error::InvalidInput(format!(
+            "{}: written by densa pack; {what} the original model folder instead",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `dst`: the model folder `src` with each encoder linear layer group (Q, K and V
+/// stacked, then each other layer) replaced by the tensors `convert` makes of it, every other
+/// tensor copied, the file's metadata `metadata`, and every other file of the folder copied.
+pub(crate) fn rewrite_linear_layers(
+    src: &Path,
+    checkpoint: &Checkpoint,
+    dst: &Path,
+    overwrite: bool,
+    metadata: &[(&str, &str)],
+    convert: impl Fn(&Checkpoint, &str, &[(String, usize, usize)]) -> Result<Vec<OwnedTensor>>,
+) -> Result<QuantizeReport> {
+    let config = BertConfig::from_file(&src.join("config.json"))?;
+    refuse_output_inside_input(src, dst)?;
     let names = TensorNames::of(config.model_type);
-    let prefix = names.find_prefix(&checkpoint)?;
+    let prefix = names.find_prefix(checkpoint)?;
 
     // The encoder's linear layers as the model runs them: Q, K and V stacked into one.
     let (h, f) = (config.hidden_size, config.intermediate_size);
@@ -121,8 +149,7 @@ pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeR
         .map(|(name, ..)| format!("{prefix}{name}.weight"))
         .collect();
 
-    // Owned bytes of every tensor to write: packed int8 weights and scales, and the rest as
-    // stored.
+    // Owned bytes of every tensor to write: the converted weights, and the rest as stored.
     let mut owned: Vec<OwnedTensor> = Vec::new();
     let mut report = QuantizeReport {
         quantized_tensors: 0,
@@ -131,7 +158,7 @@ pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeR
         bytes_out: 0,
     };
     for group in &groups {
-        owned.extend(quantize_group(&checkpoint, prefix, group)?);
+        owned.extend(convert(checkpoint, prefix, group)?);
         report.quantized_tensors += group.len();
     }
     for info in checkpoint.tensor_infos() {
@@ -148,12 +175,7 @@ pub fn quantize_dir(src: &Path, dst: &Path, overwrite: bool) -> Result<QuantizeR
         owned.push((info.name.clone(), dtype, shape.to_vec(), bytes.to_vec()));
         report.copied_tensors += 1;
     }
-    let metadata = [
-        ("format", "pt"),
-        (METADATA_KEY, METADATA_VALUE),
-        (LAYOUT_KEY, LAYOUT_VALUE),
-    ];
-    let weights = safetensors_bytes(owned, &metadata);
+    let weights = safetensors_bytes(owned, metadata);
     report.bytes_out = weights.len();
     // The folder's other files first, the weights last: a folder without model.safetensors
     // is never mistaken for a model.
@@ -172,7 +194,7 @@ fn quantize_group(
     checkpoint: &Checkpoint,
     prefix: &str,
     group: &[(String, usize, usize)],
-) -> Result<[OwnedTensor; 2]> {
+) -> Result<Vec<OwnedTensor>> {
     let in_features = group[0].2;
     let (mut rows, mut scales) = (Vec::new(), Vec::new());
     for (name, out_features, _) in group {
@@ -192,7 +214,7 @@ fn quantize_group(
         .ok_or_else(|| Error::InvalidInput(format!("{prefix}: a quantized weight outside ±63")))?;
     let names: Vec<String> = group.iter().map(|(name, ..)| name.clone()).collect();
     let name = format!("{prefix}{}", fused_name(&names));
-    Ok([
+    Ok(vec![
         (
             format!("{name}.weight_panels"),
             Dtype::I8,
@@ -209,7 +231,7 @@ fn quantize_group(
 }
 
 /// A tensor to write: name, dtype, shape, little-endian bytes.
-type OwnedTensor = (String, Dtype, Vec<usize>, Vec<u8>);
+pub(crate) type OwnedTensor = (String, Dtype, Vec<usize>, Vec<u8>);
 
 /// Every file of the model folder (and of its sub-folders, one level: sentence-transformers'
 /// `1_Pooling/`) except the weights, which `quantize_dir` writes itself.

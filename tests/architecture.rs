@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["config", "checkpoint", "tokenizer"],
     &["model", "bench"],
     &["pooling", "quantize", "batching"],
-    &["sentence_transformers"],
+    &["sentence_transformers", "pack"],
     &["encoder"],
     &["heads"],
     &["retrieval"],

@@ -239,38 +239,7 @@ fn int8_on_roberta_xlmr_and_distilbert_stays_close_to_transformers() {
     }
 }
 
-/// A tensor of a safetensors file: name, dtype, shape, bytes.
-type StoredTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
-
-/// The file's `__metadata__`.
-type Metadata = std::collections::HashMap<String, String>;
-
-/// Rewrites the weights file of a quantize folder: its tensors and metadata as `edit` leaves
-/// them.
-fn rewrite_quantized(
-    dir: &std::path::Path,
-    edit: impl FnOnce(&mut Vec<StoredTensor>, &mut std::collections::HashMap<String, String>),
-) {
-    let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let mut metadata = header.metadata().clone().unwrap_or_default();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<_> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    edit(&mut tensors, &mut metadata);
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| {
-            let view = safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap();
-            (n.clone(), view)
-        })
-        .collect();
-    safetensors::serialize_to_file(views, Some(metadata), &path).unwrap();
-}
+use common::{rewrite_weights as rewrite_quantized, Metadata, StoredTensor};
 
 fn quantized_tiny() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -637,6 +637,59 @@ fn predict_gives_transformers_labels_as_tei() {
     assert!(refused.contains("--classifier"), "{refused}");
 }
 
+/// TEI's `/embed_sparse` on a bge-m3 folder: `densa embed --output-kind sparse`'s weights bit
+/// for bit; a model without bge-m3's heads answers 404 saying why.
+#[test]
+fn embed_sparse_gives_the_cli_lexical_weights() {
+    let m3 = model_dir("m3-tiny");
+    let served = Served::start(&["--model", s(&m3), "--threads", "1"]);
+    let texts = [
+        "¿Quién escribió Don Quijote?",
+        "Cervantes, Cervantes y Cervantes.",
+    ];
+    let cli: Vec<Value> = json_lines(&ok(&densa(
+        &[
+            "embed",
+            "--model",
+            s(&m3),
+            "--output-kind",
+            "sparse",
+            "--input",
+            "-",
+        ],
+        Some((texts.join("\n") + "\n").as_bytes()),
+    )));
+    let got = served.post_ok("/embed_sparse", &json!({ "inputs": texts }));
+    let pairs = |rows: &Value| -> Vec<Vec<(u64, u32)>> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        let value = e["value"].as_f64().unwrap() as f32;
+                        (e["index"].as_u64().unwrap(), value.to_bits())
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(pairs(&got), pairs(&Value::from(cli)));
+    assert!(!pairs(&got)[0].is_empty());
+    let one = served.post_ok("/embed_sparse", &json!({ "inputs": texts[0] }));
+    assert_eq!(pairs(&one)[0], pairs(&got)[0]);
+
+    let plain = Served::start(&["--model", s(&model_dir("st-tiny")), "--threads", "1"]);
+    let reply = plain.call(
+        "POST",
+        "/embed_sparse",
+        &json!({ "inputs": "a" }).to_string(),
+    );
+    assert!(tei_error(&reply, 404, "not_found").contains("bge-m3"));
+}
+
 #[test]
 fn bad_requests_get_clear_errors_with_their_status() {
     let served = Served::start(&[

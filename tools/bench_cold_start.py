@@ -4,10 +4,13 @@
     pip install torch transformers onnxruntime onnxscript onnx
     python tools/make_bench_model.py /tmp/dpr-bert-base-random
     target/release/densa quantize --model /tmp/dpr-bert-base-random --output /tmp/dpr-bert-base-q
-    python tools/bench_cold_start.py /tmp/dpr-bert-base-random --quantized /tmp/dpr-bert-base-q --rounds 3
+    target/release/densa pack --model /tmp/dpr-bert-base-random --output /tmp/dpr-bert-base-packed
+    python tools/bench_cold_start.py /tmp/dpr-bert-base-random --quantized /tmp/dpr-bert-base-q \
+        --packed /tmp/dpr-bert-base-packed --rounds 3
 
 Each round runs, one after the other (interleaved, so that drift on a shared machine shows):
-- densa f32 from the model folder as published, and int8 from a `densa quantize` folder: the wall time
+- densa f32 from the model folder as published (and from a `densa pack` folder of it, whose f32 weights
+  are used in place), and int8 from a `densa quantize` folder: the wall time
   of `densa embed` from exec to exit (config, tokenizer, weights, the one embedding, writing it), and
   the process's peak resident memory (from wait4);
 - ONNX Runtime f32, and int8 (`quantize_dynamic`, per channel): InferenceSession creation plus the
@@ -90,6 +93,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("--quantized", help="a densa quantize folder of the same model")
+    ap.add_argument("--packed", help="a densa pack folder of the same model")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--densa", default="target/release/densa")
@@ -102,6 +106,8 @@ def main():
             results = {}
             results["densa f32"] = run_densa(args.densa, args.model, args.threads, tmp)
             results["onnxruntime f32"] = run_ort(onnx_f32, args.threads)
+            if args.packed:
+                results["densa f32 packed"] = run_densa(args.densa, args.packed, args.threads, tmp)
             if args.quantized:
                 results["densa int8"] = run_densa(args.densa, args.quantized, args.threads, tmp)
             results["onnxruntime int8"] = run_ort(onnx_int8, args.threads)
@@ -111,6 +117,10 @@ def main():
             summary = {"round": rnd, "weights_mb": round(weights_mb, 1),
                        "f32_time_ratio": round(results["densa f32"]["ms"] / results["onnxruntime f32"]["ms"], 3),
                        "f32_rss_over_weights": round(results["densa f32"]["peak_rss_mb"] / weights_mb, 3)}
+            if args.packed:
+                packed = results["densa f32 packed"]
+                summary.update({"packed_time_ratio": round(packed["ms"] / results["onnxruntime f32"]["ms"], 3),
+                                "packed_rss_over_weights": round(packed["peak_rss_mb"] / weights_mb, 3)})
             if args.quantized:
                 summary.update({"quantized_weights_mb": round(qweights_mb, 1),
                                 "int8_time_ratio": round(results["densa int8"]["ms"] / results["onnxruntime int8"]["ms"], 3),

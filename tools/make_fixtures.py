@@ -595,6 +595,81 @@ def make_minilm():
     print(f"all-minilm-l6-v2: {len(MINILM_TEXTS)} texts")
 
 
+M3_TEXTS = [
+    "¿Quién escribió Don Quijote?",
+    "Miguel de Cervantes Saavedra fue un novelista español, autor de Don Quijote de la Mancha.",
+    "Cervantes, Cervantes y Cervantes.",
+    "",
+    "La paella es un plato de arroz originario de la Comunidad Valenciana. " * 12,
+]
+
+
+def make_m3_tiny():
+    """bge-m3's shape: an XLM-R trunk (xlmr-tiny's shape and tokenizer) with FlagEmbedding's two heads
+    beside it, saved as the published folder holds them (`sparse_linear.pt`, `colbert_linear.pt`: state
+    dicts of torch.nn.Linear) and converted by tools/convert_to_safetensors.py (the pickles then removed).
+    Golden: BGEM3FlagModel.encode's three outputs, its code reimplemented line for line below
+    (FlagEmbedding/inference/embedder/encoder_only/m3.py and the model's _dense/_sparse/_colbert_embedding)."""
+    import subprocess
+    import tokenizers
+    import torch.nn.functional as F
+    cfg = xlmr_tiny_config()
+    folder, model = head_fixture("m3-tiny", transformers.XLMRobertaModel, cfg, 12, "xlmr-tiny")
+    (folder / "special_tokens_map.json").write_text(json.dumps({
+        "bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "mask_token": "<mask>",
+        "pad_token": "<pad>", "sep_token": "</s>", "unk_token": "<unk>"}, indent=2) + "\n")
+    h = cfg.hidden_size
+    sparse_linear, colbert_linear = torch.nn.Linear(h, 1), torch.nn.Linear(h, h)
+    g = torch.Generator().manual_seed(13)
+    with torch.no_grad():
+        for layer in (sparse_linear, colbert_linear):
+            layer.weight.copy_(0.3 * torch.randn(layer.weight.shape, generator=g))
+            layer.bias.copy_(0.1 * torch.randn(layer.bias.shape, generator=g))
+        # Some token weights above 0, some at 0 after the ReLU.
+        sparse_linear.bias.fill_(0.05)
+    torch.save(sparse_linear.state_dict(), folder / "sparse_linear.pt")
+    torch.save(colbert_linear.state_dict(), folder / "colbert_linear.pt")
+    subprocess.run([sys.executable, str(Path(__file__).parent / "convert_to_safetensors.py"), str(folder)],
+                   check=True)
+    for pickle in ("sparse_linear.pt", "colbert_linear.pt"):
+        (folder / pickle).unlink()
+
+    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.enable_truncation(512)
+    unused_tokens = {tok.token_to_id(t) for t in ("<s>", "</s>", "<pad>", "<unk>")}
+
+    def _process_token_weights(token_weights, input_ids):
+        result = {}
+        for w, idx in zip(token_weights, input_ids):
+            if idx not in unused_tokens and w > 0:
+                if w > result.get(idx, 0):
+                    result[idx] = w
+        return result
+
+    out = {}
+    for i, text in enumerate(M3_TEXTS):
+        ids = torch.tensor([tok.encode(text).ids])
+        mask = torch.ones_like(ids)
+        with torch.no_grad():
+            last_hidden_state = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            dense = F.normalize(last_hidden_state[:, 0], dim=-1)
+            token_weights = torch.relu(sparse_linear(last_hidden_state)).squeeze(-1)
+            colbert = colbert_linear(last_hidden_state[:, 1:]) * mask[:, 1:][:, :, None].float()
+            colbert = F.normalize(colbert, dim=-1)
+        tokens_num = int(mask.sum())
+        lexical = _process_token_weights(token_weights[0].numpy(), ids[0].tolist())
+        sparse_ids = sorted(lexical)
+        out[f"text{i}.input_ids"] = ids[0].numpy().astype(np.int64)
+        out[f"text{i}.dense"] = dense[0].numpy().astype(np.float32)
+        out[f"text{i}.sparse_ids"] = np.array(sparse_ids, dtype=np.int64)
+        out[f"text{i}.sparse_values"] = np.array([lexical[k] for k in sparse_ids], dtype=np.float32)
+        out[f"text{i}.colbert"] = colbert[0, :tokens_num - 1].numpy().astype(np.float32)
+    save_numpy(out, str(GOLDEN / "m3-tiny.safetensors"), metadata={
+        "transformers": transformers.__version__, "torch": torch.__version__,
+        "texts": json.dumps(M3_TEXTS, ensure_ascii=False)})
+    print(f"m3-tiny: {len(M3_TEXTS)} texts")
+
+
 STEPS = {
     "texts": write_texts,
     "bert-tiny": make_bert_tiny,
@@ -606,6 +681,7 @@ STEPS = {
     "distilbert-tiny": make_distilbert_tiny,
     "st-tiny": make_st_tiny,
     "rerank-tiny": make_rerank_tiny,
+    "m3-tiny": make_m3_tiny,
     "qa-tiny": make_qa_tiny,
     "full-shape": make_full_shape,
     "full-shape-xlmr": make_full_shape_xlmr,

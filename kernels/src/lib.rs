@@ -36,7 +36,9 @@ pub mod softmax;
 
 pub use activation::{gelu_erf, gelu_tanh, tanh};
 pub use attention::{attention_forward, Rows};
-pub use gemm::{linear_forward, linear_packed, Activation, Epilogue, PackedWeight, RowBlocks};
+pub use gemm::{
+    linear_forward, linear_packed, Activation, Epilogue, PackedError, PackedWeight, RowBlocks,
+};
 pub use int8::{linear_int8, linear_int8_quantized, Int8Isa, Int8Scratch, QuantizedWeight};
 pub use isa::Isa;
 pub use norm::{add_layer_norm, layer_norm};

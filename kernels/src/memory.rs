@@ -56,6 +56,21 @@ impl SharedBytes {
         &(*self.owner).as_ref()[self.start..self.start + self.len]
     }
 
+    /// The bytes as `f32` values (little-endian, as safetensors stores them), or `None` if
+    /// they do not start on a 4-byte boundary or are not a whole number of values.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        let bytes = self.as_bytes();
+        if !cfg!(target_endian = "little")
+            || !bytes.len().is_multiple_of(4)
+            || !(bytes.as_ptr() as usize).is_multiple_of(4)
+        {
+            return None;
+        }
+        // SAFETY: the pointer is 4-byte aligned and the length a multiple of 4 (checked
+        // above); every bit pattern is a valid f32; the slice keeps the borrow of `self`.
+        Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), bytes.len() / 4) })
+    }
+
     /// The bytes as `i8` values.
     pub fn as_i8(&self) -> &[i8] {
         let bytes = self.as_bytes();

@@ -198,6 +198,7 @@ impl Encoder {
             return Err(Error::InvalidInput("batch_size must be at least 1".into()));
         }
         let precision = crate::quantize::resolve_precision(&checkpoint, options.precision, &dir)?;
+        let packed_width = crate::pack::packed_width(&checkpoint, &dir)?;
         let pool = thread_pool(options.threads)?;
         // Packing runs on the encoder's own threads, as every later call does.
         let allow_non_finite = options.allow_non_finite;
@@ -210,8 +211,15 @@ impl Encoder {
                 check_tokenizer(&config, &tokenizer, max_length, &dir)?;
                 Ok::<_, Error>(tokenizer)
             });
-            let model =
-                pool.install(|| BertModel::load(&checkpoint, &config, precision, allow_non_finite));
+            let model = pool.install(|| {
+                BertModel::load(
+                    &checkpoint,
+                    &config,
+                    precision,
+                    allow_non_finite,
+                    packed_width,
+                )
+            });
             let tokenizer = tokenizer
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -219,8 +227,9 @@ impl Encoder {
         });
         let (tokenizer, model) = (tokenizer?, model?);
         // The linear weights now live in packed form: give back the pages packing read. (Not
-        // when the int8 weights are densa quantize's panels: they are used from those pages.)
-        if !crate::quantize::uses_stored_panels(&checkpoint, precision) {
+        // when they are densa quantize's or densa pack's panels: they are used from those
+        // pages.)
+        if !model.borrows_weights() {
             checkpoint.release_resident_pages();
         }
         let pooling = resolve_pooling(options.pooling, &model, &st);

@@ -15,10 +15,13 @@
 //! The inputs are packed like embeddings (a call costs what its real tokens cost) and int8
 //! works on the encoder under every head; the head itself stays f32.
 
+pub mod m3;
 mod reader;
 mod reranker;
 
+pub use m3::{M3Heads, M3Output, M3};
 pub use reader::{Answer, ReadOptions, Reader, WindowLogits};
+#[cfg(feature = "serve")]
 pub(crate) use reranker::{sigmoid, softmax};
 pub use reranker::{PairScores, Reranker};
 

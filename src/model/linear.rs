@@ -223,6 +223,38 @@ impl Linear {
         }
     }
 
+    /// A weight stored packed at f32 (`densa pack`'s panels for this CPU's kernel, used in
+    /// place from the mapped file); quantized from its values if int8 is asked for.
+    pub(super) fn from_packed(weight: k::PackedWeight, bias: Tensor, precision: Precision) -> Self {
+        let (out_features, in_features) = weight.shape();
+        let weight = match precision {
+            Precision::Int8 => {
+                let rows = weight.rows();
+                let isa = k::Int8Isa::selected();
+                LinearWeight::Int8(k::QuantizedWeight::from_row_blocks(
+                    &[&rows],
+                    in_features,
+                    isa,
+                ))
+            }
+            Precision::F32 | Precision::Auto => LinearWeight::F32(weight),
+        };
+        Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        }
+    }
+
+    /// Whether the weight's values are read in place from the mapped checkpoint.
+    pub fn is_borrowed(&self) -> bool {
+        match &self.weight {
+            LinearWeight::F32(w) => w.is_borrowed(),
+            LinearWeight::Int8(w) => w.is_borrowed(),
+        }
+    }
+
     /// Whether the weight is int8 (its input is then quantized per token).
     pub fn is_int8(&self) -> bool {
         matches!(self.weight, LinearWeight::Int8(_))

@@ -137,6 +137,8 @@ struct WeightLoader<'a> {
     allow_non_finite: bool,
     /// `layer_norm_eps`, for every LayerNorm this loader builds.
     eps: f32,
+    /// The panel width of a `densa pack` folder's f32 weights (`None`: not packed).
+    packed_width: Option<usize>,
 }
 
 impl WeightLoader<'_> {
@@ -284,8 +286,60 @@ impl WeightLoader<'_> {
             })
     }
 
+    /// `{name}.weight_packed` (f32 in the GEMM's panels, as `densa pack` writes it; `name` is
+    /// [`fused_name`] of the layers stacked into it): used in place from the mapped file when
+    /// its panel width is this CPU's kernel's, else unpacked and packed (or quantized) again.
+    /// `None` if the checkpoint stores the weight otherwise.
+    fn packed_linear(
+        &self,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+        bias: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<Option<Linear>> {
+        let Some(nr) = self.packed_width else {
+            return Ok(None);
+        };
+        let full = format!("{}{name}.weight_packed", self.prefix);
+        let Some((dtype, shape, panels)) = self.checkpoint.shared(&full) else {
+            return Ok(None);
+        };
+        let expected = k::PackedWeight::packed_shape(out_features, in_features, nr);
+        if shape != expected || dtype != safetensors::Dtype::F32 {
+            return Err(Error::InvalidInput(format!(
+                "tensor {full}: {dtype:?} {shape:?}, the panels of a ({out_features}, {in_features}) layer {nr} wide are F32 {expected:?} (re-run densa pack on the original folder)"
+            )));
+        }
+        let damaged = |e: k::PackedError| {
+            Error::InvalidInput(format!(
+                "tensor {full}: {e}: not the panels densa pack writes (re-run densa pack on the original folder)"
+            ))
+        };
+        let isa = k::Isa::selected();
+        match k::PackedWeight::from_panels(panels.clone(), out_features, in_features, nr, isa) {
+            Ok(weight) => Ok(Some(Linear::from_packed(weight, bias()?, self.precision))),
+            // Packed for another CPU's kernel: the same values, packed again for this one.
+            Err(k::PackedError::Width { .. }) => {
+                let values = panels
+                    .as_f32()
+                    .ok_or_else(|| damaged(k::PackedError::Alignment))?;
+                k::gemm::check_panels(values, out_features, in_features, nr).map_err(damaged)?;
+                let rows = k::gemm::unpack_rows(values, out_features, in_features, nr);
+                let weight = StoredWeight::F32(vec![Tensor::from_vec(
+                    vec![out_features, in_features],
+                    rows,
+                )]);
+                Linear::new(name, weight, bias()?, self.precision).map(Some)
+            }
+            Err(e) => Err(damaged(e)),
+        }
+    }
+
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let bias = || self.tensor(&format!("{name}.bias"), &[out_features]);
+        if let Some(linear) = self.packed_linear(name, in_features, out_features, bias)? {
+            return Ok(linear);
+        }
         if let Some(panels) = self.stored_panels(name, in_features, out_features)? {
             return Ok(Linear::from_quantized(panels, bias()?, self.precision));
         }
@@ -313,6 +367,9 @@ impl WeightLoader<'_> {
             }
             Ok(Tensor::from_vec(vec![n], bias))
         };
+        if let Some(linear) = self.packed_linear(&fused_name(names), in_features, n, bias)? {
+            return Ok(linear);
+        }
         if let Some(panels) = self.stored_panels(&fused_name(names), in_features, n)? {
             return Ok(Linear::from_quantized(panels, bias()?, self.precision));
         }
@@ -416,12 +473,14 @@ impl BertModel {
     /// every tensor's shape against `config`. `precision` applies to the encoder layers'
     /// linear layers; the pooler and projection stay f32.
     ///
-    /// NaN and ±Inf in a weight are an error unless `allow_non_finite`.
+    /// NaN and ±Inf in a weight are an error unless `allow_non_finite`. `packed_width` is the
+    /// panel width of a `densa pack` checkpoint's f32 weights (`crate::pack::packed_width`).
     pub fn load(
         checkpoint: &Checkpoint,
         config: &BertConfig,
         precision: Precision,
         allow_non_finite: bool,
+        packed_width: Option<usize>,
     ) -> Result<Self> {
         let names = TensorNames::of(config.model_type);
         let prefix = names.find_prefix(checkpoint)?;
@@ -431,6 +490,7 @@ impl BertModel {
             precision,
             allow_non_finite,
             eps: config.layer_norm_eps,
+            packed_width,
         };
         let embeddings = w.embeddings(config)?;
         let layers = (0..config.num_hidden_layers)

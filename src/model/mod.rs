@@ -388,6 +388,21 @@ impl BertModel {
         Some(&layer.attention.self_attention.query_key_value)
     }
 
+    /// Whether any encoder linear weight is used in place from the mapped file (a `densa
+    /// quantize` or `densa pack` folder): its pages must stay.
+    pub fn borrows_weights(&self) -> bool {
+        self.layers.iter().any(|l| {
+            [
+                &l.attention.self_attention.query_key_value,
+                &l.attention.output.dense,
+                &l.intermediate.dense,
+                &l.output.dense,
+            ]
+            .iter()
+            .any(|linear| linear.is_borrowed())
+        })
+    }
+
     /// Number of parameters the model uses.
     pub fn parameter_count(&self) -> usize {
         let lin = |l: &Linear| l.in_features * l.out_features + l.out_features;

@@ -1,6 +1,6 @@
 //! `densa serve`: embeddings, reranking, search and answers over HTTP, with the request and
 //! response bodies of Hugging Face text-embeddings-inference (`/`, `/invocations`, `/embed`,
-//! `/similarity`, `/embed_all`, `/predict`, `/rerank`, `/tokenize`, `/decode`, `/info`,
+//! `/similarity`, `/embed_all`, `/embed_sparse`, `/predict`, `/rerank`, `/tokenize`, `/decode`, `/info`,
 //! `/health`), OpenAI (`/v1/embeddings`, `/v1/models`) and Cohere/Jina (`/v1/rerank`), so their
 //! clients work unchanged.
 //!
@@ -25,7 +25,7 @@ mod tokens;
 use crate::batching::{BatchLimits, Batcher, Done, Pending};
 use crate::encoder::{Encoder, Encoding};
 use crate::error::{Error, Result};
-use crate::heads::{Reader, Reranker};
+use crate::heads::{M3Heads, Reader, Reranker};
 use crate::pipeline::{AnswerOptions, QaPipeline};
 use crate::retrieval::Index;
 use crate::tokenizer::Tokenized;
@@ -126,6 +126,9 @@ pub struct Models {
     pub reranker: Option<Arc<Reranker>>,
     pub index: Option<Arc<Index>>,
     pub reader: Option<Arc<Reader>>,
+    /// bge-m3's sparse and ColBERT heads on `encoder` (`/embed_sparse`), when its folder has
+    /// them.
+    pub m3: Option<Arc<M3Heads>>,
 }
 
 /// A running server's state: the models, their queues and the counters. Build one with
@@ -413,7 +416,7 @@ impl Route {
 
 /// Every route the server answers: the router, the metrics' route names, the 404 and 405
 /// messages and the README's table all follow this list.
-pub static ROUTES: [Route; 18] = [
+pub static ROUTES: [Route; 19] = [
     Route::new("/embed", Method::POST, || post(embed::tei_embed)),
     // TEI's root route (and its SageMaker twin) answers as the task --root names.
     Route::new("/", Method::POST, || post(predict::tei_root)),
@@ -423,6 +426,7 @@ pub static ROUTES: [Route; 18] = [
         post(embed::openai_embeddings)
     }),
     Route::new("/embed_all", Method::POST, || post(tokens::embed_all)),
+    Route::new("/embed_sparse", Method::POST, || post(tokens::embed_sparse)),
     Route::new("/tokenize", Method::POST, || post(embed::tokenize)),
     Route::new("/decode", Method::POST, || post(tokens::decode)),
     Route::new("/predict", Method::POST, || post(predict::predict)),

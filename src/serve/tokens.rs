@@ -1,5 +1,5 @@
-//! `POST /decode` and `POST /embed_all` (TEI): token ids back to text, and every token's last
-//! hidden state.
+//! `POST /decode`, `POST /embed_all` and `POST /embed_sparse` (TEI): token ids back to text,
+//! every token's last hidden state, and bge-m3's lexical weights.
 
 use super::embed::{
     check_count, check_direction, check_ids, internal, parse_body, texts, tokenize_checked,
@@ -66,7 +66,7 @@ pub(crate) async fn decode(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// TEI's `/embed_all` body.
+/// TEI's `/embed_all` and `/embed_sparse` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmbedAllRequest {
@@ -86,6 +86,61 @@ pub(crate) async fn embed_all(
     State(server): State<Arc<Server>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    per_token(server, body, |encoder, tokenized| {
+        let hidden = encoder.last_hidden_state(tokenized)?;
+        let h = encoder.model().config.hidden_size;
+        let mut rows = hidden.chunks_exact(h.max(1));
+        let states: Vec<Vec<&[f32]>> = tokenized
+            .iter()
+            .map(|t| rows.by_ref().take(t.ids.len()).collect())
+            .collect();
+        serde_json::to_string(&states).map_err(internal)
+    })
+    .await
+}
+
+/// `POST /embed_sparse`: `{"inputs", "truncate", "prompt_name"}` → `[[{"index", "value"}]]`:
+/// per input, bge-m3's lexical weights (token id and weight, ascending ids; the model folder
+/// must hold bge-m3's heads beside the trunk). Runs on the encoder's threads beside the
+/// batched embedding queue.
+pub(crate) async fn embed_sparse(
+    State(server): State<Arc<Server>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(heads) = server.models.m3.clone() else {
+        return ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "the served model has no sparse head: /embed_sparse needs a bge-m3 folder (sparse_linear.safetensors and colbert_linear.safetensors beside the trunk; tools/convert_to_safetensors.py converts the published .pt files)",
+        )
+        .into_response();
+    };
+    per_token(server, body, move |encoder, tokenized| {
+        let outputs = heads.encode_tokenized(encoder, tokenized)?;
+        let sparse: Vec<Vec<Value>> = outputs
+            .iter()
+            .map(|o| {
+                o.sparse
+                    .iter()
+                    .map(|(index, value)| serde_json::json!({ "index": index, "value": value }))
+                    .collect()
+            })
+            .collect();
+        serde_json::to_string(&sparse).map_err(internal)
+    })
+    .await
+}
+
+/// A route answering per token of its texts (`/embed_all`, `/embed_sparse`): the body parsed,
+/// the texts tokenized (the prompt named, truncation as asked) and `answer` run on the
+/// encoder's threads.
+async fn per_token(
+    server: Arc<Server>,
+    body: Result<Bytes, BytesRejection>,
+    answer: impl FnOnce(&crate::encoder::Encoder, &[crate::tokenizer::Tokenized]) -> Result<String, ApiError>
+        + Send
+        + 'static,
+) -> Response {
     let result = async {
         let request: EmbedAllRequest = parse_body(&server, body)?;
         check_direction(request.truncation_direction.as_deref())?;
@@ -101,15 +156,8 @@ pub(crate) async fn embed_all(
         let (body, facts) = Server::blocking(move || {
             let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
             let tokenized = tokenize_checked(&encoder, &inputs, &encoding, truncate)?;
-            let hidden = encoder.last_hidden_state(&tokenized)?;
-            let h = encoder.model().config.hidden_size;
-            let mut rows = hidden.chunks_exact(h.max(1));
-            let states: Vec<Vec<&[f32]>> = tokenized
-                .iter()
-                .map(|t| rows.by_ref().take(t.ids.len()).collect())
-                .collect();
             let facts = RequestFacts::of(&tokenized);
-            Ok((serde_json::to_string(&states).map_err(internal)?, facts))
+            Ok((answer(&encoder, &tokenized)?, facts))
         })
         .await?;
         Ok::<_, ApiError>(json_response(body, facts))

@@ -274,3 +274,36 @@ pub fn assert_eval_metrics(report: &serde_json::Value, ranks: &[f64]) {
         );
     }
 }
+
+/// A tensor of a safetensors file: name, dtype, shape, bytes.
+pub type StoredTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// The file's `__metadata__`.
+pub type Metadata = std::collections::HashMap<String, String>;
+
+/// Rewrites the weights file (`model.safetensors`) of a model folder: its tensors and
+/// metadata as `edit` leaves them.
+pub fn rewrite_weights(
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut Vec<StoredTensor>, &mut std::collections::HashMap<String, String>),
+) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors, &mut metadata);
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            let view = safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, Some(metadata), &path).unwrap();
+}

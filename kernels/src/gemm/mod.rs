@@ -35,6 +35,7 @@ pub use baseline::linear_forward;
 pub use driver::{MC, PANEL_BLOCK_BYTES};
 
 use crate::isa::Isa;
+use crate::memory::SharedBytes;
 use crate::{activation, SendPtr};
 use driver::{for_each_task, Operands, TileSink};
 use rayon::prelude::*;
@@ -69,15 +70,61 @@ impl Epilogue<'_> {
 
 /// A weight `(N, K)` packed for one ISA's micro-kernel: column panels of `nr` outputs, each
 /// `K × nr` contiguous (`panel[p][k][j] = W[p·nr + j][k]`), zero-padded to whole panels,
-/// 64-byte aligned.
+/// 64-byte aligned when packed here, or used in place from a mapped file
+/// ([`PackedWeight::from_panels`]).
 pub struct PackedWeight {
     isa: Isa,
     nr: usize,
     k: usize,
     n: usize,
-    storage: Vec<f32>,
-    offset: usize,
+    storage: Storage,
 }
+
+enum Storage {
+    /// Packed at load: the panels start `offset` values in (a 64-byte boundary).
+    Owned { values: Vec<f32>, offset: usize },
+    /// Packed by whoever wrote the file (`densa pack`), 4-byte aligned, checked at load.
+    Shared(SharedBytes),
+}
+
+/// Why bytes are not a packed f32 weight of the shape and ISA asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PackedError {
+    /// Packed for a micro-kernel `nr` columns wide; this CPU's takes another width.
+    Width { stored: usize, wanted: usize },
+    /// The bytes are not `(n, k)`'s packed size at that width.
+    Length { expected: usize, found: usize },
+    /// The bytes do not start on a 4-byte boundary.
+    Alignment,
+    /// NaN or ±Inf at output `column`, input `k`.
+    NonFinite { column: usize, k: usize },
+    /// A padding value (a column past `n`) that is not 0.
+    Padding { column: usize, k: usize },
+}
+
+impl std::fmt::Display for PackedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PackedError::Width { stored, wanted } => write!(
+                f,
+                "panels {stored} columns wide, this CPU's kernel reads {wanted}"
+            ),
+            PackedError::Length { expected, found } => write!(
+                f,
+                "{found} bytes, the panel layout of this shape has {expected}"
+            ),
+            PackedError::Alignment => write!(f, "the values are not 4-byte aligned"),
+            PackedError::NonFinite { column, k } => {
+                write!(f, "NaN or infinity at output {column}, input {k}")
+            }
+            PackedError::Padding { column, k } => {
+                write!(f, "padding at output {column}, input {k} is not 0")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PackedError {}
 
 impl PackedWeight {
     /// Packs `weight (n, k)` for the selected ISA.
@@ -124,18 +171,142 @@ impl PackedWeight {
             nr,
             k,
             n,
-            storage,
-            offset,
+            storage: Storage::Owned {
+                values: storage,
+                offset,
+            },
         }
     }
 
-    fn data(&self) -> &[f32] {
-        &self.storage[self.offset..self.offset + self.n.div_ceil(self.nr) * self.k * self.nr]
+    /// The `(panels, k, nr)` shape of `(n, k)` packed `nr` columns wide.
+    pub fn packed_shape(n: usize, k: usize, nr: usize) -> [usize; 3] {
+        [n.div_ceil(nr.max(1)), k, nr]
+    }
+
+    /// Uses `panels` (`(n, k)` packed `nr` wide, as [`PackedWeight::data`] holds them, e.g.
+    /// mapped from a file `densa pack` wrote) in place for `isa`'s micro-kernel. Checks the
+    /// width against the kernel's, the length, the alignment, that every value is finite and
+    /// the padding zero (one parallel pass, which also faults the pages in); nothing is
+    /// copied.
+    pub fn from_panels(
+        panels: SharedBytes,
+        n: usize,
+        k: usize,
+        nr: usize,
+        isa: Isa,
+    ) -> Result<Self, PackedError> {
+        let isa = if isa.is_available() { isa } else { Isa::Scalar };
+        let wanted = kernel_shape(isa).1;
+        if nr != wanted {
+            return Err(PackedError::Width { stored: nr, wanted });
+        }
+        let expected = Self::packed_shape(n, k, nr).iter().product::<usize>() * 4;
+        if panels.len() != expected {
+            return Err(PackedError::Length {
+                expected,
+                found: panels.len(),
+            });
+        }
+        let values = panels.as_f32().ok_or(PackedError::Alignment)?;
+        check_panels(values, n, k, nr)?;
+        Ok(PackedWeight {
+            isa,
+            nr,
+            k,
+            n,
+            storage: Storage::Shared(panels),
+        })
+    }
+
+    /// The packed values, panel after panel (what [`PackedWeight::from_panels`] takes).
+    pub fn data(&self) -> &[f32] {
+        let len = self.n.div_ceil(self.nr) * self.k * self.nr;
+        match &self.storage {
+            Storage::Owned { values, offset } => &values[*offset..*offset + len],
+            Storage::Shared(bytes) => &bytes.as_f32().expect("checked at load")[..len],
+        }
+    }
+
+    /// `W (n, k)` row by row, unpacked from the panels.
+    pub fn rows(&self) -> Vec<f32> {
+        unpack_rows(self.data(), self.n, self.k, self.nr)
+    }
+
+    /// Whether the panels are borrowed (from a mapped file) rather than packed here.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.storage, Storage::Shared(_))
+    }
+
+    /// The panel width, in output columns.
+    pub fn nr(&self) -> usize {
+        self.nr
+    }
+
+    /// `(out_features, in_features)`
+    pub fn shape(&self) -> (usize, usize) {
+        (self.n, self.k)
     }
 
     pub fn isa(&self) -> Isa {
         self.isa
     }
+}
+
+/// `W (n, k)` row by row from its panels `nr` wide (`values` holds whole panels).
+pub fn unpack_rows(values: &[f32], n: usize, k: usize, nr: usize) -> Vec<f32> {
+    let mut rows = vec![0.0; n * k];
+    for (column, row) in rows.chunks_exact_mut(k.max(1)).enumerate().take(n) {
+        let panel = &values[(column / nr) * k * nr..];
+        for (kk, value) in row.iter_mut().enumerate() {
+            *value = panel[kk * nr + column % nr];
+        }
+    }
+    rows
+}
+
+/// Every value of `(n, k)` packed `nr` wide (`values`: whole panels) is finite and every
+/// padding value 0.
+pub fn check_panels(values: &[f32], n: usize, k: usize, nr: usize) -> Result<(), PackedError> {
+    if values.len() != n.div_ceil(nr.max(1)) * k * nr {
+        return Err(PackedError::Length {
+            expected: n.div_ceil(nr.max(1)) * k * nr * 4,
+            found: values.len() * 4,
+        });
+    }
+    let panel_len = (k * nr).max(1);
+    values
+        .par_chunks(panel_len)
+        .enumerate()
+        .try_for_each(|(p, panel)| {
+            // The common case in one sweep; the culprit located only on failure. Finite means
+            // an exponent below all ones: the largest |bits| under +Inf's (a max the compiler
+            // vectorizes, unlike an early-exit `all`).
+            let columns = nr.min(n - p * nr);
+            let largest = panel.iter().map(|v| v.to_bits() & 0x7fff_ffff).max();
+            let finite = largest.unwrap_or(0) < f32::INFINITY.to_bits();
+            let padded = columns == nr
+                || (0..k).all(|kk| {
+                    panel[kk * nr + columns..(kk + 1) * nr]
+                        .iter()
+                        .all(|&v| v == 0.0)
+                });
+            if finite && padded {
+                return Ok(());
+            }
+            for kk in 0..k {
+                for j in 0..nr {
+                    let v = panel[kk * nr + j];
+                    let column = p * nr + j;
+                    if j < columns && !v.is_finite() {
+                        return Err(PackedError::NonFinite { column, k: kk });
+                    }
+                    if j >= columns && v != 0.0 {
+                        return Err(PackedError::Padding { column, k: kk });
+                    }
+                }
+            }
+            Ok(())
+        })
 }
 
 /// Rows of `k` values spread over blocks stacked one after the other.

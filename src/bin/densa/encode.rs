@@ -1,6 +1,7 @@
 //! `densa embed` and `densa tokenize`.
 
 use crate::{open_encoder, progress_bar, EncodeArgs, ModelArgs, Side};
+use densa::heads::m3::OutputKind;
 use densa::io::output::write_output;
 use densa::io::records::{has_extension, read_records, Record};
 use densa::{Embeddings, Encoder, Error, Input, Options};
@@ -27,6 +28,11 @@ pub(crate) struct EmbedArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// A bge-m3 folder's output (its sparse_linear and colbert_linear heads beside the trunk):
+    /// dense (normalised [CLS]), sparse ([{"index", "value"}] per text) or colbert (a vector
+    /// per token after [CLS]).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(OutputKind::NAMES))]
+    output_kind: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -60,6 +66,17 @@ pub(crate) fn write_json_lines(
 
 pub(crate) fn embed(args: EmbedArgs) -> Result<(), Error> {
     let batch_size = args.batch_size;
+    if let Some(kind) = args.output_kind.as_deref().and_then(OutputKind::from_name) {
+        let output = args.output.as_deref().unwrap_or(Path::new("-"));
+        return crate::m3::embed(
+            &args.model,
+            args.max_length,
+            batch_size,
+            &args.input,
+            output,
+            kind,
+        );
+    }
     let encoder = open_encoder(
         &args.model,
         &args.encode,

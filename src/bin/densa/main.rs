@@ -3,7 +3,7 @@
 //! its family:
 //!
 //! - `encode.rs`: `embed` ([`encode::EmbedArgs`]), `tokenize` ([`encode::TokenizeArgs`]);
-//! - `model.rs`: `quantize`, `inspect`, `bench` ([`model::QuantizeArgs`],
+//! - `model.rs`: `quantize`, `pack`, `inspect`, `bench` ([`model::QuantizeArgs`],
 //!   [`model::InspectArgs`], [`model::BenchArgs`]);
 //! - `retrieval.rs`: `chunk`, `index`, `search`, `eval` ([`retrieval::ChunkCommandArgs`],
 //!   [`retrieval::IndexArgs`], [`retrieval::SearchArgs`], [`retrieval::EvalArgs`]);
@@ -22,6 +22,7 @@ mod ann;
 mod args;
 mod encode;
 mod heads;
+mod m3;
 mod model;
 mod retrieval;
 #[cfg(feature = "serve")]
@@ -53,6 +54,9 @@ enum Command {
     Tokenize(encode::TokenizeArgs),
     /// Write a copy of a model folder with int8 encoder linear layers (per-channel scales).
     Quantize(model::QuantizeArgs),
+    /// Write a copy of a model folder with f32 encoder linear layers in this CPU's GEMM panel
+    /// layout, used in place at load (a faster cold start).
+    Pack(model::QuantizeArgs),
     /// Describe a model folder: architecture, tensors, parameters, mapped bytes, pooling.
     Inspect(model::InspectArgs),
     /// Cut documents into passages at word boundaries, by the model's tokens or DPR's 100
@@ -112,6 +116,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Embed(args) => encode::embed(args),
         Command::Tokenize(args) => encode::tokenize(args),
         Command::Quantize(args) => model::quantize(args),
+        Command::Pack(args) => model::pack(args),
         Command::Inspect(args) => model::inspect(args),
         Command::Chunk(args) => retrieval::chunk(args),
         Command::Index(args) => retrieval::index(args),

@@ -1,10 +1,11 @@
-//! `densa quantize`, `densa inspect` and `densa bench`.
+//! `densa quantize`, `densa pack`, `densa inspect` and `densa bench`.
 
 use crate::{open_encoder, print_stdout, run_options, EncodeArgs, ModelArgs, Side};
 use densa::config::ModelType;
 use densa::{Encoder, Error, Options, Reader, Reranker};
 use std::path::{Path, PathBuf};
 
+/// `densa quantize` and `densa pack`: a model folder in, a converted copy out.
 #[derive(clap::Args)]
 pub(crate) struct QuantizeArgs {
     /// f32 (or F16/BF16) model folder.
@@ -43,16 +44,39 @@ pub(crate) struct BenchArgs {
     head: Option<BenchHead>,
 }
 
-pub(crate) fn quantize(args: QuantizeArgs) -> Result<(), Error> {
-    let (model, output) = (&args.model, &args.output);
-    let report = densa::quantize::quantize_dir(model, output, args.force).map_err(|e| match e {
+/// An output folder's refusal to be overwritten, with the flag that allows it.
+fn overwrite_hint(e: Error) -> Error {
+    match e {
         Error::WouldOverwrite { dir, files } => Error::InvalidInput(format!(
             "{}: already holds {}; choose another --output, or pass --force to replace them",
             dir.display(),
             files.join(", ")
         )),
         other => other,
-    })?;
+    }
+}
+
+pub(crate) fn pack(args: QuantizeArgs) -> Result<(), Error> {
+    let isa = densa_kernels::Isa::selected();
+    let report = densa::pack::pack_dir(&args.model, &args.output, args.force, isa)
+        .map_err(overwrite_hint)?;
+    eprintln!(
+        "densa: {} linear weights packed at f32 for {} ({} columns per panel), {} tensors copied; {} bytes -> {} bytes ({})",
+        report.quantized_tensors,
+        isa.name(),
+        densa_kernels::gemm::kernel_shape(isa).1,
+        report.copied_tensors,
+        report.bytes_in,
+        report.bytes_out,
+        args.output.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn quantize(args: QuantizeArgs) -> Result<(), Error> {
+    let (model, output) = (&args.model, &args.output);
+    let report =
+        densa::quantize::quantize_dir(model, output, args.force).map_err(overwrite_hint)?;
     eprintln!(
         "densa: {} linear weights quantized to int8, {} tensors copied; {} bytes -> {} bytes ({})",
         report.quantized_tensors,

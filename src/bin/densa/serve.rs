@@ -168,7 +168,15 @@ fn load_models(args: &ServeArgs) -> Result<Models, Error> {
             eprintln!("densa serve: warning: {mismatch}");
         }
     }
+    let m3 = match densa::heads::M3Heads::present(&model.model) {
+        true => Some(Arc::new(densa::heads::M3Heads::from_dir(
+            &model.model,
+            &encoder,
+        )?)),
+        false => None,
+    };
     Ok(Models {
+        m3,
         encoder: Arc::new(encoder),
         query_encoding,
         reranker,

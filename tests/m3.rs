@@ -1,0 +1,244 @@
+//! bge-m3's three outputs (dense, sparse, ColBERT) against FlagEmbedding's definitions:
+//! tests/fixtures/golden/m3-tiny.safetensors, written by `tools/make_fixtures.py m3-tiny` from a
+//! line-for-line reimplementation of `BGEM3FlagModel.encode` on a bge-m3-shaped XLM-R with both
+//! heads; the scores against twins written here from FlagEmbedding's `compute_score`.
+
+mod common;
+
+use common::cli::{densa, fails, json_lines, ok, s};
+use common::{copy_folder, model_dir, Golden};
+use densa::heads::m3::{colbert_score, sparse_score, M3Output, M3};
+use densa::{Input, Options, Precision};
+use serde_json::Value;
+
+/// As for the other tiny fixtures: absolute, on values of order 1.
+const TOLERANCE: f32 = 1e-5;
+
+fn open(precision: Precision) -> M3 {
+    let options = Options {
+        threads: 2,
+        precision,
+        ..Options::default()
+    };
+    M3::from_dir(model_dir("m3-tiny"), options).unwrap()
+}
+
+fn texts(golden: &Golden) -> Vec<String> {
+    serde_json::from_str(&golden.metadata("texts").unwrap()).unwrap()
+}
+
+#[test]
+fn every_output_matches_flagembedding() {
+    let golden = Golden::load("m3-tiny");
+    let texts = texts(&golden);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let m3 = open(Precision::F32);
+    let got = m3.encode(&refs).unwrap();
+    let mut worst = 0.0f32;
+    for (i, output) in got.iter().enumerate() {
+        let ids = golden.ids(&format!("text{i}.input_ids"));
+        let tokenized = m3.encoder().tokenize(&[Input::Text(refs[i])]).unwrap();
+        assert_eq!(tokenized[0].ids, ids, "text {i}: token ids");
+
+        let dense = golden.f32(&format!("text{i}.dense")).1;
+        worst = worst.max(common::max_abs_diff(&output.dense, &dense));
+
+        // Sparse: the same ids with the same weights; an id only one side keeps must weigh
+        // next to nothing there (a ReLU at the edge of 0).
+        let want_ids = golden.ids(&format!("text{i}.sparse_ids"));
+        let want_values = golden.f32(&format!("text{i}.sparse_values")).1;
+        let want: Vec<(u32, f32)> = want_ids.into_iter().zip(want_values).collect();
+        assert!(
+            !want.is_empty() || refs[i].is_empty(),
+            "text {i}: no weights"
+        );
+        for (id, weight) in &want {
+            match output.sparse.iter().find(|(g, _)| g == id) {
+                Some((_, w)) => worst = worst.max((w - weight).abs()),
+                None => assert!(*weight <= TOLERANCE, "text {i}: id {id} ({weight}) missing"),
+            }
+        }
+        for (id, weight) in &output.sparse {
+            if !want.iter().any(|(w, _)| w == id) {
+                assert!(*weight <= TOLERANCE, "text {i}: extra id {id} ({weight})");
+            }
+            assert!(*weight > 0.0);
+        }
+        assert!(output.sparse.windows(2).all(|w| w[0].0 < w[1].0));
+
+        // ColBERT: one row per token after [CLS], the closing </s> included.
+        let (shape, colbert) = golden.f32(&format!("text{i}.colbert"));
+        assert_eq!(shape, [ids.len() - 1, m3.colbert_dim()], "text {i}");
+        worst = worst.max(common::max_abs_diff(&output.colbert, &colbert));
+    }
+    assert!(worst <= TOLERANCE, "worst |diff| {worst:e}");
+    println!(
+        "FIDELITY m3-tiny: {} texts, dense/sparse/ColBERT worst |diff| {worst:.3e}",
+        got.len()
+    );
+
+    // One text at a time gives the same bits as all at once.
+    for (i, text) in refs.iter().enumerate() {
+        assert_eq!(m3.encode(&[text]).unwrap()[0], got[i], "text {i}");
+    }
+}
+
+/// FlagEmbedding's `compute_score` by its definition, on the golden outputs: the lexical
+/// match (Σ shared ids' weight products) and ColBERT's MaxSim averaged over the query rows.
+#[test]
+fn scores_follow_compute_score() {
+    let golden = Golden::load("m3-tiny");
+    let texts = texts(&golden);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let got = open(Precision::F32).encode(&refs).unwrap();
+    let golden_output = |i: usize| -> (Vec<(u32, f32)>, Vec<Vec<f32>>) {
+        let ids = golden.ids(&format!("text{i}.sparse_ids"));
+        let values = golden.f32(&format!("text{i}.sparse_values")).1;
+        let (shape, flat) = golden.f32(&format!("text{i}.colbert"));
+        let rows = flat.chunks(shape[1]).map(<[f32]>::to_vec).collect();
+        (ids.into_iter().zip(values).collect(), rows)
+    };
+    for (q, p) in [(0, 1), (0, 2), (2, 2), (1, 4)] {
+        let (q_sparse, q_rows) = golden_output(q);
+        let (p_sparse, p_rows) = golden_output(p);
+        let lexical: f64 = q_sparse
+            .iter()
+            .filter_map(|(id, w)| {
+                p_sparse
+                    .iter()
+                    .find(|(pid, _)| pid == id)
+                    .map(|(_, pw)| *w as f64 * *pw as f64)
+            })
+            .sum();
+        let maxsim: f64 = q_rows
+            .iter()
+            .map(|a| {
+                p_rows
+                    .iter()
+                    .map(|b| {
+                        a.iter()
+                            .zip(b)
+                            .map(|(x, y)| *x as f64 * *y as f64)
+                            .sum::<f64>()
+                    })
+                    .fold(f64::MIN, f64::max)
+            })
+            .sum::<f64>()
+            / q_rows.len() as f64;
+        let sparse = sparse_score(&got[q].sparse, &got[p].sparse);
+        let colbert = colbert_score(&got[q], &got[p]);
+        assert!(
+            (sparse - lexical).abs() <= 1e-4 * (1.0 + lexical.abs()),
+            "{q},{p}: {sparse} vs {lexical}"
+        );
+        assert!(
+            (colbert - maxsim).abs() <= 1e-5,
+            "{q},{p}: {colbert} vs {maxsim}"
+        );
+    }
+}
+
+/// int8 under the heads: the same vectors within cosine 0.999 (the trunk's linear layers
+/// quantized; the heads f32).
+#[test]
+fn int8_stays_close() {
+    let golden = Golden::load("m3-tiny");
+    let texts = texts(&golden);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let f32_out = open(Precision::F32).encode(&refs).unwrap();
+    let int8_out = open(Precision::Int8).encode(&refs).unwrap();
+    let mut worst = 1.0f64;
+    for (a, b) in f32_out.iter().zip(&int8_out) {
+        worst = worst.min(common::cosine(&a.dense, &b.dense));
+        for (x, y) in a.colbert_rows().zip(b.colbert_rows()) {
+            worst = worst.min(common::cosine(x, y));
+        }
+    }
+    assert!(worst >= 0.999, "worst cosine {worst}");
+}
+
+#[test]
+fn a_folder_without_its_heads_says_how_to_convert_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("m3");
+    copy_folder(&model_dir("m3-tiny"), &folder);
+    std::fs::remove_file(folder.join("colbert_linear.safetensors")).unwrap();
+    std::fs::write(folder.join("colbert_linear.pt"), b"not read").unwrap();
+    let e = M3::from_dir(&folder, Options::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("colbert_linear") && e.contains("convert_to_safetensors.py"),
+        "{e}"
+    );
+}
+
+/// `densa embed --output-kind`: each output as the library gives it, sparse in TEI's
+/// `/embed_sparse` shape.
+#[test]
+fn embed_cli_writes_each_output_kind() {
+    let golden = Golden::load("m3-tiny");
+    let texts = texts(&golden);
+    let refs: Vec<&str> = texts[..3].iter().map(String::as_str).collect();
+    let want: Vec<M3Output> = open(Precision::F32).encode(&refs).unwrap();
+    let stdin = refs.join("\n") + "\n";
+    let model = model_dir("m3-tiny");
+    let run = |kind: &str| -> Vec<Value> {
+        json_lines(&ok(&densa(
+            &[
+                "embed",
+                "--model",
+                s(&model),
+                "--output-kind",
+                kind,
+                "--input",
+                "-",
+            ],
+            Some(stdin.as_bytes()),
+        )))
+    };
+    let bits = |v: &Value| (v.as_f64().unwrap() as f32).to_bits();
+    for (row, w) in run("dense").iter().zip(&want) {
+        let got: Vec<u32> = row.as_array().unwrap().iter().map(bits).collect();
+        assert_eq!(got, w.dense.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+    for (row, w) in run("sparse").iter().zip(&want) {
+        let got: Vec<(u64, u32)> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["index"].as_u64().unwrap(), bits(&e["value"])))
+            .collect();
+        let expected: Vec<(u64, u32)> = w
+            .sparse
+            .iter()
+            .map(|(i, v)| (*i as u64, v.to_bits()))
+            .collect();
+        assert_eq!(got, expected);
+    }
+    for (row, w) in run("colbert").iter().zip(&want) {
+        let got: Vec<u32> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(bits).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(
+            got,
+            w.colbert.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+    // A model without bge-m3's heads is a clear error.
+    let e = fails(&densa(
+        &[
+            "embed",
+            "--model",
+            s(&model_dir("xlmr-tiny")),
+            "--output-kind",
+            "sparse",
+        ],
+        Some(b"hola\n"),
+    ));
+    assert!(e.contains("sparse_linear"), "{e}");
+}
