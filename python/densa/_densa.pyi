@@ -1,6 +1,6 @@
 """Type stubs of densa's native module (densa._densa)."""
 from os import PathLike
-from typing import Any, Iterable, Optional, Sequence, Tuple, Union, overload
+from typing import Any, Iterable, Literal, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -21,11 +21,25 @@ class Encoder:
     @overload
     def encode(self, texts: str, batch_size: int = 32, normalize: Optional[bool] = None,
                prompt_name: Optional[str] = None, prompt: Optional[str] = None,
-               truncate_dim: Optional[int] = None, show_progress_bar: bool = False) -> npt.NDArray[np.float32]: ...
+               truncate_dim: Optional[int] = None, show_progress_bar: bool = False,
+               output_kind: Literal["dense"] = "dense") -> npt.NDArray[np.float32]: ...
     @overload
     def encode(self, texts: Iterable[str], batch_size: int = 32, normalize: Optional[bool] = None,
                prompt_name: Optional[str] = None, prompt: Optional[str] = None,
-               truncate_dim: Optional[int] = None, show_progress_bar: bool = False) -> npt.NDArray[np.float32]: ...
+               truncate_dim: Optional[int] = None, show_progress_bar: bool = False,
+               output_kind: Literal["dense"] = "dense") -> npt.NDArray[np.float32]: ...
+    @overload
+    def encode(self, texts: str, batch_size: int = 32, *,
+               output_kind: Literal["sparse"]) -> dict[int, float]: ...
+    @overload
+    def encode(self, texts: Iterable[str], batch_size: int = 32, *,
+               output_kind: Literal["sparse"]) -> list[dict[int, float]]: ...
+    @overload
+    def encode(self, texts: str, batch_size: int = 32, *,
+               output_kind: Literal["colbert"]) -> npt.NDArray[np.float32]: ...
+    @overload
+    def encode(self, texts: Iterable[str], batch_size: int = 32, *,
+               output_kind: Literal["colbert"]) -> list[npt.NDArray[np.float32]]: ...
     def encode_pairs(self, pairs: Iterable[Tuple[str, str]], batch_size: int = 32,
                      normalize: Optional[bool] = None, truncate_dim: Optional[int] = None) -> npt.NDArray[np.float32]: ...
     def tokenize(self, texts: Union[str, Iterable[str]]) -> list[dict[str, Any]]: ...

@@ -1,7 +1,9 @@
-//! The heads from Python: `Reranker` (cross-encoder) and `Reader` (extractive QA).
+//! The heads from Python: `Reranker` (cross-encoder), `Reader` (extractive QA), and bge-m3's
+//! sparse and ColBERT outputs (`Encoder.encode(output_kind=...)`).
 
-use crate::{load, pairs_of, to_matrix, to_py};
-use numpy::PyArray1;
+use crate::{load, pairs_of, to_matrix, to_py, InvalidInputError};
+use numpy::ndarray::Array1;
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::path::PathBuf;
@@ -145,4 +147,63 @@ impl Reader {
         }
         Ok(PyList::new(py, dicts)?.into_any())
     }
+}
+
+/// bge-m3's sparse or ColBERT output of `texts` (see `Encoder.encode`), `batch_size` texts a
+/// pass, the GIL released while computing.
+pub(crate) fn m3_encode<'py>(
+    py: Python<'py>,
+    encoder: &crate::Encoder,
+    texts: &[String],
+    single: bool,
+    output_kind: &str,
+    batch_size: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    use densa::heads::m3::OutputKind;
+    let kind = OutputKind::from_name(output_kind).ok_or_else(|| {
+        InvalidInputError::new_err(format!(
+            "output_kind {output_kind:?}: use one of {}",
+            OutputKind::NAMES.join(", ")
+        ))
+    })?;
+    let Some(heads) = &encoder.m3 else {
+        return Err(InvalidInputError::new_err(format!(
+            "output_kind={output_kind:?} needs a bge-m3 folder (sparse_linear.safetensors and colbert_linear.safetensors beside the trunk; tools/convert_to_safetensors.py converts the published .pt files)"
+        )));
+    };
+    if batch_size == 0 {
+        return Err(InvalidInputError::new_err("batch_size must be at least 1"));
+    }
+    let inner = &encoder.inner;
+    let outputs = py
+        .detach(|| {
+            let mut outputs = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(batch_size) {
+                let inputs: Vec<densa::Input> =
+                    chunk.iter().map(|t| densa::Input::Text(t)).collect();
+                let tokenized = inner.tokenize(&inputs)?;
+                outputs.extend(heads.encode_tokenized(inner, &tokenized)?);
+            }
+            Ok(outputs)
+        })
+        .map_err(to_py)?;
+    let list = PyList::empty(py);
+    for output in outputs {
+        let item = match kind {
+            OutputKind::Sparse => {
+                let weights = PyDict::new(py);
+                for (id, weight) in &output.sparse {
+                    weights.set_item(id, weight)?;
+                }
+                weights.into_any()
+            }
+            OutputKind::Colbert => to_matrix(py, output.colbert, output.colbert_dim)?,
+            OutputKind::Dense => Array1::from_vec(output.dense).into_pyarray(py).into_any(),
+        };
+        list.append(item)?;
+    }
+    if single {
+        return list.get_item(0);
+    }
+    Ok(list.into_any())
 }

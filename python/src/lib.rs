@@ -87,6 +87,8 @@ pub(crate) fn pairs_of(pairs: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String
 #[pyclass(frozen, module = "densa._densa")]
 pub(crate) struct Encoder {
     pub(crate) inner: Arc<densa::Encoder>,
+    /// bge-m3's sparse and ColBERT heads, when the folder holds them.
+    pub(crate) m3: Option<Arc<densa::heads::M3Heads>>,
 }
 
 #[pymethods]
@@ -120,15 +122,21 @@ impl Encoder {
             truncate_dim,
             ..densa::Options::default()
         };
-        Ok(Encoder {
-            inner: load(py, || densa::Encoder::from_dir(&path, options))?,
-        })
+        let inner = load(py, || densa::Encoder::from_dir(&path, options))?;
+        let m3 = match densa::heads::M3Heads::present(&path) {
+            true => Some(load(py, || densa::heads::M3Heads::from_dir(&path, &inner))?),
+            false => None,
+        };
+        Ok(Encoder { inner, m3 })
     }
 
     /// Embeddings of `texts` (a str gives one vector `(dim,)`, a list `(n, dim)` float32).
     /// `normalize`, `prompt_name`, `prompt` and `truncate_dim` override the encoder's own for
     /// this call (None: the encoder's); `batch_size` texts go through each call to the engine.
-    #[pyo3(signature = (texts, batch_size=32, normalize=None, prompt_name=None, prompt=None, truncate_dim=None, show_progress_bar=false))]
+    /// A bge-m3 folder also gives `output_kind="sparse"` (per text a dict token id → weight,
+    /// FlagEmbedding's lexical weights) and `"colbert"` (per text a `(tokens - 1, C)` float32
+    /// array); `"dense"` is the default.
+    #[pyo3(signature = (texts, batch_size=32, normalize=None, prompt_name=None, prompt=None, truncate_dim=None, show_progress_bar=false, output_kind="dense"))]
     #[allow(clippy::too_many_arguments)]
     fn encode<'py>(
         &self,
@@ -140,8 +148,17 @@ impl Encoder {
         prompt: Option<&str>,
         truncate_dim: Option<usize>,
         show_progress_bar: bool,
+        output_kind: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (texts, single) = texts_of(texts)?;
+        if output_kind != "dense" {
+            if (prompt, prompt_name, truncate_dim, normalize) != (None, None, None, None) {
+                return Err(InvalidInputError::new_err(
+                    "normalize, prompt_name, prompt and truncate_dim apply to dense vectors",
+                ));
+            }
+            return heads::m3_encode(py, self, &texts, single, output_kind, batch_size);
+        }
         let encoding = self.encoding(prompt, prompt_name, truncate_dim, normalize)?;
         let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
         let (data, dim) = self.run(py, &inputs, &encoding, batch_size, show_progress_bar)?;

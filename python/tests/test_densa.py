@@ -293,3 +293,31 @@ def test_ray_serve_shards_answer_as_the_whole_index_hit_for_hit(tmp_path):
     assert by_vectors == got[:2]
     with pytest.raises(ValueError, match="not the 2 shards"):
         densa.ray.serve_index([str(shards[0]), str(whole)])
+
+
+def test_bge_m3_sparse_and_colbert_outputs_are_the_cli_s():
+    """A bge-m3 folder (its sparse and ColBERT heads beside the trunk): encode(output_kind=...)
+    gives `densa embed --output-kind`'s outputs bit for bit (those are checked against
+    FlagEmbedding's definitions in tests/m3.rs)."""
+    model = MODELS / "m3-tiny"
+    m3 = densa.Encoder(model, threads=2)
+    texts = ["¿Quién escribió Don Quijote?", "Cervantes, Cervantes y Cervantes.", "hola"]
+    stdin = "".join(t + "\n" for t in texts)
+    sparse = m3.encode(texts, output_kind="sparse")
+    rows = cli("embed", "--model", model, "--output-kind", "sparse", "--input", "-", stdin=stdin)
+    for got, row in zip(sparse, rows):
+        assert sorted(got) == [entry["index"] for entry in row]
+        for entry in row:
+            assert np.float32(got[entry["index"]]) == np.float32(entry["value"])
+    colbert = m3.encode(texts, output_kind="colbert")
+    rows = cli("embed", "--model", model, "--output-kind", "colbert", "--input", "-", stdin=stdin)
+    for got, row in zip(colbert, rows):
+        assert got.dtype == np.float32 and got.shape == (len(row), len(row[0]))
+        assert (bits(got) == bits(np.array(row, dtype=np.float32))).all()
+    assert m3.encode(texts[0], output_kind="sparse") == sparse[0]
+    with pytest.raises(densa.InvalidInputError, match="bge-m3"):
+        densa.Encoder(MODELS / "st-tiny").encode("hola", output_kind="sparse")
+    with pytest.raises(densa.InvalidInputError, match="output_kind"):
+        m3.encode("hola", output_kind="splade")
+    with pytest.raises(densa.InvalidInputError, match="dense vectors"):
+        m3.encode("hola", output_kind="colbert", normalize=True)
