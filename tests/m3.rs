@@ -242,3 +242,114 @@ fn embed_cli_writes_each_output_kind() {
     ));
     assert!(e.contains("sparse_linear"), "{e}");
 }
+
+/// Hybrid search over the demo passages: with every passage a candidate, the ranking and
+/// scores are the brute-force `compute_score` fusion computed here from the outputs'
+/// definitions; with fewer candidates, every hit is still scored exactly.
+#[test]
+fn hybrid_search_ranks_by_compute_score() {
+    use densa::retrieval::hybrid::{HybridCollection, HybridWeights};
+    let demo = common::fixtures().join("../../examples/demo");
+    let passages: Vec<String> = std::fs::read_to_string(demo.join("pasajes.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let questions: Vec<String> = std::fs::read_to_string(demo.join("preguntas.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let m3 = open(Precision::F32);
+    let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
+    let outputs = m3.encode(&refs).unwrap();
+    let collection = HybridCollection::new(outputs.clone(), true).unwrap();
+    let n = collection.len();
+    let dot = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| *x as f64 * *y as f64)
+            .sum::<f64>()
+    };
+    for weights in [
+        HybridWeights::default(),
+        HybridWeights {
+            dense: 1.0,
+            sparse: 0.0,
+            colbert: 0.0,
+        },
+        HybridWeights {
+            dense: 0.0,
+            sparse: 1.0,
+            colbert: 0.0,
+        },
+        HybridWeights {
+            dense: 1.0,
+            sparse: 1.0,
+            colbert: 1.0,
+        },
+    ] {
+        for question in questions.iter().take(5) {
+            let q = &m3.encode(&[question]).unwrap()[0];
+            // The twin: every passage scored by the definitions.
+            let mut want: Vec<(usize, f64)> = outputs
+                .iter()
+                .enumerate()
+                .map(|(row, p)| {
+                    let dense = dot(&q.dense, &p.dense);
+                    let lexical: f64 = q
+                        .sparse
+                        .iter()
+                        .filter_map(|(id, w)| {
+                            p.sparse
+                                .iter()
+                                .find(|(pid, _)| pid == id)
+                                .map(|(_, pw)| *w as f64 * *pw as f64)
+                        })
+                        .sum();
+                    let maxsim = q
+                        .colbert_rows()
+                        .map(|a| p.colbert_rows().map(|b| dot(a, b)).fold(f64::MIN, f64::max))
+                        .sum::<f64>()
+                        / q.colbert_rows().count() as f64;
+                    let sum = weights.dense + weights.sparse + weights.colbert;
+                    (
+                        row,
+                        (weights.dense * dense
+                            + weights.sparse * lexical
+                            + weights.colbert * maxsim)
+                            / sum,
+                    )
+                })
+                .collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let got = collection.search(q, 5, n, &weights).unwrap();
+            for (hit, (row, score)) in got.iter().zip(&want) {
+                assert!(
+                    (hit.score - score).abs() <= 1e-9 * (1.0 + score.abs()),
+                    "{question}: {} vs {score}",
+                    hit.score
+                );
+                assert_eq!(hit.row, *row, "{question} {weights:?}");
+            }
+            // Fewer candidates: each hit scored exactly all the same.
+            for hit in collection.search(q, 5, 3, &weights).unwrap() {
+                let (_, score) = want.iter().find(|(row, _)| *row == hit.row).unwrap();
+                assert!((hit.score - score).abs() <= 1e-9 * (1.0 + score.abs()));
+            }
+        }
+    }
+    // Bad weights are refused.
+    let q = &m3.encode(&["hola"]).unwrap()[0];
+    let bad = HybridWeights {
+        dense: -1.0,
+        sparse: 1.0,
+        colbert: 0.0,
+    };
+    assert!(collection.search(q, 3, 3, &bad).is_err());
+}

@@ -30,6 +30,7 @@ mod build;
 mod chunk;
 mod collection;
 mod eval;
+pub mod hybrid;
 mod passages;
 mod reader;
 mod search;
