@@ -168,6 +168,15 @@ impl<'a> EncodingBuilder<'a> {
         self
     }
 
+    /// The folder's prompt called `name`, when a request names one (`None`: this builder's
+    /// prompt stays).
+    pub fn prompt_named(self, name: Option<String>) -> Self {
+        match name {
+            Some(name) => self.prompt(Prompt::Named(name)),
+            None => self,
+        }
+    }
+
     /// Keep the first `dim` values of each vector (`None`: all of them), after the folder's
     /// modules and before normalisation (sentence-transformers' `truncate_dim`).
     pub fn truncate_dim(mut self, dim: Option<usize>) -> Self {

@@ -2,7 +2,7 @@
 
 use super::errors::{parse_json, ApiError, Shape};
 use super::{json_response, RequestFacts, Server};
-use crate::encoder::{Encoder, Encoding, Prompt};
+use crate::encoder::{Encoder, Encoding};
 use crate::tokenizer::{Input, Tokenized};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -340,11 +340,9 @@ pub(crate) async fn similarity(
     if request.inputs.sentences.is_empty() {
         return Err(ApiError::validation("inputs.sentences is an empty list"));
     }
-    let mut encoding = server.models.encoder.encoding_builder();
-    if let Some(name) = parameters.prompt_name {
-        encoding = encoding.prompt(Prompt::Named(name));
-    }
-    let encoding = encoding.build()?;
+    let encoding = (server.models.encoder.encoding_builder())
+        .prompt_named(parameters.prompt_name)
+        .build()?;
     let mut texts = vec![request.inputs.source_sentence];
     texts.extend(request.inputs.sentences);
     let (vectors, facts) = embed_texts(server, texts, encoding, parameters.truncate).await?;
@@ -382,14 +380,9 @@ pub(crate) async fn embed_request(
     }
     // TEI's `normalize`: unit vectors out, normalised once (not again when the folder's
     // Normalize module already did).
-    let mut encoding = server
-        .models
-        .encoder
-        .encoding_builder()
-        .unit_vectors(request.normalize);
-    if let Some(name) = request.prompt_name {
-        encoding = encoding.prompt(Prompt::Named(name));
-    }
+    let mut encoding = (server.models.encoder.encoding_builder())
+        .unit_vectors(request.normalize)
+        .prompt_named(request.prompt_name);
     if let Some(dim) = request.dimensions {
         encoding = encoding.truncate_dim(Some(dim));
     }
@@ -546,7 +539,7 @@ pub(crate) async fn tokenize(
         let encoding = match request.prompt_name {
             Some(name) => encoder
                 .encoding_builder()
-                .prompt(Prompt::Named(name))
+                .prompt_named(Some(name))
                 .build()?,
             None => encoder.encoding().clone(),
         };

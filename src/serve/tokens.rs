@@ -6,7 +6,6 @@ use super::embed::{
 };
 use super::errors::ApiError;
 use super::{json_response, RequestFacts, Server};
-use crate::encoder::Prompt;
 use crate::tokenizer::Input;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -147,11 +146,9 @@ async fn per_token(
         let (texts, _) = texts(&request.inputs, "inputs")?;
         check_count(&server, texts.len())?;
         let encoder = server.models.encoder.clone();
-        let mut encoding = encoder.encoding_builder();
-        if let Some(name) = request.prompt_name {
-            encoding = encoding.prompt(Prompt::Named(name));
-        }
-        let encoding = encoding.build()?;
+        let encoding = (encoder.encoding_builder())
+            .prompt_named(request.prompt_name)
+            .build()?;
         let truncate = request.truncate;
         let (body, facts) = Server::blocking(move || {
             let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
