@@ -353,3 +353,209 @@ fn hybrid_search_ranks_by_compute_score() {
     };
     assert!(collection.search(q, 3, 3, &bad).is_err());
 }
+
+/// `densa index` with a bge-m3 folder stores the three outputs from one pass; `densa search
+/// --mode` ranks as the library's in-memory twin over the same passages; the chunks assemble
+/// into the same files whatever the chunk size; `densa eval` reports every mode.
+#[test]
+fn index_search_and_eval_every_mode() {
+    use densa::retrieval::hybrid::{HybridCollection, HybridWeights};
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_dir("m3-tiny");
+    let demo = common::fixtures().join("../../examples/demo");
+    let passages = demo.join("pasajes.jsonl");
+    let template = "{title}. {text}";
+    let build = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "index",
+            "--model",
+            s(&model),
+            "--passages",
+            s(&passages),
+            "--output",
+            s(&out),
+            "--passage-template",
+            template,
+        ];
+        args.extend_from_slice(extra);
+        ok(&densa(&args, None));
+        out
+    };
+    let whole = build("whole", &[]);
+    let chunked = build("chunked", &["--chunk-size", "10"]);
+    for file in ["vectors.npy", "m3.bin", "colbert.npy", "passages.jsonl"] {
+        assert_eq!(
+            std::fs::read(whole.join(file)).unwrap(),
+            std::fs::read(chunked.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert!(!chunked.join("chunks").exists());
+
+    // The twin: the passages' outputs from the library, in memory.
+    let texts: Vec<String> = std::fs::read_to_string(&passages)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{}. {}",
+                v["title"].as_str().unwrap(),
+                v["text"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let m3 = open(Precision::F32);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let collection = HybridCollection::new(m3.encode(&refs).unwrap(), true).unwrap();
+    let question = "¿Quién escribió Don Quijote de la Mancha?";
+    let q = &m3.encode(&[question]).unwrap()[0];
+    for (mode, weights) in [
+        (
+            "dense",
+            HybridWeights {
+                dense: 1.0,
+                sparse: 0.0,
+                colbert: 0.0,
+            },
+        ),
+        (
+            "sparse",
+            HybridWeights {
+                dense: 0.0,
+                sparse: 1.0,
+                colbert: 0.0,
+            },
+        ),
+        ("hybrid", HybridWeights::default()),
+    ] {
+        let rows: Vec<Value> = json_lines(&ok(&densa(
+            &[
+                "search",
+                "--model",
+                s(&model),
+                "--index",
+                s(&whole),
+                "--mode",
+                mode,
+                "--top-k",
+                "5",
+                "--candidates",
+                "40",
+                "--json",
+                question,
+            ],
+            None,
+        )));
+        let hits = rows[0]["hits"].as_array().unwrap();
+        let want = collection.search(q, 5, 40, &weights).unwrap();
+        assert_eq!(hits.len(), want.len(), "{mode}");
+        for (hit, w) in hits.iter().zip(&want) {
+            assert_eq!(
+                hit["text"].as_str().unwrap(),
+                texts[w.row].split_once(". ").unwrap().1,
+                "{mode}"
+            );
+            let score = hit["score"].as_f64().unwrap();
+            assert!(
+                (score - w.score).abs() <= 1e-6 * (1.0 + w.score.abs()),
+                "{mode}: {score} vs {}",
+                w.score
+            );
+            assert!((hit["scores"]["sparse"].as_f64().unwrap() - w.sparse).abs() <= 1e-9);
+        }
+    }
+    // Stored at f16, the ColBERT vectors cost half and the hybrid scores move by ~1e-3.
+    let half = build("half", &["--vectors", "f16"]);
+    let size = |d: &std::path::Path| std::fs::metadata(d.join("colbert.npy")).unwrap().len();
+    assert!(size(&half) * 2 < size(&whole) + 256);
+    let rows: Vec<Value> = json_lines(&ok(&densa(
+        &[
+            "search",
+            "--model",
+            s(&model),
+            "--index",
+            s(&half),
+            "--mode",
+            "hybrid",
+            "--top-k",
+            "3",
+            "--candidates",
+            "40",
+            "--json",
+            question,
+        ],
+        None,
+    )));
+    for hit in rows[0]["hits"].as_array().unwrap() {
+        let row = texts
+            .iter()
+            .position(|t| t.ends_with(hit["text"].as_str().unwrap()))
+            .unwrap();
+        let exact = collection
+            .search(q, 36, 40, &HybridWeights::default())
+            .unwrap();
+        let w = exact.iter().find(|h| h.row == row).unwrap();
+        assert!(
+            (hit["score"].as_f64().unwrap() - w.score).abs() <= 5e-3,
+            "{hit}"
+        );
+    }
+
+    // eval: every mode, each from the same searches.
+    let report: Value = serde_json::from_str(&ok(&densa(
+        &[
+            "eval",
+            "--model-q",
+            s(&model),
+            "--index",
+            s(&whole),
+            "--qa",
+            s(&demo.join("qa.jsonl")),
+        ],
+        None,
+    )))
+    .unwrap();
+    for mode in ["dense", "sparse", "hybrid"] {
+        let m = &report["modes"][mode];
+        assert_eq!(m["questions"], 20, "{report}");
+        assert!(m["recall@20"].as_f64().unwrap() >= m["recall@1"].as_f64().unwrap());
+    }
+
+    // A plain index has no lexical weights: --mode sparse says so; a damaged m3.bin is refused.
+    let e = fails(&densa(
+        &[
+            "search",
+            "--model",
+            s(&model_dir("xlmr-tiny")),
+            "--index",
+            s(&whole),
+            "--mode",
+            "sparse",
+            "hola",
+        ],
+        None,
+    ));
+    assert!(e.contains("bge-m3"), "{e}");
+    let mut bytes = std::fs::read(whole.join("m3.bin")).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(whole.join("m3.bin"), bytes).unwrap();
+    let e = fails(&densa(
+        &[
+            "search",
+            "--model",
+            s(&model),
+            "--index",
+            s(&whole),
+            "--mode",
+            "hybrid",
+            "hola",
+        ],
+        None,
+    ));
+    assert!(
+        e.contains("m3.bin") && e.contains("build the index again"),
+        "{e}"
+    );
+}

@@ -185,6 +185,8 @@ pub(crate) fn build_index<'py>(
         truncate,
         vectors: densa::retrieval::VectorKind::parse(vectors)
             .map_err(InvalidInputError::new_err)?,
+        // The encoder's bge-m3 heads, when its folder has them.
+        m3: encoder.m3.clone(),
     };
     let inner = &encoder.inner;
     let report = py

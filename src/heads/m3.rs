@@ -157,6 +157,15 @@ impl M3 {
     }
 }
 
+impl std::fmt::Debug for M3Heads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("M3Heads")
+            .field("colbert_dim", &self.colbert_dim())
+            .field("unused_ids", &self.unused_ids)
+            .finish_non_exhaustive()
+    }
+}
+
 impl M3Heads {
     /// Whether `dir` holds bge-m3's heads (converted) beside its trunk.
     pub fn present(dir: &Path) -> bool {

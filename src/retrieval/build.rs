@@ -6,6 +6,7 @@ use super::passages::{fnv1a, model_fingerprint, Passage, FNV_OFFSET};
 use super::storage::{write_codes, VectorKind};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
+use crate::heads::M3Heads;
 use crate::io::npy::Dtype;
 use crate::io::output::{is_temporary_of, sync_folder_of, write_output};
 use crate::io::{failpoint, npy, read_json};
@@ -16,12 +17,18 @@ use std::path::{Path, PathBuf};
 pub const INDEX_FORMAT_VERSION: u64 = 1;
 
 /// The files of a complete index (besides the build's chunks while it runs).
-const FINAL_FILES: [&str; 4] = [
+const FINAL_FILES: [&str; 6] = [
     "manifest.json",
     "vectors.npy",
     "passages.jsonl",
     "passages.offsets",
+    "m3.bin",
+    "colbert.npy",
 ];
+
+/// The files of one chunk: passages, dense vectors and (with bge-m3's heads) the lexical
+/// weights and ColBERT vectors.
+const CHUNK_FILES: [&str; 4] = ["npy", "jsonl", "m3", "colbert.npy"];
 
 /// How to build an index.
 #[derive(Debug, Clone)]
@@ -45,6 +52,10 @@ pub struct IndexOptions {
     /// How the vectors are stored for search (f16 halves `vectors.npy`; int8 and binary add
     /// codes beside it).
     pub vectors: VectorKind,
+    /// bge-m3's heads on the encoder: the same pass also stores each passage's lexical
+    /// weights and ColBERT vectors (`m3.bin`, `colbert.npy`; f16 when `vectors` is not f32),
+    /// and the dense vectors are bge-m3's (normalised `[CLS]`).
+    pub m3: Option<std::sync::Arc<M3Heads>>,
 }
 
 impl Default for IndexOptions {
@@ -57,6 +68,7 @@ impl Default for IndexOptions {
             documents: None,
             truncate: false,
             vectors: VectorKind::F32,
+            m3: None,
         }
     }
 }
@@ -91,6 +103,8 @@ struct ChunkFiles {
     dir: PathBuf,
     tag: String,
     count: usize,
+    /// Whether chunks hold bge-m3's outputs too.
+    m3: bool,
 }
 
 impl ChunkFiles {
@@ -103,14 +117,22 @@ impl ChunkFiles {
     }
 
     fn done(&self, k: usize) -> bool {
-        self.path(k, "npy").is_file() && self.path(k, "jsonl").is_file()
+        self.extensions().iter().all(|e| self.path(k, e).is_file())
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        if self.m3 {
+            &CHUNK_FILES
+        } else {
+            &CHUNK_FILES[..2]
+        }
     }
 
     /// Removes this build's chunk files and `chunks/` itself once empty: never a file of
     /// another build or one the user put there.
     fn remove(&self) -> Result<()> {
         for k in 0..self.count {
-            for extension in ["npy", "jsonl"] {
+            for extension in CHUNK_FILES {
                 match std::fs::remove_file(self.path(k, extension)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(Error::io(self.path(k, extension), e))
@@ -140,7 +162,7 @@ fn remove_orphaned_temporaries(output: &Path, chunks: &ChunkFiles) {
     };
     ours_in(output, &FINAL_FILES.map(String::from));
     let chunk_names: Vec<String> = (0..chunks.count)
-        .flat_map(|k| [chunks.name(k, "npy"), chunks.name(k, "jsonl")])
+        .flat_map(|k| CHUNK_FILES.map(|e| chunks.name(k, e)))
         .collect();
     ours_in(&chunks.dir, &chunk_names);
 }
@@ -194,6 +216,7 @@ pub fn build_index(
         dir: output.join("chunks"),
         tag: build_tag(&manifest, options.chunk_size),
         count: chunk_count,
+        m3: options.m3.is_some(),
     };
     remove_orphaned_temporaries(output, &chunks);
     let missing = || (0..chunk_count).filter(|&k| !chunks.done(k)).count();
@@ -228,7 +251,7 @@ pub fn build_index(
             continue;
         }
         let part = &passages[chunk_range(k)];
-        encode_chunk(&encoding, part, &chunks, k)?;
+        encode_chunk(&encoding, options.m3.as_deref(), part, &chunks, k)?;
         chunks_encoded += 1;
         passages_encoded += part.len();
         done += part.len();
@@ -236,7 +259,11 @@ pub fn build_index(
     }
 
     let missing = missing();
-    let storage = (encoder.dim(), options.vectors);
+    let storage = Storage {
+        dim: encoder.dim(),
+        kind: options.vectors,
+        colbert_dim: options.m3.as_ref().map(|h| h.colbert_dim()),
+    };
     if as_shard {
         // Every chunk of this shard is encoded (the loop above): its own index.
         assemble(output, &chunks, &mine, &chunk_range, storage, &manifest)?;
@@ -300,13 +327,15 @@ fn manifest_of(
         "passages_fingerprint": format!("{passages_fingerprint:016x}"),
         "model_fingerprint": format!("{:016x}", model_fingerprint(encoder)),
         "precision": encoder.model().precision.name(),
-        "pooling": encoder.pooling().name(),
-        "normalized": encoder.normalizes(),
+        // With bge-m3's heads the dense vectors are bge-m3's: normalised [CLS].
+        "pooling": if options.m3.is_some() { "cls" } else { encoder.pooling().name() },
+        "normalized": options.m3.is_some() || encoder.normalizes(),
         "max_length": encoder.tokenizer().max_length(),
         "prompt": encoder.prompt(),
         "passage_template": options.passage_template,
         "chunking": options.documents.map(|c| c.describe()),
         "vectors": options.vectors.name(),
+        "m3": options.m3.as_ref().map(|h| json!({ "colbert_dim": h.colbert_dim() })),
         "complete": false,
     })
 }
@@ -329,14 +358,41 @@ fn build_tag(manifest: &Value, chunk_size: usize) -> String {
 /// chunk counts as done once both exist.
 fn encode_chunk(
     encoding: &PassageEncoding<'_>,
+    m3: Option<&M3Heads>,
     part: &[Passage],
     chunks: &ChunkFiles,
     k: usize,
 ) -> Result<()> {
     let templated = encoding.templated(part);
     let inputs = PassageEncoding::inputs(part, &templated);
-    // embed_inputs sorts by length into batches and returns rows in input order.
-    let vectors = encoding.encoder.embed_inputs(&inputs)?;
+    let vectors = match m3 {
+        // embed_inputs sorts by length into batches and returns rows in input order.
+        None => encoding.encoder.embed_inputs(&inputs)?,
+        // One pass for all three outputs: the dense vectors are bge-m3's.
+        Some(heads) => {
+            let tokenized = encoding.encoder.tokenize(&inputs)?;
+            let outputs = heads.encode_tokenized(encoding.encoder, &tokenized)?;
+            write_output(&chunks.path(k, "m3"), |out| {
+                super::m3_store::write_records(out, &outputs)
+            })?;
+            let colbert: Vec<f32> = outputs
+                .iter()
+                .flat_map(|o| o.colbert.iter().copied())
+                .collect();
+            let c = heads.colbert_dim();
+            write_output(&chunks.path(k, "colbert.npy"), |out| {
+                npy::write_f32_matrix(out, &colbert, colbert.len() / c.max(1), c)
+            })?;
+            let dim = outputs
+                .first()
+                .map_or(encoding.encoder.dim(), |o| o.dense.len());
+            crate::encoder::Embeddings {
+                dim,
+                data: outputs.into_iter().flat_map(|o| o.dense).collect(),
+                truncated: 0,
+            }
+        }
+    };
     write_output(&chunks.path(k, "jsonl"), |out| {
         for p in part {
             out.write_all(p.to_json_line().as_bytes())?;
@@ -367,6 +423,7 @@ fn check_same_build(path: &Path, existing: &Value, wanted: &Value) -> Result<()>
         "passage_template",
         "chunking",
         "vectors",
+        "m3",
     ] {
         if existing[key] != wanted[key] {
             return Err(Error::Config {
@@ -390,44 +447,16 @@ fn assemble(
     chunks: &ChunkFiles,
     ks: &[usize],
     chunk_range: &dyn Fn(usize) -> std::ops::Range<usize>,
-    (dim, kind): (usize, VectorKind),
+    storage: Storage,
     manifest: &Value,
 ) -> Result<()> {
-    let bad = |path: &Path, message: String| {
-        Error::InvalidInput(format!(
-            "{}: {message}; delete it and rerun to encode it again",
-            path.display()
-        ))
-    };
-    // Check everything before writing anything: (data offset of each vectors chunk).
-    let mut offsets_in_chunks = Vec::with_capacity(ks.len());
-    for &k in ks {
-        let (vectors, passages, rows) = (
-            chunks.path(k, "npy"),
-            chunks.path(k, "jsonl"),
-            chunk_range(k).len(),
-        );
-        let bytes = std::fs::read(&vectors).map_err(|e| Error::io(&vectors, e))?;
-        let (r, c, offset) = npy::parse_f32_header(&bytes).map_err(|e| bad(&vectors, e))?;
-        if (r, c) != (rows, dim) || bytes.len() != offset + rows * dim * 4 {
-            return Err(bad(
-                &vectors,
-                format!(
-                    "holds ({r}, {c}) in {} bytes, expected ({rows}, {dim})",
-                    bytes.len()
-                ),
-            ));
-        }
-        let text = std::fs::read(&passages).map_err(|e| Error::io(&passages, e))?;
-        let lines = text.split_inclusive(|&b| b == b'\n').count();
-        if lines != rows || text.last().is_some_and(|&b| b != b'\n') {
-            return Err(bad(
-                &passages,
-                format!("holds {lines} lines, expected {rows}"),
-            ));
-        }
-        offsets_in_chunks.push(offset);
-    }
+    let Storage {
+        dim,
+        kind,
+        colbert_dim,
+    } = storage;
+    // Check everything before writing anything.
+    let offsets_in_chunks = check_chunks(chunks, ks, chunk_range, dim)?;
     let total: usize = ks.iter().map(|&k| chunk_range(k).len()).sum();
     let dtype = kind.vectors_dtype();
     write_output(&output.join("vectors.npy"), |out| {
@@ -464,6 +493,17 @@ fn assemble(
     if kind.code_files(output).is_some() {
         write_codes(output, kind)?;
     }
+    if let Some(c) = colbert_dim {
+        super::m3_store::assemble(
+            output,
+            ks,
+            &|k| chunk_range(k).len(),
+            &|k| chunks.path(k, "m3"),
+            &|k| chunks.path(k, "colbert.npy"),
+            c,
+            kind,
+        )?;
+    }
     let mut complete = manifest.clone();
     complete["complete"] = json!(true);
     write_output(&output.join("manifest.json"), |out| {
@@ -471,8 +511,65 @@ fn assemble(
     })
 }
 
+/// Checks every chunk of `ks` (rows, dimension, lines) before any final file is written:
+/// the data offset of each vectors chunk.
+fn check_chunks(
+    chunks: &ChunkFiles,
+    ks: &[usize],
+    chunk_range: &dyn Fn(usize) -> std::ops::Range<usize>,
+    dim: usize,
+) -> Result<Vec<usize>> {
+    let bad = bad_chunk;
+    let mut offsets_in_chunks = Vec::with_capacity(ks.len());
+    for &k in ks {
+        let (vectors, passages, rows) = (
+            chunks.path(k, "npy"),
+            chunks.path(k, "jsonl"),
+            chunk_range(k).len(),
+        );
+        let bytes = std::fs::read(&vectors).map_err(|e| Error::io(&vectors, e))?;
+        let (r, c, offset) = npy::parse_f32_header(&bytes).map_err(|e| bad(&vectors, e))?;
+        if (r, c) != (rows, dim) || bytes.len() != offset + rows * dim * 4 {
+            return Err(bad(
+                &vectors,
+                format!(
+                    "holds ({r}, {c}) in {} bytes, expected ({rows}, {dim})",
+                    bytes.len()
+                ),
+            ));
+        }
+        let text = std::fs::read(&passages).map_err(|e| Error::io(&passages, e))?;
+        let lines = text.split_inclusive(|&b| b == b'\n').count();
+        if lines != rows || text.last().is_some_and(|&b| b != b'\n') {
+            return Err(bad(
+                &passages,
+                format!("holds {lines} lines, expected {rows}"),
+            ));
+        }
+        offsets_in_chunks.push(offset);
+    }
+    Ok(offsets_in_chunks)
+}
+
+/// A chunk file that fails its checks: what is wrong, and how to mend it.
+pub(super) fn bad_chunk(path: &Path, message: String) -> Error {
+    Error::InvalidInput(format!(
+        "{}: {message}; delete it and rerun to encode it again",
+        path.display()
+    ))
+}
+
+/// How the assembled index stores its outputs.
+#[derive(Clone, Copy)]
+struct Storage {
+    dim: usize,
+    kind: VectorKind,
+    /// The ColBERT width, when chunks hold bge-m3's outputs.
+    colbert_dim: Option<usize>,
+}
+
 /// Little-endian float32 bytes as little-endian binary16 bytes (round to nearest, ties to even).
-fn f16_bytes(f32_bytes: &[u8]) -> Vec<u8> {
+pub(super) fn f16_bytes(f32_bytes: &[u8]) -> Vec<u8> {
     f32_bytes
         .chunks_exact(4)
         .flat_map(|b| {

@@ -2,12 +2,14 @@
 //! retriever, and after a cross-encoder reranks), the usual metrics (recall@k, mean reciprocal
 //! rank, average rank), and SQuAD's exact match and F1 of an answer.
 
+use super::hybrid::HybridWeights;
 use super::reader::Index;
 use super::search::SearchOptions;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::heads::Reranker;
+use crate::heads::{M3Heads, Reranker};
 use crate::io::records::lines;
+use crate::tokenizer::Input;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Instant;
@@ -102,6 +104,49 @@ impl RetrievalMetrics {
         let vectors = encoder.embed(&refs)?;
         let depth = cutoffs.iter().copied().max().unwrap_or(1);
         let ranks = encoder.install(|| index.search_ranks(&vectors.data, gold, depth, options))?;
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(Self::from_ranks(&ranks, index.len(), cutoffs, seconds))
+    }
+
+    /// bge-m3's retrieval over an index that holds its outputs ([`Index::search_hybrid`] with
+    /// `weights`): the questions' outputs from `heads` on `encoder`, and where `gold[j]` lands
+    /// among the first `max(cutoffs, candidates)` hits, or one past them when missing (so
+    /// recall@k and MRR are the search's own up to that depth, and the average rank a lower
+    /// bound).
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_m3(
+        (encoder, heads): (&Encoder, &M3Heads),
+        index: &Index,
+        questions: &[String],
+        gold: &[usize],
+        cutoffs: &[usize],
+        candidates: usize,
+        weights: &HybridWeights,
+        options: &SearchOptions,
+    ) -> Result<Self> {
+        let start = Instant::now();
+        let inputs: Vec<Input> = questions.iter().map(|q| Input::Text(q)).collect();
+        let tokenized = encoder.tokenize(&inputs)?;
+        let queries = heads.encode_tokenized(encoder, &tokenized)?;
+        let depth = cutoffs
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(candidates)
+            .min(index.len());
+        let ranks = queries
+            .iter()
+            .zip(gold)
+            .map(|(q, &g)| {
+                let hits =
+                    index.search_hybrid(q, depth, candidates.max(depth), weights, options)?;
+                Ok(hits
+                    .iter()
+                    .position(|(h, _)| h.index == g)
+                    .map_or(hits.len() + 1, |at| at + 1))
+            })
+            .collect::<Result<Vec<usize>>>()?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(Self::from_ranks(&ranks, index.len(), cutoffs, seconds))
     }

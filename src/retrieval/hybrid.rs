@@ -128,6 +128,42 @@ impl Default for HybridWeights {
     }
 }
 
+impl HybridWeights {
+    /// Refuses a negative or non-finite weight, or all three 0.
+    pub fn check(&self) -> Result<()> {
+        let all = [self.dense, self.sparse, self.colbert];
+        if all.iter().any(|w| !w.is_finite() || *w < 0.0) || all.iter().sum::<f64>() <= 0.0 {
+            return Err(Error::InvalidInput(format!(
+                "weights (dense, sparse, colbert) {all:?}: each must be ≥ 0 and their sum above 0"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Row `row`'s hit: its scores and their weighted mean (`colbert` `None`: not scored, and
+/// its weight left out of the mean).
+pub fn fuse(
+    row: usize,
+    dense: f64,
+    sparse: f64,
+    colbert: Option<f64>,
+    weights: &HybridWeights,
+) -> HybridHit {
+    let colbert_weight = colbert.map_or(0.0, |_| weights.colbert);
+    let sum = weights.dense + weights.sparse + colbert_weight;
+    let weighted = weights.dense * dense
+        + weights.sparse * sparse
+        + colbert.map_or(0.0, |c| c * colbert_weight);
+    HybridHit {
+        row,
+        score: if sum > 0.0 { weighted / sum } else { 0.0 },
+        dense,
+        sparse,
+        colbert,
+    }
+}
+
 /// One passage found: its row and each score.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HybridHit {
@@ -204,16 +240,9 @@ impl HybridCollection {
                 self.dim
             )));
         }
-        let all = [weights.dense, weights.sparse, weights.colbert];
-        if all.iter().any(|w| !w.is_finite() || *w < 0.0) || all.iter().sum::<f64>() <= 0.0 {
-            return Err(Error::InvalidInput(format!(
-                "weights {all:?}: each must be ≥ 0 and their sum above 0"
-            )));
-        }
+        weights.check()?;
         let use_colbert = weights.colbert > 0.0 && self.colbert.is_some();
-        let weight_sum =
-            weights.dense + weights.sparse + if use_colbert { weights.colbert } else { 0.0 };
-        if weight_sum <= 0.0 {
+        if weights.dense + weights.sparse <= 0.0 && !use_colbert {
             return Err(Error::InvalidInput(
                 "only ColBERT is weighted, and this collection keeps no ColBERT vectors".into(),
             ));
@@ -250,17 +279,7 @@ impl HybridCollection {
                 let sparse = sparse_score(&query.sparse, &self.sparse[row]);
                 let colbert = use_colbert
                     .then(|| colbert_score(query, &self.colbert.as_ref().expect("kept")[row]));
-                let score = (weights.dense * dense
-                    + weights.sparse * sparse
-                    + colbert.map_or(0.0, |c| weights.colbert * c))
-                    / weight_sum;
-                HybridHit {
-                    row,
-                    score,
-                    dense,
-                    sparse,
-                    colbert,
-                }
+                fuse(row, dense, sparse, colbert, weights)
             })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));

@@ -8,6 +8,8 @@
 //!   vectors.npy         (passages, dim) float32, C order: np.load / faiss.IndexFlatIP
 //!   passages.jsonl      one {"id", "title", "text"} per row of vectors.npy, same order
 //!   passages.offsets    (passages + 1) little-endian u64: byte offset of each line
+//!   m3.bin, colbert.npy with a bge-m3 folder: lexical weights and ColBERT vectors
+//!                       (`m3_store.rs`), searched by `Index::search_hybrid`
 //!   chunks/             while building: NNNNNN-TAG.npy + NNNNNN-TAG.jsonl per chunk of passages
 //!                       (TAG: a hash of the model, the passages and the chunk size)
 //! ```
@@ -31,6 +33,7 @@ mod chunk;
 mod collection;
 mod eval;
 pub mod hybrid;
+mod m3_store;
 mod passages;
 mod reader;
 mod search;

@@ -54,6 +54,8 @@ pub struct Index {
     dir: PathBuf,
     /// Which shard of a collection this folder holds (`densa index --shard I/N`).
     shard: Option<Shard>,
+    /// bge-m3's lexical weights and ColBERT vectors, when the index holds them.
+    pub(super) m3: Option<super::m3_store::M3Store>,
 }
 
 /// Shard `index` of `count` of a collection cut into chunks of `chunk_size` passages: it holds
@@ -210,7 +212,12 @@ impl Index {
             _ if !with_ann => None,
             entry => Some(Ann::open(dir, entry, n, dim)?),
         };
+        let m3 = match super::m3_store::colbert_dim(&manifest) {
+            Some(c) => Some(super::m3_store::M3Store::open(dir, n, c, kind)?),
+            None => None,
+        };
         Ok(Index {
+            m3,
             manifest,
             kind,
             vectors,

@@ -6,8 +6,10 @@ use crate::{
     advance, describe_encoding, open_encoder, parse_shard, print_stdout, progress_bar, run_options,
     EncodeArgs, ModelArgs, Side,
 };
+use densa::heads::M3Heads;
 use densa::io::output::{write_output, Pending};
 use densa::io::records::{read_records, Record};
+use densa::retrieval::hybrid::{HybridHit, HybridWeights};
 use densa::retrieval::{
     answer_scores, read_qa_pairs, reranked_gold_ranks, Chunking, PassageEncoding, RetrievalMetrics,
     VectorKind,
@@ -143,6 +145,19 @@ pub(crate) struct SearchArgs {
     top_k: usize,
     #[command(flatten)]
     search: SearchFlags,
+    /// dense (the index's vectors), or with an index built by a bge-m3 folder: sparse (lexical
+    /// weights) or hybrid (dense and sparse candidates scored by --weights, ColBERT included).
+    /// On such an index every mode encodes questions as bge-m3 does (normalised [CLS]).
+    #[arg(long, default_value = "dense", value_parser = ["dense", "sparse", "hybrid"])]
+    mode: String,
+    /// --mode hybrid's weights of the dense, sparse and ColBERT scores (FlagEmbedding's
+    /// weights_for_different_modes).
+    #[arg(long, default_value = "0.4,0.2,0.4", value_parser = parse_weights)]
+    weights: HybridWeights,
+    /// --mode sparse and hybrid: candidates taken from each of the dense and sparse searches
+    /// before exact scoring.
+    #[arg(long, default_value_t = 100)]
+    candidates: usize,
     /// Questions, one per line (- for standard input).
     #[arg(long)]
     input: Option<String>,
@@ -151,6 +166,34 @@ pub(crate) struct SearchArgs {
     json: bool,
     /// A question (instead of --input).
     question: Option<String>,
+}
+
+/// `D,S,C`: the dense, sparse and ColBERT weights.
+fn parse_weights(text: &str) -> Result<HybridWeights, String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>().map_err(|e| format!("{v:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let [dense, sparse, colbert] = values[..] else {
+        return Err(format!(
+            "{text:?}: three weights, dense,sparse,colbert (e.g. 0.4,0.2,0.4)"
+        ));
+    };
+    let weights = HybridWeights {
+        dense,
+        sparse,
+        colbert,
+    };
+    weights.check().map_err(|e| e.to_string())?;
+    Ok(weights)
+}
+
+/// bge-m3's heads of the model folder `dir` on `encoder`, when the folder has them.
+fn m3_heads(dir: &Path, encoder: &Encoder) -> Result<Option<Arc<M3Heads>>, Error> {
+    match M3Heads::present(dir) {
+        true => Ok(Some(Arc::new(M3Heads::from_dir(dir, encoder)?))),
+        false => Ok(None),
+    }
 }
 
 #[derive(clap::Args)]
@@ -186,6 +229,13 @@ pub(crate) struct EvalArgs {
     /// As --truncate of densa index, for --passages.
     #[arg(long)]
     truncate: bool,
+    /// An index built by a bge-m3 folder, evaluated with one: also report each mode ("modes":
+    /// dense, sparse, hybrid with these weights of the dense, sparse and ColBERT scores).
+    #[arg(long, default_value = "0.4,0.2,0.4", value_parser = parse_weights)]
+    weights: HybridWeights,
+    /// With "modes": candidates from each of the dense and sparse searches, scored exactly.
+    #[arg(long, default_value_t = 100)]
+    candidates: usize,
     /// A cross-encoder: also report recall@k once it rescores the retriever's best
     /// --rerank-top passages ("reranked").
     #[arg(long)]
@@ -226,6 +276,7 @@ pub(crate) fn index(args: IndexArgs) -> Result<(), Error> {
         documents: args.documents.is_some().then(|| args.chunk.chunking()),
         truncate: args.truncate,
         vectors: args.vectors,
+        m3: m3_heads(&args.model.model, &encoder)?,
     };
     let input = args.documents.as_ref().or(args.passages.as_ref());
     let input = input.expect("clap requires --passages or --documents");
@@ -392,27 +443,98 @@ fn question_encoder(
     Ok(encoder)
 }
 
-pub(crate) fn search(args: SearchArgs) -> Result<(), Error> {
-    let questions = questions_from(args.question, args.input.as_deref())?;
-    let index = args.search.open(&args.index)?;
-    let encoder = question_encoder(&args.model, &args.encode, &index)?;
-    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+/// A hit, with its dense, sparse and ColBERT scores when a bge-m3 mode found it.
+type ScoredHit = (densa::SearchHit, Option<HybridHit>);
+
+/// Each question's hits by `mode` (sparse or hybrid: bge-m3's outputs of the question against
+/// the index's), with each hit's dense, sparse and ColBERT scores.
+fn search_m3(
+    args: &SearchArgs,
+    index: &Index,
+    (encoder, heads): (&Encoder, &M3Heads),
+    refs: &[&str],
+) -> Result<Vec<Vec<ScoredHit>>, Error> {
+    let one = |dense, sparse| HybridWeights {
+        dense,
+        sparse,
+        colbert: 0.0,
+    };
+    let weights = match args.mode.as_str() {
+        "dense" => one(1.0, 0.0),
+        "sparse" => one(0.0, 1.0),
+        _ => args.weights,
+    };
+    let inputs: Vec<densa::Input> = refs.iter().map(|q| densa::Input::Text(q)).collect();
+    let tokenized = encoder.tokenize(&inputs)?;
+    let queries = heads.encode_tokenized(encoder, &tokenized)?;
     let options = args.search.options();
-    let encoding = encoder.encoding();
-    let results = index.search_questions_with(&encoder, encoding, &refs, args.top_k, &options)?;
+    queries
+        .iter()
+        .map(|q| {
+            let hits = index.search_hybrid(q, args.top_k, args.candidates, &weights, &options)?;
+            Ok(hits
+                .into_iter()
+                .map(|(hit, scores)| (hit, Some(scores)))
+                .collect())
+        })
+        .collect()
+}
+
+pub(crate) fn search(args: SearchArgs) -> Result<(), Error> {
+    let questions = questions_from(args.question.clone(), args.input.as_deref())?;
+    let index = args.search.open(&args.index)?;
+    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+    // An index with bge-m3's outputs, searched with a bge-m3 folder: every mode by them.
+    let encoder = open_encoder(&args.model, &args.encode, Side::Query, None, 32)?;
+    let heads = match index.has_m3() {
+        true => m3_heads(&args.model.model, &encoder)?,
+        false => None,
+    };
+    if heads.is_none() && args.mode != "dense" {
+        return Err(Error::InvalidInput(format!(
+            "--mode {} searches bge-m3's lexical weights: the index must be built, and the questions encoded, with a bge-m3 folder (sparse_linear.safetensors and colbert_linear.safetensors beside the trunk){}",
+            args.mode,
+            if index.has_m3() { "" } else { "; this index holds none" }
+        )));
+    }
+    let results = match &heads {
+        Some(heads) => search_m3(&args, &index, (&encoder, heads), &refs)?,
+        None => {
+            describe_encoding("densa: questions", &encoder);
+            for mismatch in index.encoding_mismatches(&encoder) {
+                eprintln!("densa: warning: {mismatch}");
+            }
+            let options = args.search.options();
+            let encoding = encoder.encoding();
+            let found =
+                index.search_questions_with(&encoder, encoding, &refs, args.top_k, &options)?;
+            found
+                .into_iter()
+                .map(|hits| hits.into_iter().map(|h| (h, None)).collect())
+                .collect()
+        }
+    };
     let mut out = String::new();
     for (question, hits) in questions.iter().zip(&results) {
         if args.json {
             let hits: Vec<serde_json::Value> = hits
                 .iter()
                 .enumerate()
-                .map(|(rank, h)| h.to_json(rank + 1))
+                .map(|(rank, (h, scores))| {
+                    let mut hit = h.to_json(rank + 1);
+                    if let Some(s) = scores {
+                        hit["scores"] = serde_json::json!({
+                            "dense": s.dense, "sparse": s.sparse, "colbert": s.colbert,
+                        });
+                    }
+                    hit
+                })
                 .collect();
             out += &serde_json::json!({ "question": question, "hits": hits }).to_string();
             out.push('\n');
         } else {
             out += &format!("{question}\n");
-            for (rank, h) in hits.iter().enumerate() {
+            for (rank, (h, _)) in hits.iter().enumerate() {
                 let title = h.passage.title.as_deref().unwrap_or("");
                 out += &format!(
                     "  {:>2}. {:8.4}  [{}] {}: {}\n",
@@ -459,6 +581,11 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), Error> {
     let how = (&args.top_k[..], &args.search.options());
     let metrics = RetrievalMetrics::evaluate(&encoder, &index, &questions, &gold, how)?;
     let mut report = metrics.to_json();
+    if index.has_m3() {
+        if let Some(heads) = m3_heads(&args.model_q, &encoder)? {
+            report["modes"] = m3_modes(&args, (&encoder, &heads), &index, &questions, &gold)?;
+        }
+    }
     let template = args
         .passage_template
         .as_deref()
@@ -491,6 +618,43 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), Error> {
     print_stdout(&format!("{report}\n"))
 }
 
+/// Each mode's metrics over an index holding bge-m3's outputs: dense, sparse, hybrid.
+fn m3_modes(
+    args: &EvalArgs,
+    model: (&Encoder, &M3Heads),
+    index: &Index,
+    questions: &[String],
+    gold: &[usize],
+) -> Result<Value, Error> {
+    let one = |dense, sparse| HybridWeights {
+        dense,
+        sparse,
+        colbert: 0.0,
+    };
+    let mut modes = serde_json::Map::new();
+    for (name, weights) in [
+        ("dense", one(1.0, 0.0)),
+        ("sparse", one(0.0, 1.0)),
+        ("hybrid", args.weights),
+    ] {
+        let options = args.search.options();
+        let metrics = RetrievalMetrics::evaluate_m3(
+            model,
+            index,
+            questions,
+            gold,
+            &args.top_k,
+            args.candidates,
+            &weights,
+            &options,
+        )?;
+        let mut report = metrics.to_json();
+        report["weights"] = serde_json::json!([weights.dense, weights.sparse, weights.colbert]);
+        modes.insert(name.into(), report);
+    }
+    Ok(Value::Object(modes))
+}
+
 /// `eval --passages`: the passages encoded with `--model-ctx` into the index folder `dir`.
 /// They are pooled, truncated and normalised as the questions; only the prompt differs
 /// (default: the folder's "passage" or "document").
@@ -510,6 +674,7 @@ fn encode_passages(
     let options = densa::IndexOptions {
         passage_template: args.passage_template.clone(),
         truncate: args.truncate,
+        m3: m3_heads(&model_ctx.model, &encoder)?,
         ..Default::default()
     };
     densa::build_index(&encoder, passages, dir, &options, &mut |_, _| {})?;
