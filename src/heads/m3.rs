@@ -314,28 +314,32 @@ pub fn sparse_score(query: &[(u32, f32)], passage: &[(u32, f32)]) -> f64 {
 }
 
 /// FlagEmbedding's ColBERT score: for each query vector the largest inner product with a
-/// passage vector, averaged over the query's vectors (f64; 0 for an empty side).
+/// passage vector, averaged over the query's vectors (the inner products by the search
+/// kernel, f32; the mean in f64). 0 when either side has no vectors; NaN when their widths
+/// differ (vectors of two different models).
 pub fn colbert_score(query: &M3Output, passage: &M3Output) -> f64 {
-    let rows: Vec<&[f32]> = query.colbert_rows().collect();
-    if rows.is_empty() {
+    let c = query.colbert_dim;
+    if c != passage.colbert_dim {
+        return f64::NAN;
+    }
+    let (q, p) = (
+        query.colbert.len() / c.max(1),
+        passage.colbert.len() / c.max(1),
+    );
+    if q == 0 || p == 0 {
         return 0.0;
     }
-    let total: f64 = rows
-        .iter()
-        .map(|q| {
-            passage
-                .colbert_rows()
-                .map(|p| {
-                    q.iter()
-                        .zip(p)
-                        .map(|(&a, &b)| a as f64 * b as f64)
-                        .sum::<f64>()
-                })
-                .fold(f64::NEG_INFINITY, f64::max)
+    // (p, q): scores[r · q + j] = passage[r] · query[j].
+    let mut scores = vec![0.0f32; p * q];
+    k::search::inner_products(&query.colbert, &passage.colbert, &mut scores, c);
+    let total: f64 = (0..q)
+        .map(|j| {
+            (0..p)
+                .map(|r| scores[r * q + j])
+                .fold(f32::NEG_INFINITY, f32::max) as f64
         })
-        .map(|best| if best.is_finite() { best } else { 0.0 })
         .sum();
-    total / rows.len() as f64
+    total / q as f64
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::heads::m3::{colbert_score, sparse_score, M3Output};
 use crate::io::mapped::MappedMatrix;
 use crate::io::npy::{self, Dtype};
+use rayon::prelude::*;
 use std::io::Write;
 use std::path::Path;
 
@@ -183,6 +184,13 @@ impl Index {
             )));
         };
         weights.check()?;
+        if query.colbert_dim != store.colbert.cols() {
+            return Err(Error::InvalidInput(format!(
+                "the question's ColBERT vectors have {} values, the index's {}: encode questions with the model that built the index",
+                query.colbert_dim,
+                store.colbert.cols()
+            )));
+        }
         let mut rows: Vec<usize> = Vec::new();
         if weights.dense > 0.0 && candidates > 0 {
             let dense = self.search_with(&query.dense, candidates, options)?;
@@ -203,10 +211,11 @@ impl Index {
         rows.sort_unstable();
         rows.dedup();
         let dim = self.dim();
-        let mut vector = vec![0.0f32; dim];
+        // Each candidate scored on its own (in parallel on the current pool).
         let mut hits: Vec<HybridHit> = rows
-            .into_iter()
+            .into_par_iter()
             .map(|row| {
+                let mut vector = vec![0.0f32; dim];
                 self.vectors().row_f32(row, &mut vector);
                 let dense: f64 = query
                     .dense
