@@ -570,3 +570,95 @@ fn index_search_and_eval_every_mode() {
         "{e}"
     );
 }
+
+/// `POST /search` with `"mode"` on a bge-m3 index served with a bge-m3 `--model`: the hits and
+/// scores of `densa search --mode --json`; a mode the server cannot search is a 422 saying why.
+#[test]
+fn serve_search_modes_give_the_cli_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_dir("m3-tiny");
+    let demo = common::fixtures().join("../../examples/demo");
+    let index = dir.path().join("index");
+    ok(&densa(
+        &[
+            "index",
+            "--model",
+            s(&model),
+            "--passages",
+            s(&demo.join("pasajes.jsonl")),
+            "--output",
+            s(&index),
+        ],
+        None,
+    ));
+    let served = common::http::Served::start(&[
+        "--model",
+        s(&model),
+        "--index",
+        s(&index),
+        "--threads",
+        "1",
+    ]);
+    let question = "¿Dónde nace el Ebro?";
+    for (mode, extra) in [("sparse", vec![]), ("hybrid", vec!["--weights", "1,0.5,2"])] {
+        let mut args = vec![
+            "search",
+            "--model",
+            s(&model),
+            "--index",
+            s(&index),
+            "--mode",
+            mode,
+            "--top-k",
+            "4",
+            "--json",
+            question,
+        ];
+        args.extend_from_slice(&extra);
+        let cli: Vec<Value> = json_lines(&ok(&densa(&args, None)));
+        let mut body = serde_json::json!({ "query": [question], "k": 4, "mode": mode });
+        if mode == "hybrid" {
+            body["weights"] = serde_json::json!([1.0, 0.5, 2.0]);
+        }
+        let got = served.post_ok("/search", &body);
+        assert_eq!(got[0]["hits"], cli[0]["hits"], "{mode}");
+    }
+    for (body, says) in [
+        (
+            serde_json::json!({ "query": "a", "mode": "splade" }),
+            "splade",
+        ),
+        (
+            serde_json::json!({ "query": "a", "mode": "sparse", "weights": [1, 1, 1] }),
+            "hybrid",
+        ),
+        (
+            serde_json::json!({ "query": "a", "mode": "hybrid", "candidates": 0 }),
+            "candidates",
+        ),
+    ] {
+        let reply = served.call("POST", "/search", &body.to_string());
+        assert_eq!(reply.status, 422, "{}", reply.text());
+        assert!(reply.text().contains(says), "{}", reply.text());
+    }
+    // A model without bge-m3's heads serving the same index: dense only.
+    let plain = common::http::Served::start(&[
+        "--model",
+        s(&model_dir("xlmr-tiny")),
+        "--index",
+        s(&index),
+        "--threads",
+        "1",
+    ]);
+    let reply = plain.call(
+        "POST",
+        "/search",
+        &serde_json::json!({ "query": "a", "mode": "sparse" }).to_string(),
+    );
+    assert_eq!(reply.status, 422);
+    assert!(
+        reply.text().contains("not a bge-m3 folder"),
+        "{}",
+        reply.text()
+    );
+}

@@ -17,6 +17,7 @@
 
 mod embed;
 mod errors;
+mod hybrid;
 mod metrics;
 mod predict;
 mod tasks;

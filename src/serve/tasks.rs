@@ -232,6 +232,15 @@ struct SearchRequest {
     k: usize,
     #[serde(default)]
     truncate: bool,
+    /// With an index and a model of bge-m3: "dense", "sparse" or "hybrid".
+    #[serde(default)]
+    mode: Option<String>,
+    /// "hybrid"'s weights of the dense, sparse and ColBERT scores.
+    #[serde(default)]
+    weights: Option<[f64; 3]>,
+    /// Candidates from each of the dense and sparse searches.
+    #[serde(default)]
+    candidates: Option<usize>,
 }
 
 fn ten() -> usize {
@@ -242,7 +251,9 @@ fn ten() -> usize {
 const MAX_SEARCH_K: usize = 1000;
 
 /// `POST /search`: `{"query": str | [str], "k": 10, "truncate"}` → per query
-/// `{"query", "hits": [{"rank", "id", "score", "title", "text"}]}`, as `densa search --json`.
+/// `{"query", "hits": [{"rank", "id", "score", "title", "text"}]}`, as `densa search --json`;
+/// with an index and a model of bge-m3, `"mode"` (`dense`, `sparse`, `hybrid`), `"weights"`
+/// and `"candidates"` as `densa search --mode`, each hit with its `"scores"`.
 pub(crate) async fn search(
     State(server): State<Arc<Server>>,
     body: Result<Bytes, BytesRejection>,
@@ -260,6 +271,28 @@ pub(crate) async fn search(
         }
         let (queries, _) = texts(&request.query, "query")?;
         check_count(&server, queries.len())?;
+        let mode = request.mode.clone().unwrap_or_else(|| "dense".into());
+        if let Some(heads) = super::hybrid::heads_for(&server, &index, &mode)? {
+            let search = super::hybrid::M3Search {
+                mode,
+                weights: request.weights,
+                candidates: request.candidates,
+            };
+            let (k, truncate) = (request.k, request.truncate);
+            return super::hybrid::search_m3(
+                &server,
+                (index, heads),
+                queries,
+                (k, truncate),
+                search,
+            )
+            .await;
+        }
+        if request.weights.is_some() || request.candidates.is_some() {
+            return Err(ApiError::validation(
+                "weights and candidates apply to bge-m3's modes (an index and a --model of bge-m3)",
+            ));
+        }
         let encoding = server.models.query_encoding.clone();
         let (vectors, facts) =
             embed_texts(&server, queries.clone(), encoding, request.truncate).await?;
