@@ -51,7 +51,7 @@ pub(crate) fn precision(name: &str) -> PyResult<densa::Precision> {
 
 /// Texts from a `str` (`single`) or any iterable of `str`; an item of another type is a
 /// TypeError naming its position.
-fn texts_of(texts: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, bool)> {
+pub(crate) fn texts_of(texts: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, bool)> {
     if let Ok(text) = texts.cast::<PyString>() {
         return Ok((vec![text.extract::<String>()?], true));
     }

@@ -22,6 +22,28 @@ fn id_to_py<'py>(py: Python<'py>, id: &densa::retrieval::Id) -> PyResult<Bound<'
     })
 }
 
+/// A hit as a dict: `{"index", "collection_row", "id", "title", "text", "score"}` (and
+/// `"doc_id"`, `"start"`, `"end"` for a passage cut from a document).
+fn hit_dict<'py>(
+    py: Python<'py>,
+    index: &densa::Index,
+    h: &densa::SearchHit,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("index", h.index)?;
+    d.set_item("collection_row", index.collection_row(h.index))?;
+    d.set_item("id", id_to_py(py, &h.passage.id)?)?;
+    d.set_item("title", &h.passage.title)?;
+    d.set_item("text", &h.passage.text)?;
+    d.set_item("score", h.score)?;
+    if let Some(origin) = &h.passage.origin {
+        d.set_item("doc_id", id_to_py(py, &origin.doc_id)?)?;
+        d.set_item("start", origin.start)?;
+        d.set_item("end", origin.end)?;
+    }
+    Ok(d)
+}
+
 /// A complete index written by `densa index` / `build_index`, memory-mapped.
 #[pyclass(frozen, module = "densa._densa")]
 pub(crate) struct Index {
@@ -93,18 +115,85 @@ impl Index {
         for query_hits in hits {
             let list = PyList::empty(py);
             for h in query_hits {
-                let d = PyDict::new(py);
-                d.set_item("index", h.index)?;
-                d.set_item("collection_row", inner.collection_row(h.index))?;
-                d.set_item("id", id_to_py(py, &h.passage.id)?)?;
-                d.set_item("title", &h.passage.title)?;
-                d.set_item("text", &h.passage.text)?;
-                d.set_item("score", h.score)?;
-                if let Some(origin) = &h.passage.origin {
-                    d.set_item("doc_id", id_to_py(py, &origin.doc_id)?)?;
-                    d.set_item("start", origin.start)?;
-                    d.set_item("end", origin.end)?;
-                }
+                list.append(hit_dict(py, inner, &h)?)?;
+            }
+            if single {
+                return Ok(list);
+            }
+            out.append(list)?;
+        }
+        Ok(out)
+    }
+
+    /// bge-m3's retrieval on an index built with a bge-m3 folder: `queries` (a str or a list)
+    /// encoded by `encoder` (the same folder) and searched in `mode` `"dense"`, `"sparse"` or
+    /// `"hybrid"` (`weights`: dense, sparse, ColBERT; `candidates` from each of the dense and
+    /// sparse searches, scored exactly), as `densa search --mode`: hits as `search` gives
+    /// them, with `"scores": {"dense", "sparse", "colbert"}`.
+    #[pyo3(signature = (encoder, queries, k, mode="hybrid", weights=(0.4, 0.2, 0.4), candidates=100, exact=None, ef=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn search_texts<'py>(
+        &self,
+        py: Python<'py>,
+        encoder: &crate::Encoder,
+        queries: &Bound<'py, PyAny>,
+        k: usize,
+        mode: &str,
+        weights: (f64, f64, f64),
+        candidates: usize,
+        exact: Option<bool>,
+        ef: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (texts, single) = crate::texts_of(queries)?;
+        let Some(heads) = &encoder.m3 else {
+            return Err(InvalidInputError::new_err(
+                "search_texts needs a bge-m3 encoder (sparse_linear.safetensors and colbert_linear.safetensors beside the trunk)",
+            ));
+        };
+        let one = |dense, sparse| (dense, sparse, 0.0);
+        let (dense, sparse, colbert) = match mode {
+            "dense" => one(1.0, 0.0),
+            "sparse" => one(0.0, 1.0),
+            "hybrid" => weights,
+            other => {
+                return Err(InvalidInputError::new_err(format!(
+                    "mode {other:?}: use \"dense\", \"sparse\" or \"hybrid\""
+                )))
+            }
+        };
+        let weights = densa::retrieval::hybrid::HybridWeights {
+            dense,
+            sparse,
+            colbert,
+        };
+        let options = densa::retrieval::SearchOptions {
+            rescore: None,
+            exact,
+            ef,
+        };
+        let (inner, model) = (&self.inner, &encoder.inner);
+        let hits = py
+            .detach(|| {
+                let inputs: Vec<densa::Input> =
+                    texts.iter().map(|t| densa::Input::Text(t)).collect();
+                let tokenized = model.tokenize(&inputs)?;
+                heads
+                    .encode_tokenized(model, &tokenized)?
+                    .iter()
+                    .map(|q| inner.search_hybrid(q, k, candidates, &weights, &options))
+                    .collect::<densa::Result<Vec<_>>>()
+            })
+            .map_err(to_py)?;
+        let out = PyList::empty(py);
+        for query_hits in hits {
+            let list = PyList::empty(py);
+            for (h, scores) in query_hits {
+                let d = hit_dict(py, inner, &h)?;
+                let s = PyDict::new(py);
+                s.set_item("dense", scores.dense)?;
+                s.set_item("sparse", scores.sparse)?;
+                s.set_item("colbert", scores.colbert)?;
+                d.set_item("scores", s)?;
                 list.append(d)?;
             }
             if single {

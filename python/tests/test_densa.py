@@ -321,3 +321,26 @@ def test_bge_m3_sparse_and_colbert_outputs_are_the_cli_s():
         m3.encode("hola", output_kind="splade")
     with pytest.raises(densa.InvalidInputError, match="dense vectors"):
         m3.encode("hola", output_kind="colbert", normalize=True)
+
+
+def test_bge_m3_index_searched_by_mode_as_the_cli(tmp_path):
+    """An index built with a bge-m3 folder, searched from Python with Index.search_texts in
+    each mode: `densa search --mode --json`'s hits and scores."""
+    model = MODELS / "m3-tiny"
+    index_dir = tmp_path / "index"
+    subprocess.run([cli_path(), "index", "--model", str(model), "--passages",
+                    str(DEMO / "pasajes.jsonl"), "--output", str(index_dir)],
+                   check=True, capture_output=True)
+    index = densa.Index(index_dir)
+    encoder = densa.Encoder(model, threads=2)
+    question = "¿Quién pintó Las Meninas?"
+    for mode in ("dense", "sparse", "hybrid"):
+        rows = cli("search", "--model", model, "--index", index_dir, "--mode", mode, "--top-k", "4",
+                   "--json", question)
+        hits = index.search_texts(encoder, question, 4, mode=mode)
+        assert [h["id"] for h in hits] == [h["id"] for h in rows[0]["hits"]]
+        for got, want in zip(hits, rows[0]["hits"]):
+            assert np.float32(got["score"]) == np.float32(want["score"])
+            assert got["scores"]["sparse"] == want["scores"]["sparse"]
+    with pytest.raises(densa.InvalidInputError, match="bge-m3"):
+        index.search_texts(densa.Encoder(MODELS / "st-tiny"), question, 3)
