@@ -249,6 +249,33 @@ impl M3Heads {
     }
 }
 
+/// bge-m3's heads on a shared encoder as a batching task: concurrent calls (a server's
+/// `/embed_sparse` and `/search` requests) merged into one pass; every call is run alike.
+pub struct M3Task {
+    pub encoder: std::sync::Arc<Encoder>,
+    pub heads: std::sync::Arc<M3Heads>,
+}
+
+impl crate::batching::BatchTask for M3Task {
+    type Settings = ();
+    type PassKey = ();
+    type Output = M3Output;
+
+    fn pass_key(_: &()) {}
+
+    fn max_batch_tokens(&self) -> usize {
+        self.encoder.max_batch_tokens()
+    }
+
+    fn run(&self, _: &(), inputs: &[Tokenized]) -> Result<Vec<M3Output>> {
+        self.heads.encode_tokenized(&self.encoder, inputs)
+    }
+
+    fn finish(&self, _: &(), outputs: Vec<M3Output>) -> Result<Vec<M3Output>> {
+        Ok(outputs)
+    }
+}
+
 /// The ids of the tokenizer's cls, eos, pad and unk tokens (`special_tokens_map.json`, as
 /// FlagEmbedding reads them from the tokenizer's `special_tokens_map`).
 fn unused_ids(dir: &Path, encoder: &Encoder) -> Result<Vec<u32>> {

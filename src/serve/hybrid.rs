@@ -49,7 +49,7 @@ pub(crate) fn heads_for(
 /// Each query's `k` best passages by `search`'s mode, with each hit's three scores.
 pub(crate) async fn search_m3(
     server: &Server,
-    (index, heads): (Arc<Index>, Arc<M3Heads>),
+    index: Arc<Index>,
     queries: Vec<String>,
     (k, truncate): (usize, bool),
     search: M3Search,
@@ -84,14 +84,27 @@ pub(crate) async fn search_m3(
             "candidates is {candidates}; it must be between 1 and {MAX_CANDIDATES}"
         )));
     }
+    let queue = server
+        .m3_queue
+        .as_ref()
+        .expect("heads_for checked the heads");
     let encoder = server.models.encoder.clone();
     let encoding = server.models.query_encoding.clone();
-    let options = server.options.answer.search;
-    let (body, facts) = Server::blocking(move || {
+    let (tokenized, queries) = Server::blocking(move || {
         let inputs: Vec<Input> = queries.iter().map(|q| Input::Text(q)).collect();
-        let tokenized = tokenize_checked(&encoder, &inputs, &encoding, truncate)?;
-        let facts = RequestFacts::of(&tokenized);
-        let outputs = heads.encode_tokenized(&encoder, &tokenized)?;
+        Ok((
+            tokenize_checked(&encoder, &inputs, &encoding, truncate)?,
+            queries,
+        ))
+    })
+    .await?;
+    let facts = RequestFacts::of(&tokenized);
+    // The questions' outputs from the bge-m3 queue (shared passes), then the searches.
+    let done = server.wait(queue.submit((), tokenized)?).await?;
+    let facts = facts.timed(&done);
+    let options = server.options.answer.search;
+    let outputs = done.outputs;
+    let body = Server::blocking(move || {
         let results = queries
             .iter()
             .zip(&outputs)
@@ -111,7 +124,7 @@ pub(crate) async fn search_m3(
                 Ok(json!({ "query": query, "hits": hits }))
             })
             .collect::<Result<Vec<Value>, ApiError>>()?;
-        Ok((serde_json::to_string(&results).map_err(internal)?, facts))
+        serde_json::to_string(&results).map_err(internal)
     })
     .await?;
     Ok(json_response(body, facts))

@@ -26,6 +26,7 @@ mod tokens;
 use crate::batching::{BatchLimits, Batcher, Done, Pending};
 use crate::encoder::{Encoder, Encoding};
 use crate::error::{Error, Result};
+use crate::heads::m3::M3Task;
 use crate::heads::{M3Heads, Reader, Reranker};
 use crate::pipeline::{AnswerOptions, QaPipeline};
 use crate::retrieval::Index;
@@ -139,6 +140,8 @@ pub struct Server {
     options: ServeOptions,
     embed_queue: Batcher<Encoder>,
     rerank_queue: Option<Batcher<Reranker>>,
+    /// bge-m3's outputs (`/embed_sparse`, `/search` by mode), when the model has its heads.
+    m3_queue: Option<Batcher<M3Task>>,
     pipeline: Option<QaPipeline>,
     /// `/answer`s computing now (see [`ANSWER_SLOTS`]).
     answer_slots: Arc<tokio::sync::Semaphore>,
@@ -201,11 +204,22 @@ impl Server {
             Some(reranker) => Some(Batcher::new(reranker.clone(), options.limits)?),
             None => None,
         };
+        let m3_queue = match &models.m3 {
+            Some(heads) => {
+                let task = M3Task {
+                    encoder: models.encoder.clone(),
+                    heads: heads.clone(),
+                };
+                Some(Batcher::new(Arc::new(task), options.limits)?)
+            }
+            None => None,
+        };
         Ok(Server {
             models,
             options,
             embed_queue,
             rerank_queue,
+            m3_queue,
             pipeline,
             answer_slots: Arc::new(tokio::sync::Semaphore::new(ANSWER_SLOTS)),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),

@@ -272,21 +272,14 @@ pub(crate) async fn search(
         let (queries, _) = texts(&request.query, "query")?;
         check_count(&server, queries.len())?;
         let mode = request.mode.clone().unwrap_or_else(|| "dense".into());
-        if let Some(heads) = super::hybrid::heads_for(&server, &index, &mode)? {
+        if super::hybrid::heads_for(&server, &index, &mode)?.is_some() {
             let search = super::hybrid::M3Search {
                 mode,
                 weights: request.weights,
                 candidates: request.candidates,
             };
             let (k, truncate) = (request.k, request.truncate);
-            return super::hybrid::search_m3(
-                &server,
-                (index, heads),
-                queries,
-                (k, truncate),
-                search,
-            )
-            .await;
+            return super::hybrid::search_m3(&server, index, queries, (k, truncate), search).await;
         }
         if request.weights.is_some() || request.candidates.is_some() {
             return Err(ApiError::validation(

@@ -85,38 +85,47 @@ pub(crate) async fn embed_all(
     State(server): State<Arc<Server>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    per_token(server, body, |encoder, tokenized| {
-        let hidden = encoder.last_hidden_state(tokenized)?;
-        let h = encoder.model().config.hidden_size;
-        let mut rows = hidden.chunks_exact(h.max(1));
-        let states: Vec<Vec<&[f32]>> = tokenized
-            .iter()
-            .map(|t| rows.by_ref().take(t.ids.len()).collect())
-            .collect();
-        serde_json::to_string(&states).map_err(internal)
-    })
-    .await
+    let result = async {
+        let tokenized = tokenized_texts(&server, body).await?;
+        let facts = RequestFacts::of(&tokenized);
+        let encoder = server.models.encoder.clone();
+        let body = Server::blocking(move || {
+            let hidden = encoder.last_hidden_state(&tokenized)?;
+            let h = encoder.model().config.hidden_size;
+            let mut rows = hidden.chunks_exact(h.max(1));
+            let states: Vec<Vec<&[f32]>> = tokenized
+                .iter()
+                .map(|t| rows.by_ref().take(t.ids.len()).collect())
+                .collect();
+            serde_json::to_string(&states).map_err(internal)
+        })
+        .await?;
+        Ok::<_, ApiError>(json_response(body, facts))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /embed_sparse`: `{"inputs", "truncate", "prompt_name"}` → `[[{"index", "value"}]]`:
 /// per input, bge-m3's lexical weights (token id and weight, ascending ids; the model folder
-/// must hold bge-m3's heads beside the trunk). Runs on the encoder's threads beside the
-/// batched embedding queue.
+/// must hold bge-m3's heads beside the trunk). Concurrent requests share passes (the bge-m3
+/// queue).
 pub(crate) async fn embed_sparse(
     State(server): State<Arc<Server>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(heads) = server.models.m3.clone() else {
-        return ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not_found",
-            "the served model has no sparse head: /embed_sparse needs a bge-m3 folder (sparse_linear.safetensors and colbert_linear.safetensors beside the trunk; tools/convert_to_safetensors.py converts the published .pt files)",
-        )
-        .into_response();
-    };
-    per_token(server, body, move |encoder, tokenized| {
-        let outputs = heads.encode_tokenized(encoder, tokenized)?;
-        let sparse: Vec<Vec<Value>> = outputs
+    let result = async {
+        let Some(queue) = &server.m3_queue else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "the served model has no sparse head: /embed_sparse needs a bge-m3 folder (sparse_linear.safetensors and colbert_linear.safetensors beside the trunk; tools/convert_to_safetensors.py converts the published .pt files)",
+            ));
+        };
+        let tokenized = tokenized_texts(&server, body).await?;
+        let facts = RequestFacts::of(&tokenized);
+        let done = server.wait(queue.submit((), tokenized)?).await?;
+        let sparse: Vec<Vec<Value>> = done
+            .outputs
             .iter()
             .map(|o| {
                 o.sparse
@@ -125,39 +134,30 @@ pub(crate) async fn embed_sparse(
                     .collect()
             })
             .collect();
-        serde_json::to_string(&sparse).map_err(internal)
-    })
-    .await
-}
-
-/// A route answering per token of its texts (`/embed_all`, `/embed_sparse`): the body parsed,
-/// the texts tokenized (the prompt named, truncation as asked) and `answer` run on the
-/// encoder's threads.
-async fn per_token(
-    server: Arc<Server>,
-    body: Result<Bytes, BytesRejection>,
-    answer: impl FnOnce(&crate::encoder::Encoder, &[crate::tokenizer::Tokenized]) -> Result<String, ApiError>
-        + Send
-        + 'static,
-) -> Response {
-    let result = async {
-        let request: EmbedAllRequest = parse_body(&server, body)?;
-        check_direction(request.truncation_direction.as_deref())?;
-        let (texts, _) = texts(&request.inputs, "inputs")?;
-        check_count(&server, texts.len())?;
-        let encoder = server.models.encoder.clone();
-        let encoding = (encoder.encoding_builder())
-            .prompt_named(request.prompt_name)
-            .build()?;
-        let truncate = request.truncate;
-        let (body, facts) = Server::blocking(move || {
-            let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
-            let tokenized = tokenize_checked(&encoder, &inputs, &encoding, truncate)?;
-            let facts = RequestFacts::of(&tokenized);
-            Ok((answer(&encoder, &tokenized)?, facts))
-        })
-        .await?;
-        Ok::<_, ApiError>(json_response(body, facts))
+        let body = serde_json::to_string(&sparse).map_err(internal)?;
+        Ok(json_response(body, facts.timed(&done)))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The texts of an `/embed_all` or `/embed_sparse` body, tokenized on the blocking pool (the
+/// prompt named, truncation as asked).
+async fn tokenized_texts(
+    server: &Arc<Server>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<crate::tokenizer::Tokenized>, ApiError> {
+    let request: EmbedAllRequest = parse_body(server, body)?;
+    check_direction(request.truncation_direction.as_deref())?;
+    let (texts, _) = texts(&request.inputs, "inputs")?;
+    check_count(server, texts.len())?;
+    let encoder = server.models.encoder.clone();
+    let encoding = (encoder.encoding_builder())
+        .prompt_named(request.prompt_name)
+        .build()?;
+    let truncate = request.truncate;
+    Server::blocking(move || {
+        let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
+        tokenize_checked(&encoder, &inputs, &encoding, truncate)
+    })
+    .await
 }
