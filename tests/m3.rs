@@ -172,6 +172,18 @@ fn a_folder_without_its_heads_says_how_to_convert_them() {
         e.contains("colbert_linear") && e.contains("convert_to_safetensors.py"),
         "{e}"
     );
+    // Without the tokens the sparse output leaves out, no guess: an error.
+    std::fs::copy(
+        model_dir("m3-tiny").join("colbert_linear.safetensors"),
+        folder.join("colbert_linear.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(folder.join("special_tokens_map.json"), "{}").unwrap();
+    let e = M3::from_dir(&folder, Options::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("cls_token"), "{e}");
 }
 
 /// `densa embed --output-kind`: each output as the library gives it, sparse in TEI's
@@ -534,6 +546,93 @@ fn index_search_and_eval_every_mode() {
         assert!(m["recall@20"].as_f64().unwrap() >= m["recall@1"].as_f64().unwrap());
     }
 
+    // eval's ranks are the searches' own: each mode's recall and MRR recomputed here from
+    // `densa search --mode --json` over the same questions (a gold passage missing from the
+    // hits ranks one past the depth searched, never inside it).
+    let qa: Vec<Value> = std::fs::read_to_string(demo.join("qa.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for mode in ["sparse", "hybrid"] {
+        let (mut recall1, mut recall5, mut mrr) = (0.0, 0.0, 0.0);
+        for item in &qa {
+            let rows: Vec<Value> = json_lines(&ok(&densa(
+                &[
+                    "search",
+                    "--model",
+                    s(&model),
+                    "--index",
+                    s(&whole),
+                    "--mode",
+                    mode,
+                    "--top-k",
+                    "36",
+                    "--json",
+                    item["question"].as_str().unwrap(),
+                ],
+                None,
+            )));
+            let hits = rows[0]["hits"].as_array().unwrap();
+            if let Some(at) = hits.iter().position(|h| h["id"] == item["passage_id"]) {
+                recall1 += (at < 1) as u8 as f64;
+                recall5 += (at < 5) as u8 as f64;
+                mrr += 1.0 / (at + 1) as f64;
+            } else {
+                // Missing: one past the depth searched (every one of the 36 passages).
+                mrr += 1.0 / 37.0;
+            }
+        }
+        let n = qa.len() as f64;
+        let m = &report["modes"][mode];
+        assert!(
+            (m["recall@1"].as_f64().unwrap() - recall1 / n).abs() < 1e-9,
+            "{mode} {m}"
+        );
+        assert!(
+            (m["recall@5"].as_f64().unwrap() - recall5 / n).abs() < 1e-9,
+            "{mode} {m}"
+        );
+        assert!(
+            (m["mrr"].as_f64().unwrap() - mrr / n).abs() < 1e-9,
+            "{mode} {m}"
+        );
+    }
+    // --top-k above --candidates: still k hits (each search takes at least k candidates).
+    let rows: Vec<Value> = json_lines(&ok(&densa(
+        &[
+            "search",
+            "--model",
+            s(&model),
+            "--index",
+            s(&whole),
+            "--top-k",
+            "30",
+            "--candidates",
+            "5",
+            "--json",
+            question,
+        ],
+        None,
+    )));
+    assert_eq!(rows[0]["hits"].as_array().unwrap().len(), 30);
+    // An m3 index stores bge-m3's own outputs: a truncated width is refused at once.
+    let e = fails(&densa(
+        &[
+            "index",
+            "--model",
+            s(&model),
+            "--passages",
+            s(&passages),
+            "--output",
+            s(&dir.path().join("truncated")),
+            "--truncate-dim",
+            "16",
+        ],
+        None,
+    ));
+    assert!(e.contains("--truncate-dim"), "{e}");
+
     // A plain index has no lexical weights: --mode sparse says so; a damaged m3.bin is refused.
     let e = fails(&densa(
         &[
@@ -549,7 +648,26 @@ fn index_search_and_eval_every_mode() {
         None,
     ));
     assert!(e.contains("bge-m3"), "{e}");
-    let mut bytes = std::fs::read(whole.join("m3.bin")).unwrap();
+    let original = std::fs::read(whole.join("m3.bin")).unwrap();
+    // A token id past the vocabulary (the first record's first id).
+    let mut foreign = original.clone();
+    foreign[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(whole.join("m3.bin"), &foreign).unwrap();
+    let e = fails(&densa(
+        &[
+            "search",
+            "--model",
+            s(&model),
+            "--index",
+            s(&whole),
+            "--mode",
+            "sparse",
+            "hola",
+        ],
+        None,
+    ));
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let mut bytes = original;
     bytes.truncate(bytes.len() - 3);
     std::fs::write(whole.join("m3.bin"), bytes).unwrap();
     let e = fails(&densa(

@@ -635,6 +635,26 @@ fn predict_gives_transformers_labels_as_tei() {
         None,
     ));
     assert!(refused.contains("--classifier"), "{refused}");
+    // /answer reranks by relevance: a classifier of three labels beside a reader is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let index = common::cli::demo_index(dir.path());
+    let refused = fails(&densa(
+        &[
+            "serve",
+            "--model",
+            s(&model_dir("dpr-ctx-tiny")),
+            "--classifier",
+            s(&classifier),
+            "--index",
+            s(&index),
+            "--reader",
+            s(&model_dir("bert-qa-tiny")),
+            "--port",
+            "0",
+        ],
+        None,
+    ));
+    assert!(refused.contains("3 labels"), "{refused}");
 }
 
 /// TEI's `/embed_sparse` on a bge-m3 folder: `densa embed --output-kind sparse`'s weights bit

@@ -297,6 +297,12 @@ fn unused_ids(dir: &Path, encoder: &Encoder) -> Result<Vec<u32>> {
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    if ids.is_empty() {
+        return Err(Error::Config {
+            path,
+            message: "names none of cls_token, eos_token, pad_token, unk_token in the tokenizer's vocabulary: bge-m3's sparse output leaves those tokens out (FlagEmbedding reads them from this file)".into(),
+        });
+    }
     Ok(ids)
 }
 

@@ -26,6 +26,10 @@ const FINAL_FILES: [&str; 6] = [
     "colbert.npy",
 ];
 
+/// Passages whose hidden states a bge-m3 build holds at once (at bge-m3's width and 512
+/// tokens each, ~128 MiB).
+const M3_PASSAGES_PER_PASS: usize = 64;
+
 /// The files of one chunk: passages, dense vectors and (with bge-m3's heads) the lexical
 /// weights and ColBERT vectors.
 const CHUNK_FILES: [&str; 4] = ["npy", "jsonl", "m3", "colbert.npy"];
@@ -192,7 +196,7 @@ pub fn build_index(
     options: &IndexOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BuildReport> {
-    let (shard, shards) = check_options(options)?;
+    let (shard, shards) = check_options(encoder, options)?;
     let encoding = PassageEncoding {
         encoder,
         template: options.passage_template.as_deref(),
@@ -262,7 +266,10 @@ pub fn build_index(
     let storage = Storage {
         dim: encoder.dim(),
         kind: options.vectors,
-        colbert_dim: options.m3.as_ref().map(|h| h.colbert_dim()),
+        m3: options
+            .m3
+            .as_ref()
+            .map(|h| (h.colbert_dim(), encoder.model().config.vocab_size)),
     };
     if as_shard {
         // Every chunk of this shard is encoded (the loop above): its own index.
@@ -295,8 +302,25 @@ fn start_or_resume(manifest_path: &Path, manifest: &Value) -> Result<bool> {
     Ok(false)
 }
 
+/// An index of bge-m3's outputs stores bge-m3's own dense vectors (normalised `[CLS]`, the
+/// hidden size wide) and its outputs of the passages as given: no prompt, no truncated width.
+fn check_m3_encoder(encoder: &Encoder) -> Result<()> {
+    let hidden = encoder.model().config.hidden_size;
+    if encoder.prompt().is_some() || encoder.dim() != hidden {
+        return Err(Error::InvalidInput(format!(
+            "a bge-m3 folder's index stores bge-m3's own outputs: the passages without a prompt and {hidden}-wide dense vectors (this encoding: prompt {:?}, {} wide); leave out --prompt, --prompt-name and --truncate-dim",
+            encoder.prompt(),
+            encoder.dim()
+        )));
+    }
+    Ok(())
+}
+
 /// `(I, N)` of `--shard I/N` (`(0, 1)` without one), once the options are checked.
-fn check_options(options: &IndexOptions) -> Result<(usize, usize)> {
+fn check_options(encoder: &Encoder, options: &IndexOptions) -> Result<(usize, usize)> {
+    if options.m3.is_some() {
+        check_m3_encoder(encoder)?;
+    }
     if options.chunk_size == 0 {
         return Err(Error::InvalidInput("chunk_size must be at least 1".into()));
     }
@@ -335,7 +359,10 @@ fn manifest_of(
         "passage_template": options.passage_template,
         "chunking": options.documents.map(|c| c.describe()),
         "vectors": options.vectors.name(),
-        "m3": options.m3.as_ref().map(|h| json!({ "colbert_dim": h.colbert_dim() })),
+        "m3": options.m3.as_ref().map(|h| json!({
+            "colbert_dim": h.colbert_dim(),
+            "vocabulary": encoder.model().config.vocab_size,
+        })),
         "complete": false,
     })
 }
@@ -371,7 +398,12 @@ fn encode_chunk(
         // One pass for all three outputs: the dense vectors are bge-m3's.
         Some(heads) => {
             let tokenized = encoding.encoder.tokenize(&inputs)?;
-            let outputs = heads.encode_tokenized(encoding.encoder, &tokenized)?;
+            // A few passages at a time: every token's hidden state is held while their
+            // outputs are computed.
+            let mut outputs = Vec::with_capacity(tokenized.len());
+            for part in tokenized.chunks(M3_PASSAGES_PER_PASS) {
+                outputs.extend(heads.encode_tokenized(encoding.encoder, part)?);
+            }
             write_output(&chunks.path(k, "m3"), |out| {
                 super::m3_store::write_records(out, &outputs)
             })?;
@@ -450,11 +482,7 @@ fn assemble(
     storage: Storage,
     manifest: &Value,
 ) -> Result<()> {
-    let Storage {
-        dim,
-        kind,
-        colbert_dim,
-    } = storage;
+    let Storage { dim, kind, m3 } = storage;
     // Check everything before writing anything.
     let offsets_in_chunks = check_chunks(chunks, ks, chunk_range, dim)?;
     let total: usize = ks.iter().map(|&k| chunk_range(k).len()).sum();
@@ -493,14 +521,14 @@ fn assemble(
     if kind.code_files(output).is_some() {
         write_codes(output, kind)?;
     }
-    if let Some(c) = colbert_dim {
+    if let Some(shape) = m3 {
         super::m3_store::assemble(
             output,
             ks,
             &|k| chunk_range(k).len(),
             &|k| chunks.path(k, "m3"),
             &|k| chunks.path(k, "colbert.npy"),
-            c,
+            shape,
             kind,
         )?;
     }
@@ -564,8 +592,8 @@ pub(super) fn bad_chunk(path: &Path, message: String) -> Error {
 struct Storage {
     dim: usize,
     kind: VectorKind,
-    /// The ColBERT width, when chunks hold bge-m3's outputs.
-    colbert_dim: Option<usize>,
+    /// The ColBERT width and the vocabulary size, when chunks hold bge-m3's outputs.
+    m3: Option<(usize, usize)>,
 }
 
 /// Little-endian float32 bytes as little-endian binary16 bytes (round to nearest, ties to even).

@@ -141,10 +141,12 @@ impl RetrievalMetrics {
             .map(|(q, &g)| {
                 let hits =
                     index.search_hybrid(q, depth, candidates.max(depth), weights, options)?;
+                // Missing: one past the depth searched (a sparse search may return fewer hits
+                // than asked: passages sharing no token with the question are not hits).
                 Ok(hits
                     .iter()
                     .position(|(h, _)| h.index == g)
-                    .map_or(hits.len() + 1, |at| at + 1))
+                    .map_or(depth + 1, |at| at + 1))
             })
             .collect::<Result<Vec<usize>>>()?;
         let seconds = start.elapsed().as_secs_f64();

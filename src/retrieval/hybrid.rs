@@ -103,6 +103,16 @@ impl SparseIndex {
     }
 }
 
+/// Best first, ties by lower row, NaN scores last.
+pub(super) fn rank_hits(hits: &mut [HybridHit]) {
+    let key = |s: f64| if s.is_nan() { f64::NEG_INFINITY } else { s };
+    hits.sort_by(|a, b| {
+        key(b.score)
+            .total_cmp(&key(a.score))
+            .then(a.row.cmp(&b.row))
+    });
+}
+
 /// Best first, ties by lower row.
 fn rank(hits: &mut [(usize, f64)]) {
     hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -282,7 +292,7 @@ impl HybridCollection {
                 fuse(row, dense, sparse, colbert, weights)
             })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+        rank_hits(&mut hits);
         hits.truncate(k);
         Ok(hits)
     }

@@ -42,7 +42,10 @@ pub(super) type Record = (Vec<(u32, f32)>, usize);
 
 /// The records of `bytes`, passage after passage; an error says what is wrong (a cut record,
 /// ids out of order, a weight not above 0).
-pub(super) fn read_records(bytes: &[u8]) -> std::result::Result<Vec<Record>, String> {
+pub(super) fn read_records(
+    bytes: &[u8],
+    vocabulary: usize,
+) -> std::result::Result<Vec<Record>, String> {
     let word = |at: usize| -> Option<[u8; 4]> { bytes.get(at..at + 4)?.try_into().ok() };
     let mut records = Vec::new();
     let mut at = 0;
@@ -59,9 +62,10 @@ pub(super) fn read_records(bytes: &[u8]) -> std::result::Result<Vec<Record>, Str
             at += 8;
             if !(weight > 0.0 && weight.is_finite())
                 || sparse.last().is_some_and(|&(last, _)| last >= id)
+                || id as usize >= vocabulary
             {
                 return Err(format!(
-                    "record {}: token {id} (weight {weight}) out of order or not a positive weight",
+                    "record {}: token {id} (weight {weight}) out of order, outside the vocabulary of {vocabulary} or not a positive weight",
                     records.len()
                 ));
             }
@@ -72,10 +76,14 @@ pub(super) fn read_records(bytes: &[u8]) -> std::result::Result<Vec<Record>, Str
     Ok(records)
 }
 
-/// The ColBERT width an index's manifest names (`"m3": {"colbert_dim": C}`), `None` for an
-/// index without bge-m3's outputs.
-pub(super) fn colbert_dim(manifest: &serde_json::Value) -> Option<usize> {
-    manifest["m3"]["colbert_dim"].as_u64().map(|c| c as usize)
+/// The ColBERT width and the vocabulary size an index's manifest names (`"m3": {"colbert_dim":
+/// C, "vocabulary": V}`), `None` for an index without bge-m3's outputs.
+pub(super) fn m3_shape(manifest: &serde_json::Value) -> Option<(usize, usize)> {
+    let entry = &manifest["m3"];
+    Some((
+        entry["colbert_dim"].as_u64()? as usize,
+        entry["vocabulary"].as_u64()? as usize,
+    ))
 }
 
 /// The dtype `colbert.npy` is stored in for vectors stored as `kind`.
@@ -99,14 +107,19 @@ pub(super) struct M3Store {
 impl M3Store {
     /// Reads `m3.bin` and maps `colbert.npy` of the index in `dir` (`passages` rows, ColBERT
     /// width `c`), checking that they agree.
-    pub(super) fn open(dir: &Path, passages: usize, c: usize, kind: VectorKind) -> Result<Self> {
+    pub(super) fn open(
+        dir: &Path,
+        passages: usize,
+        (c, vocabulary): (usize, usize),
+        kind: VectorKind,
+    ) -> Result<Self> {
         let path = dir.join("m3.bin");
         let bytes = std::fs::read(&path).map_err(|e| Error::reading(&path, e))?;
         let bad = |path: &Path, message: String| Error::Config {
             path: path.to_owned(),
             message: format!("{message}; build the index again"),
         };
-        let records = read_records(&bytes).map_err(|e| bad(&path, e))?;
+        let records = read_records(&bytes, vocabulary).map_err(|e| bad(&path, e))?;
         if records.len() != passages {
             return Err(bad(
                 &path,
@@ -191,6 +204,8 @@ impl Index {
                 store.colbert.cols()
             )));
         }
+        // At least k candidates from each search, at most every passage.
+        let candidates = candidates.max(k).min(self.len());
         let mut rows: Vec<usize> = Vec::new();
         if weights.dense > 0.0 && candidates > 0 {
             let dense = self.search_with(&query.dense, candidates, options)?;
@@ -229,7 +244,7 @@ impl Index {
                 fuse(row, dense, sparse, colbert, weights)
             })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+        super::hybrid::rank_hits(&mut hits);
         hits.truncate(k);
         hits.into_iter()
             .map(|hit| {
@@ -253,7 +268,7 @@ pub(super) fn assemble(
     rows: &dyn Fn(usize) -> usize,
     chunk_m3: &dyn Fn(usize) -> std::path::PathBuf,
     chunk_colbert: &dyn Fn(usize) -> std::path::PathBuf,
-    c: usize,
+    (c, vocabulary): (usize, usize),
     kind: VectorKind,
 ) -> Result<()> {
     let bad = super::build::bad_chunk;
@@ -261,7 +276,7 @@ pub(super) fn assemble(
     for &k in ks {
         let path = chunk_m3(k);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let records = read_records(&bytes).map_err(|e| bad(&path, e))?;
+        let records = read_records(&bytes, vocabulary).map_err(|e| bad(&path, e))?;
         if records.len() != rows(k) {
             return Err(bad(
                 &path,

@@ -212,9 +212,15 @@ impl Index {
             _ if !with_ann => None,
             entry => Some(Ann::open(dir, entry, n, dim)?),
         };
-        let m3 = match super::m3_store::colbert_dim(&manifest) {
-            Some(c) => Some(super::m3_store::M3Store::open(dir, n, c, kind)?),
-            None => None,
+        let m3 = match super::m3_store::m3_shape(&manifest) {
+            Some(shape) => Some(super::m3_store::M3Store::open(dir, n, shape, kind)?),
+            None if manifest["m3"].is_null() => None,
+            None => {
+                return Err(bad(format!(
+                    "m3 is {}, not {{\"colbert_dim\", \"vocabulary\"}}",
+                    manifest["m3"]
+                )))
+            }
         };
         Ok(Index {
             m3,

@@ -165,6 +165,15 @@ impl Server {
                     options.root.name()
                 )))
             }
+            // /answer reranks by a relevance score: the logit of one label, or the last of two
+            // (binary relevance); a classifier of more labels has none.
+            (_, Some(reranker)) if models.reader.is_some() && reranker.labels().len() > 2 => {
+                return Err(Error::InvalidInput(format!(
+                    "/answer reranks with the cross-encoder, but the classifier has {} labels ({}): give a relevance cross-encoder (one label, or two) with --reader, or no --reader",
+                    reranker.labels().len(),
+                    reranker.labels().join(", ")
+                )))
+            }
             (RootTask::Rerank, Some(reranker)) if reranker.labels().len() != 1 => {
                 return Err(Error::InvalidInput(format!(
                     "--root rerank needs a cross-encoder of one label; the classifier has {} ({})",
