@@ -11,6 +11,13 @@ use densa::heads::m3::{colbert_score, sparse_score, M3Output, M3};
 use densa::{Input, Options, Precision};
 use serde_json::Value;
 
+/// `densa search --model MODEL --index INDEX --json ARGS`: its JSON lines.
+fn search_json(model: &std::path::Path, index: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["search", "--model", s(model), "--index", s(index), "--json"];
+    all.extend_from_slice(args);
+    json_lines(&ok(&densa(&all, None)))
+}
+
 /// As for the other tiny fixtures: absolute, on values of order 1.
 const TOLERANCE: f32 = 1e-5;
 
@@ -453,24 +460,19 @@ fn index_search_and_eval_every_mode() {
         ),
         ("hybrid", HybridWeights::default()),
     ] {
-        let rows: Vec<Value> = json_lines(&ok(&densa(
+        let rows: Vec<Value> = search_json(
+            &model,
+            &whole,
             &[
-                "search",
-                "--model",
-                s(&model),
-                "--index",
-                s(&whole),
                 "--mode",
                 mode,
                 "--top-k",
                 "5",
                 "--candidates",
                 "40",
-                "--json",
                 question,
             ],
-            None,
-        )));
+        );
         let hits = rows[0]["hits"].as_array().unwrap();
         let want = collection.search(q, 5, 40, &weights).unwrap();
         assert_eq!(hits.len(), want.len(), "{mode}");
@@ -493,24 +495,19 @@ fn index_search_and_eval_every_mode() {
     let half = build("half", &["--vectors", "f16"]);
     let size = |d: &std::path::Path| std::fs::metadata(d.join("colbert.npy")).unwrap().len();
     assert!(size(&half) * 2 < size(&whole) + 256);
-    let rows: Vec<Value> = json_lines(&ok(&densa(
+    let rows: Vec<Value> = search_json(
+        &model,
+        &half,
         &[
-            "search",
-            "--model",
-            s(&model),
-            "--index",
-            s(&half),
             "--mode",
             "hybrid",
             "--top-k",
             "3",
             "--candidates",
             "40",
-            "--json",
             question,
         ],
-        None,
-    )));
+    );
     for hit in rows[0]["hits"].as_array().unwrap() {
         let row = texts
             .iter()
@@ -557,22 +554,17 @@ fn index_search_and_eval_every_mode() {
     for mode in ["sparse", "hybrid"] {
         let (mut recall1, mut recall5, mut mrr) = (0.0, 0.0, 0.0);
         for item in &qa {
-            let rows: Vec<Value> = json_lines(&ok(&densa(
+            let rows: Vec<Value> = search_json(
+                &model,
+                &whole,
                 &[
-                    "search",
-                    "--model",
-                    s(&model),
-                    "--index",
-                    s(&whole),
                     "--mode",
                     mode,
                     "--top-k",
                     "36",
-                    "--json",
                     item["question"].as_str().unwrap(),
                 ],
-                None,
-            )));
+            );
             let hits = rows[0]["hits"].as_array().unwrap();
             if let Some(at) = hits.iter().position(|h| h["id"] == item["passage_id"]) {
                 recall1 += (at < 1) as u8 as f64;
@@ -599,22 +591,11 @@ fn index_search_and_eval_every_mode() {
         );
     }
     // --top-k above --candidates: still k hits (each search takes at least k candidates).
-    let rows: Vec<Value> = json_lines(&ok(&densa(
-        &[
-            "search",
-            "--model",
-            s(&model),
-            "--index",
-            s(&whole),
-            "--top-k",
-            "30",
-            "--candidates",
-            "5",
-            "--json",
-            question,
-        ],
-        None,
-    )));
+    let rows: Vec<Value> = search_json(
+        &model,
+        &whole,
+        &["--top-k", "30", "--candidates", "5", question],
+    );
     assert_eq!(rows[0]["hits"].as_array().unwrap().len(), 30);
     // An m3 index stores bge-m3's own outputs: a truncated width is refused at once.
     let e = fails(&densa(
