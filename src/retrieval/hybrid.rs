@@ -103,6 +103,53 @@ impl SparseIndex {
     }
 }
 
+/// The rows a search scores, ascending and distinct: the `dense` search's candidates when the
+/// dense score is weighted, the `sparse` (inverted index) search's when the lexical one is,
+/// every one of the `len` passages when only ColBERT is.
+pub(super) fn candidate_rows(
+    weights: &HybridWeights,
+    len: usize,
+    dense: impl FnOnce() -> Result<Vec<usize>>,
+    sparse: impl FnOnce() -> Vec<(usize, f64)>,
+) -> Result<Vec<usize>> {
+    let mut rows: Vec<usize> = Vec::new();
+    if weights.dense > 0.0 && len > 0 {
+        rows.extend(dense()?);
+    }
+    if weights.sparse > 0.0 {
+        rows.extend(sparse().iter().map(|h| h.0));
+    }
+    if weights.dense == 0.0 && weights.sparse == 0.0 {
+        rows.extend(0..len);
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    Ok(rows)
+}
+
+/// Row `row` scored against `query`: the dense inner product (f64) with the passage's dense
+/// vector, the lexical score with its weights, its ColBERT score when one was computed, fused.
+pub(super) fn score_row(
+    row: usize,
+    query: &M3Output,
+    (dense, sparse, colbert): (&[f32], &[(u32, f32)], Option<f64>),
+    weights: &HybridWeights,
+) -> HybridHit {
+    let dot: f64 = query
+        .dense
+        .iter()
+        .zip(dense)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum();
+    fuse(
+        row,
+        dot,
+        sparse_score(&query.sparse, sparse),
+        colbert,
+        weights,
+    )
+}
+
 /// Best first, ties by lower row, NaN scores last.
 pub(super) fn rank_hits(hits: &mut [HybridHit]) {
     let key = |s: f64| if s.is_nan() { f64::NEG_INFINITY } else { s };
@@ -257,39 +304,23 @@ impl HybridCollection {
                 "only ColBERT is weighted, and this collection keeps no ColBERT vectors".into(),
             ));
         }
-        let mut rows: Vec<usize> = Vec::new();
-        if weights.dense > 0.0 && self.dim > 0 && !self.is_empty() {
-            let hits = top_k_inner_product(&query.dense, &self.dense, self.dim, candidates);
-            rows.extend(hits[0].iter().map(|h| h.index));
-        }
-        if weights.sparse > 0.0 {
-            rows.extend(
-                self.inverted
-                    .search(&query.sparse, candidates)
-                    .iter()
-                    .map(|h| h.0),
-            );
-        }
-        if !(weights.dense > 0.0 || weights.sparse > 0.0) {
-            // ColBERT alone: every passage is a candidate.
-            rows.extend(0..self.len());
-        }
-        rows.sort_unstable();
-        rows.dedup();
+        let candidates = candidates.max(k).min(self.len());
+        let rows = candidate_rows(
+            weights,
+            self.len(),
+            || {
+                let hits = top_k_inner_product(&query.dense, &self.dense, self.dim, candidates);
+                Ok(hits[0].iter().map(|h| h.index).collect())
+            },
+            || self.inverted.search(&query.sparse, candidates),
+        )?;
         let mut hits: Vec<HybridHit> = rows
             .into_iter()
             .map(|row| {
-                let p = &self.dense[row * self.dim..(row + 1) * self.dim];
-                let dense: f64 = query
-                    .dense
-                    .iter()
-                    .zip(p)
-                    .map(|(&a, &b)| a as f64 * b as f64)
-                    .sum();
-                let sparse = sparse_score(&query.sparse, &self.sparse[row]);
+                let dense = &self.dense[row * self.dim..(row + 1) * self.dim];
                 let colbert = use_colbert
                     .then(|| colbert_score(query, &self.colbert.as_ref().expect("kept")[row]));
-                fuse(row, dense, sparse, colbert, weights)
+                score_row(row, query, (dense, &self.sparse[row], colbert), weights)
             })
             .collect();
         rank_hits(&mut hits);

@@ -11,12 +11,12 @@
 //!   chunks/NNNNNN-TAG.m3, NNNNNN-TAG.colbert.npy   while building: the same per chunk (f32)
 //! ```
 
-use super::hybrid::{fuse, HybridHit, HybridWeights, SparseIndex};
+use super::hybrid::{candidate_rows, score_row, HybridHit, HybridWeights, SparseIndex};
 use super::reader::Index;
 use super::search::SearchOptions;
 use super::storage::VectorKind;
 use crate::error::{Error, Result};
-use crate::heads::m3::{colbert_score, sparse_score, M3Output};
+use crate::heads::m3::{colbert_score, M3Output};
 use crate::io::mapped::MappedMatrix;
 use crate::io::npy::{self, Dtype};
 use rayon::prelude::*;
@@ -206,42 +206,25 @@ impl Index {
         }
         // At least k candidates from each search, at most every passage.
         let candidates = candidates.max(k).min(self.len());
-        let mut rows: Vec<usize> = Vec::new();
-        if weights.dense > 0.0 && candidates > 0 {
-            let dense = self.search_with(&query.dense, candidates, options)?;
-            rows.extend(dense[0].iter().map(|h| h.index));
-        }
-        if weights.sparse > 0.0 {
-            rows.extend(
-                store
-                    .inverted
-                    .search(&query.sparse, candidates)
-                    .iter()
-                    .map(|h| h.0),
-            );
-        }
-        if weights.dense == 0.0 && weights.sparse == 0.0 {
-            rows.extend(0..self.len());
-        }
-        rows.sort_unstable();
-        rows.dedup();
+        let rows = candidate_rows(
+            weights,
+            self.len(),
+            || {
+                let dense = self.search_with(&query.dense, candidates, options)?;
+                Ok(dense[0].iter().map(|h| h.index).collect())
+            },
+            || store.inverted.search(&query.sparse, candidates),
+        )?;
         let dim = self.dim();
         // Each candidate scored on its own (in parallel on the current pool).
         let mut hits: Vec<HybridHit> = rows
             .into_par_iter()
             .map(|row| {
-                let mut vector = vec![0.0f32; dim];
-                self.vectors().row_f32(row, &mut vector);
-                let dense: f64 = query
-                    .dense
-                    .iter()
-                    .zip(&vector)
-                    .map(|(&a, &b)| a as f64 * b as f64)
-                    .sum();
-                let sparse = sparse_score(&query.sparse, &store.sparse[row]);
+                let mut dense = vec![0.0f32; dim];
+                self.vectors().row_f32(row, &mut dense);
                 let colbert =
                     (weights.colbert > 0.0).then(|| colbert_score(query, &store.passage(row)));
-                fuse(row, dense, sparse, colbert, weights)
+                score_row(row, query, (&dense, &store.sparse[row], colbert), weights)
             })
             .collect();
         super::hybrid::rank_hits(&mut hits);
