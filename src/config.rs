@@ -1,6 +1,10 @@
 //! `config.json`: the architecture of a BERT-family checkpoint (BERT, DPR, RoBERTa / XLM-R /
-//! CamemBERT, DistilBERT). What differs between them is data here (the position offset, token
-//! types, sinusoidal positions) and in the loader's tensor names, not a second forward pass.
+//! CamemBERT, DistilBERT, ModernBERT / mmBERT). What differs between them is data here (the
+//! position offset, token types, sinusoidal or rotary positions, where the LayerNorms sit, the
+//! gated feed-forward, biases, attention windows) and in the loader's tensor names, not a
+//! second forward pass.
+
+mod modernbert;
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -25,6 +29,28 @@ pub enum ModelType {
     Roberta,
     /// `distilbert`: `transformer.layer.N` with its own names, no token types.
     DistilBert,
+    /// `modernbert` (ModernBERT, mmBERT): pre-norm layers, rotary positions, GeGLU, no biases,
+    /// global and sliding-window layers alternating.
+    ModernBert,
+}
+
+/// Where a layer's LayerNorms sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// After each sub-layer's residual add (BERT): the residual stream is normalised,
+    /// `x = LayerNorm(x + sublayer(x))`.
+    Post,
+    /// Before each sub-layer (ModernBERT): the residual stream is the raw sum,
+    /// `x = x + sublayer(LayerNorm(x))`, and a final LayerNorm closes the encoder.
+    Pre,
+}
+
+/// Rotary position embeddings' bases (`rope_theta`) of the global and the sliding-window
+/// layers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RotaryBases {
+    pub global: f32,
+    pub local: f32,
 }
 
 impl ModelType {
@@ -35,6 +61,7 @@ impl ModelType {
             ModelType::Dpr => "DPR (BERT)",
             ModelType::Roberta => "RoBERTa / XLM-RoBERTa",
             ModelType::DistilBert => "DistilBERT",
+            ModelType::ModernBert => "ModernBERT / mmBERT",
         }
     }
 }
@@ -62,6 +89,22 @@ pub struct BertConfig {
     /// DistilBERT's `sinusoidal_pos_embds`: fixed sine/cosine position embeddings (computed
     /// when a checkpoint does not store them).
     pub sinusoidal_positions: bool,
+    /// Where the LayerNorms sit (post-norm BERT, pre-norm ModernBERT).
+    pub norm_placement: NormPlacement,
+    /// Rotary positions instead of a position table (ModernBERT).
+    pub rotary: Option<RotaryBases>,
+    /// Each layer's attention: `None` global, `Some(w)` within `w` positions of each query
+    /// (ModernBERT's sliding layers: `w = local_attention / 2`). Empty: every layer global.
+    pub attention_windows: Vec<Option<usize>>,
+    /// Whether Q/K/V and the attention output have biases (`attention_bias`).
+    pub attention_bias: bool,
+    /// Whether the feed-forward's linear layers have biases (`mlp_bias`).
+    pub mlp_bias: bool,
+    /// Whether the LayerNorms have biases (`norm_bias`).
+    pub norm_bias: bool,
+    /// A gated feed-forward (ModernBERT's GeGLU): the intermediate layer gives `2F` values,
+    /// `GELU(first half) · second half`.
+    pub gated_mlp: bool,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +129,19 @@ struct RawConfig {
     hidden_dim: Option<usize>,
     activation: Option<String>,
     sinusoidal_pos_embds: Option<bool>,
+    // ModernBERT's.
+    hidden_activation: Option<String>,
+    norm_eps: Option<f64>,
+    norm_bias: Option<bool>,
+    attention_bias: Option<bool>,
+    mlp_bias: Option<bool>,
+    layer_types: Option<Vec<String>>,
+    global_attn_every_n_layers: Option<usize>,
+    local_attention: Option<usize>,
+    global_rope_theta: Option<f64>,
+    local_rope_theta: Option<f64>,
+    rope_parameters: Option<serde_json::Value>,
+    rope_scaling: Option<serde_json::Value>,
 }
 
 /// Upper bounds that no real BERT reaches; they turn a corrupt config into an error instead
@@ -134,6 +190,14 @@ impl RawConfig {
         self.intermediate_size = self.hidden_dim;
         self.hidden_act = self.activation.clone();
         self.layer_norm_eps = Some(1e-12);
+    }
+
+    /// ModernBERT spells the shape its own way (and has no token types).
+    fn use_modernbert_names(&mut self) {
+        self.hidden_act = self.hidden_activation.clone();
+        self.layer_norm_eps = Some(self.norm_eps.unwrap_or(1e-5));
+        self.type_vocab_size = None;
+        self.pad_token_id = Some(self.pad_token_id.unwrap_or(50283));
     }
 
     fn hidden_act(&self) -> std::result::Result<Activation, String> {
@@ -210,14 +274,17 @@ impl BertConfig {
             Some("dpr") => ModelType::Dpr,
             Some("roberta" | "xlm-roberta" | "camembert") => ModelType::Roberta,
             Some("distilbert") => ModelType::DistilBert,
+            Some("modernbert") => ModelType::ModernBert,
             Some(other) => {
                 return Err(format!(
-                    "model_type {other:?} is not supported (bert, dpr, roberta, xlm-roberta, camembert, distilbert)"
+                    "model_type {other:?} is not supported (bert, dpr, roberta, xlm-roberta, camembert, distilbert, modernbert)"
                 ))
             }
         };
-        if model_type == ModelType::DistilBert {
-            raw.use_distilbert_names();
+        match model_type {
+            ModelType::DistilBert => raw.use_distilbert_names(),
+            ModelType::ModernBert => raw.use_modernbert_names(),
+            _ => {}
         }
         let hidden_size = need(raw.hidden_size, "hidden_size", MAX_DIM)?;
         let num_attention_heads = need(raw.num_attention_heads, "num_attention_heads", MAX_DIM)?;
@@ -226,7 +293,7 @@ impl BertConfig {
         }
         let (pad_token_id, position_offset, max_position_embeddings) = raw.positions(model_type)?;
         let type_vocab_size = match model_type {
-            ModelType::DistilBert => 0,
+            ModelType::DistilBert | ModelType::ModernBert => 0,
             _ => need(
                 Some(raw.type_vocab_size.unwrap_or(2)),
                 "type_vocab_size",
@@ -237,11 +304,24 @@ impl BertConfig {
         if projection_dim > MAX_DIM {
             return Err(format!("projection_dim = {projection_dim} is out of range"));
         }
+        let num_hidden_layers = need(raw.num_hidden_layers, "num_hidden_layers", MAX_LAYERS)?;
+        let modern = match model_type {
+            ModelType::ModernBert => Some(modernbert::layers(&raw, num_hidden_layers)?),
+            _ => None,
+        };
+        let head_dim = hidden_size / num_attention_heads;
+        if modern.is_some() && !head_dim.is_multiple_of(2) {
+            return Err(format!("rotary positions need an even head width; hidden_size {hidden_size} / num_attention_heads {num_attention_heads} is {head_dim}"));
+        }
+        let gelu_only = modern.is_some() && raw.hidden_act()? != Activation::GeluErf;
+        if gelu_only {
+            return Err(format!("hidden_activation {:?} is not supported for ModernBERT's gated feed-forward (gelu)", raw.hidden_act));
+        }
         Ok(BertConfig {
             model_type,
             vocab_size: need(raw.vocab_size, "vocab_size", MAX_VOCAB)?,
             hidden_size,
-            num_hidden_layers: need(raw.num_hidden_layers, "num_hidden_layers", MAX_LAYERS)?,
+            num_hidden_layers,
             num_attention_heads,
             intermediate_size: need(raw.intermediate_size, "intermediate_size", MAX_DIM * 4)?,
             max_position_embeddings,
@@ -253,7 +333,40 @@ impl BertConfig {
             position_offset,
             sinusoidal_positions: model_type == ModelType::DistilBert
                 && raw.sinusoidal_pos_embds.unwrap_or(false),
+            norm_placement: match modern {
+                Some(_) => NormPlacement::Pre,
+                None => NormPlacement::Post,
+            },
+            rotary: modern.as_ref().map(|m| m.rotary),
+            attention_windows: modern.map(|m| m.windows).unwrap_or_default(),
+            // BERT's layers all have biases; ModernBERT's config says (none, as published).
+            attention_bias: model_type != ModelType::ModernBert || raw.attention_bias == Some(true),
+            mlp_bias: model_type != ModelType::ModernBert || raw.mlp_bias == Some(true),
+            norm_bias: model_type != ModelType::ModernBert || raw.norm_bias == Some(true),
+            gated_mlp: model_type == ModelType::ModernBert,
         })
+    }
+
+    /// Layer `i`'s attention window (`None`: global).
+    pub fn attention_window(&self, i: usize) -> Option<usize> {
+        self.attention_windows.get(i).copied().flatten()
+    }
+
+    /// The rotary base of layer `i` (`None`: the model has absolute positions).
+    pub fn rotary_theta(&self, i: usize) -> Option<f32> {
+        let bases = self.rotary?;
+        Some(match self.attention_window(i) {
+            Some(_) => bases.local,
+            None => bases.global,
+        })
+    }
+
+    /// The width of the feed-forward's first linear layer: `2F` when gated, else `F`.
+    pub fn intermediate_width(&self) -> usize {
+        match self.gated_mlp {
+            true => 2 * self.intermediate_size,
+            false => self.intermediate_size,
+        }
     }
 
     /// The longest sequence the position embeddings hold (`max_position_embeddings` less
@@ -290,6 +403,26 @@ impl BertConfig {
             pad_token_id: 0,
             position_offset: 0,
             sinusoidal_positions: false,
+            norm_placement: NormPlacement::Post,
+            rotary: None,
+            attention_windows: Vec::new(),
+            attention_bias: true,
+            mlp_bias: true,
+            norm_bias: true,
+            gated_mlp: false,
         }
+    }
+
+    /// ModernBERT-base's shape (answerdotai/ModernBERT-base's config.json): 22 layers of 768,
+    /// GeGLU 1152, every third layer global, the others within 64 positions, 8192 positions.
+    pub fn modernbert_base(vocab_size: usize) -> Self {
+        let text = serde_json::json!({
+            "model_type": "modernbert", "vocab_size": vocab_size, "hidden_size": 768,
+            "num_hidden_layers": 22, "num_attention_heads": 12, "intermediate_size": 1152,
+            "max_position_embeddings": 8192, "global_attn_every_n_layers": 3,
+            "local_attention": 128, "global_rope_theta": 160000.0, "local_rope_theta": 10000.0,
+            "norm_eps": 1e-5, "pad_token_id": 50283,
+        });
+        Self::from_json(&text.to_string()).expect("ModernBERT-base's config is valid")
     }
 }

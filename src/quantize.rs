@@ -131,17 +131,8 @@ pub(crate) fn rewrite_linear_layers(
     let prefix = names.find_prefix(checkpoint)?;
 
     // The encoder's linear layers as the model runs them: Q, K and V stacked into one.
-    let (h, f) = (config.hidden_size, config.intermediate_size);
     let groups: Vec<Vec<(String, usize, usize)>> = (0..config.num_hidden_layers)
-        .flat_map(|i| {
-            let [q, k, v, attention_output, intermediate, output] = names.linear_layers(i, h, f);
-            [
-                vec![q, k, v],
-                vec![attention_output],
-                vec![intermediate],
-                vec![output],
-            ]
-        })
+        .flat_map(|i| names.linear_groups(i, &config))
         .collect();
     let quantized: std::collections::HashSet<String> = groups
         .iter()

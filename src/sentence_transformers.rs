@@ -256,5 +256,6 @@ fn read_dense(dir: &Path) -> Result<Dense> {
         weight,
         bias,
         activation,
+        norm: None,
     })
 }

@@ -176,11 +176,6 @@ fn bad_configs() {
         ),
         (
             "\"model_type\": \"bert\"",
-            "\"model_type\": \"modernbert\"",
-            "model_type \"modernbert\" is not supported",
-        ),
-        (
-            "\"model_type\": \"bert\"",
             "\"model_type\": \"mpnet\"",
             "model_type \"mpnet\" is not supported",
         ),

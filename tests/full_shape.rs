@@ -127,3 +127,24 @@ fn xlm_roberta_base_shape_matches_transformers() {
         250002 * 768 + 514 * 768 + 768 + 2 * 768 + 12 * 7_087_872
     );
 }
+
+#[test]
+fn modernbert_base_shape_matches_transformers() {
+    // 22 layers of 768 (every third global, the others within 64 positions each side), GeGLU
+    // 1152, rotary bases 160000 / 10000, no biases; cases of up to 300 tokens.
+    let config = BertConfig::modernbert_base(50368);
+    let encoder = check_full_shape(
+        "full-shape-modernbert",
+        config,
+        "modernbert-tiny",
+        "ModernBERT-base",
+    );
+    // Embeddings 50368·768 and their norm; per layer Wqkv 3·768², Wo 768², Wi 2·1152·768,
+    // Wo 1152·768 and mlp_norm, plus attn_norm in layers 1..22 and the final norm: 149 M, as
+    // the published model card says.
+    let per_layer = 4 * 768 * 768 + 3 * 1152 * 768 + 768;
+    assert_eq!(
+        encoder.model().parameter_count(),
+        50368 * 768 + 768 + 22 * per_layer + 21 * 768 + 768
+    );
+}

@@ -44,6 +44,7 @@ fn packed_folder_gives_the_original_vectors() {
         "dpr-question-tiny",
         "xlmr-tiny",
         "distilbert-tiny",
+        "modernbert-tiny",
     ] {
         let (_dir, out) = packed(model, Isa::selected());
         for precision in [Precision::F32, Precision::Int8] {

@@ -204,13 +204,18 @@ fn int8_on_roberta_xlmr_and_distilbert_stays_close_to_transformers() {
     let dir = tempfile::tempdir().unwrap();
     let cases = cases();
     let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
-    for name in ["xlmr-tiny", "roberta-tiny", "distilbert-tiny"] {
+    // ModernBERT: 6 layers × Wqkv (stored stacked), Wo, Wi, Wo.
+    for (name, linear_tensors) in [
+        ("xlmr-tiny", 2 * 6),
+        ("roberta-tiny", 2 * 6),
+        ("distilbert-tiny", 2 * 6),
+        ("modernbert-tiny", 6 * 4),
+    ] {
         let out = dir.path().join(name);
         let report = quantize_dir(&model_dir(name), &out, false).unwrap();
         assert_eq!(
-            report.quantized_tensors,
-            2 * 6,
-            "{name}: 2 layers × 6 linear layers"
+            report.quantized_tensors, linear_tensors,
+            "{name}: every linear layer"
         );
         let golden = common::Golden::load(name);
         for folder in [model_dir(name), out] {

@@ -87,6 +87,13 @@ fn roberta_tiny_byte_level_bpe_under_a_task_head_matches_transformers() {
 }
 
 #[test]
+fn modernbert_tiny_rotary_geglu_pre_norm_sliding_windows_matches_transformers() {
+    // Six layers (global, local, local, ...), a window of 8 positions each side: most cases
+    // are longer than it.
+    check_fixture("modernbert-tiny");
+}
+
+#[test]
 fn distilbert_tiny_with_computed_sinusoidal_positions_matches_transformers() {
     check_fixture("distilbert-tiny");
 }

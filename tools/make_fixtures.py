@@ -41,6 +41,7 @@ from safetensors.numpy import save_file as save_numpy
 
 sys.path.insert(0, str(Path(__file__).parent))
 import prng  # noqa: E402
+import fixtures_modernbert  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures"
@@ -366,7 +367,7 @@ def distilbert_tiny_config(**extra):
                                          max_position_embeddings=512, pad_token_id=0, **extra)
 
 
-def head_fixture(name, model_class, cfg, seed, tokenizer_from):
+def head_fixture(name, model_class, cfg, seed, tokenizer_from, redraw=redraw):
     """A fresh folder with a randomly drawn `model_class(cfg)` and the tokenizer of another fixture."""
     folder = fresh_folder(name)
     model = model_class(cfg).eval()
@@ -518,10 +519,7 @@ def make_full_shape():
                                  intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2,
                                  pad_token_id=1, projection_dim=0, hidden_act="gelu", layer_norm_eps=1e-12)
     model = transformers.DPRContextEncoder(cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            center, scale = prng.center_scale(name)
-            p.copy_(torch.from_numpy(prng.uniform(name, p.numel(), center, scale).reshape(p.shape)))
+    fill_from_prng(model)
     tok = transformers.AutoTokenizer.from_pretrained(MODELS / "dpr-ctx-tiny")
     inputs = [("text", TEXTS[0]), ("pair", PAIRS[0]), ("pair", PAIRS[4]), ("text", TEXTS[7]), ("pair", PAIRS[3])]
     out = {}
@@ -545,19 +543,30 @@ def make_full_shape():
 def make_full_shape_xlmr():
     """XLM-R base shape (768/12/12/3072, vocabulary 250002, 514 positions) with weights from
     tools/prng.py; token ids from xlmr-tiny's tokenizer.json (the `tokenizers` library)."""
-    import tokenizers
     cfg = transformers.XLMRobertaConfig(vocab_size=250002, hidden_size=768, num_hidden_layers=12,
                                         num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514,
                                         type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
                                         hidden_act="gelu", layer_norm_eps=1e-5)
     model = transformers.XLMRobertaModel(cfg, add_pooling_layer=False).eval()
+    fill_from_prng(model)
+    inputs = [("text", TEXTS[0]), ("pair", PAIRS[0]), ("pair", PAIRS[4]), ("text", TEXTS[7]), ("pair", PAIRS[3])]
+    full_shape_golden("full-shape-xlmr", model, MODELS / "xlmr-tiny" / "tokenizer.json", inputs, 160)
+
+
+def fill_from_prng(model):
+    """Every parameter drawn from tools/prng.py by its name (the Rust tests draw the same)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             center, scale = prng.center_scale(name)
             p.copy_(torch.from_numpy(prng.uniform(name, p.numel(), center, scale).reshape(p.shape)))
-    tok = tokenizers.Tokenizer.from_file(str(MODELS / "xlmr-tiny" / "tokenizer.json"))
-    tok.enable_truncation(160, strategy="longest_first")
-    inputs = [("text", TEXTS[0]), ("pair", PAIRS[0]), ("pair", PAIRS[4]), ("text", TEXTS[7]), ("pair", PAIRS[3])]
+
+
+def full_shape_golden(name, model, tokenizer_json, inputs, max_length):
+    """Layer 6, the last hidden state and [CLS] of `model` (a trunk without pooler) on `inputs`, token
+    ids from `tokenizer_json` (the `tokenizers` library), truncated longest-first to `max_length`."""
+    import tokenizers
+    tok = tokenizers.Tokenizer.from_file(str(tokenizer_json))
+    tok.enable_truncation(max_length, strategy="longest_first")
     out = {}
     for i, (kind, inp) in enumerate(inputs):
         enc = tok.encode(inp) if kind == "text" else tok.encode(inp[0], inp[1])
@@ -569,10 +578,10 @@ def make_full_shape_xlmr():
         out[f"case{i}.layer6"] = res.hidden_states[6][0].numpy().astype(np.float32)
         out[f"case{i}.last_hidden_state"] = res.last_hidden_state[0].numpy().astype(np.float32)
         out[f"case{i}.pooled"] = res.last_hidden_state[0, 0].numpy().astype(np.float32)
-    save_numpy(out, str(GOLDEN / "full-shape-xlmr.safetensors"), metadata={
+    save_numpy(out, str(GOLDEN / f"{name}.safetensors"), metadata={
         "transformers": transformers.__version__, "torch": torch.__version__, "prefix": "",
-        "cases": json.dumps([[k, v] for k, v in inputs], ensure_ascii=False), "max_length": "160"})
-    print(f"full-shape-xlmr: {len(inputs)} cases")
+        "cases": json.dumps([[k, v] for k, v in inputs], ensure_ascii=False), "max_length": str(max_length)})
+    print(f"{name}: {len(inputs)} cases, lengths {[len(out[f'case{i}.input_ids']) for i in range(len(inputs))]}")
 
 
 MINILM_TEXTS = TEXTS[:14] + [p[1] for p in PAIRS[:3]] + [
@@ -685,6 +694,9 @@ STEPS = {
     "qa-tiny": make_qa_tiny,
     "full-shape": make_full_shape,
     "full-shape-xlmr": make_full_shape_xlmr,
+    "modernbert-tiny": lambda: fixtures_modernbert.make_modernbert_tiny(sys.modules[__name__]),
+    "modernbert-rerank-tiny": lambda: fixtures_modernbert.make_modernbert_rerank_tiny(sys.modules[__name__]),
+    "full-shape-modernbert": lambda: fixtures_modernbert.make_full_shape_modernbert(sys.modules[__name__]),
     "minilm": make_minilm,
 }
 

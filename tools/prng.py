@@ -37,7 +37,8 @@ def uniform(name: str, count: int, center: float, scale: float) -> np.ndarray:
 
 def center_scale(name: str):
     """(center, scale) of the uniform draw for a tensor, by its role."""
-    if name.endswith("LayerNorm.weight"):
+    # BERT's `LayerNorm.weight`; ModernBERT's `norm`, `attn_norm`, `mlp_norm`, `final_norm`.
+    if name.endswith(("LayerNorm.weight", "norm.weight")):
         return 1.0, 0.2
     if name.endswith("LayerNorm.bias"):
         return 0.0, 0.1

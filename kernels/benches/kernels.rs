@@ -78,7 +78,7 @@ fn elementwise(c: &mut Criterion) {
     group.throughput(Throughput::Elements((rows * hidden) as u64));
     group.bench_function("layer_norm_128x768", |b| {
         let mut x = base[..rows * hidden].to_vec();
-        b.iter(|| k::layer_norm(black_box(&mut x), &weight, &bias, rows, hidden, 1e-12))
+        b.iter(|| k::layer_norm(black_box(&mut x), &weight, Some(&bias), rows, hidden, 1e-12))
     });
     group.throughput(Throughput::Elements((rows * ffn) as u64));
     group.bench_function("gelu_erf_128x3072", |b| {

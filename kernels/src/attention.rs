@@ -17,6 +17,12 @@
 //! ```
 //! Scratch is per thread and reused, so no call allocates once it has seen its longest
 //! sequence.
+//!
+//! With a sliding window of half-width `w` (ModernBERT's local layers: query `i` sees keys
+//! `j` with `|i - j| ≤ w`), a block of queries reads only the keys its window can reach,
+//! `i0 - w .. i0 + 64 + w`, packed per block: the work is `T · (64 + 2w)` per head instead
+//! of `T²`, and each row's softmax runs over its own window alone (the block's other keys get
+//! weight 0, which adds exactly nothing to the context).
 
 use crate::gemm::{
     gemm_block, kernel_shape, pack_rows, pack_transposed, Epilogue, F32Sink, Panels,
@@ -25,6 +31,7 @@ use crate::softmax::softmax_rows_isa;
 use crate::{Isa, SendPtr};
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::ops::Range;
 
 /// Query rows per block.
 const QUERY_BLOCK: usize = 64;
@@ -63,6 +70,32 @@ pub fn attention_forward(
     num_heads: usize,
     head_dim: usize,
 ) {
+    windowed_attention_forward(
+        isa,
+        queries,
+        context,
+        qkv,
+        seq_offsets,
+        num_heads,
+        head_dim,
+        None,
+    )
+}
+
+/// [`attention_forward`] where each query sees only the keys within `window` positions of it
+/// in its sequence (`|i - j| ≤ window`; `None`: every key, global attention), as transformers'
+/// bidirectional sliding-window mask, computed only within the window.
+#[allow(clippy::too_many_arguments)]
+pub fn windowed_attention_forward(
+    isa: crate::Isa,
+    queries: Rows,
+    context: &mut [f32],
+    qkv: &[f32],
+    seq_offsets: &[usize],
+    num_heads: usize,
+    head_dim: usize,
+    window: Option<usize>,
+) {
     // The micro-kernels may only run on an ISA this CPU has.
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
     let width = num_heads * head_dim;
@@ -91,7 +124,7 @@ pub fn attention_forward(
         .map(|w| w[1] - w[0])
         .max()
         .unwrap_or(0);
-    let scratch_len = scratch_len(isa, longest, head_dim);
+    let scratch_len = scratch_len(isa, longest, head_dim, window);
     let grow = || {
         SCRATCH.with_borrow_mut(|scratch| {
             if scratch.len() < scratch_len {
@@ -126,20 +159,50 @@ pub fn attention_forward(
                     query_rows,
                     rows,
                     scratch,
-                    width,
-                    head * head_dim,
-                    head_dim,
+                    Head {
+                        width,
+                        col: head * head_dim,
+                        d: head_dim,
+                        window,
+                    },
                 )
             };
         });
     });
 }
 
-/// Scratch floats for one head of a `t`-token sequence: packed Kᵀ, packed V, one block of
-/// scores.
-fn scratch_len(isa: Isa, t: usize, d: usize) -> usize {
+/// The most keys one block of queries reads in a `t`-token sequence: all of them, or those
+/// a window of half-width `w` reaches from a block.
+fn key_span(t: usize, window: Option<usize>) -> usize {
+    match window {
+        None => t,
+        Some(w) => t.min(QUERY_BLOCK + 2 * w),
+    }
+}
+
+/// The keys the query rows `i0..i0 + block` read.
+fn key_range(i0: usize, block: usize, t: usize, window: Option<usize>) -> Range<usize> {
+    match window {
+        None => 0..t,
+        Some(w) => i0.saturating_sub(w)..(i0 + block + w).min(t),
+    }
+}
+
+/// Scratch floats for one head of a `t`-token sequence: packed Kᵀ, packed V (of the keys one
+/// block reads), one block of scores.
+fn scratch_len(isa: Isa, t: usize, d: usize, window: Option<usize>) -> usize {
     let nr = kernel_shape(isa).1;
-    t.div_ceil(nr) * d * nr + d.div_ceil(nr) * t * nr + QUERY_BLOCK.min(t) * t
+    let n = key_span(t, window);
+    n.div_ceil(nr) * d * nr + d.div_ceil(nr) * n * nr + QUERY_BLOCK.min(t) * n
+}
+
+/// Which head: its columns `col..col + d` of rows `width` wide (Q; K and V `width` and
+/// `2·width` further), and its window.
+struct Head {
+    width: usize,
+    col: usize,
+    d: usize,
+    window: Option<usize>,
 }
 
 /// One head of one sequence. `rows`: its (T, 3W) qkv rows; `out`: its first context row
@@ -148,58 +211,62 @@ fn scratch_len(isa: Isa, t: usize, d: usize) -> usize {
 /// # Safety
 /// `out` must point at `query_rows` rows of stride `width` that no other thread writes in
 /// columns col..col+d.
-#[allow(clippy::too_many_arguments)]
 unsafe fn head_attention(
     isa: Isa,
     out: *mut f32,
     query_rows: usize,
     rows: &[f32],
     scratch: &mut Vec<f32>,
-    width: usize,
-    col: usize,
-    d: usize,
+    head: Head,
 ) {
+    let Head {
+        width,
+        col,
+        d,
+        window,
+    } = head;
     let t = rows.len() / (3 * width);
     let nr = kernel_shape(isa).1;
-    let (key_len, value_len) = (t.div_ceil(nr) * d * nr, d.div_ceil(nr) * t * nr);
-    if scratch.len() < scratch_len(isa, t, d) {
-        scratch.resize(scratch_len(isa, t, d), 0.0);
+    let span = key_span(t, window);
+    let (key_len, value_len) = (span.div_ceil(nr) * d * nr, d.div_ceil(nr) * span * nr);
+    if scratch.len() < scratch_len(isa, t, d, window) {
+        scratch.resize(scratch_len(isa, t, d, window), 0.0);
     }
     let (key_t, rest) = scratch.split_at_mut(key_len);
     let (value, scores) = rest.split_at_mut(value_len);
-    // Kᵀ/√d (d, T) and V (T, d) in panel layout.
-    pack_transposed(
-        key_t,
-        &rows[width + col..],
-        3 * width,
-        t,
-        d,
-        nr,
-        1.0 / (d as f32).sqrt(),
-    );
-    pack_rows(value, &rows[2 * width + col..], 3 * width, t, d, nr);
-    let key_t = Panels {
-        data: key_t,
-        k: d,
-        n: t,
-        nr,
-        isa,
-    };
-    let value = Panels {
-        data: value,
-        k: t,
-        n: d,
-        nr,
-        isa,
-    };
+    let mut packed = None;
     for i0 in (0..query_rows).step_by(QUERY_BLOCK) {
         let block = QUERY_BLOCK.min(query_rows - i0);
-        let scores = &mut scores[..block * t];
-        // SAFETY: scores holds block × t values (row stride t); the query rows i0..i0+block
+        let keys = key_range(i0, block, t, window);
+        let n = keys.len();
+        if packed.as_ref() != Some(&keys) {
+            // Kᵀ/√d (d, n) and V (n, d) of these keys in panel layout.
+            let first = &rows[keys.start * 3 * width..];
+            let scale = 1.0 / (d as f32).sqrt();
+            pack_transposed(key_t, &first[width + col..], 3 * width, n, d, nr, scale);
+            pack_rows(value, &first[2 * width + col..], 3 * width, n, d, nr);
+            packed = Some(keys.clone());
+        }
+        let key_panels = Panels {
+            data: key_t,
+            k: d,
+            n,
+            nr,
+            isa,
+        };
+        let value_panels = Panels {
+            data: value,
+            k: n,
+            n: d,
+            nr,
+            isa,
+        };
+        let scores = &mut scores[..block * n];
+        // SAFETY: scores holds block × n values (row stride n); the query rows i0..i0+block
         // are in `rows` at stride 3W, each with d values from column col.
         let sink = F32Sink {
             out: SendPtr(scores.as_mut_ptr()),
-            ldc: t,
+            ldc: n,
             isa,
             epilogue: &Epilogue::NONE,
         };
@@ -208,12 +275,15 @@ unsafe fn head_attention(
                 &sink,
                 &rows[i0 * 3 * width + col..],
                 3 * width,
-                key_t,
+                key_panels,
                 0..block,
-                0..t.div_ceil(nr),
+                0..n.div_ceil(nr),
             )
         };
-        softmax_rows_isa(isa, scores, block, t);
+        match window {
+            None => softmax_rows_isa(isa, scores, block, n),
+            Some(w) => windowed_softmax(isa, scores, i0, &keys, t, w),
+        }
         // SAFETY: context rows i0..i0+block, columns col..col+d: in bounds and ours (caller).
         let sink = F32Sink {
             // SAFETY: row i0, column col of this head's block of `out` (in bounds: caller).
@@ -222,6 +292,27 @@ unsafe fn head_attention(
             isa,
             epilogue: &Epilogue::NONE,
         };
-        unsafe { gemm_block(&sink, scores, t, value, 0..block, 0..d.div_ceil(nr)) };
+        unsafe { gemm_block(&sink, scores, n, value_panels, 0..block, 0..d.div_ceil(nr)) };
+    }
+}
+
+/// Softmax of each score row (query `i0 + r`, keys `keys`) over the keys within `w` of its
+/// query alone; the block's other keys get weight exactly 0.
+fn windowed_softmax(
+    isa: Isa,
+    scores: &mut [f32],
+    i0: usize,
+    keys: &Range<usize>,
+    t: usize,
+    w: usize,
+) {
+    let n = keys.len();
+    for (r, row) in scores.chunks_exact_mut(n).enumerate() {
+        let i = i0 + r;
+        let lo = i.saturating_sub(w) - keys.start;
+        let hi = (i + w + 1).min(t) - keys.start;
+        softmax_rows_isa(isa, &mut row[lo..hi], 1, hi - lo);
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
     }
 }

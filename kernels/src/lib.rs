@@ -1,8 +1,9 @@
 //! # densa-kernels
 //!
 //! The numeric kernels behind densa, with no knowledge of BERT: a linear layer (GEMM plus
-//! bias), LayerNorm, GELU, tanh, a row-wise softmax and multi-head scaled dot-product
-//! attention over packed variable-length sequences.
+//! bias), LayerNorm, GELU (and its gated form), tanh, a row-wise softmax, rotary position
+//! embeddings and multi-head scaled dot-product attention (global or within a sliding
+//! window) over packed variable-length sequences.
 //!
 //! Every kernel here is the *interface* the model calls; behind it, per-ISA implementations are
 //! chosen at run time (a blocked GEMM over AVX-512, AVX2 and portable micro-kernels, int8 on
@@ -30,18 +31,20 @@ pub mod norm;
 pub mod probe;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
+pub mod rotary;
 pub mod search;
 pub mod simd;
 pub mod softmax;
 
-pub use activation::{gelu_erf, gelu_tanh, tanh};
-pub use attention::{attention_forward, Rows};
+pub use activation::{geglu, gelu_erf, gelu_tanh, tanh};
+pub use attention::{attention_forward, windowed_attention_forward, Rows};
 pub use gemm::{
     linear_forward, linear_packed, Activation, Epilogue, PackedError, PackedWeight, RowBlocks,
 };
 pub use int8::{linear_int8, linear_int8_quantized, Int8Isa, Int8Scratch, QuantizedWeight};
 pub use isa::Isa;
-pub use norm::{add_layer_norm, layer_norm};
+pub use norm::{add_layer_norm, add_then_layer_norm, layer_norm};
+pub use rotary::{apply_rotary, RotaryTable};
 pub use search::{inner_products, top_k_inner_product, Hit};
 pub use softmax::softmax_rows;
 

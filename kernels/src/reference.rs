@@ -79,6 +79,19 @@ pub fn attention(
     num_heads: usize,
     head_dim: usize,
 ) -> Vec<f64> {
+    windowed_attention(qkv, seq_offsets, num_heads, head_dim, None)
+}
+
+/// [`attention`] where query `i` sees the keys `j` of its sequence with `|i - j| ≤ window`
+/// only: the full score matrix, masked (transformers' sliding-window mask, by definition).
+pub fn windowed_attention(
+    qkv: &[f32],
+    seq_offsets: &[usize],
+    num_heads: usize,
+    head_dim: usize,
+    window: Option<usize>,
+) -> Vec<f64> {
+    let visible = |i: usize, j: usize| window.is_none_or(|w| i.abs_diff(j) <= w);
     let width = num_heads * head_dim;
     let total = seq_offsets.last().copied().unwrap_or(0);
     let (q, k, v) = (
@@ -101,6 +114,12 @@ pub fn attention(
                             * scale
                     })
                     .collect();
+                let scores: Vec<f64> = (start..end)
+                    .map(|j| match visible(i, j) {
+                        true => scores[j - start],
+                        false => f64::NEG_INFINITY,
+                    })
+                    .collect();
                 let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let sum: f64 = exps.iter().sum();
@@ -113,6 +132,43 @@ pub fn attention(
         }
     }
     out
+}
+
+/// Rotary position embeddings by their definition, in f64: in each head of the queries and
+/// keys of `qkv` (laid out as [`attention`]'s), the pair `(x_j, x_{j+d/2})` of the token at
+/// position `p` of its sequence rotated by `p / θ^(2j/d)`. Values are returned unchanged.
+pub fn rotary(
+    qkv: &[f32],
+    seq_offsets: &[usize],
+    num_heads: usize,
+    head_dim: usize,
+    theta: f64,
+) -> Vec<f64> {
+    let width = num_heads * head_dim;
+    let half = head_dim / 2;
+    let mut out: Vec<f64> = qkv.iter().map(|&v| v as f64).collect();
+    for s in 0..seq_offsets.len().saturating_sub(1) {
+        for t in seq_offsets[s]..seq_offsets[s + 1] {
+            let p = (t - seq_offsets[s]) as f64;
+            for head in 0..2 * num_heads {
+                let x = &mut out[t * 3 * width + head * head_dim..][..head_dim];
+                for j in 0..half {
+                    let angle = p / theta.powf((2 * j) as f64 / head_dim as f64);
+                    let (a, b) = (x[j], x[j + half]);
+                    x[j] = a * angle.cos() - b * angle.sin();
+                    x[j + half] = b * angle.cos() + a * angle.sin();
+                }
+            }
+        }
+    }
+    out
+}
+
+/// GeGLU: `GELU(x[:, :f]) · x[:, f:]` of each row of `x (rows, 2f)`.
+pub fn geglu(x: &[f32], f: usize) -> Vec<f64> {
+    x.chunks_exact(2 * f)
+        .flat_map(|row| (0..f).map(move |j| gelu_erf(row[j]) * row[f + j] as f64))
+        .collect()
 }
 
 /// `scores[r][j] = vectors[r] · queries[j]` in f64.

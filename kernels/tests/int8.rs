@@ -196,23 +196,23 @@ proptest! {
             let epilogue = Epilogue { bias: Some(&bias), ..Epilogue::NONE };
             // Unfused: normalise, then the linear layer quantizes its input.
             let mut normed = x.clone();
-            k::add_layer_norm(isa_f32, &mut normed, Some(&residual), &gamma, &beta, m, kk, 1e-5, None);
+            k::add_layer_norm(isa_f32, &mut normed, Some(&residual), &gamma, Some(&beta), m, kk, 1e-5, None);
             let mut want = vec![0.0; m * n];
             k::linear_int8(&mut want, &normed, &packed, m, epilogue, &mut k::Int8Scratch::default());
             // Fused.
             let mut fused = x.clone();
             let mut quantized = k::Int8Scratch::default();
-            k::add_layer_norm(isa_f32, &mut fused, Some(&residual), &gamma, &beta, m, kk, 1e-5, Some(&mut quantized));
+            k::add_layer_norm(isa_f32, &mut fused, Some(&residual), &gamma, Some(&beta), m, kk, 1e-5, Some(&mut quantized));
             prop_assert!(fused == normed, "{}: the normalised rows differ", isa.name());
             let mut got = vec![f32::NAN; m * n];
             k::linear_int8_quantized(&mut got, &packed, m, epilogue, &quantized);
             prop_assert!(got == want, "{}: fused quantization differs", isa.name());
             // Without a residual (the embeddings' LayerNorm): layer_norm, then the layer.
             let mut normed = x.clone();
-            k::layer_norm(&mut normed, &gamma, &beta, m, kk, 1e-5);
+            k::layer_norm(&mut normed, &gamma, Some(&beta), m, kk, 1e-5);
             k::linear_int8(&mut want, &normed, &packed, m, epilogue, &mut k::Int8Scratch::default());
             let mut fused = x.clone();
-            k::add_layer_norm(isa_f32, &mut fused, None, &gamma, &beta, m, kk, 1e-5, Some(&mut quantized));
+            k::add_layer_norm(isa_f32, &mut fused, None, &gamma, Some(&beta), m, kk, 1e-5, Some(&mut quantized));
             prop_assert!(fused == normed, "{}: the normalised rows differ (no residual)", isa.name());
             k::linear_int8_quantized(&mut got, &packed, m, epilogue, &quantized);
             prop_assert!(got == want, "{}: fused quantization differs (no residual)", isa.name());

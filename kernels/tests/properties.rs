@@ -5,61 +5,8 @@ use densa_kernels::attention::Rows;
 use densa_kernels::{self as k, reference};
 mod common;
 
-use common::{linear_case, values, with_threads};
+use common::{check_close, layer_norm_tolerance, linear_case, values, with_threads};
 use proptest::prelude::*;
-
-fn check_close(got: &[f32], want: &[f64], tolerance: impl Fn(usize) -> f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        assert!(
-            err <= tolerance(i),
-            "{what}[{i}]: got {g}, want {w}, error {err:e} > {:e}",
-            tolerance(i)
-        );
-    }
-}
-
-/// The error bound of an f32 LayerNorm `y = x̂·w + b`, `x̂ = (x - μ) / √(σ² + eps)`, computed
-/// as the kernels do (two passes, 16 partial sums, so each sum's rounding is within
-/// `K·ε` of its magnitude, `K = cols/16 + 4`):
-/// - μ is off by `K·ε·mean|x|`, which moves `x̂` by that over σ (large when the row is
-///   nearly constant: two almost equal columns);
-/// - σ² and the reciprocal square root add a relative `(K/2 + 3)·ε` to `x̂`;
-/// - scaling by `w` multiplies `x̂`'s error by `|w|`, and the product, the bias and the
-///   result each round once more.
-///
-/// Twice this bound, `2·(|w|·err(x̂) + ε·(|x̂·w| + |b| + |y|))`, held with a margin of 6×
-/// on 200,000 random cases of this file's distribution on every ISA of an AVX-512 machine.
-fn layer_norm_tolerance(
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    want: &[f64],
-    cols: usize,
-    eps: f32,
-) -> Vec<f64> {
-    let e = f32::EPSILON as f64;
-    let k = cols as f64 / 16.0 + 4.0;
-    let mut out = Vec::with_capacity(x.len());
-    for (r, row) in x.chunks_exact(cols).enumerate() {
-        let n = cols as f64;
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let mean_abs = row.iter().map(|&v| (v as f64).abs()).sum::<f64>() / n;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        let sigma = (var + eps as f64).sqrt();
-        for (j, &v) in row.iter().enumerate() {
-            let x_hat = (v as f64 - mean) / sigma;
-            let x_hat_error = e * (k * mean_abs / sigma + (k / 2.0 + 3.0) * x_hat.abs());
-            let (wj, bj) = (w[j] as f64, b[j] as f64);
-            let y = want[r * cols + j].abs();
-            out.push(
-                2.0 * (wj.abs() * x_hat_error + e * ((x_hat * wj).abs() + bj.abs() + y)) + 1e-30,
-            );
-        }
-    }
-    out
-}
 
 /// The case CI once failed on, kept: the fused add & norm on rows of two almost equal
 /// columns (x + x reversed makes rows symmetric), weights up to ±40. Against the old fixed
@@ -110,7 +57,7 @@ fn layer_norm_regression_nearly_constant_rows() {
             &mut y,
             Some(&residual),
             &w,
-            &b,
+            Some(&b),
             rows,
             cols,
             1e-12,
@@ -186,7 +133,7 @@ proptest! {
         let want = reference::layer_norm(&x[..rows * cols], &w, &b, cols, 1e-12);
         for &isa in k::Isa::available() {
             let mut data = x[..rows * cols].to_vec();
-            with_threads(threads, || k::add_layer_norm(isa, &mut data, None, &w, &b, rows, cols, 1e-12, None));
+            with_threads(threads, || k::add_layer_norm(isa, &mut data, None, &w, Some(&b), rows, cols, 1e-12, None));
             let tolerance = layer_norm_tolerance(&x[..rows * cols], &w, &b, &want, cols, 1e-12);
             check_close(&data, &want, |i| tolerance[i], isa.name());
             // Fused add & norm: LayerNorm(x + residual), the residual being x reversed.
@@ -194,7 +141,7 @@ proptest! {
             let sum: Vec<f32> = x[..rows * cols].iter().zip(&residual).map(|(a, r)| a + r).collect();
             let want_sum = reference::layer_norm(&sum, &w, &b, cols, 1e-12);
             let mut fused = x[..rows * cols].to_vec();
-            with_threads(threads, || k::add_layer_norm(isa, &mut fused, Some(&residual), &w, &b, rows, cols, 1e-12, None));
+            with_threads(threads, || k::add_layer_norm(isa, &mut fused, Some(&residual), &w, Some(&b), rows, cols, 1e-12, None));
             let tolerance = layer_norm_tolerance(&sum, &w, &b, &want_sum, cols, 1e-12);
             check_close(&fused, &want_sum, |i| tolerance[i], isa.name());
         }
@@ -326,7 +273,7 @@ fn softmax_hand_computed() {
 fn layer_norm_hand_computed() {
     // [1, 2, 3, 4]: mean 2.5, variance 1.25 → (x - 2.5) / √1.25, then · 2 + 1.
     let mut x = [1.0f32, 2.0, 3.0, 4.0];
-    k::layer_norm(&mut x, &[2.0; 4], &[1.0; 4], 1, 4, 0.0);
+    k::layer_norm(&mut x, &[2.0; 4], Some(&[1.0; 4]), 1, 4, 0.0);
     let s = 1.25f64.sqrt();
     for (got, v) in x.iter().zip([1.0f64, 2.0, 3.0, 4.0]) {
         assert!((*got as f64 - ((v - 2.5) / s * 2.0 + 1.0)).abs() < 1e-6);
@@ -428,7 +375,7 @@ fn kernel_entry_points_reject_wrong_shapes() {
                     &mut x,
                     Some(&[0.0; 7]),
                     &[1.0; 4],
-                    &[0.0; 4],
+                    Some(&[0.0; 4]),
                     2,
                     4,
                     1e-5,
@@ -440,7 +387,7 @@ fn kernel_entry_points_reject_wrong_shapes() {
             "weight/bias shorter",
             message_of(|| {
                 let mut x = vec![0.0; 8];
-                k::layer_norm(&mut x, &[1.0; 3], &[0.0; 4], 2, 4, 1e-5);
+                k::layer_norm(&mut x, &[1.0; 3], Some(&[0.0; 4]), 2, 4, 1e-5);
             }),
         ),
         (

@@ -191,6 +191,7 @@ impl M3Heads {
             weight,
             bias: Some(bias),
             activation: DenseActivation::Relu,
+            norm: None,
         };
         let (weight, colbert_bias, colbert_dim) = linear_of(&head_file(dir, "colbert_linear")?, h)?;
         let colbert = k::PackedWeight::new(&weight, colbert_dim, h);

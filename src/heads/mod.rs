@@ -7,6 +7,7 @@
 //! | `BertForSequenceClassification` | `classifier` on BERT's tanh pooler |
 //! | `XLMRobertaForSequenceClassification`, `RobertaForSequenceClassification`, `CamembertForSequenceClassification` | `classifier.dense`, tanh, `classifier.out_proj` |
 //! | `DistilBertForSequenceClassification` | `pre_classifier`, ReLU, `classifier` |
+//! | `ModernBertForSequenceClassification` | `head.dense`, GELU, `head.norm`, `classifier`, on the first token or the mean of all (`classifier_pooling`) |
 //!
 //! An extractive reader ([`Reader`], `reader.rs`) finds the answer span in a context with a
 //! `*ForQuestionAnswering` head (`qa_outputs`: start and end logits per token).
@@ -16,6 +17,7 @@
 //! works on the encoder under every head; the head itself stays f32.
 
 pub mod m3;
+mod modernbert;
 mod reader;
 mod reranker;
 
@@ -66,6 +68,17 @@ fn head_layer(
     in_features: usize,
     activation: DenseActivation,
 ) -> Result<Dense> {
+    head_layer_with(checkpoint, name, in_features, activation, true)
+}
+
+/// [`head_layer`], with `name.bias` only if `bias` (ModernBERT's `classifier_bias`).
+fn head_layer_with(
+    checkpoint: &Checkpoint,
+    name: &str,
+    in_features: usize,
+    activation: DenseActivation,
+    bias: bool,
+) -> Result<Dense> {
     let weight_name = format!("{name}.weight");
     let (_, shape, _) = checkpoint
         .raw(&weight_name)
@@ -78,15 +91,21 @@ fn head_layer(
         .tensor(&weight_name, &[out_features, in_features])?
         .as_slice()
         .to_vec();
-    let bias = checkpoint
-        .tensor(&format!("{name}.bias"), &[out_features])?
-        .as_slice()
-        .to_vec();
+    let bias = match bias {
+        true => Some(
+            checkpoint
+                .tensor(&format!("{name}.bias"), &[out_features])?
+                .as_slice()
+                .to_vec(),
+        ),
+        false => None,
+    };
     Ok(Dense {
         in_features,
         out_features,
         weight,
-        bias: Some(bias),
+        bias,
         activation,
+        norm: None,
     })
 }

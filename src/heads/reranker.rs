@@ -47,7 +47,7 @@ impl Reranker {
         let architecture = head_architecture(&config, "ForSequenceClassification").ok_or_else(|| Error::Config {
             path: config_path.clone(),
             message: format!(
-                "architectures {} names no sequence-classification head (BertForSequenceClassification, XLMRobertaForSequenceClassification, RobertaForSequenceClassification, CamembertForSequenceClassification, DistilBertForSequenceClassification)",
+                "architectures {} names no sequence-classification head (BertForSequenceClassification, XLMRobertaForSequenceClassification, RobertaForSequenceClassification, CamembertForSequenceClassification, DistilBertForSequenceClassification, ModernBertForSequenceClassification)",
                 config["architectures"]
             ),
         })?;
@@ -72,6 +72,18 @@ impl Reranker {
                     ("classifier", DenseActivation::Identity),
                 ],
             ),
+            "ModernBertForSequenceClassification" => {
+                let pooling = super::modernbert::pooling(&config, &config_path)?;
+                let encoder = head_encoder(dir, pooling, options)?;
+                let h = encoder.model().config.hidden_size;
+                let head = super::modernbert::classification_head(
+                    encoder.checkpoint(),
+                    &config,
+                    h,
+                    &config_path,
+                )?;
+                return Reranker::with_head(encoder, head, &config, config_path);
+            }
             other => {
                 return Err(Error::Config {
                     path: config_path,
@@ -87,7 +99,18 @@ impl Reranker {
             width = layer.out_features;
             head.push(layer);
         }
-        let labels = labels(&config, width).map_err(|message| Error::Config {
+        Reranker::with_head(encoder, head, &config, config_path)
+    }
+
+    /// The cross-encoder of `encoder` and its `head`, labelled by the config's `id2label`.
+    fn with_head(
+        encoder: Encoder,
+        head: Vec<Dense>,
+        config: &Value,
+        config_path: std::path::PathBuf,
+    ) -> Result<Self> {
+        let width = head.last().map_or(0, |layer| layer.out_features);
+        let labels = labels(config, width).map_err(|message| Error::Config {
             path: config_path,
             message,
         })?;

@@ -1,7 +1,7 @@
 //! A packed batch (the tokens of several sequences, concatenated), checked where it is built,
 //! and the buffers a forward pass runs in.
 
-use crate::config::BertConfig;
+use crate::config::{BertConfig, NormPlacement};
 use crate::error::{Error, Result};
 use densa_kernels as k;
 pub use k::Rows;
@@ -145,16 +145,28 @@ fn input_error(input: usize, problem: &str) -> Error {
 /// attention (`T`, or `S` in a last layer that computes [`Rows::FirstOfEachSequence`]).
 #[derive(Default)]
 pub struct Workspace {
-    /// `(T, H)` the residual stream: the embeddings' output, then each layer's input and output.
+    /// `(T, H)` each layer's input and, after the last, the last hidden state: the
+    /// embeddings' output, then each layer's output (post-norm, where this is also the
+    /// residual stream) or its LayerNorm (pre-norm).
     pub(super) hidden: Vec<f32>,
+    /// `(T, H)` pre-norm's residual stream, the raw sum of the embeddings and every
+    /// sub-layer's output (empty for post-norm models).
+    pub(super) residual: Vec<f32>,
     /// `(T, 3H)` each token's query, key and value.
     pub(super) qkv: Vec<f32>,
     /// `(R, H)` softmax(Q Kᵀ/√d) V, head by head: self-attention's output.
     pub(super) context: Vec<f32>,
-    /// `(R, H)` LayerNorm(context · Woᵀ + b + input): the attention block's output.
+    /// `(R, H)` LayerNorm(context · Woᵀ + b + input): the attention block's output (pre-norm:
+    /// the LayerNorm of the stream it joined, the feed-forward's input).
     pub(super) attention_output: Vec<f32>,
-    /// `(R, F)` GELU(attention_output · Wiᵀ + b).
+    /// `(R, F)` GELU(attention_output · Wiᵀ + b); `(R, 2F)` before the gate of a gated
+    /// feed-forward.
     pub(super) intermediate: Vec<f32>,
+    /// `(R, F)` a gated feed-forward's GELU(input) · gate (empty otherwise).
+    pub(super) gated: Vec<f32>,
+    /// Rotary positions' cosines and sines, one table per base, as long as the longest
+    /// sequence seen.
+    pub(super) rotary: Vec<k::RotaryTable>,
     /// `(S, H)` each sequence's first row of `hidden`, for a last layer that computes those alone.
     pub(super) first_rows: Vec<f32>,
     /// The int8 layers' quantized inputs (int8 precision only).
@@ -166,16 +178,41 @@ impl Workspace {
     pub(super) fn resize(&mut self, batch: &PackedBatch, config: &BertConfig) {
         let (t, s) = (batch.total_tokens(), batch.num_sequences());
         let (h, f) = (config.hidden_size, config.intermediate_size);
+        let pre_norm = config.norm_placement == NormPlacement::Pre;
         for (buffer, len) in [
             (&mut self.hidden, t * h),
+            (&mut self.residual, if pre_norm { t * h } else { 0 }),
             (&mut self.qkv, 3 * t * h),
             (&mut self.context, t * h),
             (&mut self.attention_output, t * h),
-            (&mut self.intermediate, t * f),
+            (&mut self.intermediate, t * config.intermediate_width()),
+            (&mut self.gated, if config.gated_mlp { t * f } else { 0 }),
             (&mut self.first_rows, s * h),
         ] {
             buffer.resize(len, 0.0);
         }
+        let longest = (0..s).map(|i| batch.range(i).len()).max().unwrap_or(0);
+        for theta in (0..config.num_hidden_layers).filter_map(|i| config.rotary_theta(i)) {
+            let d = config.head_dim();
+            if !self
+                .rotary
+                .iter()
+                .any(|r| r.theta() == theta && r.head_dim() == d)
+            {
+                self.rotary.push(k::RotaryTable::new(theta, d));
+            }
+        }
+        self.rotary
+            .iter_mut()
+            .for_each(|table| table.ensure(longest));
+    }
+
+    /// The rotary table of base `theta` for heads `d` wide (`resize` made it).
+    pub(super) fn rotary_table(rotary: &[k::RotaryTable], theta: f32, d: usize) -> &k::RotaryTable {
+        rotary
+            .iter()
+            .find(|r| r.theta() == theta && r.head_dim() == d)
+            .expect("Workspace::resize makes a table for every base of the model")
     }
 }
 

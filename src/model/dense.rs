@@ -2,7 +2,8 @@
 //! and the task heads' layers (a cross-encoder's classifier, a reader's `qa_outputs`). A few
 //! rows per call, so its cost is nothing beside the encoder's, and f64 keeps it exact.
 
-/// A `Dense` module: `y = activation(W x + b)`, `W (out, in)`.
+/// A `Dense` module: `y = activation(W x + b)`, `W (out, in)`, then a LayerNorm if it has
+/// one (ModernBERT's classification head: `norm(act(dense(x)))`).
 #[derive(Debug)]
 pub struct Dense {
     pub in_features: usize,
@@ -10,6 +11,29 @@ pub struct Dense {
     pub weight: Vec<f32>,
     pub bias: Option<Vec<f32>>,
     pub activation: DenseActivation,
+    pub norm: Option<HeadNorm>,
+}
+
+/// A head's LayerNorm over each output row: `weight` (and `bias`, if any) of `out_features`.
+#[derive(Debug)]
+pub struct HeadNorm {
+    pub weight: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub eps: f64,
+}
+
+impl HeadNorm {
+    /// LayerNorm of one row, in f64 (biased variance, as PyTorch).
+    fn apply(&self, row: &mut [f64]) {
+        let n = row.len() as f64;
+        let mean = row.iter().sum::<f64>() / n;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let inv_std = 1.0 / (var + self.eps).sqrt();
+        for (j, v) in row.iter_mut().enumerate() {
+            let beta = self.bias.as_ref().map_or(0.0, |b| b[j] as f64);
+            *v = (*v - mean) * inv_std * self.weight[j] as f64 + beta;
+        }
+    }
 }
 
 /// The `activation_function` of a `Dense` module.
@@ -28,13 +52,18 @@ impl Dense {
     pub fn forward(&self, inp: &[f32], n: usize) -> Vec<f32> {
         let (k, m) = (self.in_features, self.out_features);
         let mut out = Vec::with_capacity(n * m);
+        let mut values = vec![0.0f64; m];
         for row in inp.chunks_exact(k).take(n) {
-            for j in 0..m {
+            for (j, value) in values.iter_mut().enumerate() {
                 let w = &self.weight[j * k..(j + 1) * k];
                 let dot: f64 = row.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum();
                 let x = dot + self.bias.as_ref().map_or(0.0, |b| b[j] as f64);
-                out.push(self.activation.apply(x) as f32);
+                *value = self.activation.apply(x);
             }
+            if let Some(norm) = &self.norm {
+                norm.apply(&mut values);
+            }
+            out.extend(values.iter().map(|&v| v as f32));
         }
         out
     }

@@ -148,7 +148,8 @@ impl<'a> StoredWeight<'a> {
 /// micro-kernel (the checkpoint's copy is not used after that).
 pub struct Linear {
     pub weight: LinearWeight,
-    pub bias: Tensor,
+    /// `None`: a layer without bias (ModernBERT's, `attention_bias = mlp_bias = false`).
+    pub bias: Option<Tensor>,
     pub in_features: usize,
     pub out_features: usize,
 }
@@ -157,7 +158,7 @@ impl Linear {
     pub(super) fn new(
         name: &str,
         weight: StoredWeight<'_>,
-        bias: Tensor,
+        bias: Option<Tensor>,
         precision: Precision,
     ) -> Result<Self> {
         let (out_features, in_features) = weight.shape();
@@ -197,7 +198,7 @@ impl Linear {
     /// mapped file); dequantized into f32 panels if f32 is asked for.
     pub(super) fn from_quantized(
         weight: k::QuantizedWeight,
-        bias: Tensor,
+        bias: Option<Tensor>,
         precision: Precision,
     ) -> Self {
         let (out_features, in_features) = weight.shape();
@@ -225,7 +226,11 @@ impl Linear {
 
     /// A weight stored packed at f32 (`densa pack`'s panels for this CPU's kernel, used in
     /// place from the mapped file); quantized from its values if int8 is asked for.
-    pub(super) fn from_packed(weight: k::PackedWeight, bias: Tensor, precision: Precision) -> Self {
+    pub(super) fn from_packed(
+        weight: k::PackedWeight,
+        bias: Option<Tensor>,
+        precision: Precision,
+    ) -> Self {
         let (out_features, in_features) = weight.shape();
         let weight = match precision {
             Precision::Int8 => {
@@ -271,7 +276,7 @@ impl Linear {
         activation: k::Activation,
     ) {
         let epilogue = k::Epilogue {
-            bias: Some(self.bias.as_slice()),
+            bias: self.bias.as_ref().map(Tensor::as_slice),
             activation,
         };
         match (&self.weight, input) {

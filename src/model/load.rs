@@ -7,6 +7,7 @@
 //! `ffn.lin1`, ….
 
 use super::linear::{Linear, Precision, StoredWeight};
+use super::names::{fused_name, TensorNames};
 use super::{
     BertAttention, BertIntermediate, BertLayer, BertModel, BertSelfAttention, DenseLayerNorm,
     Embeddings, LayerNorm,
@@ -16,116 +17,6 @@ use crate::config::{Activation, BertConfig, ModelType};
 use crate::error::{Error, Result};
 use densa_kernels as k;
 use rayon::prelude::*;
-
-/// Where one architecture keeps its tensors: the prefixes of the trunk (tried in order) and
-/// each layer's names relative to `{layer}.{N}.`.
-#[derive(Debug, Clone, Copy)]
-pub struct TensorNames {
-    pub prefixes: &'static [&'static str],
-    pub layer: &'static str,
-    pub query: &'static str,
-    pub key: &'static str,
-    pub value: &'static str,
-    pub attention_output: &'static str,
-    pub attention_layer_norm: &'static str,
-    pub intermediate: &'static str,
-    pub output: &'static str,
-    pub output_layer_norm: &'static str,
-}
-
-const BERT_LAYER: TensorNames = TensorNames {
-    prefixes: &[
-        "",
-        "bert.",
-        "ctx_encoder.bert_model.",
-        "question_encoder.bert_model.",
-    ],
-    layer: "encoder.layer",
-    query: "attention.self.query",
-    key: "attention.self.key",
-    value: "attention.self.value",
-    attention_output: "attention.output.dense",
-    attention_layer_norm: "attention.output.LayerNorm",
-    intermediate: "intermediate.dense",
-    output: "output.dense",
-    output_layer_norm: "output.LayerNorm",
-};
-
-impl TensorNames {
-    /// The names `model_type` uses.
-    pub fn of(model_type: ModelType) -> TensorNames {
-        match model_type {
-            ModelType::Bert | ModelType::Dpr => BERT_LAYER,
-            ModelType::Roberta => TensorNames {
-                prefixes: &["", "roberta."],
-                ..BERT_LAYER
-            },
-            ModelType::DistilBert => TensorNames {
-                prefixes: &["", "distilbert."],
-                layer: "transformer.layer",
-                query: "attention.q_lin",
-                key: "attention.k_lin",
-                value: "attention.v_lin",
-                attention_output: "attention.out_lin",
-                attention_layer_norm: "sa_layer_norm",
-                intermediate: "ffn.lin1",
-                output: "ffn.lin2",
-                output_layer_norm: "output_layer_norm",
-            },
-        }
-    }
-
-    /// The six linear layers of layer `i` with their `(out, in)` shapes: Q, K, V, attention
-    /// output, intermediate, output.
-    pub fn linear_layers(&self, i: usize, h: usize, f: usize) -> [(String, usize, usize); 6] {
-        let l = |name: &str| format!("{}.{i}.{name}", self.layer);
-        [
-            (l(self.query), h, h),
-            (l(self.key), h, h),
-            (l(self.value), h, h),
-            (l(self.attention_output), h, h),
-            (l(self.intermediate), f, h),
-            (l(self.output), h, f),
-        ]
-    }
-
-    /// The prefix under which `checkpoint` stores this trunk.
-    pub fn find_prefix(&self, checkpoint: &Checkpoint) -> Result<&'static str> {
-        let embeddings = "embeddings.word_embeddings.weight";
-        self.prefixes
-            .iter()
-            .copied()
-            .find(|p| checkpoint.contains(&format!("{p}{embeddings}")))
-            .ok_or_else(|| Error::MissingTensor {
-                name: embeddings.into(),
-                prefixes: self
-                    .prefixes
-                    .iter()
-                    .map(|p| format!("{p:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-}
-
-/// The name of several linear layers of the same input stacked into one, as `densa quantize`
-/// stores their packed weight: the first's parent and every last component, joined by `_`
-/// (`….attention.self.query`, `key`, `value` → `….attention.self.query_key_value`). One name
-/// is itself.
-pub(crate) fn fused_name(names: &[String]) -> String {
-    let last = |n: &str| n.rsplit_once('.').map_or(n, |(_, last)| last).to_string();
-    match names {
-        [one] => one.clone(),
-        _ => {
-            let parent = names[0].rsplit_once('.').map_or("", |(parent, _)| parent);
-            let joined: Vec<String> = names.iter().map(|n| last(n)).collect();
-            match parent {
-                "" => joined.join("_"),
-                parent => format!("{parent}.{}", joined.join("_")),
-            }
-        }
-    }
-}
 
 /// Finds the tensors of one model inside a checkpoint, whatever prefix it uses.
 struct WeightLoader<'a> {
@@ -137,6 +28,8 @@ struct WeightLoader<'a> {
     allow_non_finite: bool,
     /// `layer_norm_eps`, for every LayerNorm this loader builds.
     eps: f32,
+    /// Whether the LayerNorms have biases (`norm_bias`).
+    norm_bias: bool,
     /// The panel width of a `densa pack` folder's f32 weights (`None`: not packed).
     packed_width: Option<usize>,
 }
@@ -295,7 +188,7 @@ impl WeightLoader<'_> {
         name: &str,
         in_features: usize,
         out_features: usize,
-        bias: impl FnOnce() -> Result<Tensor>,
+        bias: impl FnOnce() -> Result<Option<Tensor>>,
     ) -> Result<Option<Linear>> {
         let Some(nr) = self.packed_width else {
             return Ok(None);
@@ -335,37 +228,40 @@ impl WeightLoader<'_> {
         }
     }
 
-    fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
-        let bias = || self.tensor(&format!("{name}.bias"), &[out_features]);
-        if let Some(linear) = self.packed_linear(name, in_features, out_features, bias)? {
-            return Ok(linear);
-        }
-        if let Some(panels) = self.stored_panels(name, in_features, out_features)? {
-            return Ok(Linear::from_quantized(panels, bias()?, self.precision));
-        }
-        let weight = self.stored_weight(name, in_features, out_features)?;
-        let bias = bias()?;
-        let linear = Linear::new(name, weight, bias, self.precision)?;
-        self.release(name);
-        Ok(linear)
+    /// `{name}.weight` `(out_features, in_features)`, and `{name}.bias` if `bias`.
+    fn linear(
+        &self,
+        name: &str,
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    ) -> Result<Linear> {
+        self.stacked_linear(&[name.to_string()], in_features, out_features, bias)
     }
 
-    /// Several linear layers of the same input stacked into one: weights and biases
-    /// concatenated along the output dimension.
+    /// Several linear layers of the same input stacked into one: weights and biases (if
+    /// `bias`) concatenated along the output dimension.
     fn stacked_linear(
         &self,
         names: &[String],
         in_features: usize,
         out_features: usize,
+        bias: bool,
     ) -> Result<Linear> {
         let n = names.len() * out_features;
-        let bias = || -> Result<Tensor> {
+        let bias = || -> Result<Option<Tensor>> {
+            if !bias {
+                return Ok(None);
+            }
+            if let [name] = names {
+                return self.tensor(&format!("{name}.bias"), &[n]).map(Some);
+            }
             let mut bias = Vec::with_capacity(n);
             for name in names {
                 let one = self.tensor(&format!("{name}.bias"), &[out_features])?;
                 bias.extend_from_slice(one.as_slice());
             }
-            Ok(Tensor::from_vec(vec![n], bias))
+            Ok(Some(Tensor::from_vec(vec![n], bias)))
         };
         if let Some(linear) = self.packed_linear(&fused_name(names), in_features, n, bias)? {
             return Ok(linear);
@@ -405,65 +301,85 @@ impl WeightLoader<'_> {
             .release_tensor_pages(&format!("{prefix}{name}.weight_scale"));
     }
 
+    /// `{name}.weight`, and `{name}.bias` where the model's LayerNorms have biases.
     fn layer_norm(&self, name: &str, size: usize) -> Result<LayerNorm> {
         Ok(LayerNorm {
             weight: self.tensor(&format!("{name}.weight"), &[size])?,
-            bias: self.tensor(&format!("{name}.bias"), &[size])?,
+            bias: match self.norm_bias {
+                true => Some(self.tensor(&format!("{name}.bias"), &[size])?),
+                false => None,
+            },
             eps: self.eps,
         })
     }
 
     /// `embeddings.*`: the tables (DistilBERT's sinusoidal positions computed when the
-    /// checkpoint leaves them out) and their LayerNorm.
-    fn embeddings(&self, config: &BertConfig) -> Result<Embeddings> {
+    /// checkpoint leaves them out; none with rotary positions) and their LayerNorm.
+    fn embeddings(&self, names: &TensorNames, config: &BertConfig) -> Result<Embeddings> {
         let h = config.hidden_size;
         let positions = "embeddings.position_embeddings.weight";
         let position_shape = [config.max_position_embeddings, h];
+        let words = format!("{}.weight", names.word_embeddings);
         Ok(Embeddings {
-            word_embeddings: self
-                .sparse_table("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position_embeddings: match config.sinusoidal_positions && !self.contains(positions) {
-                true => sinusoidal_positions(config.max_position_embeddings, h),
-                false => self.tensor(positions, &position_shape)?,
+            word_embeddings: self.sparse_table(&words, &[config.vocab_size, h])?,
+            position_embeddings: match (config.rotary, config.sinusoidal_positions) {
+                (Some(_), _) => None,
+                (None, true) if !self.contains(positions) => {
+                    Some(sinusoidal_positions(config.max_position_embeddings, h))
+                }
+                (None, _) => Some(self.tensor(positions, &position_shape)?),
             },
             token_type_embeddings: match config.type_vocab_size {
                 0 => None,
                 types => Some(self.tensor("embeddings.token_type_embeddings.weight", &[types, h])?),
             },
-            layer_norm: self.layer_norm("embeddings.LayerNorm", h)?,
+            layer_norm: self.layer_norm(names.embeddings_layer_norm, h)?,
             first_position: config.position_offset,
         })
     }
 
     /// `{layer}.{i}.*`: one encoder layer, Q/K/V stacked into one linear layer.
     fn layer(&self, names: &TensorNames, i: usize, config: &BertConfig) -> Result<BertLayer> {
-        let (h, f) = (config.hidden_size, config.intermediate_size);
-        let [q, k, v, attention_output, intermediate, output] = names.linear_layers(i, h, f);
-        let norm = |name: &str| self.layer_norm(&format!("{}.{i}.{name}", names.layer), h);
+        let h = config.hidden_size;
+        let [qkv, attention_output, intermediate, output] = names.linear_groups(i, config);
+        let [attention_norm, output_norm] = names.layer_norms(i, config.num_hidden_layers);
+        let qkv_names: Vec<String> = qkv.iter().map(|(name, ..)| name.clone()).collect();
+        let linear =
+            |(name, out, inp): &(String, usize, usize), bias| self.linear(name, *inp, *out, bias);
         let activation = match config.hidden_act {
             Activation::GeluErf => k::Activation::GeluErf,
             Activation::GeluTanh => k::Activation::GeluTanh,
         };
+        let (attention_bias, mlp_bias) = (config.attention_bias, config.mlp_bias);
         Ok(BertLayer {
             attention: BertAttention {
                 self_attention: BertSelfAttention {
-                    query_key_value: self.stacked_linear(&[q.0, k.0, v.0], h, h)?,
+                    query_key_value: self.stacked_linear(
+                        &qkv_names,
+                        h,
+                        qkv[0].1,
+                        attention_bias,
+                    )?,
                     num_heads: config.num_attention_heads,
                     head_dim: config.head_dim(),
+                    rotary_theta: config.rotary_theta(i),
+                    window: config.attention_window(i),
                 },
                 output: DenseLayerNorm {
-                    dense: self.linear(&attention_output.0, h, h)?,
-                    layer_norm: norm(names.attention_layer_norm)?,
+                    dense: linear(&attention_output[0], attention_bias)?,
+                    layer_norm: self.layer_norm(&attention_norm, h)?,
                 },
             },
             intermediate: BertIntermediate {
-                dense: self.linear(&intermediate.0, h, f)?,
+                dense: linear(&intermediate[0], mlp_bias)?,
                 activation,
+                gated: config.gated_mlp,
             },
             output: DenseLayerNorm {
-                dense: self.linear(&output.0, f, h)?,
-                layer_norm: norm(names.output_layer_norm)?,
+                dense: linear(&output[0], mlp_bias)?,
+                layer_norm: self.layer_norm(&output_norm, h)?,
             },
+            norm_placement: config.norm_placement,
         })
     }
 }
@@ -490,9 +406,10 @@ impl BertModel {
             precision,
             allow_non_finite,
             eps: config.layer_norm_eps,
+            norm_bias: config.norm_bias,
             packed_width,
         };
-        let embeddings = w.embeddings(config)?;
+        let embeddings = w.embeddings(&names, config)?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| w.layer(&names, i, config))
             .collect::<Result<Vec<_>>>()?;
@@ -529,7 +446,7 @@ impl WeightLoader<'_> {
         };
         if !is_dpr {
             let pooler = match self.contains("pooler.dense.weight") {
-                true => Some(f32_loader(self.prefix).linear("pooler.dense", h, h)?),
+                true => Some(f32_loader(self.prefix).linear("pooler.dense", h, h, true)?),
                 false => None,
             };
             return Ok((pooler, None));
@@ -542,60 +459,9 @@ impl WeightLoader<'_> {
             .prefix
             .strip_suffix("bert_model.")
             .map_or(self.prefix, dpr_root);
-        let projection = f32_loader(root).linear("encode_proj", h, config.projection_dim)?;
+        let projection = f32_loader(root).linear("encode_proj", h, config.projection_dim, true)?;
         Ok((None, Some(projection)))
     }
-}
-
-/// Every tensor a trunk of this configuration needs (no pooler, no projection), with its
-/// name relative to the trunk prefix and its PyTorch shape, in `named_parameters()` order.
-pub fn parameter_shapes(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, f) = (config.hidden_size, config.intermediate_size);
-    let names = TensorNames::of(config.model_type);
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        (
-            "embeddings.word_embeddings.weight".into(),
-            vec![config.vocab_size, h],
-        ),
-        (
-            "embeddings.position_embeddings.weight".into(),
-            vec![config.max_position_embeddings, h],
-        ),
-    ];
-    if config.type_vocab_size > 0 {
-        shapes.push((
-            "embeddings.token_type_embeddings.weight".into(),
-            vec![config.type_vocab_size, h],
-        ));
-    }
-    shapes.push(("embeddings.LayerNorm.weight".into(), vec![h]));
-    shapes.push(("embeddings.LayerNorm.bias".into(), vec![h]));
-    for i in 0..config.num_hidden_layers {
-        let [q, k, v, attention_output, intermediate, output] = names.linear_layers(i, h, f);
-        let norm = |name: &str| format!("{}.{i}.{name}", names.layer);
-        let linear = |(name, out, inp): (String, usize, usize)| {
-            [
-                (format!("{name}.weight"), vec![out, inp]),
-                (format!("{name}.bias"), vec![out]),
-            ]
-        };
-        let layer_norm = |name: &str| {
-            let name = norm(name);
-            [
-                (format!("{name}.weight"), vec![h]),
-                (format!("{name}.bias"), vec![h]),
-            ]
-        };
-        // named_parameters() order: Q, K, V, attention output, its LayerNorm, FFN, LayerNorm.
-        [q, k, v, attention_output]
-            .into_iter()
-            .for_each(|l| shapes.extend(linear(l)));
-        shapes.extend(layer_norm(names.attention_layer_norm));
-        shapes.extend(linear(intermediate));
-        shapes.extend(linear(output));
-        shapes.extend(layer_norm(names.output_layer_norm));
-    }
-    shapes
 }
 
 /// DistilBERT's fixed position embeddings `(positions, dim)`: `sin(pos / 10000^(2j/dim))` in

@@ -19,23 +19,24 @@ mod batch;
 mod dense;
 mod linear;
 mod load;
+mod names;
 
 pub use batch::{PackedBatch, Rows, Workspace, DEFAULT_MAX_BATCH_TOKENS};
-pub use dense::{Dense, DenseActivation};
+pub use dense::{Dense, DenseActivation, HeadNorm};
 pub use linear::{Linear, LinearInput, LinearWeight, Precision};
-pub(crate) use load::fused_name;
-pub use load::{parameter_shapes, TensorNames};
+pub(crate) use names::fused_name;
+pub use names::{parameter_shapes, LinearGroups, TensorNames};
 
 use crate::checkpoint::Tensor;
-use crate::config::BertConfig;
+use crate::config::{BertConfig, NormPlacement};
 use crate::error::Result;
 use batch::row_count;
 use densa_kernels as k;
 
 /// LayerNorm's affine parameters (`weight` = gamma, `bias` = beta) and its epsilon.
 pub struct LayerNorm {
-    pub weight: Tensor, // (H)
-    pub bias: Tensor,   // (H)
+    pub weight: Tensor,       // (H)
+    pub bias: Option<Tensor>, // (H); ModernBERT's have none (`norm_bias = false`)
     pub eps: f32,
 }
 
@@ -59,11 +60,7 @@ impl LayerNorm {
         row_count: usize,
         handoff: Handoff<'_>,
     ) {
-        let (gamma, beta) = (self.weight.as_slice(), self.bias.as_slice());
-        let quantized = handoff
-            .next
-            .is_some_and(Linear::is_int8)
-            .then_some(handoff.scratch);
+        let (gamma, beta, quantized) = self.affine_and_scratch(handoff);
         let isa = k::Isa::selected();
         k::add_layer_norm(
             isa,
@@ -77,12 +74,45 @@ impl LayerNorm {
             quantized,
         );
     }
+
+    /// Gamma, beta, and the int8 scratch to quantize into when the layer it hands off to is
+    /// int8.
+    fn affine_and_scratch<'a>(
+        &'a self,
+        handoff: Handoff<'a>,
+    ) -> (&'a [f32], Option<&'a [f32]>, Option<&'a mut k::Int8Scratch>) {
+        let quantized = handoff
+            .next
+            .is_some_and(Linear::is_int8)
+            .then_some(handoff.scratch);
+        let beta = self.bias.as_ref().map(Tensor::as_slice);
+        (self.weight.as_slice(), beta, quantized)
+    }
+
+    /// Pre-norm: `stream (row_count, H) += x`, then `x = LayerNorm(stream)`, handed off to
+    /// `handoff.next` (the stream itself stays un-normalised).
+    pub fn forward_after_add(
+        &self,
+        stream: &mut [f32],
+        x: &mut [f32],
+        row_count: usize,
+        handoff: Handoff<'_>,
+    ) {
+        let (gamma, beta, quantized) = self.affine_and_scratch(handoff);
+        let isa = k::Isa::selected();
+        let h = gamma.len();
+        k::add_then_layer_norm(
+            isa, stream, x, gamma, beta, row_count, h, self.eps, quantized,
+        );
+    }
 }
 
 /// `embeddings.*` (`BertEmbeddings`): word + position (+ token type), then LayerNorm.
+/// ModernBERT's (`ModernBertEmbeddings`: `tok_embeddings`, `norm`) has no position table (its
+/// positions rotate queries and keys in each layer instead) and no token types.
 pub struct Embeddings {
     pub word_embeddings: Tensor,               // (vocab, H)
-    pub position_embeddings: Tensor,           // (max_positions, H)
+    pub position_embeddings: Option<Tensor>,   // (max_positions, H); none with rotary positions
     pub token_type_embeddings: Option<Tensor>, // (type_vocab, H); DistilBERT has none
     pub layer_norm: LayerNorm,
     /// The position id of every sequence's first token: 0, or RoBERTa's `pad_token_id + 1`
@@ -98,16 +128,18 @@ impl Embeddings {
     /// [modeling_distilbert.py#L131](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L131)).
     pub fn forward(&self, out: &mut [f32], batch: &PackedBatch, handoff: Handoff<'_>) {
         let h = self.layer_norm.weight.as_slice().len();
-        let (words, positions) = (
-            self.word_embeddings.as_slice(),
-            self.position_embeddings.as_slice(),
-        );
+        let words = self.word_embeddings.as_slice();
+        let positions = self.position_embeddings.as_ref().map(Tensor::as_slice);
         let types = self.token_type_embeddings.as_ref().map(Tensor::as_slice);
         let (ids, type_ids) = (batch.input_ids(), batch.token_type_ids());
         for s in 0..batch.num_sequences() {
             for (position, token) in (self.first_position..).zip(batch.range(s)) {
                 let row = &mut out[token * h..(token + 1) * h];
                 let word = &words[ids[token] as usize * h..][..h];
+                let Some(positions) = positions else {
+                    row.copy_from_slice(word);
+                    continue;
+                };
                 let position = &positions[position * h..][..h];
                 match types {
                     // As transformers adds them: (word + token type) + position.
@@ -131,11 +163,16 @@ impl Embeddings {
 }
 
 /// `attention.self` (`BertSelfAttention`): Q, K and V stacked into one linear layer,
-/// `W (3H, H)` = [Wq; Wk; Wv].
+/// `W (3H, H)` = [Wq; Wk; Wv] (ModernBERT stores it stacked: `attn.Wqkv`).
 pub struct BertSelfAttention {
     pub query_key_value: Linear,
     pub num_heads: usize,
     pub head_dim: usize,
+    /// Rotary positions' base (ModernBERT's `rope_theta` of this layer's kind), applied to
+    /// the queries and keys; `None` where positions were added to the embeddings.
+    pub rotary_theta: Option<f32>,
+    /// The sliding window's half-width (ModernBERT's local layers); `None`: global.
+    pub window: Option<usize>,
 }
 
 impl BertSelfAttention {
@@ -143,7 +180,10 @@ impl BertSelfAttention {
     /// sequence, head by head, for the query rows `rows`; Q, K, V `(T, 3H)` from every token of
     /// `hidden (T, H)` (which the LayerNorm before quantized, when Q/K/V is int8)
     /// ([modeling_bert.py#L265-L344](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L265-L344); DistilBERT's `q_lin` …,
-    /// [modeling_distilbert.py#L213-L232](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L213-L232)).
+    /// [modeling_distilbert.py#L213-L232](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L213-L232)). ModernBERT's queries and keys are rotated by their
+    /// positions first, and a local layer's queries see the keys within its window alone
+    /// (`ModernBertAttention.forward`, [modeling_modernbert.py (transformers 5)](https://github.com/huggingface/transformers/blob/main/src/transformers/models/modernbert/modeling_modernbert.py)).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         context: &mut [f32],
@@ -152,6 +192,7 @@ impl BertSelfAttention {
         batch: &PackedBatch,
         rows: Rows,
         scratch: &k::Int8Scratch,
+        rotary: &[k::RotaryTable],
     ) {
         let input = LinearInput::Quantized(hidden, scratch);
         let t = batch.total_tokens();
@@ -159,12 +200,28 @@ impl BertSelfAttention {
             .forward(qkv, input, t, k::Activation::None);
         let (isa, offsets) = (k::Isa::selected(), batch.seq_offsets());
         let (heads, d) = (self.num_heads, self.head_dim);
-        k::attention_forward(isa, rows, context, qkv, offsets, heads, d);
+        if let Some(theta) = self.rotary_theta {
+            let table = Workspace::rotary_table(rotary, theta, d);
+            k::apply_rotary(qkv, offsets, heads, d, table);
+        }
+        k::windowed_attention_forward(isa, rows, context, qkv, offsets, heads, d, self.window);
     }
 }
 
+/// The residual a sub-layer's output joins before its LayerNorm.
+pub enum Residual<'a> {
+    /// Post-norm (BERT): the sub-layer's input; `LayerNorm(output + input)` is the next
+    /// stream and the next sub-layer's input at once.
+    Input(&'a [f32]),
+    /// Pre-norm (ModernBERT): the raw running sum, to which the output is added; the output
+    /// then becomes the sum's LayerNorm, the next sub-layer's input.
+    Stream(&'a mut [f32]),
+}
+
 /// A dense layer, then LayerNorm of its output plus the residual: `attention.output`
-/// (`BertSelfOutput`) and `output` (`BertOutput`).
+/// (`BertSelfOutput`) and `output` (`BertOutput`). In a pre-norm model the LayerNorm is the one
+/// the *next* sub-layer reads its input through: ModernBERT's `attn.Wo` with the layer's
+/// `mlp_norm`, `mlp.Wo` with the next layer's `attn_norm` (the last layer's: `final_norm`).
 pub struct DenseLayerNorm {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
@@ -176,19 +233,27 @@ impl DenseLayerNorm {
     /// ([modeling_bert.py#L468](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L468)) and `BertOutput`'s ([#L554](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L554));
     /// DistilBERT's `sa_layer_norm` and `output_layer_norm`
     /// ([modeling_distilbert.py#L492](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L492), [#L496](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L496)).
+    /// Pre-norm: `stream += x · Wᵀ + b`, `out = LayerNorm(stream)` (ModernBERT's
+    /// `hidden_states = hidden_states + attn_output`, then the next norm).
     pub fn forward(
         &self,
         out: &mut [f32],
         x: &[f32],
-        residual: &[f32],
+        residual: Residual<'_>,
         row_count: usize,
         handoff: Handoff<'_>,
     ) {
         let input = LinearInput::Rows(x, &mut *handoff.scratch);
         self.dense
             .forward(out, input, row_count, k::Activation::None);
-        self.layer_norm
-            .forward(out, Some(residual), row_count, handoff);
+        match residual {
+            Residual::Input(input) => self
+                .layer_norm
+                .forward(out, Some(input), row_count, handoff),
+            Residual::Stream(stream) => self
+                .layer_norm
+                .forward_after_add(stream, out, row_count, handoff),
+        }
     }
 
     /// `H`: the width of its output.
@@ -210,31 +275,45 @@ impl BertAttention {
     /// with `context` self-attention over `hidden (T, H)` and `input` the rows `rows` of
     /// `hidden` (gathered into `first_rows` when those are each sequence's first)
     /// ([modeling_bert.py#L524](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L524)), handed off to `next` (the layer's intermediate
-    /// dense, which reads it).
+    /// dense, which reads it). Pre-norm: the rows of the residual stream take the output in,
+    /// and `attention_output` is their LayerNorm.
     pub fn forward(
         &self,
         workspace: &mut Workspace,
         batch: &PackedBatch,
         rows: Rows,
         next: &Linear,
+        placement: NormPlacement,
     ) {
         let Workspace {
             hidden,
+            residual,
             qkv,
             context,
             attention_output,
             first_rows,
             int8,
+            rotary,
             ..
         } = workspace;
         self.self_attention
-            .forward(context, qkv, hidden, batch, rows, int8);
-        let input = match rows {
-            Rows::All => &hidden[..],
+            .forward(context, qkv, hidden, batch, rows, int8, rotary);
+        let h = self.output.width();
+        // The residual: the layer's input (post-norm) or the stream (pre-norm), its rows `rows`.
+        let stream = match placement {
+            NormPlacement::Post => hidden,
+            NormPlacement::Pre => residual,
+        };
+        let stream = match rows {
+            Rows::All => &mut stream[..],
             Rows::FirstOfEachSequence => {
-                gather_first_rows(first_rows, hidden, batch, self.output.width());
-                &first_rows[..]
+                gather_first_rows(first_rows, stream, batch, h);
+                &mut first_rows[..]
             }
+        };
+        let residual = match placement {
+            NormPlacement::Post => Residual::Input(stream),
+            NormPlacement::Pre => Residual::Stream(stream),
         };
         let handoff = Handoff {
             next: Some(next),
@@ -242,15 +321,19 @@ impl BertAttention {
         };
         let r = row_count(rows, batch);
         self.output
-            .forward(attention_output, context, input, r, handoff);
+            .forward(attention_output, context, residual, r, handoff);
     }
 }
 
-/// `intermediate` (`BertIntermediate`): a dense layer with GELU.
+/// `intermediate` (`BertIntermediate`): a dense layer with GELU; ModernBERT's `mlp.Wi` with
+/// its gate (GeGLU).
 pub struct BertIntermediate {
     pub dense: Linear,
     /// `hidden_act`, run in the GEMM's epilogue.
     pub activation: k::Activation,
+    /// GeGLU: `dense` gives `2F` values per row, `input, gate = chunk(2)`, and the output is
+    /// `GELU(input) · gate` (`ModernBertMLP.forward`).
+    pub gated: bool,
 }
 
 impl BertIntermediate {
@@ -258,25 +341,47 @@ impl BertIntermediate {
     /// before left it (quantized, when the layer is int8)
     /// ([modeling_bert.py#L540](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L540); DistilBERT's `lin1`,
     /// [modeling_distilbert.py#L432-L433](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L432-L433)).
-    pub fn forward(&self, out: &mut [f32], x: &[f32], row_count: usize, scratch: &k::Int8Scratch) {
+    /// Gated: `out (row_count, 2F) = x · Wᵀ + b`, then `gated (row_count, F) = GELU(input) · gate`,
+    /// which is returned; otherwise `out`.
+    pub fn forward<'a>(
+        &self,
+        out: &'a mut [f32],
+        gated: &'a mut [f32],
+        x: &[f32],
+        row_count: usize,
+        scratch: &k::Int8Scratch,
+    ) -> &'a [f32] {
         let input = LinearInput::Quantized(x, scratch);
-        self.dense.forward(out, input, row_count, self.activation);
+        if !self.gated {
+            self.dense.forward(out, input, row_count, self.activation);
+            return &out[..row_count * self.dense.out_features];
+        }
+        self.dense
+            .forward(out, input, row_count, k::Activation::None);
+        let f = self.dense.out_features / 2;
+        k::geglu(k::Isa::selected(), gated, out, row_count, f);
+        &gated[..row_count * f]
     }
 }
 
-/// `encoder.layer.N.*` (`BertLayer`).
+/// `encoder.layer.N.*` (`BertLayer`); ModernBERT's `layers.N.*` (`ModernBertEncoderLayer`),
+/// whose LayerNorms sit before each sub-layer (see [`DenseLayerNorm`]).
 pub struct BertLayer {
     pub attention: BertAttention,
     pub intermediate: BertIntermediate,
     /// `output.{dense, LayerNorm}` (`BertOutput`)
     pub output: DenseLayerNorm,
+    /// Where the LayerNorms sit (the model's, repeated here for the layer's forward).
+    pub norm_placement: NormPlacement,
 }
 
 impl BertLayer {
     /// `BertLayer.forward`: the layer's output replaces its input in `hidden (T, H)`, at the
     /// rows `rows` (the others keep the input), handed off to `next` (the next layer's Q/K/V)
     /// ([modeling_bert.py#L573-L642](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L573-L642); DistilBERT's `TransformerBlock`,
-    /// [modeling_distilbert.py#L460-L501](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L460-L501)).
+    /// [modeling_distilbert.py#L460-L501](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L460-L501)). Pre-norm
+    /// (`ModernBertEncoderLayer.forward`): the residual stream takes in both sub-layers'
+    /// outputs and `hidden` becomes its LayerNorm, the next layer's input.
     pub fn forward(
         &self,
         workspace: &mut Workspace,
@@ -284,36 +389,59 @@ impl BertLayer {
         rows: Rows,
         next: Option<&Linear>,
     ) {
+        let placement = self.norm_placement;
         // attention: attention_output (R, H) = LayerNorm(SelfAttention(hidden) · Woᵀ + b + input)
         let intermediate_dense = &self.intermediate.dense;
         self.attention
-            .forward(workspace, batch, rows, intermediate_dense);
+            .forward(workspace, batch, rows, intermediate_dense, placement);
         let Workspace {
             hidden,
+            residual,
+            context,
             attention_output,
             intermediate,
+            gated,
             first_rows,
             int8,
             ..
         } = workspace;
         // intermediate: (R, F) = GELU(attention_output · Wiᵀ + b)
         let r = row_count(rows, batch);
-        self.intermediate
-            .forward(intermediate, attention_output, r, int8);
+        let activations = self
+            .intermediate
+            .forward(intermediate, gated, attention_output, r, int8);
         // output: the layer's output (R, H) = LayerNorm(intermediate · Wᵀ + b + attention_output),
-        // written over the input rows (read for the last time above)
-        let output = match rows {
-            Rows::All => &mut hidden[..],
-            Rows::FirstOfEachSequence => &mut first_rows[..],
-        };
+        // written over the input rows (read for the last time above). Pre-norm: the stream
+        // (all rows, or the first ones gathered by the attention block) takes it in, and its
+        // LayerNorm is written over `hidden` (through `context` when only the first rows run).
         let handoff = Handoff {
             next,
             scratch: int8,
         };
-        self.output
-            .forward(output, intermediate, attention_output, r, handoff);
+        let (output, stream) = match (placement, rows) {
+            (NormPlacement::Post, Rows::All) => {
+                (&mut hidden[..], Residual::Input(attention_output))
+            }
+            (NormPlacement::Post, Rows::FirstOfEachSequence) => {
+                (&mut first_rows[..], Residual::Input(attention_output))
+            }
+            (NormPlacement::Pre, Rows::All) => {
+                (&mut hidden[..], Residual::Stream(&mut residual[..]))
+            }
+            (NormPlacement::Pre, Rows::FirstOfEachSequence) => {
+                (&mut context[..], Residual::Stream(&mut first_rows[..]))
+            }
+        };
+        self.output.forward(output, activations, stream, r, handoff);
         if rows == Rows::FirstOfEachSequence {
-            scatter_first_rows(hidden, first_rows, batch, self.output.width());
+            let h = self.output.width();
+            match placement {
+                NormPlacement::Post => scatter_first_rows(hidden, first_rows, batch, h),
+                NormPlacement::Pre => {
+                    scatter_first_rows(hidden, context, batch, h);
+                    scatter_first_rows(residual, first_rows, batch, h);
+                }
+            }
         }
     }
 }
@@ -359,12 +487,26 @@ impl BertModel {
         };
         let hidden = &mut workspace.hidden;
         self.embeddings.forward(hidden, batch, handoff);
+        let pre_norm = self.config.norm_placement == NormPlacement::Pre;
+        if pre_norm {
+            // The residual stream starts as the embeddings' output (ModernBERT's layer 0 has no
+            // `attn_norm`: it reads the embeddings as they are).
+            let t = batch.total_tokens() * self.config.hidden_size;
+            workspace.residual[..t].copy_from_slice(&workspace.hidden[..t]);
+        }
         keep(&mut all_hidden_states, &workspace.hidden);
         // hidden (T, H) = BertLayer(hidden), layer after layer
         for (i, layer) in self.layers.iter().enumerate() {
             let (rows, next) = (self.last_layer_rows(i, rows), self.query_key_value(i + 1));
             layer.forward(workspace, batch, rows, next);
-            keep(&mut all_hidden_states, &workspace.hidden);
+            // As transformers reports them: a pre-norm layer's output is the residual stream,
+            // the last one's the final LayerNorm of it (the last hidden state).
+            let last = i + 1 == self.layers.len();
+            let output = match pre_norm && !last {
+                true => &workspace.residual,
+                false => &workspace.hidden,
+            };
+            keep(&mut all_hidden_states, output);
         }
         let t = batch.total_tokens();
         Ok(&workspace.hidden[..t * self.config.hidden_size])
@@ -405,20 +547,20 @@ impl BertModel {
 
     /// Number of parameters the model uses.
     pub fn parameter_count(&self) -> usize {
-        let lin = |l: &Linear| l.in_features * l.out_features + l.out_features;
+        let len = |t: &Tensor| t.as_slice().len();
+        let lin = |l: &Linear| l.in_features * l.out_features + l.bias.as_ref().map_or(0, len);
+        let norm = |n: &LayerNorm| len(&n.weight) + n.bias.as_ref().map_or(0, len);
         let e = &self.embeddings;
-        let mut n = e.word_embeddings.as_slice().len()
-            + e.position_embeddings.as_slice().len()
-            + e.token_type_embeddings
-                .as_ref()
-                .map_or(0, |t| t.as_slice().len())
-            + 2 * self.config.hidden_size;
+        let mut n = len(&e.word_embeddings)
+            + e.position_embeddings.as_ref().map_or(0, len)
+            + e.token_type_embeddings.as_ref().map_or(0, len)
+            + norm(&e.layer_norm);
         for l in &self.layers {
             n += lin(&l.attention.self_attention.query_key_value)
                 + lin(&l.attention.output.dense)
                 + lin(&l.intermediate.dense)
                 + lin(&l.output.dense);
-            n += 4 * self.config.hidden_size;
+            n += norm(&l.attention.output.layer_norm) + norm(&l.output.layer_norm);
         }
         n + self.pooler.as_ref().map_or(0, lin) + self.projection.as_ref().map_or(0, lin)
     }
@@ -430,17 +572,26 @@ impl BertModel {
             self.config.hidden_size as f64,
             self.config.intermediate_size as f64,
         );
+        let gate = (self.config.intermediate_width() - self.config.intermediate_size) as f64;
         let tokens: f64 = seq_lens.iter().map(|&l| l as f64).sum();
-        let attention: f64 = seq_lens
-            .iter()
-            .map(|&l| 4.0 * (l as f64) * (l as f64) * h)
-            .sum();
-        let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * f) + attention;
-        per_layer * self.layers.len() as f64
+        let linear = 2.0 * tokens * (4.0 * h * h + 2.0 * h * f + h * gate);
+        // Each query against the keys it sees: all of its sequence, or those in its window.
+        let attention = |window: Option<usize>| -> f64 {
+            let keys = |i: usize, l: usize| match window {
+                None => l,
+                Some(w) => (i + w + 1).min(l) - i.saturating_sub(w),
+            };
+            let pairs = |l: usize| (0..l).map(|i| keys(i, l) as f64).sum::<f64>();
+            seq_lens.iter().map(|&l| 4.0 * pairs(l) * h).sum()
+        };
+        (0..self.layers.len())
+            .map(|i| linear + attention(self.config.attention_window(i)))
+            .sum()
     }
 
     /// Bytes of the encoder's linear weights a forward pass streams once, whatever its shape:
-    /// `(4·H² + 2·H·F)` per layer, 4 bytes each at f32, 1 at int8 (scales and biases aside).
+    /// `(4·H² + 2·H·F)` per layer (`+ H·F` for a gate), 4 bytes each at f32, 1 at int8 (scales
+    /// and biases aside).
     /// At a few tokens, where every weight is used for little work, the pass is bound by
     /// reading these from memory.
     pub fn linear_weight_bytes(&self) -> f64 {
@@ -448,11 +599,12 @@ impl BertModel {
             self.config.hidden_size as f64,
             self.config.intermediate_size as f64,
         );
+        let gate = (self.config.intermediate_width() - self.config.intermediate_size) as f64;
         let per_value = match self.precision {
             Precision::Int8 => 1.0,
             _ => 4.0,
         };
-        (4.0 * h * h + 2.0 * h * f) * per_value * self.layers.len() as f64
+        (4.0 * h * h + 2.0 * h * f + h * gate) * per_value * self.layers.len() as f64
     }
 }
 

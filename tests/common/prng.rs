@@ -25,7 +25,8 @@ pub fn uniform(name: &str, count: usize, center: f64, scale: f64) -> Vec<f32> {
 
 /// `(center, scale)` by the tensor's role, as tools/prng.py.
 pub fn center_scale(name: &str) -> (f64, f64) {
-    if name.ends_with("LayerNorm.weight") {
+    // BERT's `LayerNorm.weight`; ModernBERT's `norm`, `attn_norm`, `mlp_norm`, `final_norm`.
+    if name.ends_with("LayerNorm.weight") || name.ends_with("norm.weight") {
         (1.0, 0.2)
     } else if name.ends_with("LayerNorm.bias") {
         (0.0, 0.1)

@@ -120,12 +120,45 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<(), Error> {
     print_stdout(&report)
 }
 
+/// `inspect`'s line on a ModernBERT's layers: which attend globally, the window of the others,
+/// the gated feed-forward and the biases.
+fn inspect_modern_layers(c: &densa::BertConfig) -> String {
+    let plan: String = (0..c.num_hidden_layers)
+        .map(|i| match c.attention_window(i) {
+            None => 'G',
+            Some(_) => 'L',
+        })
+        .collect();
+    let window = (0..c.num_hidden_layers)
+        .find_map(|i| c.attention_window(i))
+        .map_or("none".to_string(), |w| format!("±{w}"));
+    let biases = [
+        ("attention", c.attention_bias),
+        ("mlp", c.mlp_bias),
+        ("norm", c.norm_bias),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| *name)
+    .collect::<Vec<_>>();
+    let biases = match biases.is_empty() {
+        true => "none".to_string(),
+        false => biases.join(", "),
+    };
+    format!("layers:       pre-norm, {plan} (G global, L local window {window}), GeGLU feed-forward, biases {biases}\n")
+}
+
 /// `inspect`'s lines on the network: architecture, positions, vocabulary, heads.
 fn inspect_network(encoder: &Encoder) -> String {
     let model = encoder.model();
     let c = &model.config;
     let mut report = format!("architecture: {} (config.json model_type), {} layers, hidden {}, {} heads (head dim {}), FFN {}, activation {:?}\n", c.model_type.name(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim(), c.intermediate_size, c.hidden_act);
-    let positions = if c.sinusoidal_positions {
+    let positions = if let Some(bases) = c.rotary {
+        format!(
+            "rotary (base {} global, {} local), from 0 ({})",
+            bases.global, bases.local, c.max_position_embeddings
+        )
+    } else if c.sinusoidal_positions {
         let stored = model_has_tensor(encoder, "embeddings.position_embeddings.weight");
         let source = match stored {
             true => "stored",
@@ -143,6 +176,9 @@ fn inspect_network(encoder: &Encoder) -> String {
         format!("learned, from 0 ({})", c.max_position_embeddings)
     };
     report += &format!("positions:    {positions}\n");
+    if c.norm_placement == densa::config::NormPlacement::Pre {
+        report += &inspect_modern_layers(c);
+    }
     let types = match c.type_vocab_size {
         0 => "none".to_string(),
         1 => "1 (always 0)".to_string(),
