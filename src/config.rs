@@ -347,6 +347,16 @@ impl BertConfig {
         })
     }
 
+    /// The default truncation length (when no sentence-transformers `max_seq_length` says
+    /// otherwise): BERT-family models' 512 positions at most, ModernBERT's every rotary position
+    /// (8192 as published: it was trained on them, and its local layers keep long inputs cheap).
+    pub fn default_max_length(&self) -> usize {
+        match self.rotary {
+            Some(_) => self.max_positions(),
+            None => self.max_positions().min(512),
+        }
+    }
+
     /// Layer `i`'s attention window (`None`: global).
     pub fn attention_window(&self, i: usize) -> Option<usize> {
         self.attention_windows.get(i).copied().flatten()

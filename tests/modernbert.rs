@@ -61,6 +61,25 @@ fn packed_batches_are_bitwise_batch_invariant() {
     }
 }
 
+/// 1, 2 and 3 threads give the same bits (rotary, GeGLU, windows and pre-norm included).
+#[test]
+fn thread_count_does_not_change_a_bit() {
+    let cases = cases();
+    let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
+    let run = |threads: usize| {
+        let options = Options {
+            threads,
+            pooling: Pooling::Mean,
+            ..Options::default()
+        };
+        let encoder = Encoder::from_dir(model_dir("modernbert-tiny"), options).unwrap();
+        bits(&encoder.embed_inputs(&inputs).unwrap().data)
+    };
+    let one = run(1);
+    assert_eq!(run(2), one);
+    assert_eq!(run(3), one);
+}
+
 /// int8 (quantized at load, and a `densa quantize` folder) against transformers' f32 vectors.
 #[test]
 fn int8_stays_within_cosine_0_999_of_transformers() {

@@ -42,6 +42,26 @@ def report(peer, batch, seq, threads, stats):
           flush=True)
 
 
+class FirstToken:
+    """`AutoModel` of a folder, returning the first token's last hidden state as `pooler_output`."""
+
+    @staticmethod
+    def from_pretrained(folder):
+        import torch
+        import transformers
+
+        class Module(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.trunk = transformers.AutoModel.from_pretrained(folder)
+
+            def forward(self, input_ids):
+                hidden = self.trunk(input_ids=input_ids).last_hidden_state
+                return transformers.modeling_outputs.BaseModelOutputWithPooling(pooler_output=hidden[:, 0])
+
+        return Module()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -58,8 +78,12 @@ def main():
     import transformers
 
     torch.set_num_threads(args.threads)
+    encoder_class, longest = transformers.DPRContextEncoder, 512
+    if json.loads((Path(args.model) / "config.json").read_text()).get("model_type") == "modernbert":
+        # ModernBERT: its [CLS] vector, as densa bench pools it, up to its 8192 positions.
+        encoder_class, longest = FirstToken, 8192
     model_class, first_output, output_names = {
-        None: (transformers.DPRContextEncoder, lambda out: out.pooler_output, ["pooled"]),
+        None: (encoder_class, lambda out: out.pooler_output, ["pooled"]),
         "rerank": (transformers.AutoModelForSequenceClassification, lambda out: out.logits, ["logits"]),
         "read": (transformers.AutoModelForQuestionAnswering, lambda out: out.start_logits,
                  ["start_logits", "end_logits"]),
@@ -87,7 +111,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model.onnx")
             x = torch.from_numpy(ids(1, 16))
-            batch_dim, seq_dim = torch.export.Dim("batch"), torch.export.Dim("seq", max=512)
+            batch_dim, seq_dim = torch.export.Dim("batch"), torch.export.Dim("seq", max=longest)
             torch.onnx.export(model, (x,), path, dynamo=True, input_names=["input_ids"], output_names=output_names,
                               dynamic_shapes={"input_ids": {0: batch_dim, 1: seq_dim}})
             opts = ort.SessionOptions()

@@ -19,6 +19,12 @@ pad + 1, one token type, xlmr-tiny's Unigram tokenizer); `--family distilbert` a
 (`transformer.layer.N` names, no token types, the same 12 layers): for checking that the
 architectures run at BERT's speed at the same shape.
 
+`--family modernbert` writes ModernBERT-base's shape instead (answerdotai/ModernBERT-base's
+config.json: 22 layers of 768, 12 heads, GeGLU 1152, every third layer global and the others within
+a window of 128, rotary bases 160000 / 10000, no biases, vocabulary 50368, plain `ModernBertModel`
+names) with modernbert-tiny's byte-level BPE tokenizer: what `densa bench` and
+tools/bench_peers.py time for issue 26.
+
 `--family bert-st` writes the same BERT as a sentence-transformers folder (plain `BertModel` names,
 modules.json with [CLS] pooling, as DPR pools): what embedding servers (densa serve, infinity,
 sentence-transformers behind FastAPI) load alike, for tools/bench_serve.py.
@@ -75,6 +81,28 @@ DISTILBERT_NAMES = {
 }
 
 
+MODERNBERT_CONFIG = {
+    "architectures": ["ModernBertModel"], "model_type": "modernbert", "vocab_size": 50368, "hidden_size": 768,
+    "num_hidden_layers": 22, "num_attention_heads": 12, "intermediate_size": 1152, "hidden_activation": "gelu",
+    "max_position_embeddings": 8192, "global_attn_every_n_layers": 3, "local_attention": 128,
+    "global_rope_theta": 160000.0, "local_rope_theta": 10000.0, "norm_eps": 1e-5, "norm_bias": False,
+    "attention_bias": False, "mlp_bias": False, "pad_token_id": 50283, "bos_token_id": 50281,
+    "eos_token_id": 50282, "cls_token_id": 50281, "sep_token_id": 50282, "classifier_pooling": "mean",
+}
+
+
+def modernbert_shapes():
+    h, f = MODERNBERT_CONFIG["hidden_size"], MODERNBERT_CONFIG["intermediate_size"]
+    out = [("embeddings.tok_embeddings.weight", (MODERNBERT_CONFIG["vocab_size"], h)), ("embeddings.norm.weight", (h,))]
+    for i in range(MODERNBERT_CONFIG["num_hidden_layers"]):
+        p = f"layers.{i}"
+        if i > 0:
+            out.append((f"{p}.attn_norm.weight", (h,)))
+        out += [(f"{p}.attn.Wqkv.weight", (3 * h, h)), (f"{p}.attn.Wo.weight", (h, h)), (f"{p}.mlp_norm.weight", (h,)),
+                (f"{p}.mlp.Wi.weight", (2 * f, h)), (f"{p}.mlp.Wo.weight", (h, f))]
+    return out + [("final_norm.weight", (h,))]
+
+
 def family_layout(family):
     """(config, tensor-name prefix, name mapping, shape overrides, tokenizer fixture, files)."""
     if family == "bert":
@@ -91,12 +119,14 @@ def family_layout(family):
         config = dict(CONFIG, architectures=["BertModel"], model_type="bert")
         return config, "", {}, {}, TOKENIZER_FROM, ["vocab.txt", "tokenizer_config.json",
                                                     "special_tokens_map.json"]
+    if family == "modernbert":
+        return MODERNBERT_CONFIG, "", {}, {}, models / "modernbert-tiny", ["tokenizer.json", "special_tokens_map.json"]
     if family == "distilbert":
         config = {"architectures": ["DistilBertModel"], "model_type": "distilbert", "vocab_size": 31002,
                   "dim": 768, "n_layers": 12, "n_heads": 12, "hidden_dim": 3072, "activation": "gelu",
                   "max_position_embeddings": 512, "sinusoidal_pos_embds": False, "pad_token_id": 0}
         return config, "", DISTILBERT_NAMES, {}, models / "distilbert-tiny", ["tokenizer.json"]
-    sys.exit(f"unknown family {family!r} (bert, bert-st, xlm-roberta, distilbert)")
+    sys.exit(f"unknown family {family!r} (bert, bert-st, xlm-roberta, distilbert, modernbert)")
 
 
 def head_layout(head, config):
@@ -127,7 +157,7 @@ def main():
     family = take_flag(args, "--family", "bert")
     head = take_flag(args, "--head", None)
     if len(args) != 1 or (head and family != "bert"):
-        sys.exit("usage: make_bench_model.py OUTPUT_DIR [--family bert|bert-st|xlm-roberta|distilbert | --head rerank|read]")
+        sys.exit("usage: make_bench_model.py OUTPUT_DIR [--family bert|bert-st|xlm-roberta|distilbert|modernbert | --head rerank|read]")
     config, prefix, renames, overrides, tokenizer_from, files = family_layout(family)
     extra = []
     if head:
@@ -135,7 +165,7 @@ def main():
     folder = Path(args[0])
     folder.mkdir(parents=True, exist_ok=True)
     names = []
-    for name, shape in shapes():
+    for name, shape in modernbert_shapes() if family == "modernbert" else shapes():
         if family == "distilbert" and "token_type" in name:
             continue
         shape = overrides.get(name, shape)

@@ -140,7 +140,7 @@ impl Encoder {
         let max_length = options
             .max_length
             .or(st.max_seq_length)
-            .unwrap_or(config.max_positions().min(512));
+            .unwrap_or(config.default_max_length());
         let (tokenizer_length, lowercase) = (
             max_length.min(config.max_positions()).max(1),
             st.do_lower_case,

@@ -22,7 +22,7 @@ pub(crate) struct EmbedArgs {
     #[command(flatten)]
     encode: EncodeArgs,
     /// Truncate inputs to this many tokens (default: a sentence-transformers folder's
-    /// max_seq_length, else min(512, max_position_embeddings)).
+    /// max_seq_length, else min(512, max_position_embeddings); ModernBERT: max_position_embeddings).
     #[arg(long)]
     max_length: Option<usize>,
     /// Texts per forward pass.

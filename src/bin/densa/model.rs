@@ -244,6 +244,7 @@ fn inspect_encoding(encoder: &Encoder, model_dir: &Path) -> String {
     report += &format!("precision:    {} (default)\n", model.precision.name());
     let length_source = match st.max_seq_length {
         Some(_) => "sentence-transformers' max_seq_length",
+        None if model.config.rotary.is_some() => "max_position_embeddings, rotary positions",
         None => "the position embeddings, at most 512",
     };
     let max_length = encoder.tokenizer().max_length();
