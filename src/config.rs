@@ -224,11 +224,12 @@ impl RawConfig {
         &self,
         model_type: ModelType,
     ) -> std::result::Result<(usize, usize, usize), String> {
-        match self
-            .position_embedding_type
-            .as_deref()
-            .unwrap_or("absolute")
-        {
+        // ModernBERT has no position table (transformers ignores the key for it).
+        let position_embedding_type = match model_type {
+            ModelType::ModernBert => None,
+            _ => self.position_embedding_type.as_deref(),
+        };
+        match position_embedding_type.unwrap_or("absolute") {
             "absolute" => {}
             other => {
                 return Err(format!(
@@ -313,9 +314,10 @@ impl BertConfig {
         if modern.is_some() && !head_dim.is_multiple_of(2) {
             return Err(format!("rotary positions need an even head width; hidden_size {hidden_size} / num_attention_heads {num_attention_heads} is {head_dim}"));
         }
-        let gelu_only = modern.is_some() && raw.hidden_act()? != Activation::GeluErf;
-        if gelu_only {
-            return Err(format!("hidden_activation {:?} is not supported for ModernBERT's gated feed-forward (gelu)", raw.hidden_act));
+        if let (Some(_), Some(activation)) = (&modern, &raw.hidden_activation) {
+            if activation != "gelu" {
+                return Err(format!("hidden_activation {activation:?} is not supported for ModernBERT's gated feed-forward (gelu)"));
+            }
         }
         Ok(BertConfig {
             model_type,

@@ -104,13 +104,13 @@ fn int8_stays_within_cosine_0_999_of_transformers() {
     }
 }
 
-/// The published checkpoints' config (ModernBERT-base, mmBERT: `global_attn_every_n_layers`,
-/// `global_rope_theta`, `local_rope_theta`, no `layer_types` / `rope_parameters`) reads as the
-/// transformers 5 spelling the fixture was saved with: the same vectors, bit for bit.
-#[test]
-fn the_published_config_spelling_reads_alike() {
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("modernbert-old-config");
+/// A copy of modernbert-tiny whose config.json `edit` changes.
+fn with_config(
+    root: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> std::path::PathBuf {
+    let folder = root.join(name);
     std::fs::create_dir(&folder).unwrap();
     for entry in std::fs::read_dir(model_dir("modernbert-tiny")).unwrap() {
         let path = entry.unwrap().path();
@@ -119,13 +119,53 @@ fn the_published_config_spelling_reads_alike() {
     let config_path = folder.join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    let fields = config.as_object_mut().unwrap();
-    fields.remove("layer_types");
-    fields.remove("rope_parameters");
-    fields.insert("global_attn_every_n_layers".into(), 3.into());
-    fields.insert("global_rope_theta".into(), 160000.0.into());
-    fields.insert("local_rope_theta".into(), 10000.0.into());
+    edit(config.as_object_mut().unwrap());
     std::fs::write(&config_path, config.to_string()).unwrap();
+    folder
+}
+
+/// The published checkpoints' config spelling (ModernBERT-base, mmBERT:
+/// `global_attn_every_n_layers`, `global_rope_theta`, `local_rope_theta`, no `layer_types` /
+/// `rope_parameters`) reads as transformers 5's spelling of the same values: the same vectors,
+/// bit for bit; and every value read matters (bases other than the defaults, mmBERT's equal
+/// bases, all layers global each change the vectors).
+#[test]
+fn the_published_config_spelling_reads_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let rope = |global: f64, local: f64| {
+        serde_json::json!({
+            "full_attention": {"rope_type": "default", "rope_theta": global},
+            "sliding_attention": {"rope_type": "default", "rope_theta": local},
+        })
+    };
+    let new_spelling = with_config(root, "new", |c| {
+        c.insert("rope_parameters".into(), rope(20000.0, 500.0));
+    });
+    let old_spelling = with_config(root, "old", |c| {
+        c.remove("layer_types");
+        c.remove("rope_parameters");
+        c.insert("global_attn_every_n_layers".into(), 3.into());
+        c.insert("global_rope_theta".into(), 20000.0.into());
+        c.insert("local_rope_theta".into(), 500.0.into());
+    });
+    // mmBERT publishes one base for both kinds of layer.
+    let mmbert_bases = with_config(root, "mmbert", |c| {
+        c.insert("rope_parameters".into(), rope(160000.0, 160000.0));
+    });
+    let all_global = with_config(root, "global", |c| {
+        c.remove("layer_types");
+        c.insert("global_attn_every_n_layers".into(), 1.into());
+    });
+    // As transformers 5 reads it: a flat rope_parameters sets no base (the defaults stay), and
+    // position_embedding_type means nothing to ModernBERT.
+    let flat = with_config(root, "flat", |c| {
+        c.insert(
+            "rope_parameters".into(),
+            serde_json::json!({"rope_theta": 777.0}),
+        );
+        c.insert("position_embedding_type".into(), "relative_key".into());
+    });
     let cases = cases();
     let inputs: Vec<Input> = cases.iter().map(|c| c.input()).collect();
     let embed = |dir: &Path| {
@@ -134,11 +174,12 @@ fn the_published_config_spelling_reads_alike() {
             .unwrap();
         bits(&out.data)
     };
-    assert_eq!(embed(&folder), embed(&model_dir("modernbert-tiny")));
-    // And the windows really matter: all-global attention gives other vectors.
-    config["global_attn_every_n_layers"] = 1.into();
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    assert_ne!(embed(&folder), embed(&model_dir("modernbert-tiny")));
+    let fixture = embed(&model_dir("modernbert-tiny"));
+    assert_eq!(embed(&new_spelling), embed(&old_spelling));
+    assert_ne!(embed(&new_spelling), fixture);
+    assert_ne!(embed(&mmbert_bases), fixture);
+    assert_ne!(embed(&all_global), fixture);
+    assert_eq!(embed(&flat), fixture);
 }
 
 /// What the config says and densa cannot run is an error naming it.

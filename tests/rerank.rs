@@ -27,7 +27,7 @@ fn open(name: &str, precision: Precision) -> Reranker {
 
 #[test]
 fn every_head_matches_transformers() {
-    // (fixture, labels, int8's tolerance on the logits relative to the largest).
+    // (fixture, labels, int8's tolerance on the logits, absolute).
     for (name, labels, int8_tolerance) in [
         ("bert-rerank-tiny", vec!["LABEL_0"], 0.05),
         (
@@ -38,7 +38,8 @@ fn every_head_matches_transformers() {
         ("distilbert-rerank-tiny", vec!["LABEL_0", "LABEL_1"], 0.05),
         // ModernBERT: mean pooling with every bias; cls pooling with none. Six layers of random
         // weights under a head that LayerNorms the pooled vector, which divides its int8 error
-        // by the vector's spread: the logits move more than the trunk's cosine (≥ 0.9995).
+        // by the vector's spread: the logits (up to 2.2) move more than the trunk's cosine
+        // (≥ 0.9995, tests/modernbert.rs) would say.
         ("modernbert-rerank-tiny", vec!["LABEL_0"], 0.05),
         ("modernbert-cls-tiny", vec!["negativo", "positivo"], 0.1),
     ] {
@@ -98,18 +99,13 @@ fn every_head_matches_transformers() {
             got.len(),
             texts.len()
         );
-        // int8 under the head: the same ranking signal, within `int8_tolerance` of the largest
-        // logit's magnitude (at least 1).
+        // int8 under the head: the same ranking signal.
         let int8 = open(name, Precision::Int8).score(&refs).unwrap();
-        let largest = got
-            .iter()
-            .flat_map(|s| s.logits.iter().map(|l| l.abs()))
-            .fold(1.0f32, f32::max);
         for (i, (a, b)) in int8.iter().zip(&got).enumerate() {
             let diff = common::max_abs_diff(&a.logits, &b.logits);
             assert!(
-                diff <= int8_tolerance * largest,
-                "{name} pair {i}: int8 logits differ by {diff} (largest |logit| {largest})"
+                diff <= int8_tolerance,
+                "{name} pair {i}: int8 logits differ by {diff}"
             );
         }
     }

@@ -216,6 +216,17 @@ proptest! {
             prop_assert!(fused == normed, "{}: the normalised rows differ (no residual)", isa.name());
             k::linear_int8_quantized(&mut got, &packed, m, epilogue, &quantized);
             prop_assert!(got == want, "{}: fused quantization differs (no residual)", isa.name());
+            // Pre-norm (ModernBERT, no bias): the stream takes x in, x becomes its LayerNorm and
+            // is quantized as it is written; unfused: add, normalise, then the layer.
+            let sum: Vec<f32> = x.iter().zip(&residual).map(|(a, b)| a + b).collect();
+            let mut normed = sum.clone();
+            k::layer_norm(&mut normed, &gamma, None, m, kk, 1e-5);
+            k::linear_int8(&mut want, &normed, &packed, m, epilogue, &mut k::Int8Scratch::default());
+            let (mut stream, mut fused) = (residual.clone(), x.clone());
+            k::add_then_layer_norm(isa_f32, &mut stream, &mut fused, &gamma, None, m, kk, 1e-5, Some(&mut quantized));
+            prop_assert!(stream == sum && fused == normed, "{}: pre-norm rows differ", isa.name());
+            k::linear_int8_quantized(&mut got, &packed, m, epilogue, &quantized);
+            prop_assert!(got == want, "{}: fused quantization differs (pre-norm)", isa.name());
         }
     }
 }

@@ -68,8 +68,10 @@ pub(super) fn layers(raw: &RawConfig, layers: usize) -> Result<LayerPlan, String
     })
 }
 
-/// `rope_parameters[full_attention | sliding_attention].rope_theta` (or one set for both), else
-/// `global_rope_theta` / `local_rope_theta`; only the default rotation (no scaling) is supported.
+/// `rope_parameters[full_attention | sliding_attention].rope_theta`, else `global_rope_theta` /
+/// `local_rope_theta`, else ModernBERT's defaults; only the default rotation (no scaling) is
+/// supported. As transformers 5 reads it, a `rope_parameters` without the per-kind entries
+/// (`{"rope_theta": …}` alone) sets neither base.
 fn rotary_bases(raw: &RawConfig) -> Result<RotaryBases, String> {
     if raw.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
         return Err("rope_scaling is not supported (the default rotary positions only)".into());
@@ -78,11 +80,8 @@ fn rotary_bases(raw: &RawConfig) -> Result<RotaryBases, String> {
         let Some(parameters) = raw.rope_parameters.as_ref().filter(|v| !v.is_null()) else {
             return Ok(None);
         };
-        // Per layer kind, or one set for every layer.
-        let set = match parameters.get(kind) {
-            Some(set) => set,
-            None if parameters.get("rope_theta").is_some() => parameters,
-            None => return Ok(None),
+        let Some(set) = parameters.get(kind) else {
+            return Ok(None);
         };
         match set.get("rope_type").and_then(Value::as_str) {
             None | Some("default") => {}

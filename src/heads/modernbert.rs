@@ -51,6 +51,14 @@ pub(super) fn classification_head(
         activation,
         flag("classifier_bias"),
     )?;
+    // `head.norm` and `classifier` read `hidden` values: so must `head.dense` give.
+    if dense.out_features != hidden {
+        return Err(Error::Shape {
+            name: "head.dense.weight".into(),
+            expected: vec![hidden, hidden],
+            found: vec![dense.out_features, hidden],
+        });
+    }
     let eps = config["norm_eps"].as_f64().unwrap_or(1e-5);
     let vector = |name: &str| -> Result<Vec<f32>> {
         Ok(checkpoint.tensor(name, &[hidden])?.as_slice().to_vec())
