@@ -40,7 +40,7 @@ def golden(name):
 
 
 def test_encode_gives_the_cli_vectors_bit_for_bit():
-    for model in ("st-tiny", "dpr-ctx-tiny", "bert-tiny", "xlmr-tiny"):
+    for model in ("st-tiny", "dpr-ctx-tiny", "bert-tiny", "xlmr-tiny", "modernbert-tiny"):
         encoder = densa.Encoder(str(MODELS / model))
         got = encoder.encode(TEXTS)
         assert got.dtype == np.float32 and got.shape == (len(TEXTS), encoder.dim)
@@ -175,6 +175,16 @@ def test_bad_input_raises_the_right_exception():
     with pytest.raises(ValueError):
         densa.Reader(str(MODELS / "bert-qa-tiny")).read("q", "c", max_seq_len=0)
     assert encoder.encode([]).shape == (0, encoder.dim)
+
+
+def test_modernbert_classifiers_match_transformers_golden():
+    # ModernBertForSequenceClassification with mean pooling (every bias on) and with cls pooling.
+    for name in ("modernbert-rerank-tiny", "modernbert-cls-tiny"):
+        tensors, metadata = golden(name)
+        pairs = [tuple(p) for p in json.loads(metadata["pairs"])]
+        logits = densa.Reranker(str(MODELS / name)).predict(pairs, raw=True)
+        want = np.stack([tensors[f"pair{i}.logits"] for i in range(len(pairs))])
+        np.testing.assert_allclose(np.asarray(logits).reshape(want.shape), want, atol=1e-5, rtol=0)
 
 
 def test_reranker_and_reader_give_the_cli_outputs(tmp_path):
