@@ -26,7 +26,7 @@ fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
-/// A batch of every case (2 to 170 tokens, most longer than the 8-position window) gives each
+/// A batch of every case (2 to 512 tokens, 18 of 20 holding tokens more than 8 apart) gives each
 /// text the bits it gets alone, at f32 and int8, with `[CLS]` and mean pooling; and `[CLS]`
 /// pooling, whose last layer computes the first rows alone, gives the full pass's first row.
 #[test]
