@@ -18,6 +18,21 @@ fn search_json(model: &std::path::Path, index: &std::path::Path, args: &[&str]) 
     json_lines(&ok(&densa(&all, None)))
 }
 
+/// `densa search --model MODEL --index INDEX --mode MODE hola`, which must fail: its error.
+fn search_fails(model: &std::path::Path, index: &std::path::Path, mode: &str) -> String {
+    let args = [
+        "search",
+        "--model",
+        s(model),
+        "--index",
+        s(index),
+        "--mode",
+        mode,
+        "hola",
+    ];
+    fails(&densa(&args, None))
+}
+
 /// As for the other tiny fixtures: absolute, on values of order 1.
 const TOLERANCE: f32 = 1e-5;
 
@@ -615,55 +630,19 @@ fn index_search_and_eval_every_mode() {
     assert!(e.contains("--truncate-dim"), "{e}");
 
     // A plain index has no lexical weights: --mode sparse says so; a damaged m3.bin is refused.
-    let e = fails(&densa(
-        &[
-            "search",
-            "--model",
-            s(&model_dir("xlmr-tiny")),
-            "--index",
-            s(&whole),
-            "--mode",
-            "sparse",
-            "hola",
-        ],
-        None,
-    ));
+    let e = search_fails(&model_dir("xlmr-tiny"), &whole, "sparse");
     assert!(e.contains("bge-m3"), "{e}");
     let original = std::fs::read(whole.join("m3.bin")).unwrap();
     // A token id past the vocabulary (the first record's first id).
     let mut foreign = original.clone();
     foreign[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     std::fs::write(whole.join("m3.bin"), &foreign).unwrap();
-    let e = fails(&densa(
-        &[
-            "search",
-            "--model",
-            s(&model),
-            "--index",
-            s(&whole),
-            "--mode",
-            "sparse",
-            "hola",
-        ],
-        None,
-    ));
+    let e = search_fails(&model, &whole, "sparse");
     assert!(e.contains("outside the vocabulary"), "{e}");
     let mut bytes = original;
     bytes.truncate(bytes.len() - 3);
     std::fs::write(whole.join("m3.bin"), bytes).unwrap();
-    let e = fails(&densa(
-        &[
-            "search",
-            "--model",
-            s(&model),
-            "--index",
-            s(&whole),
-            "--mode",
-            "hybrid",
-            "hola",
-        ],
-        None,
-    ));
+    let e = search_fails(&model, &whole, "hybrid");
     assert!(
         e.contains("m3.bin") && e.contains("build the index again"),
         "{e}"

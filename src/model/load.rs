@@ -379,7 +379,6 @@ impl WeightLoader<'_> {
                 dense: linear(&output[0], mlp_bias)?,
                 layer_norm: self.layer_norm(&output_norm, h)?,
             },
-            norm_placement: config.norm_placement,
         })
     }
 }

@@ -371,8 +371,6 @@ pub struct BertLayer {
     pub intermediate: BertIntermediate,
     /// `output.{dense, LayerNorm}` (`BertOutput`)
     pub output: DenseLayerNorm,
-    /// Where the LayerNorms sit (the model's, repeated here for the layer's forward).
-    pub norm_placement: NormPlacement,
 }
 
 impl BertLayer {
@@ -380,16 +378,17 @@ impl BertLayer {
     /// rows `rows` (the others keep the input), handed off to `next` (the next layer's Q/K/V)
     /// ([modeling_bert.py#L573-L642](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py#L573-L642); DistilBERT's `TransformerBlock`,
     /// [modeling_distilbert.py#L460-L501](https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/distilbert/modeling_distilbert.py#L460-L501)). Pre-norm
-    /// (`ModernBertEncoderLayer.forward`): the residual stream takes in both sub-layers'
-    /// outputs and `hidden` becomes its LayerNorm, the next layer's input.
+    /// (`ModernBertEncoderLayer.forward`, `placement` [`NormPlacement::Pre`]): the residual
+    /// stream takes in both sub-layers' outputs and `hidden` becomes its LayerNorm, the next
+    /// layer's input.
     pub fn forward(
         &self,
         workspace: &mut Workspace,
         batch: &PackedBatch,
         rows: Rows,
         next: Option<&Linear>,
+        placement: NormPlacement,
     ) {
-        let placement = self.norm_placement;
         // attention: attention_output (R, H) = LayerNorm(SelfAttention(hidden) · Woᵀ + b + input)
         let intermediate_dense = &self.intermediate.dense;
         self.attention
@@ -498,7 +497,7 @@ impl BertModel {
         // hidden (T, H) = BertLayer(hidden), layer after layer
         for (i, layer) in self.layers.iter().enumerate() {
             let (rows, next) = (self.last_layer_rows(i, rows), self.query_key_value(i + 1));
-            layer.forward(workspace, batch, rows, next);
+            layer.forward(workspace, batch, rows, next, self.config.norm_placement);
             // As transformers reports them: a pre-norm layer's output is the residual stream,
             // the last one's the final LayerNorm of it (the last hidden state).
             let last = i + 1 == self.layers.len();
