@@ -14,14 +14,14 @@ const PREFETCH_AHEAD: usize = 8 * NR;
 
 micro_kernel!(Avx512: f32, f32 => f32, MR, NR, "avx512f", kernel);
 
-/// `acc[r][j] = Σ_k rows[r][k] · b[k·32 + j]`.
+/// `acc[r][j] = Σ_k rows[r][k] · b[k·32 + j]`; `next`'s chunk prefetched into L2.
 ///
 /// # Safety
 /// The CPU has AVX-512F; each of the 8 row pointers has `kc` readable values; `b` has
 /// `kc × 32`; `acc` holds 8 × 32.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel(kc: usize, rows: &[*const f32], b: *const f32, acc: &mut [f32]) {
+unsafe fn kernel(kc: usize, rows: &[*const f32], b: *const f32, next: *const f32, acc: &mut [f32]) {
     debug_assert!(rows.len() == MR && acc.len() >= MR * NR);
     let r: [*const f32; MR] = rows.try_into().expect("8 rows");
     let bp = b;
@@ -31,6 +31,8 @@ unsafe fn kernel(kc: usize, rows: &[*const f32], b: *const f32, acc: &mut [f32])
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(k * NR + PREFETCH_AHEAD).cast());
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(k * NR + PREFETCH_AHEAD + 16).cast());
+            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(k * NR).cast());
+            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(k * NR + 16).cast());
             let b0 = _mm512_loadu_ps(bp.add(k * NR));
             let b1 = _mm512_loadu_ps(bp.add(k * NR + 16));
             for i in 0..MR {

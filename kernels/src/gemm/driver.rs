@@ -46,11 +46,21 @@ pub(crate) trait MicroKernel {
     const MR: usize;
     const NR: usize;
     /// `acc[r·NR + j] = Σ_{k < kc} rows[r][k] · b[k][j]` in the packed layout of B.
+    /// `next` is where the chunk of the next panel starts (`kc × NR` values, perhaps past
+    /// the end of B: only prefetched, never read): the kernel prefetches it into L2 along its
+    /// k loop, so the next tile's weights are on their way from memory while this one's are
+    /// used (the hardware prefetchers follow one stream; they cannot guess the next panel).
     ///
     /// # Safety
     /// The CPU has the kernel's features; each of the MR row pointers has `kc` readable
     /// values; `b` has a whole K chunk of one panel (`kc × NR` values); `acc` holds MR × NR.
-    unsafe fn tile(kc: usize, rows: &[*const Self::A], b: *const Self::B, acc: &mut [Self::Acc]);
+    unsafe fn tile(
+        kc: usize,
+        rows: &[*const Self::A],
+        b: *const Self::B,
+        next: *const Self::B,
+        acc: &mut [Self::Acc],
+    );
 }
 
 /// Declares an ISA's micro-kernel: the type `$name` implementing [`MicroKernel`] with the body
@@ -70,9 +80,15 @@ macro_rules! micro_kernel {
             const NR: usize = $nr;
 
             #[inline(always)]
-            unsafe fn tile(kc: usize, rows: &[*const $a], b: *const $b, acc: &mut [$acc]) {
+            unsafe fn tile(
+                kc: usize,
+                rows: &[*const $a],
+                b: *const $b,
+                next: *const $b,
+                acc: &mut [$acc],
+            ) {
                 // SAFETY: the trait's contract is the body's.
-                unsafe { $body(kc, rows, b, acc) }
+                unsafe { $body(kc, rows, b, next, acc) }
             }
         }
     };
@@ -163,9 +179,12 @@ pub(crate) unsafe fn gemm_task<K: MicroKernel, S: TileSink<K::Acc>>(
                 }
                 for p in block.clone() {
                     let b = ops.b[p * ops.panel_len + pc * nr..][..kc * nr].as_ptr();
+                    // Panel p + 1's chunk (the next block's first panel after the last).
+                    let next = b.wrapping_add(ops.panel_len);
                     // SAFETY: each row pointer has kc values (A's length, asserted), b a whole
-                    // chunk (sliced above), acc MR × NR; the features are the caller's.
-                    unsafe { K::tile(kc, &row_ptrs[..mr], b, &mut acc[..mr * nr]) };
+                    // chunk (sliced above), acc MR × NR; the features are the caller's; `next`
+                    // is only prefetched.
+                    unsafe { K::tile(kc, &row_ptrs[..mr], b, next, &mut acc[..mr * nr]) };
                     let (col0, width) = (p * nr, nr.min(n - p * nr));
                     for r in 0..valid {
                         let tile_row = &acc[r * nr..r * nr + width];

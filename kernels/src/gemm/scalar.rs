@@ -12,7 +12,13 @@ micro_kernel!(Scalar: f32, f32 => f32, MR, NR, kernel);
 /// # Safety
 /// Each of the 4 row pointers has `kc` readable values; `b` has `kc × 16`.
 #[inline(always)]
-unsafe fn kernel(kc: usize, rows: &[*const f32], b: *const f32, acc: &mut [f32]) {
+unsafe fn kernel(
+    kc: usize,
+    rows: &[*const f32],
+    b: *const f32,
+    _next: *const f32,
+    acc: &mut [f32],
+) {
     // SAFETY: the caller guarantees kc × 16 readable values of b.
     let b = unsafe { std::slice::from_raw_parts(b, kc * NR) };
     let mut c = [[0.0f32; NR]; MR];

@@ -105,7 +105,7 @@ pub(crate) unsafe fn task<S: TileSink<i32>>(
 /// `kc` readable bytes; `b` has two panels of `kc × 16`; `acc` holds 32 × 32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn kernel(kc: usize, rows: &[*const u8], b: *const i8, acc: &mut [i32]) {
+unsafe fn kernel(kc: usize, rows: &[*const u8], b: *const i8, _next: *const i8, acc: &mut [i32]) {
     debug_assert!(rows.len() == MR && acc.len() >= MR * NR && kc.is_multiple_of(64));
     // The driver repeats the last real row for rows past it: either the rows are one (stride
     // 0) or the real ones are evenly spaced, and the tile load reads whole 16-row runs at that

@@ -12,7 +12,7 @@ micro_kernel!(ScalarInt8: u8, i8 => i32, MR, NR, kernel);
 /// # Safety
 /// Each of the 4 row pointers has `kc` readable values (a multiple of 4); `b` has `kc × 16`.
 #[inline(always)]
-unsafe fn kernel(kc: usize, rows: &[*const u8], b: *const i8, acc: &mut [i32]) {
+unsafe fn kernel(kc: usize, rows: &[*const u8], b: *const i8, _next: *const i8, acc: &mut [i32]) {
     // SAFETY: the caller guarantees kc × 16 readable weights (kc a multiple of 4).
     let b = unsafe { std::slice::from_raw_parts(b, kc * NR) };
     let mut c = [[0i32; NR]; MR];

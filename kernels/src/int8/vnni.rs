@@ -21,7 +21,7 @@ micro_kernel!(Avx512Vnni: u8, i8 => i32, MR, NR, "avx512f,avx512bw,avx512vnni", 
 /// multiple of 4); `b` has two panels of `kc × 16`; `acc` holds 8 × 32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel(kc: usize, rows: &[*const u8], b: *const i8, acc: &mut [i32]) {
+unsafe fn kernel(kc: usize, rows: &[*const u8], b: *const i8, next: *const i8, acc: &mut [i32]) {
     debug_assert!(rows.len() == MR && acc.len() >= MR * NR && kc.is_multiple_of(4));
     let r: [*const u8; MR] = rows.try_into().expect("8 rows");
     // SAFETY: the second panel is inside b's two panels (contract).
@@ -32,6 +32,9 @@ unsafe fn kernel(kc: usize, rows: &[*const u8], b: *const i8, acc: &mut [i32]) {
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(k4 * 64 + PREFETCH_AHEAD).cast());
             _mm_prefetch::<_MM_HINT_T0>(b_high.wrapping_add(k4 * 64 + PREFETCH_AHEAD).cast());
+            // The next tile's two panels, into L2.
+            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(k4 * 64).cast());
+            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(kc * 16 + k4 * 64).cast());
             let b0 = _mm512_loadu_si512(b.add(k4 * 64).cast());
             let b1 = _mm512_loadu_si512(b_high.add(k4 * 64).cast());
             for i in 0..MR {
