@@ -545,8 +545,7 @@ pub(crate) fn pack_rows(dst: &mut [f32], src: &[f32], ld: usize, k: usize, n: us
 }
 
 /// Merges one row of a micro-tile into the output: on the first K chunk `c = acc`, later
-/// `c += acc`; on the last chunk add the bias and apply the activation. `c` starts at column
-/// `col0`. (The int8 path writes its dequantized tile with `first` and `last` both true.)
+/// `c += acc`; on the last chunk [`finish_tile`]. `c` starts at column `col0`.
 #[inline(always)]
 pub(crate) fn write_tile(
     isa: Isa,
@@ -563,9 +562,16 @@ pub(crate) fn write_tile(
     } else {
         c.iter_mut().zip(acc).for_each(|(c, a)| *c += a);
     }
-    if !last {
-        return;
+    if last {
+        finish_tile(isa, c, col0, e);
     }
+}
+
+/// The epilogue on one finished row of a tile, in place: add the bias, apply the activation.
+/// `c` starts at column `col0`. (The int8 path dequantizes straight into `c`, then this.)
+#[inline(always)]
+pub(crate) fn finish_tile(isa: Isa, c: &mut [f32], col0: usize, e: &Epilogue<'_>) {
+    let width = c.len();
     if let Some(bias) = e.bias {
         c.iter_mut()
             .zip(&bias[col0..col0 + width])

@@ -429,22 +429,20 @@ impl TileSink<i32> for Int8Sink<'_> {
     #[inline(always)]
     unsafe fn write(&self, row: usize, col0: usize, acc: &[i32], _first: bool, _last: bool) {
         let width = acc.len();
-        let mut values = [0.0f32; 32];
         let RowQuantization { scale, zero_point } = self.rows[row];
         let (scales, sums) = (
             &self.channel_scales[col0..col0 + width],
             &self.channel_sums[col0..col0 + width],
         );
-        for j in 0..width {
-            values[j] = (acc[j] - zero_point * sums[j]) as f32 * (scale * scales[j]);
-        }
         // SAFETY: (row, col0 .. col0 + width) is inside `out` (m × n) and this task's (the
         // trait's contract).
         let c = unsafe {
             std::slice::from_raw_parts_mut(self.out.get().add(row * self.n + col0), width)
         };
-        let (first, last) = (true, true);
-        let values = &values[..width];
-        crate::gemm::write_tile(self.isa, c, values, col0, self.epilogue, first, last);
+        // Dequantized straight into the output row (one K chunk: nothing to merge).
+        for j in 0..width {
+            c[j] = (acc[j] - zero_point * sums[j]) as f32 * (scale * scales[j]);
+        }
+        crate::gemm::finish_tile(self.isa, c, col0, self.epilogue);
     }
 }
