@@ -214,6 +214,23 @@ fn inspect_and_bench() {
             <= 1e-12 * (weight_gbs / bandwidth),
         "{line}"
     );
+    // The limit: the longer of the arithmetic at the peak (GFLOP / GFLOP/s, from the line's
+    // own rate and median) and the weights at the bandwidth.
+    let field = |key: &str| v[key].as_f64().unwrap();
+    let compute_ms = field("gflops") * field("median_ms") / field("peak_gflops");
+    let memory_ms = field("weight_bytes") / bandwidth / 1e6;
+    let limit = compute_ms.max(memory_ms);
+    assert!((field("limit_ms") - limit).abs() <= 1e-9 * limit, "{line}");
+    let kind = if compute_ms >= memory_ms {
+        "compute"
+    } else {
+        "memory"
+    };
+    assert_eq!(v["limit_kind"].as_str(), Some(kind), "{line}");
+    assert!(
+        (field("fraction_of_limit") - limit / field("median_ms")).abs() <= 1e-12,
+        "{line}"
+    );
 
     // The heads: a cross-encoder's pairs and a reader's windows, each on its own folder; a
     // folder without the head asked for is a clear error.

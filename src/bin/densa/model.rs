@@ -362,6 +362,16 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), Error> {
     let bandwidth = encoder.install(|| densa_kernels::probe::read_bandwidth_gbs(1 << 30, 400));
     let weight_bytes = encoder.model().linear_weight_bytes();
     let weight_gbs = weight_bytes / (median / 1e3) / 1e9;
+    // The machine's limit for this shape: its arithmetic at the peak or its weights streamed at
+    // the measured bandwidth, whichever takes longer (a question is memory-bound on a CPU
+    // with many cores per channel, compute-bound on a 2-core VM with AVX-512).
+    let (compute_ms, memory_ms) = (flops / peak / 1e6, weight_bytes / bandwidth / 1e6);
+    let limit_ms = compute_ms.max(memory_ms);
+    let limit_kind = if compute_ms >= memory_ms {
+        "compute"
+    } else {
+        "memory"
+    };
     let line = serde_json::json!({
         "head": head.map(|h| match h { BenchHead::Rerank => "rerank", BenchHead::Read => "read" }),
         "batch": batch, "seq": seq, "threads": encoder.threads(), "iters": iters, "precision": encoder.model().precision.name(),
@@ -376,6 +386,9 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), Error> {
         "weight_gbs": weight_gbs,
         "read_bandwidth_gbs": bandwidth,
         "fraction_of_bandwidth": weight_gbs / bandwidth,
+        "limit_ms": limit_ms,
+        "limit_kind": limit_kind,
+        "fraction_of_limit": limit_ms / median,
         "rss_mb": rss_mb,
     });
     print_stdout(&format!("{line}\n"))
